@@ -1,0 +1,118 @@
+// dtype names and the f16 <-> f32 conversions (bit-exact, round to nearest even).
+#include "dtype.h"
+
+#include "../cpu/simd.h"
+
+namespace ignis {
+
+bool parse_dtype(std::string_view name, DType* out) {
+  for (size_t i = 0; i < size_t(DType::Count); i++) {
+    if (name == kDTypeNames[i]) {
+      *out = DType(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+float f16_bits_to_f32(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t man = h & 0x3ffu;
+  if (exp == 0x1f) return bits_to_f32(sign | 0x7f800000u | (man << 13));  // inf / NaN
+  if (exp == 0) {
+    if (man == 0) return bits_to_f32(sign);
+    // subnormal: value = man * 2^-24
+    float v = float(man) * (1.0f / 16777216.0f);
+    return sign ? -v : v;
+  }
+  return bits_to_f32(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+uint16_t f32_to_f16_bits(float f) {
+  uint32_t u = f32_to_bits(f);
+  uint16_t sign = uint16_t((u >> 16) & 0x8000u);
+  uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // NaN
+  if (a >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds to >= 65520: inf
+  if (a < 0x38800000u) {
+    // result is subnormal (or zero): value / 2^-24, rounded to nearest even
+    if (a < 0x33000000u) return sign;  // < 2^-25: rounds to zero
+    uint32_t exp = a >> 23;
+    uint32_t man = (a & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 126u - exp;  // 14..24
+    uint32_t q = man >> shift;
+    uint32_t rem = man & ((1u << shift) - 1u);
+    uint32_t half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1u))) q++;
+    return uint16_t(sign | q);
+  }
+  uint32_t r = a + 0xfffu + ((a >> 13) & 1u);  // round mantissa to 10 bits, nearest even
+  return uint16_t(sign | ((r - 0x38000000u) >> 13));
+}
+
+#if IGNIS_X86
+IGNIS_AVX2 static void f16_to_f32_avx2(const uint16_t* s, float* d, size_t n, size_t* done) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+  *done = i;
+}
+IGNIS_AVX2 static void f32_to_f16_avx2(const float* s, uint16_t* d, size_t n, size_t* done) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT));
+  *done = i;
+}
+#endif
+
+void convert_to_f32(const void* src, DType t, float* dst, size_t n) {
+  switch (t) {
+    case DType::f32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case DType::bf16: {
+      const uint16_t* s = static_cast<const uint16_t*>(src);
+      for (size_t i = 0; i < n; i++) dst[i] = bits_to_f32(uint32_t(s[i]) << 16);
+      return;
+    }
+    case DType::f16: {
+      const uint16_t* s = static_cast<const uint16_t*>(src);
+      size_t i = 0;
+#if IGNIS_X86
+      if (cpu::has_avx2()) f16_to_f32_avx2(s, dst, n, &i);
+#endif
+      for (; i < n; i++) dst[i] = f16_bits_to_f32(s[i]);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+void convert_from_f32(const float* src, void* dst, DType t, size_t n) {
+  switch (t) {
+    case DType::f32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case DType::bf16: {
+      uint16_t* d = static_cast<uint16_t*>(dst);
+      for (size_t i = 0; i < n; i++) d[i] = f32_to_bf16_bits(src[i]);
+      return;
+    }
+    case DType::f16: {
+      uint16_t* d = static_cast<uint16_t*>(dst);
+      size_t i = 0;
+#if IGNIS_X86
+      if (cpu::has_avx2()) f32_to_f16_avx2(src, d, n, &i);
+#endif
+      for (; i < n; i++) d[i] = f32_to_f16_bits(src[i]);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+}  // namespace ignis

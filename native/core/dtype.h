@@ -1,0 +1,65 @@
+// Element types of ignis tensors, their names and sizes, and the f16/bf16 <-> f32 conversions.
+// One enum with a name table and a static_assert, so adding a dtype fails to compile until
+// every table knows it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+namespace ignis {
+
+enum class DType : uint8_t { f32, f16, bf16, i8, i32, Count };
+
+inline constexpr const char* kDTypeNames[] = {"f32", "f16", "bf16", "i8", "i32"};
+inline constexpr size_t kDTypeSizes[] = {4, 2, 2, 1, 4};
+static_assert(sizeof(kDTypeNames) / sizeof(kDTypeNames[0]) == size_t(DType::Count),
+              "every dtype needs a name");
+static_assert(sizeof(kDTypeSizes) / sizeof(kDTypeSizes[0]) == size_t(DType::Count),
+              "every dtype needs a size");
+
+inline const char* dtype_name(DType t) { return kDTypeNames[size_t(t)]; }
+inline size_t dtype_size(DType t) { return kDTypeSizes[size_t(t)]; }
+inline bool is_float(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
+bool parse_dtype(std::string_view name, DType* out);
+
+// 16-bit float storage types. Arithmetic is always done in f32.
+struct f16 { uint16_t bits; };
+struct bf16 { uint16_t bits; };
+
+inline float bits_to_f32(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline uint32_t f32_to_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+
+inline float to_f32(float x) { return x; }
+inline float to_f32(bf16 x) { return bits_to_f32(uint32_t(x.bits) << 16); }
+float f16_bits_to_f32(uint16_t h);
+uint16_t f32_to_f16_bits(float f);  // round to nearest even, overflow -> inf, NaN kept
+inline float to_f32(f16 x) { return f16_bits_to_f32(x.bits); }
+
+inline uint16_t f32_to_bf16_bits(float f) {
+  uint32_t u = f32_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+  return uint16_t(u >> 16);
+}
+
+template <class T> inline T from_f32(float x);
+template <> inline float from_f32<float>(float x) { return x; }
+template <> inline bf16 from_f32<bf16>(float x) { return bf16{f32_to_bf16_bits(x)}; }
+template <> inline f16 from_f32<f16>(float x) { return f16{f32_to_f16_bits(x)}; }
+
+// Bulk conversions between a float dtype (f32/f16/bf16) and f32; vectorized where the CPU can.
+void convert_to_f32(const void* src, DType src_type, float* dst, size_t n);
+void convert_from_f32(const float* src, void* dst, DType dst_type, size_t n);
+
+// Calls fn(T{}) with T the storage type of a float dtype (float, f16 or bf16).
+template <class Fn> void dispatch_float(DType t, Fn&& fn) {
+  switch (t) {
+    case DType::f32: fn(float{}); break;
+    case DType::f16: fn(f16{}); break;
+    case DType::bf16: fn(bf16{}); break;
+    default: break;
+  }
+}
+
+}  // namespace ignis

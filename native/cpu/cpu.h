@@ -1,0 +1,67 @@
+// The CPU kernels. Each runs on the CPU queue's worker thread, with `pool` for parallelism,
+// and writes into outputs its entry point (native/ops) has already allocated and checked:
+// shapes and dtypes are valid when a kernel is called. Float kernels take f32, f16 or bf16
+// storage and accumulate in f32. A kernel that finds bad data (an id out of range) throws
+// ignis::Error; it never reads or writes out of bounds.
+#pragma once
+#include "../core/op_params.h"
+#include "../core/tensor.h"
+#include "../core/thread_pool.h"
+
+namespace ignis::cpu {
+
+// out [batch..., M, N] = act(a [batchA..., M, K] @ b [batchB..., K, N] + bias [N]).
+// transpose_b: b is [batchB..., N, K]. Batch dims broadcast numpy-style (out's batch shape is
+// the broadcast of batchA and batchB; a 2-D b is shared by every batch). bias may be null.
+// a, b, bias and out have one float dtype.
+void matmul(ThreadPool& pool, const Tensor& out, const Tensor& a, const Tensor& b,
+            const Tensor* bias, const MatmulParams& p);
+
+// Symmetric int8 quantization of w [N, K] (float) in groups of `group` along K:
+// scales [N, K / group] (f32) = max|w| / 127 per group (1 where the group is all zero),
+// q [N, K] (i8) = round(w / scale) clamped to [-127, 127].
+void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Tensor& w, int64_t group);
+// out [N, K] (float dtype) = q * scales, group by group.
+void dequantize(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tensor& scales, int64_t group);
+// out [..., M, N] = act(x [..., M, K] @ dequant(q [N, K], scales [N, K / group])^T + bias [N]).
+// Dequantizes in registers: no f32 copy of the weight is made. x, bias, out share a float dtype.
+void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& q,
+              const Tensor& scales, int64_t group, const Tensor* bias, Activation act);
+
+// out [B, Sq, Hq, D] = softmax(scale * q k^T) v per head, with q [B, Sq, Hq, D] and
+// k, v [B, Skv, Hk, D] (Skv >= p.kv_len; only rows [0, kv_len) are read); Hq % Hk == 0 and
+// query head h uses kv head h / (Hq / Hk). Causal: query row i sees keys j <= q_pos0 + i
+// (a row that sees no key yields zeros). Tiled with an online softmax: memory O(tile), not O(S^2).
+void attention(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tensor& k,
+               const Tensor& v, const AttentionParams& p);
+// Writes k, v [B, S, Hk, D] into rows [position, position + S) of the caches [B, maxSeq, Hk, D].
+void kv_append(ThreadPool& pool, const Tensor& cache_k, const Tensor& cache_v, const Tensor& k,
+               const Tensor& v, int64_t position);
+
+// out = x / sqrt(mean(x^2 over the last dim) + eps) * weight [D]
+void rmsnorm(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& weight, float eps);
+// out = (x - mean) / sqrt(var + eps) * weight [D] + bias [D], over the last dim (biased var)
+void layernorm(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& weight,
+               const Tensor& bias, float eps);
+// Elementwise activation (gelu is the tanh form); Activation::none copies.
+void activation(ThreadPool& pool, const Tensor& out, const Tensor& x, Activation act);
+// softmax along `axis` (0 <= axis < rank), numerically stable (max subtracted).
+void softmax(ThreadPool& pool, const Tensor& out, const Tensor& x, int axis);
+// Rotary embedding, rotate-half (GPT-NeoX / Llama) form, on x [B, S, H, D] (D even): for
+// token s at position p = position + s and i < D/2, with f = theta^(-2i/D):
+//   out[i] = x[i] cos(p f) - x[i + D/2] sin(p f);  out[i + D/2] = x[i + D/2] cos(p f) + x[i] sin(p f)
+void rope(ThreadPool& pool, const Tensor& out, const Tensor& x, int64_t position, float theta);
+// out [..., D] = table [V, D] [ids [...]]; throws E_INDEX naming the first id outside [0, V).
+void embedding(ThreadPool& pool, const Tensor& out, const Tensor& ids, const Tensor& table);
+// out = a op b with numpy broadcasting (out's shape is the broadcast shape).
+void binary(ThreadPool& pool, const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op);
+
+// out = value (any dtype; i8/i32 take the value truncated toward zero).
+void fill(ThreadPool& pool, const Tensor& out, double value);
+// out (float dtype) = standard normal samples, a pure function of (seed, element index), so the
+// result does not depend on the thread count (and the CUDA kernel can match it).
+void randn(ThreadPool& pool, const Tensor& out, uint64_t seed);
+// out = x converted to out's dtype (float <-> float, or same dtype copy).
+void cast(ThreadPool& pool, const Tensor& out, const Tensor& x);
+
+}  // namespace ignis::cpu
