@@ -1,0 +1,44 @@
+// ignis: native inference kernels for Node.js. This file is the public surface.
+import { native, packageRoot } from './binding';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export { IgnisError } from './errors';
+export type { ErrorCode } from './errors';
+export { DTYPES, FLOAT_DTYPES } from './dtype';
+export type { DType, FloatDType, TensorData } from './dtype';
+export { Tensor, tensor, zeros, full, randn, isTensor } from './tensor';
+export type { TensorOptions, FillOptions, RandnOptions, NestedArray } from './tensor';
+export { QuantizedTensor, quantize, dequantize } from './quant';
+export type { QuantizeOptions, DequantizeOptions } from './quant';
+export { KVCache, kvCache } from './kvcache';
+export type { KVCacheOptions } from './kvcache';
+export {
+  matmul, attention, rmsnorm, layernorm, gelu, silu, relu, softmax, rope, embedding, add, mul, cast, ACTIVATIONS,
+} from './ops';
+export type { MatmulOptions, AttentionOptions, NormOptions, SoftmaxOptions, RopeOptions, ActivationName } from './ops';
+
+export interface Info {
+  version: string;
+  napi: number;
+  cpu: { simd: string; threads: number };
+  cuda: {
+    compiled: boolean;
+    available: boolean;
+    reason?: string;
+    devices: { name: string; computeCapability: string; memoryBytes: number }[];
+  };
+}
+
+let version: string | undefined;
+
+/** What this build and machine offer: SIMD level, CPU threads, CUDA devices (and why not). */
+export function info(): Info {
+  version ??= (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  return { version, ...native().info() };
+}
+
+/** The best device present: 'cuda' when CUDA is usable, else 'cpu'. */
+export function defaultDevice(): string {
+  return native().info().cuda.available ? 'cuda' : 'cpu';
+}

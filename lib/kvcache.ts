@@ -1,0 +1,64 @@
+// KVCache: preallocated key and value tensors [batch, maxSeq, heads, headDim] that attention
+// appends to, and the count of rows written so far.
+import { full } from './tensor';
+import { IgnisError, typeError } from './errors';
+import { DType, isFloatDType } from './dtype';
+import { Tensor } from './tensor';
+import * as v from './validate';
+
+const disposeSymbol: symbol = (Symbol as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
+
+export interface KVCacheOptions {
+  batch: number;
+  maxSeq: number;
+  heads: number;
+  headDim: number;
+  dtype?: DType;
+  device?: string;
+}
+
+export class KVCache {
+  readonly k: Tensor;
+  readonly v: Tensor;
+  readonly maxSeq: number;
+  /** Rows [0, length) hold keys and values; attention appends at `length` unless told where. */
+  length = 0;
+
+  /** @internal use ignis.kvCache() */
+  constructor(k: Tensor, val: Tensor) {
+    this.k = k;
+    this.v = val;
+    this.maxSeq = k.shape[1];
+  }
+  get shape(): readonly number[] {
+    return this.k.shape;
+  }
+  /** Forget the cached rows (the memory is kept for the next sequence). */
+  reset(): void {
+    this.length = 0;
+  }
+  dispose(): void {
+    this.k.dispose();
+    this.v.dispose();
+  }
+  [disposeSymbol](): void {
+    this.dispose();
+  }
+}
+
+export function kvCache(opts: KVCacheOptions): KVCache {
+  const op = 'kvCache';
+  if (opts === undefined) throw typeError(`${op}: options { batch, maxSeq, heads, headDim } are required`);
+  const o = v.options<KVCacheOptions>(op, opts, ['batch', 'maxSeq', 'heads', 'headDim', 'dtype', 'device']);
+  const shape = [
+    v.int(op, 'batch', o.batch, 1),
+    v.int(op, 'maxSeq', o.maxSeq, 1),
+    v.int(op, 'heads', o.heads, 1),
+    v.int(op, 'headDim', o.headDim, 1),
+  ];
+  const dtype = v.dtype(op, o.dtype, 'f32');
+  if (!isFloatDType(dtype)) throw new IgnisError('E_DTYPE', `${op}: dtype must be f32, f16 or bf16, got ${dtype}`);
+  const device = v.device(op, o.device);
+  // Zero-filled, so rows nobody wrote are finite if a caller ever reads them.
+  return new KVCache(full(shape, 0, { dtype, device }), full(shape, 0, { dtype, device }));
+}

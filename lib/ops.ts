@@ -1,0 +1,171 @@
+// The eager ops. Each validates its arguments here (types, options, ranges), then calls the
+// native op, which checks shapes and dtypes (naming both shapes), enqueues the kernel on the
+// device's queue and returns the output at once.
+import { native } from './binding';
+import { describe, IgnisError, rangeError, typeError } from './errors';
+import { DType, FloatDType } from './dtype';
+import { KVCache } from './kvcache';
+import { QuantizedTensor, quantizedHandles } from './quant';
+import { handle, Tensor } from './tensor';
+import * as v from './validate';
+
+export const ACTIVATIONS = ['gelu', 'silu', 'relu'] as const;
+export type ActivationName = (typeof ACTIVATIONS)[number];
+
+export interface MatmulOptions {
+  transposeB?: boolean;
+  bias?: Tensor;
+  activation?: ActivationName;
+}
+
+/**
+ * a [..., M, K] @ b [..., K, N] (b [..., N, K] with transposeB), batch dims broadcast, plus an
+ * optional bias [N] and activation fused into the kernel. With a QuantizedTensor b [N, K] it
+ * computes a @ dequantize(b)^T, dequantizing inside the kernel.
+ */
+export function matmul(a: Tensor, b: Tensor | QuantizedTensor, opts?: MatmulOptions): Tensor {
+  const op = 'matmul';
+  const ha = handle(op, 'a', a);
+  const o = v.options<MatmulOptions>(op, opts, ['transposeB', 'bias', 'activation']);
+  const bias = o.bias === undefined ? null : handle(op, 'bias', o.bias);
+  const act = v.oneOf(op, 'activation', o.activation, [...ACTIVATIONS, 'none'] as const, 'none');
+  if (b instanceof QuantizedTensor) {
+    if (o.transposeB !== undefined)
+      throw typeError(`${op}: transposeB does not apply to a QuantizedTensor (it is always [N, K])`);
+    const [q, s] = quantizedHandles(op, 'b', b);
+    return new Tensor(native().matmulQ(ha, q, s, b.groupSize, bias, act));
+  }
+  const hb = handle(op, 'b', b);
+  const transposeB = v.bool(op, 'transposeB', o.transposeB, false);
+  return new Tensor(native().matmul(ha, hb, bias, transposeB, act));
+}
+
+export interface AttentionOptions {
+  causal?: boolean;
+  scale?: number;
+  kvCache?: KVCache;
+  position?: number;
+}
+
+/**
+ * softmax(scale * q k^T) v per head, layout [batch, seq, heads, headDim]; q's heads a multiple of
+ * k's (grouped-query). With kvCache, k and v are written at `position` (default: cache.length)
+ * and q attends over every cached row up to position + seq.
+ */
+export function attention(q: Tensor, k: Tensor, vt: Tensor, opts?: AttentionOptions): Tensor {
+  const op = 'attention';
+  const hq = handle(op, 'q', q);
+  const hk = handle(op, 'k', k);
+  const hv = handle(op, 'v', vt);
+  const o = v.options<AttentionOptions>(op, opts, ['causal', 'scale', 'kvCache', 'position']);
+  const causal = v.bool(op, 'causal', o.causal, false);
+  const scale = v.number(op, 'scale', o.scale, 0, (x) => x > 0, 'a positive number');
+  if (q.rank !== 4 || k.rank !== 4)
+    throw new IgnisError('E_SHAPE', `${op}: q ${v.shapeStr(q.shape)} and k ${v.shapeStr(k.shape)} must both be [batch, seq, heads, headDim]`);
+  if (o.kvCache === undefined) {
+    if (o.position !== undefined) throw typeError(`${op}: position needs a kvCache`);
+    const skv = k.shape[1];
+    if (causal && q.shape[1] > skv)
+      throw new IgnisError('E_SHAPE', `${op}: causal attention needs q's seq <= k's seq, got q ${v.shapeStr(q.shape)} and k ${v.shapeStr(k.shape)}`);
+    return new Tensor(native().attention(hq, hk, hv, causal, scale, skv, Math.max(0, skv - q.shape[1])));
+  }
+  const cache = o.kvCache;
+  if (!(cache instanceof KVCache)) throw typeError(`${op}: kvCache must be a KVCache from ignis.kvCache(), got ${describe(cache)}`);
+  const position = v.int(op, 'position', o.position, 0, cache.length);
+  const seq = k.shape[1];
+  if (position > cache.length)
+    throw rangeError(`${op}: position ${position} is past the cache's ${cache.length} written rows`);
+  if (position + seq > cache.maxSeq)
+    throw rangeError(`${op}: writing ${seq} rows at position ${position} overflows the cache's maxSeq ${cache.maxSeq}`);
+  if (q.shape[1] !== seq)
+    throw new IgnisError('E_SHAPE', `${op}: with a kvCache q ${v.shapeStr(q.shape)} and k ${v.shapeStr(k.shape)} must have the same seq`);
+  const ck = handle(op, 'kvCache.k', cache.k);
+  const cv = handle(op, 'kvCache.v', cache.v);
+  native().kvAppend(ck, cv, hk, hv, position);
+  cache.length = position + seq;
+  return new Tensor(native().attention(hq, ck, cv, causal, scale, position + seq, position));
+}
+
+export interface NormOptions {
+  eps?: number;
+}
+
+/** x / sqrt(mean(x^2) + eps) * weight, over the last dim. */
+export function rmsnorm(x: Tensor, weight: Tensor, opts?: NormOptions): Tensor {
+  const op = 'rmsnorm';
+  const hx = handle(op, 'x', x);
+  const hw = handle(op, 'weight', weight);
+  const o = v.options<NormOptions>(op, opts, ['eps']);
+  return new Tensor(native().rmsnorm(hx, hw, v.number(op, 'eps', o.eps, 1e-5, (e) => e >= 0, 'a number >= 0')));
+}
+
+/** (x - mean) / sqrt(var + eps) * weight + bias, over the last dim. */
+export function layernorm(x: Tensor, weight: Tensor, bias: Tensor, opts?: NormOptions): Tensor {
+  const op = 'layernorm';
+  const hx = handle(op, 'x', x);
+  const hw = handle(op, 'weight', weight);
+  const hb = handle(op, 'bias', bias);
+  const o = v.options<NormOptions>(op, opts, ['eps']);
+  return new Tensor(native().layernorm(hx, hw, hb, v.number(op, 'eps', o.eps, 1e-5, (e) => e >= 0, 'a number >= 0')));
+}
+
+function activation(name: ActivationName, x: Tensor): Tensor {
+  return new Tensor(native().activation(handle(name, 'x', x), name));
+}
+/** gelu, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+export const gelu = (x: Tensor): Tensor => activation('gelu', x);
+/** x * sigmoid(x) */
+export const silu = (x: Tensor): Tensor => activation('silu', x);
+export const relu = (x: Tensor): Tensor => activation('relu', x);
+
+export interface SoftmaxOptions {
+  axis?: number;
+}
+
+export function softmax(x: Tensor, opts?: SoftmaxOptions): Tensor {
+  const op = 'softmax';
+  const hx = handle(op, 'x', x);
+  const o = v.options<SoftmaxOptions>(op, opts, ['axis']);
+  const axis = v.int(op, 'axis', o.axis, -Infinity, -1);
+  if (axis < -x.rank || axis >= x.rank)
+    throw rangeError(`${op}: axis ${axis} is out of range for x ${v.shapeStr(x.shape)}`);
+  return new Tensor(native().softmax(hx, axis < 0 ? axis + x.rank : axis));
+}
+
+export interface RopeOptions {
+  position?: number;
+  theta?: number;
+}
+
+/** Rotary position embedding, rotate-half (GPT-NeoX / Llama) form, on x [batch, seq, heads, headDim]. */
+export function rope(x: Tensor, opts?: RopeOptions): Tensor {
+  const op = 'rope';
+  const hx = handle(op, 'x', x);
+  const o = v.options<RopeOptions>(op, opts, ['position', 'theta']);
+  const position = v.int(op, 'position', o.position, 0, 0);
+  const theta = v.number(op, 'theta', o.theta, 10000, (t) => t > 0, 'a positive number');
+  return new Tensor(native().rope(hx, position, theta));
+}
+
+/** table [V, D] rows picked by ids (i32 [...]) -> [..., D]. An id outside [0, V) fails the read. */
+export function embedding(ids: Tensor, table: Tensor): Tensor {
+  const op = 'embedding';
+  return new Tensor(native().embedding(handle(op, 'ids', ids), handle(op, 'table', table)));
+}
+
+/** a + b with numpy broadcasting. */
+export function add(a: Tensor, b: Tensor): Tensor {
+  return new Tensor(native().binary(handle('add', 'a', a), handle('add', 'b', b), 'add'));
+}
+/** a * b with numpy broadcasting. */
+export function mul(a: Tensor, b: Tensor): Tensor {
+  return new Tensor(native().binary(handle('mul', 'a', a), handle('mul', 'b', b), 'mul'));
+}
+
+/** x converted to another float dtype. */
+export function cast(x: Tensor, dtype: FloatDType | DType): Tensor {
+  const op = 'cast';
+  const hx = handle(op, 'x', x);
+  if (dtype === undefined) throw typeError(`${op}: dtype is required`);
+  return new Tensor(native().cast(hx, v.dtype(op, dtype, 'f32')));
+}

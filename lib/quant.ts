@@ -1,0 +1,86 @@
+// QuantizedTensor: a symmetric int8 weight, q i8 [N, K] plus scales f32 [N, K / groupSize].
+// matmul(x, qweight) dequantizes inside the kernel; no float copy of the weight is made.
+import { native } from './binding';
+import { IgnisError, rangeError } from './errors';
+import { FloatDType } from './dtype';
+import { handle, Tensor } from './tensor';
+import * as v from './validate';
+
+const disposeSymbol: symbol = (Symbol as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
+
+export const GROUP_SIZES = [32, 64, 128] as const;
+
+export class QuantizedTensor {
+  readonly q: Tensor<'i8'>;
+  readonly scales: Tensor<'f32'>;
+  readonly groupSize: number;
+
+  /** @internal Made by ignis.quantize (or a model loader from stored q and scales). */
+  constructor(q: Tensor, scales: Tensor, groupSize: number) {
+    this.q = q as Tensor<'i8'>;
+    this.scales = scales as Tensor<'f32'>;
+    this.groupSize = groupSize;
+  }
+
+  /** [N, K]: the shape of the float weight this stands for. */
+  get shape(): readonly number[] {
+    return this.q.shape;
+  }
+  get device(): string {
+    return this.q.device;
+  }
+  get disposed(): boolean {
+    return this.q.disposed;
+  }
+  dispose(): void {
+    this.q.dispose();
+    this.scales.dispose();
+  }
+  [disposeSymbol](): void {
+    this.dispose();
+  }
+  toString(): string {
+    return `QuantizedTensor(${v.shapeStr(this.shape)}, i8, groupSize ${this.groupSize}, ${this.device})`;
+  }
+}
+
+export function checkGroupSize(op: string, groupSize: unknown, K: number): number {
+  const g = v.int(op, 'groupSize', groupSize, 1, K);
+  if (g !== K && !(GROUP_SIZES as readonly number[]).includes(g))
+    throw rangeError(`${op}: groupSize must be ${GROUP_SIZES.join(', ')} or K (${K}) for per-channel, got ${g}`);
+  if (K % g !== 0) throw rangeError(`${op}: groupSize ${g} does not divide K = ${K}`);
+  return g;
+}
+
+export interface QuantizeOptions {
+  groupSize?: number;
+}
+
+/** Symmetric int8 quantization of w [N, K] in groups of groupSize along K (default: per channel). */
+export function quantize(w: Tensor, opts?: QuantizeOptions): QuantizedTensor {
+  const op = 'quantize';
+  const h = handle(op, 'w', w);
+  const o = v.options<QuantizeOptions>(op, opts, ['groupSize']);
+  if (w.rank !== 2) throw new IgnisError('E_SHAPE', `${op}: w must be [N, K], got ${v.shapeStr(w.shape)}`);
+  const g = checkGroupSize(op, o.groupSize, w.shape[1]);
+  const [q, scales] = native().quantize(h, g);
+  return new QuantizedTensor(new Tensor(q), new Tensor(scales), g);
+}
+
+export interface DequantizeOptions {
+  dtype?: FloatDType;
+}
+
+/** The float weight [N, K] = q * scale (for inspection; matmul never needs it). */
+export function dequantize(qt: QuantizedTensor, opts?: DequantizeOptions): Tensor {
+  const op = 'dequantize';
+  const o = v.options<DequantizeOptions>(op, opts, ['dtype']);
+  const [q, s] = quantizedHandles(op, 'qt', qt);
+  const dtype = v.dtype(op, o.dtype, 'f32');
+  return new Tensor(native().dequantize(q, s, qt.groupSize, dtype));
+}
+
+/** @internal */
+export function quantizedHandles(op: string, name: string, qt: QuantizedTensor) {
+  return [handle(op, `${name}.q`, qt.q), handle(op, `${name}.scales`, qt.scales)] as const;
+}

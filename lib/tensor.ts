@@ -1,0 +1,230 @@
+// Tensor: a handle to native storage on one device, with its shape, dtype and device. Ops
+// return Tensors at once; `await t.data()` is where JS waits for the device queue.
+// dispose() frees deterministically (queued ops keep their own reference); the GC is the net.
+import { Handle, native } from './binding';
+import { describe, IgnisError, rangeError, typeError } from './errors';
+import { DataOf, DType, isFloatDType, TensorData } from './dtype';
+import * as v from './validate';
+
+const disposeSymbol: symbol = (Symbol as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
+
+export type NestedArray = number | NestedArray[];
+
+export class Tensor<D extends DType = DType> {
+  readonly shape: readonly number[];
+  readonly dtype: D;
+  readonly device: string;
+  readonly size: number;
+  /** @internal */ _h: Handle | null;
+
+  /** @internal Tensors are made by ignis.tensor/zeros/full/randn and by ops. */
+  constructor(h: Handle) {
+    const [shape, dtype, device] = native().meta(h);
+    this._h = h;
+    this.shape = Object.freeze(shape);
+    this.dtype = dtype as D;
+    this.device = device;
+    this.size = shape.reduce((a, b) => a * b, 1);
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get disposed(): boolean {
+    return this._h === null;
+  }
+
+  /** The elements, row-major, in a fresh TypedArray: Float32Array for f32/f16/bf16. */
+  data(): Promise<DataOf<D>> {
+    return native().read(handle('data', 'tensor', this)) as Promise<DataOf<D>>;
+  }
+
+  /** The elements as nested arrays of numbers, shaped like the tensor. */
+  async toArray(): Promise<NestedArray> {
+    const flat = await this.data();
+    const build = (dim: number, offset: number): NestedArray => {
+      if (dim === this.shape.length) return flat[offset];
+      const stride = this.shape.slice(dim + 1).reduce((a, b) => a * b, 1);
+      const out: NestedArray[] = [];
+      for (let i = 0; i < this.shape[dim]; i++) out.push(build(dim + 1, offset + i * stride));
+      return out;
+    };
+    return build(0, 0);
+  }
+
+  /** A copy on another device (the same tensor when it is already there). */
+  to(device: string): Tensor<D> {
+    const d = v.device('to', device);
+    return new Tensor<D>(native().to(handle('to', 'tensor', this), d));
+  }
+
+  /** A view of the same storage with another shape; one dimension may be -1. */
+  reshape(...shape: number[] | [number[]]): Tensor<D> {
+    const s = resolveReshape(this, Array.isArray(shape[0]) ? (shape[0] as number[]) : (shape as number[]));
+    return new Tensor<D>(native().reshape(handle('reshape', 'tensor', this), s));
+  }
+
+  /** Frees this tensor's reference to its storage now. Safe to call twice. */
+  dispose(): void {
+    if (this._h) {
+      this._h.dispose();
+      this._h = null;
+    }
+  }
+
+  [disposeSymbol](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    return `Tensor(${v.shapeStr(this.shape)}, ${this.dtype}, ${this.device}${this._h ? '' : ', disposed'})`;
+  }
+}
+
+function resolveReshape(t: Tensor, shape: number[]): number[] {
+  let infer = -1;
+  let known = 1;
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i];
+    if (typeof d !== 'number') throw typeError(`reshape: sizes must be numbers, got ${describe(d)}`);
+    if (d === -1 && infer < 0) infer = i;
+    else if (!Number.isInteger(d) || d < 0) throw rangeError(`reshape: sizes must be whole numbers >= 0 (one may be -1), got [${shape.join(', ')}]`);
+    else known *= d;
+  }
+  const out = shape.slice();
+  if (infer >= 0) {
+    if (known === 0 || t.size % known !== 0)
+      throw new IgnisError('E_SHAPE', `reshape: cannot view ${v.shapeStr(t.shape)} as [${shape.join(', ')}]`);
+    out[infer] = t.size / known;
+  }
+  return v.shape('reshape', out);
+}
+
+/** @internal The live handle of a tensor argument; throws what the caller did wrong. */
+export function handle(op: string, name: string, t: unknown): Handle {
+  if (!(t instanceof Tensor)) throw typeError(`${op}: ${name} must be a Tensor, got ${describe(t)}`);
+  if (t._h === null) throw new IgnisError('E_DISPOSED', `${op}: ${name} was disposed`);
+  return t._h;
+}
+
+export function isTensor(x: unknown): x is Tensor {
+  return x instanceof Tensor;
+}
+
+export interface TensorOptions {
+  shape?: number[];
+  dtype?: DType;
+  device?: string;
+}
+
+type TensorInput = ArrayLike<number> | NestedArray;
+
+/**
+ * A tensor from a TypedArray, a nested array, a flat array plus `shape`, or a number.
+ * Default dtype: i8 for Int8Array, i32 for Int32Array, f32 otherwise.
+ */
+export function tensor(data: TensorInput, opts?: TensorOptions): Tensor {
+  const op = 'tensor';
+  const o = v.options<TensorOptions>(op, opts, ['shape', 'dtype', 'device']);
+  let flat: ArrayLike<number>;
+  let inferred: number[];
+  if (ArrayBuffer.isView(data)) {
+    if (data instanceof DataView || typeof (data as unknown as { length?: unknown }).length !== 'number' || data instanceof BigInt64Array || data instanceof BigUint64Array)
+      throw typeError(`${op}: data must be a numeric TypedArray, an array or a number, got ${describe(data)}`);
+    flat = data as ArrayLike<number>;
+    inferred = [flat.length];
+  } else if (Array.isArray(data)) {
+    ({ flat, shape: inferred } = flatten(data));
+  } else if (typeof data === 'number') {
+    flat = [data];
+    inferred = [];
+  } else {
+    throw typeError(`${op}: data must be a TypedArray, an array or a number, got ${describe(data)}`);
+  }
+  const fallback: DType = data instanceof Int8Array ? 'i8' : data instanceof Int32Array ? 'i32' : 'f32';
+  const dtype = v.dtype(op, o.dtype, fallback);
+  const device = v.device(op, o.device);
+  const shape = o.shape === undefined ? inferred : v.shape(op, o.shape);
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n !== flat.length)
+    throw new IgnisError('E_SHAPE', `${op}: data has ${flat.length} elements but shape ${v.shapeStr(shape)} needs ${n}`);
+  return new Tensor(native().fromData(toSource(op, flat, dtype), dtype, shape, device));
+}
+
+function flatten(data: NestedArray[]): { flat: number[]; shape: number[] } {
+  const shape: number[] = [];
+  let level: unknown = data;
+  while (Array.isArray(level)) {
+    shape.push(level.length);
+    level = level[0];
+  }
+  const flat: number[] = [];
+  const walk = (x: unknown, dim: number, where: string) => {
+    if (dim === shape.length) {
+      if (typeof x !== 'number') throw typeError(`tensor: element ${where} must be a number, got ${describe(x)}`);
+      flat.push(x);
+      return;
+    }
+    if (!Array.isArray(x) || x.length !== shape[dim])
+      throw new IgnisError('E_SHAPE', `tensor: nested array is ragged at ${where || 'the top'}: expected ${shape[dim]} items, got ${Array.isArray(x) ? x.length : describe(x)}`);
+    for (let i = 0; i < x.length; i++) walk(x[i], dim + 1, `${where}[${i}]`);
+  };
+  walk(data, 0, '');
+  return { flat, shape };
+}
+
+// The TypedArray handed to native: Float32Array for float dtypes (converted natively), Int8Array
+// or Int32Array for the integer ones, after checking every value fits.
+function toSource(op: string, flat: ArrayLike<number>, dtype: DType): Float32Array | Int8Array | Int32Array {
+  if (isFloatDType(dtype)) return flat instanceof Float32Array ? flat : Float32Array.from(flat);
+  const [lo, hi, Ctor] = dtype === 'i8' ? [-128, 127, Int8Array] : [-(2 ** 31), 2 ** 31 - 1, Int32Array];
+  if (flat instanceof Ctor) return flat;
+  const out = new Ctor(flat.length);
+  for (let i = 0; i < flat.length; i++) {
+    const x = flat[i];
+    if (!Number.isInteger(x) || x < lo || x > hi)
+      throw rangeError(`${op}: element ${i} (${x}) is not a whole number in the ${dtype} range [${lo}, ${hi}]`);
+    out[i] = x;
+  }
+  return out;
+}
+
+export interface FillOptions {
+  dtype?: DType;
+  device?: string;
+}
+
+export function full(shape: number[], value: number, opts?: FillOptions): Tensor {
+  const op = 'full';
+  const o = v.options<FillOptions>(op, opts, ['dtype', 'device']);
+  const s = v.shape(op, shape);
+  const dtype = v.dtype(op, o.dtype, 'f32');
+  if (typeof value !== 'number') throw typeError(`${op}: value must be a number, got ${describe(value)}`);
+  if (!isFloatDType(dtype) && !Number.isInteger(value))
+    throw rangeError(`${op}: value ${value} is not a whole number, as ${dtype} needs`);
+  return new Tensor(native().full(s, dtype, v.device(op, o.device), value));
+}
+
+export function zeros(shape: number[], opts?: FillOptions): Tensor {
+  return full(shape, 0, opts);
+}
+
+export interface RandnOptions {
+  seed?: number;
+  dtype?: DType;
+  device?: string;
+}
+
+/** Standard normal samples; the same seed gives the same values on every machine. */
+export function randn(shape: number[], opts?: RandnOptions): Tensor {
+  const op = 'randn';
+  const o = v.options<RandnOptions>(op, opts, ['seed', 'dtype', 'device']);
+  const s = v.shape(op, shape);
+  const dtype = v.dtype(op, o.dtype, 'f32');
+  if (!isFloatDType(dtype)) throw new IgnisError('E_DTYPE', `${op}: dtype must be f32, f16 or bf16, got ${dtype}`);
+  const seed = v.int(op, 'seed', o.seed, 0, Math.floor(Math.random() * 2 ** 32));
+  return new Tensor(native().randn(s, dtype, v.device(op, o.device), seed));
+}
+
+export type { TensorData };

@@ -1,0 +1,90 @@
+// Argument validation for every public function: small is.* predicates and checks that throw
+// what the caller did wrong (TypeError E_TYPE, RangeError E_RANGE, IgnisError with a code).
+// Shape rules that need the tensors' shapes are checked again natively, which names both shapes.
+import { describe, IgnisError, rangeError, typeError } from './errors';
+import { DType, isDType } from './dtype';
+
+export const is = {
+  object: (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v),
+  int: (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v),
+  finite: (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v),
+  string: (v: unknown): v is string => typeof v === 'string',
+  bool: (v: unknown): v is boolean => typeof v === 'boolean',
+};
+
+export const MAX_RANK = 8;
+
+// The options object of a call: undefined or a plain object whose keys are all known.
+export function options<T extends object>(op: string, v: unknown, known: readonly string[]): Partial<T> {
+  if (v === undefined) return {};
+  if (!is.object(v)) throw typeError(`${op}: options must be an object, got ${describe(v)}`);
+  for (const k of Object.keys(v)) {
+    if (!known.includes(k))
+      throw typeError(`${op}: unknown option '${k}' (known: ${known.join(', ') || 'none'})`);
+  }
+  return v as Partial<T>;
+}
+
+export function shape(op: string, v: unknown, what = 'shape'): number[] {
+  if (!Array.isArray(v)) throw typeError(`${op}: ${what} must be an array of sizes, got ${describe(v)}`);
+  if (v.length > MAX_RANK) throw rangeError(`${op}: ${what} has ${v.length} dimensions; at most ${MAX_RANK} are supported`);
+  let n = 1;
+  for (const d of v) {
+    if (typeof d !== 'number') throw typeError(`${op}: ${what} must be an array of sizes, got ${describe(d)} in it`);
+    if (!Number.isInteger(d) || d < 0)
+      throw rangeError(`${op}: ${what} sizes must be whole numbers >= 0, got [${v.join(', ')}]`);
+    n *= d;
+  }
+  if (n > 2 ** 40) throw rangeError(`${op}: ${what} [${v.join(', ')}] has too many elements`);
+  return v.slice();
+}
+
+export function dtype(op: string, v: unknown, fallback: DType): DType {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'string') throw typeError(`${op}: dtype must be a string, got ${describe(v)}`);
+  if (!isDType(v)) throw new IgnisError('E_DTYPE', `${op}: unknown dtype '${v}' (use f32, f16, bf16, i8 or i32)`);
+  return v;
+}
+
+const DEVICE_RE = /^(cpu|cuda|cuda:\d{1,3})$/;
+export function device(op: string, v: unknown, fallback = 'cpu'): string {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'string') throw typeError(`${op}: device must be a string, got ${describe(v)}`);
+  if (!DEVICE_RE.test(v)) throw new IgnisError('E_DEVICE', `${op}: unknown device '${v}': use 'cpu', 'cuda' or 'cuda:N'`);
+  return v;
+}
+
+export function int(op: string, name: string, v: unknown, min: number, fallback?: number): number {
+  if (v === undefined && fallback !== undefined) return fallback;
+  if (typeof v !== 'number') throw typeError(`${op}: ${name} must be a number, got ${describe(v)}`);
+  if (!Number.isSafeInteger(v) || v < min)
+    throw rangeError(`${op}: ${name} must be a whole number >= ${min}, got ${v}`);
+  return v;
+}
+
+export function number(op: string, name: string, v: unknown, fallback: number, check?: (x: number) => boolean, want?: string): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number') throw typeError(`${op}: ${name} must be a number, got ${describe(v)}`);
+  if (!Number.isFinite(v) || (check && !check(v)))
+    throw rangeError(`${op}: ${name} must be ${want ?? 'a finite number'}, got ${v}`);
+  return v;
+}
+
+export function bool(op: string, name: string, v: unknown, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') throw typeError(`${op}: ${name} must be a boolean, got ${describe(v)}`);
+  return v;
+}
+
+export function oneOf<T extends string>(op: string, name: string, v: unknown, allowed: readonly T[], fallback: T): T {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'string') throw typeError(`${op}: ${name} must be a string, got ${describe(v)}`);
+  if (!(allowed as readonly string[]).includes(v))
+    throw rangeError(`${op}: unknown ${name} '${v}' (use ${allowed.join(', ')})`);
+  return v as T;
+}
+
+export function shapeStr(s: readonly number[]): string {
+  return `[${s.join(', ')}]`;
+}

@@ -1,0 +1,145 @@
+// Bindings that make, move and read tensors. read() is the one synchronization point: it
+// returns a promise that a device worker settles through a thread-safe function.
+#include "../ops/ops.h"
+#include "addon.h"
+
+namespace ignis::binding {
+
+void register_handle_class(Napi::Env env, Napi::Object exports);
+
+// fromData(typedArray, dtype, shape, device)
+static Napi::Value FromData(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!info[0].IsTypedArray()) throw type_error(env, "data must be a TypedArray");
+    Napi::TypedArray arr = info[0].As<Napi::TypedArray>();
+    DType dtype = arg_dtype(info, 1);
+    Shape shape = arg_shape(info, 2);
+    Device device = arg_device(info, 3);
+    DType src;
+    switch (arr.TypedArrayType()) {
+      case napi_float32_array: src = DType::f32; break;
+      case napi_int32_array: src = DType::i32; break;
+      case napi_int8_array: src = DType::i8; break;
+      default: throw type_error(env, "data must be a Float32Array, Int32Array or Int8Array");
+    }
+    if (int64_t(arr.ElementLength()) != shape_numel(shape))
+      fail(ErrorCode::Shape, "data has " + std::to_string(arr.ElementLength()) + " elements but shape " +
+                                 shape_str(shape) + " needs " + std::to_string(shape_numel(shape)));
+    const char* base = static_cast<const char*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+    return wrap(env, ops::from_host(*addon(env).runtime, base, src, shape, dtype, device));
+  });
+}
+
+// full(shape, dtype, device, value)
+static Napi::Value Full(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Shape shape = arg_shape(info, 0);
+    DType dtype = arg_dtype(info, 1);
+    Device device = arg_device(info, 2);
+    double value = arg_number(info, 3, "value");
+    return wrap(info.Env(), ops::full(*addon(info.Env()).runtime, shape, dtype, device, value));
+  });
+}
+
+// randn(shape, dtype, device, seed)
+static Napi::Value Randn(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Shape shape = arg_shape(info, 0);
+    DType dtype = arg_dtype(info, 1);
+    Device device = arg_device(info, 2);
+    int64_t seed = arg_int(info, 3, "seed");
+    return wrap(info.Env(), ops::randn(*addon(info.Env()).runtime, shape, dtype, device, uint64_t(seed)));
+  });
+}
+
+static Napi::Value Cast(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Tensor x = arg_tensor(info, 0, "x");
+    return wrap(info.Env(), ops::cast(*addon(info.Env()).runtime, x, arg_dtype(info, 1)));
+  });
+}
+
+static Napi::Value Reshape(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Tensor x = arg_tensor(info, 0, "x");
+    return wrap(info.Env(), ops::reshape(x, arg_shape(info, 1)));
+  });
+}
+
+static Napi::Value To(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Tensor x = arg_tensor(info, 0, "x");
+    return wrap(info.Env(), ops::to_device(*addon(info.Env()).runtime, x, arg_device(info, 1)));
+  });
+}
+
+struct ReadJob {
+  Napi::Promise::Deferred deferred;
+  Napi::Reference<Napi::ArrayBuffer> buffer;
+  DType type;
+  size_t count;
+  KernelError error;
+};
+
+// Runs on the JS thread once the device worker has filled the buffer (or failed).
+void deliver_read(Napi::Env env, Napi::Function, std::nullptr_t*, ReadJob* job) {
+  std::unique_ptr<ReadJob> owned(job);
+  if (!env) return;  // the env is going away
+  AddonData& d = addon(env);
+  if (--d.pending_reads == 0) d.reads.Unref(env);
+  if (job->error) {
+    job->deferred.Reject(ignis_error(env, *job->error).Value());
+    return;
+  }
+  Napi::ArrayBuffer buf = job->buffer.Value();
+  Napi::Value out;
+  switch (job->type) {
+    case DType::i8: out = Napi::Int8Array::New(env, job->count, buf, 0); break;
+    case DType::i32: out = Napi::Int32Array::New(env, job->count, buf, 0); break;
+    default: out = Napi::Float32Array::New(env, job->count, buf, 0); break;
+  }
+  job->deferred.Resolve(out);
+}
+
+// read(handle) -> Promise<Float32Array | Int8Array | Int32Array>
+static Napi::Value Read(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Tensor x = arg_tensor(info, 0, "tensor");
+    AddonData& d = addon(env);
+    DType type = ops::read_type(x.dtype);
+    size_t count = size_t(x.numel());
+    // The worker writes straight into the ArrayBuffer the promise resolves with; JS cannot
+    // see it until then, and the reference keeps it alive meanwhile.
+    Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, count * dtype_size(type));
+    auto* job = new ReadJob{Napi::Promise::Deferred::New(env), Napi::Persistent(buf), type, count, nullptr};
+    Napi::Promise promise = job->deferred.Promise();
+    void* dst = buf.Data();
+    ReadTsfn tsfn = d.reads;
+    try {
+      ops::read(*d.runtime, x, dst, [tsfn, job](KernelError e) mutable {
+        job->error = std::move(e);
+        tsfn.NonBlockingCall(job);
+      });
+    } catch (...) {
+      delete job;
+      throw;
+    }
+    if (d.pending_reads++ == 0) d.reads.Ref(env);
+    return promise;
+  });
+}
+
+void register_tensor(Napi::Env env, Napi::Object exports) {
+  register_handle_class(env, exports);
+  exports.Set("fromData", Napi::Function::New(env, FromData, "fromData"));
+  exports.Set("full", Napi::Function::New(env, Full, "full"));
+  exports.Set("randn", Napi::Function::New(env, Randn, "randn"));
+  exports.Set("cast", Napi::Function::New(env, Cast, "cast"));
+  exports.Set("reshape", Napi::Function::New(env, Reshape, "reshape"));
+  exports.Set("to", Napi::Function::New(env, To, "to"));
+  exports.Set("read", Napi::Function::New(env, Read, "read"));
+}
+
+}  // namespace ignis::binding

@@ -1,0 +1,71 @@
+// Worker loop of a device queue. A task that throws has already recorded its error on its
+// outputs (see ops/launch.h); anything escaping a task is kept as the queue's error.
+#include "queue.h"
+
+namespace ignis {
+
+Queue::Queue(std::string name) : name_(std::move(name)), worker_([this] { run(); }) {}
+
+Queue::~Queue() {
+  std::deque<Task> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    dropped.swap(tasks_);  // at shutdown nobody waits for queued work: drop it
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+void Queue::enqueue(Task task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+}
+
+void Queue::drain() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_.wait(lock, [this] { return tasks_.empty() && !busy_; });
+}
+
+void Queue::set_error(KernelError e) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!error_) error_ = std::move(e);
+}
+
+KernelError Queue::take_error() {
+  std::lock_guard<std::mutex> lock(mu_);
+  KernelError e = std::move(error_);
+  error_ = nullptr;
+  return e;
+}
+
+void Queue::run() {
+  for (;;) {
+    Task task;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      busy_ = false;
+      if (tasks_.empty()) idle_.notify_all();
+      cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // stop_ and nothing left
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+      busy_ = true;
+    }
+    try {
+      task();
+    } catch (const Error& e) {
+      set_error(std::make_shared<const Error>(e));
+    } catch (const std::exception& e) {
+      set_error(std::make_shared<const Error>(ErrorCode::Internal, name_ + ": " + e.what()));
+    } catch (...) {
+      set_error(std::make_shared<const Error>(ErrorCode::Internal, name_ + ": unknown error"));
+    }
+    task = nullptr;  // release the task's tensors on the worker, before waiting again
+  }
+}
+
+}  // namespace ignis

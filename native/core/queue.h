@@ -1,0 +1,46 @@
+// The in-order execution queue of one device: a native worker thread that runs tasks one at
+// a time, in the order they were enqueued. On the CPU a task runs its kernel (with the thread
+// pool); on a GPU it would issue work to the device's stream. The JS thread only enqueues.
+#pragma once
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "tensor.h"
+
+namespace ignis {
+
+class Queue {
+ public:
+  using Task = std::function<void()>;
+  explicit Queue(std::string name);
+  ~Queue();  // finishes the running task, drops the queued ones, joins the worker
+  Queue(const Queue&) = delete;
+  Queue& operator=(const Queue&) = delete;
+
+  void enqueue(Task task);
+  // Blocks until every task enqueued so far has run. For shutdown and native tests only:
+  // the JS thread never waits on a queue.
+  void drain();
+
+  // The first kernel-time error since the last take_error(), to be thrown by the next call
+  // on this device. Set by tasks on the worker, taken on the JS thread.
+  void set_error(KernelError e);
+  KernelError take_error();
+
+ private:
+  void run();
+  std::string name_;
+  std::mutex mu_;
+  std::condition_variable cv_, idle_;
+  std::deque<Task> tasks_;
+  bool busy_ = false;
+  bool stop_ = false;
+  KernelError error_;
+  std::thread worker_;
+};
+
+}  // namespace ignis

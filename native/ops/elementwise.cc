@@ -1,0 +1,128 @@
+// Entry points of the row-wise and elementwise ops: norms, activations, softmax, rope,
+// embedding and the broadcasting binary ops.
+#include <algorithm>
+
+#include "../cpu/cpu.h"
+#include "check.h"
+#include "launch.h"
+#include "ops.h"
+
+namespace ignis::ops {
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+  size_t r = std::max(a.size(), b.size());
+  Shape out(r);
+  for (size_t i = 0; i < r; i++) {
+    int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
+    int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
+    if (da != db && da != 1 && db != 1)
+      fail(ErrorCode::Shape, std::string(op) + ": shapes " + shape_str(a) + " and " + shape_str(b) +
+                                 " do not broadcast (dim " + std::to_string(i) + ": " + std::to_string(da) +
+                                 " vs " + std::to_string(db) + ")");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+static void check_row_param(const char* op, const char* what, const Tensor& x, const Tensor& w) {
+  check_same_device(op, "x", x, what, w);
+  check_same_dtype(op, "x", x, what, w);
+  if (w.rank() != 1 || w.dim(0) != x.dim(-1))
+    fail_shapes(op, "x", x, what, w, std::string("do not fit: ") + what + " must be [" +
+                                         std::to_string(x.dim(-1)) + "] (x's last dim)");
+}
+
+Tensor rmsnorm(Runtime& rt, const Tensor& x, const Tensor& weight, float eps) {
+  const char* op = "rmsnorm";
+  rt.throw_pending(x.device());
+  check_float(op, "x", x);
+  check_rank(op, "x", x, 1, 8);
+  check_row_param(op, "weight", x, weight);
+  Tensor out = empty(x.shape, x.dtype, x.device());
+  ThreadPool& pool = rt.pool();
+  launch(rt.queue(x.device()), {x, weight}, {out},
+         [&pool, out, x, weight, eps] { cpu::rmsnorm(pool, out, x, weight, eps); });
+  return out;
+}
+
+Tensor layernorm(Runtime& rt, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
+  const char* op = "layernorm";
+  rt.throw_pending(x.device());
+  check_float(op, "x", x);
+  check_rank(op, "x", x, 1, 8);
+  check_row_param(op, "weight", x, weight);
+  check_row_param(op, "bias", x, bias);
+  Tensor out = empty(x.shape, x.dtype, x.device());
+  ThreadPool& pool = rt.pool();
+  launch(rt.queue(x.device()), {x, weight, bias}, {out},
+         [&pool, out, x, weight, bias, eps] { cpu::layernorm(pool, out, x, weight, bias, eps); });
+  return out;
+}
+
+Tensor activation(Runtime& rt, const Tensor& x, Activation act) {
+  rt.throw_pending(x.device());
+  check_float(kActivationNames[size_t(act)], "x", x);
+  Tensor out = empty(x.shape, x.dtype, x.device());
+  ThreadPool& pool = rt.pool();
+  launch(rt.queue(x.device()), {x}, {out}, [&pool, out, x, act] { cpu::activation(pool, out, x, act); });
+  return out;
+}
+
+Tensor softmax(Runtime& rt, const Tensor& x, int axis) {
+  const char* op = "softmax";
+  rt.throw_pending(x.device());
+  check_float(op, "x", x);
+  check_rank(op, "x", x, 1, 8);
+  if (axis < 0) axis += x.rank();
+  if (axis < 0 || axis >= x.rank())
+    fail(ErrorCode::Argument, "softmax: axis out of range for x " + shape_str(x.shape));
+  Tensor out = empty(x.shape, x.dtype, x.device());
+  ThreadPool& pool = rt.pool();
+  launch(rt.queue(x.device()), {x}, {out}, [&pool, out, x, axis] { cpu::softmax(pool, out, x, axis); });
+  return out;
+}
+
+Tensor rope(Runtime& rt, const Tensor& x, int64_t position, float theta) {
+  const char* op = "rope";
+  rt.throw_pending(x.device());
+  check_float(op, "x", x);
+  check_rank(op, "x", x, 4, 4);
+  if (x.dim(3) % 2 != 0)
+    fail(ErrorCode::Shape, "rope: headDim must be even, got x " + shape_str(x.shape));
+  Tensor out = empty(x.shape, x.dtype, x.device());
+  ThreadPool& pool = rt.pool();
+  launch(rt.queue(x.device()), {x}, {out},
+         [&pool, out, x, position, theta] { cpu::rope(pool, out, x, position, theta); });
+  return out;
+}
+
+Tensor embedding(Runtime& rt, const Tensor& ids, const Tensor& table) {
+  const char* op = "embedding";
+  rt.throw_pending(ids.device());
+  if (ids.dtype != DType::i32) fail(ErrorCode::DType, std::string("embedding: ids must be i32, got ") + dtype_name(ids.dtype));
+  check_float(op, "table", table);
+  check_rank(op, "table", table, 2, 2);
+  check_same_device(op, "ids", ids, "table", table);
+  Shape out_shape = ids.shape;
+  out_shape.push_back(table.dim(1));
+  Tensor out = empty(out_shape, table.dtype, table.device());
+  ThreadPool& pool = rt.pool();
+  launch(rt.queue(ids.device()), {ids, table}, {out},
+         [&pool, out, ids, table] { cpu::embedding(pool, out, ids, table); });
+  return out;
+}
+
+Tensor binary(Runtime& rt, const Tensor& a, const Tensor& b, BinaryOp op_kind) {
+  const char* op = kBinaryOpNames[size_t(op_kind)];
+  rt.throw_pending(a.device());
+  check_same_device(op, "a", a, "b", b);
+  check_float(op, "a", a);
+  check_same_dtype(op, "a", a, "b", b);
+  Shape shape = broadcast_shapes(a.shape, b.shape, op);
+  Tensor out = empty(shape, a.dtype, a.device());
+  ThreadPool& pool = rt.pool();
+  launch(rt.queue(a.device()), {a, b}, {out}, [&pool, out, a, b, op_kind] { cpu::binary(pool, out, a, b, op_kind); });
+  return out;
+}
+
+}  // namespace ignis::ops

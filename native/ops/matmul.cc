@@ -1,0 +1,120 @@
+// Entry points of matmul and the int8 weight ops: shape/dtype checks, output allocation, enqueue.
+#include "../cpu/cpu.h"
+#include "check.h"
+#include "launch.h"
+#include "ops.h"
+
+namespace ignis::ops {
+
+static Shape batch_of(const Tensor& t) { return Shape(t.shape.begin(), t.shape.end() - 2); }
+
+Tensor matmul(Runtime& rt, const Tensor& a, const Tensor& b, const Tensor* bias, const MatmulParams& p) {
+  const char* op = "matmul";
+  rt.throw_pending(a.device());
+  check_same_device(op, "a", a, "b", b);
+  check_float(op, "a", a);
+  check_same_dtype(op, "a", a, "b", b);
+  check_rank(op, "a", a, 2, 8);
+  check_rank(op, "b", b, 2, 8);
+  int64_t M = a.dim(-2), K = a.dim(-1);
+  int64_t Kb = p.transpose_b ? b.dim(-1) : b.dim(-2), N = p.transpose_b ? b.dim(-2) : b.dim(-1);
+  if (K != Kb)
+    fail_shapes(op, "a", a, p.transpose_b ? "b (transposed)" : "b", b,
+                "do not fit: a has K = " + std::to_string(K) + ", b has K = " + std::to_string(Kb));
+  Shape out_shape = broadcast_shapes(batch_of(a), batch_of(b), op);
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  if (bias) {
+    check_same_device(op, "a", a, "bias", *bias);
+    check_same_dtype(op, "a", a, "bias", *bias);
+    if (bias->rank() != 1 || bias->dim(0) != N)
+      fail(ErrorCode::Shape, "matmul: bias " + shape_str(bias->shape) + " must be [" + std::to_string(N) +
+                                 "] for an output " + shape_str(out_shape));
+  }
+  Tensor out = empty(out_shape, a.dtype, a.device());
+  ThreadPool& pool = rt.pool();
+  std::vector<Tensor> inputs{a, b};
+  Tensor bias_t = bias ? *bias : Tensor{};
+  if (bias) inputs.push_back(bias_t);
+  launch(rt.queue(a.device()), inputs, {out}, [&pool, out, a, b, bias_t, p] {
+    cpu::matmul(pool, out, a, b, bias_t.defined() ? &bias_t : nullptr, p);
+  });
+  return out;
+}
+
+static void check_group(const char* op, int64_t K, int64_t group) {
+  if (group <= 0 || K % group != 0)
+    fail(ErrorCode::Argument, std::string(op) + ": groupSize " + std::to_string(group) +
+                                  " must be positive and divide K = " + std::to_string(K));
+}
+
+std::pair<Tensor, Tensor> quantize(Runtime& rt, const Tensor& w, int64_t group) {
+  const char* op = "quantize";
+  rt.throw_pending(w.device());
+  check_float(op, "w", w);
+  check_rank(op, "w", w, 2, 2);
+  int64_t N = w.dim(0), K = w.dim(1);
+  check_group(op, K, group);
+  Tensor q = empty({N, K}, DType::i8, w.device());
+  Tensor scales = empty({N, K / group}, DType::f32, w.device());
+  ThreadPool& pool = rt.pool();
+  launch(rt.queue(w.device()), {w}, {q, scales},
+         [&pool, q, scales, w, group] { cpu::quantize(pool, q, scales, w, group); });
+  return {q, scales};
+}
+
+static void check_quantized(const char* op, const Tensor& q, const Tensor& scales, int64_t group) {
+  if (q.dtype != DType::i8) fail(ErrorCode::DType, std::string(op) + ": q must be i8, got " + dtype_name(q.dtype));
+  if (scales.dtype != DType::f32)
+    fail(ErrorCode::DType, std::string(op) + ": scales must be f32, got " + dtype_name(scales.dtype));
+  check_rank(op, "q", q, 2, 2);
+  check_same_device(op, "q", q, "scales", scales);
+  check_group(op, q.dim(1), group);
+  if (scales.rank() != 2 || scales.dim(0) != q.dim(0) || scales.dim(1) != q.dim(1) / group)
+    fail_shapes(op, "q", q, "scales", scales, "do not fit groupSize " + std::to_string(group));
+}
+
+Tensor dequantize(Runtime& rt, const Tensor& q, const Tensor& scales, int64_t group, DType dtype) {
+  const char* op = "dequantize";
+  rt.throw_pending(q.device());
+  check_quantized(op, q, scales, group);
+  if (!is_float(dtype)) fail(ErrorCode::DType, std::string(op) + ": dtype must be f32, f16 or bf16");
+  Tensor out = empty(q.shape, dtype, q.device());
+  ThreadPool& pool = rt.pool();
+  launch(rt.queue(q.device()), {q, scales}, {out},
+         [&pool, out, q, scales, group] { cpu::dequantize(pool, out, q, scales, group); });
+  return out;
+}
+
+Tensor matmul_q(Runtime& rt, const Tensor& x, const Tensor& q, const Tensor& scales, int64_t group,
+                const Tensor* bias, Activation act) {
+  const char* op = "matmul";
+  rt.throw_pending(x.device());
+  check_quantized(op, q, scales, group);
+  check_same_device(op, "x", x, "q", q);
+  check_float(op, "x", x);
+  check_rank(op, "x", x, 1, 8);
+  int64_t N = q.dim(0), K = q.dim(1);
+  if (x.dim(-1) != K)
+    fail_shapes(op, "x", x, "quantized weight", q, "do not fit: x has K = " + std::to_string(x.dim(-1)) +
+                                                      ", the weight [N, K] has K = " + std::to_string(K));
+  Shape out_shape = x.shape;
+  out_shape.back() = N;
+  if (bias) {
+    check_same_device(op, "x", x, "bias", *bias);
+    check_same_dtype(op, "x", x, "bias", *bias);
+    if (bias->rank() != 1 || bias->dim(0) != N)
+      fail(ErrorCode::Shape, "matmul: bias " + shape_str(bias->shape) + " must be [" + std::to_string(N) + "]");
+  }
+  Tensor out = empty(out_shape, x.dtype, x.device());
+  ThreadPool& pool = rt.pool();
+  std::vector<Tensor> inputs{x, q, scales};
+  Tensor bias_t = bias ? *bias : Tensor{};
+  if (bias) inputs.push_back(bias_t);
+  launch(rt.queue(x.device()), inputs, {out}, [&pool, out, x, q, scales, group, bias_t, act] {
+    cpu::matmul_q(pool, out, x, q, scales, group, bias_t.defined() ? &bias_t : nullptr, act);
+  });
+  return out;
+}
+
+}  // namespace ignis::ops

@@ -1,0 +1,30 @@
+// Runtime: what one loaded copy of the addon owns (no globals, so worker_threads each get
+// their own): the CPU thread pool and one execution queue per device.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "../core/queue.h"
+#include "../core/thread_pool.h"
+
+namespace ignis::ops {
+
+// Parses "cpu", "cuda" (= "cuda:0") or "cuda:N"; throws E_DEVICE naming the string otherwise.
+Device parse_device(const std::string& name);
+
+class Runtime {
+ public:
+  explicit Runtime(int threads = 0);
+  ~Runtime();
+  ThreadPool& pool() { return *pool_; }
+  // The queue of a usable device; throws E_DEVICE (saying why) for a device that is not.
+  Queue& queue(Device d);
+  // Throws the first kernel-time error raised on d's queue since the last call, once.
+  void throw_pending(Device d);
+
+ private:
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Queue> cpu_queue_;
+};
+
+}  // namespace ignis::ops
