@@ -43,7 +43,12 @@ export interface NativeBinding {
   binary(a: Handle, b: Handle, op: string): Handle;
 }
 
-export const packageRoot = path.resolve(__dirname, '..');
+// The folder holding package.json: lib/ (tests) and dist/ or dist-bench/lib (builds) live below it.
+export const packageRoot = (() => {
+  let dir = path.resolve(__dirname, '..');
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+})();
 
 export function candidatePaths(root = packageRoot): string[] {
   const fromEnv = process.env.IGNIS_BINARY ? [path.resolve(process.env.IGNIS_BINARY)] : [];
