@@ -1,7 +1,7 @@
 // QuantizedTensor: a symmetric int8 weight, q i8 [N, K] plus scales f32 [N, K / groupSize].
 // matmul(x, qweight) dequantizes inside the kernel; no float copy of the weight is made.
 import { native } from './binding';
-import { IgnisError, rangeError } from './errors';
+import { describe, IgnisError, rangeError, typeError } from './errors';
 import { FloatDType } from './dtype';
 import { handle, Tensor } from './tensor';
 import * as v from './validate';
@@ -82,5 +82,7 @@ export function dequantize(qt: QuantizedTensor, opts?: DequantizeOptions): Tenso
 
 /** @internal */
 export function quantizedHandles(op: string, name: string, qt: QuantizedTensor) {
+  if (!(qt instanceof QuantizedTensor))
+    throw typeError(`${op}: ${name} must be a QuantizedTensor from ignis.quantize(), got ${describe(qt)}`);
   return [handle(op, `${name}.q`, qt.q), handle(op, `${name}.scales`, qt.scales)] as const;
 }

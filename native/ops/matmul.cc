@@ -21,7 +21,12 @@ Tensor matmul(Runtime& rt, const Tensor& a, const Tensor& b, const Tensor* bias,
   if (K != Kb)
     fail_shapes(op, "a", a, p.transpose_b ? "b (transposed)" : "b", b,
                 "do not fit: a has K = " + std::to_string(K) + ", b has K = " + std::to_string(Kb));
-  Shape out_shape = broadcast_shapes(batch_of(a), batch_of(b), op);
+  Shape out_shape;
+  try {
+    out_shape = broadcast_shapes(batch_of(a), batch_of(b), op);
+  } catch (const Error&) {
+    fail_shapes(op, "a", a, "b", b, "do not fit: their batch dims (all but the last two) do not broadcast");
+  }
   out_shape.push_back(M);
   out_shape.push_back(N);
   if (bias) {
