@@ -1,0 +1,132 @@
+// The package around the kernels: the loader's error, ESM import, info(), and the execution
+// model's guarantees (a queued op keeps its inputs alive; ops run in order; errors after a
+// failed op flow to its dependents).
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as ignis from '../lib/index';
+import { loadBinding } from '../lib/binding';
+
+const root = path.resolve(__dirname, '..');
+
+describe('loader', () => {
+  it('lists every path tried, why each failed, and how to fix it', () => {
+    const bogus = path.join(root, 'package.json'); // exists but is no addon
+    let err: unknown;
+    try {
+      loadBinding(['/nonexistent/ignis.node', bogus]);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ignis.IgnisError);
+    const e = err as ignis.IgnisError;
+    expect(e.code).toBe('E_LOAD');
+    expect(e.message).toContain('/nonexistent/ignis.node: not found');
+    expect(e.message).toContain(bogus + ':');
+    expect(e.message).toContain('npm run build:native');
+  });
+});
+
+describe('module formats', () => {
+  const built = fs.existsSync(path.join(root, 'dist', 'index.mjs'));
+  it.skipIf(!built)('require() and import give the same API', () => {
+    const script = `
+      import * as esm from ${JSON.stringify(path.join(root, 'dist', 'index.mjs'))};
+      import { createRequire } from 'node:module';
+      const cjs = createRequire(import.meta.url)(${JSON.stringify(path.join(root, 'dist', 'index.js'))});
+      const t = esm.tensor([1, 2, 3]);
+      const d = await cjs.add(t, t).data();
+      console.log(JSON.stringify({ same: esm.matmul === cjs.matmul, d: Array.from(d) }));`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(JSON.parse(out)).toEqual({ same: true, d: [2, 4, 6] });
+  });
+});
+
+describe('info()', () => {
+  it('names the version, the SIMD level and why CUDA is or is not used', () => {
+    const i = ignis.info();
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+    expect(i.version).toBe(pkg.version);
+    expect(i.napi).toBeGreaterThanOrEqual(8);
+    expect(['avx2+fma', 'scalar']).toContain(i.cpu.simd);
+    expect(i.cpu.threads).toBeGreaterThanOrEqual(1);
+    expect(typeof i.cuda.compiled).toBe('boolean');
+    if (!i.cuda.available) expect(i.cuda.reason).toMatch(/\w/);
+    for (const d of i.cuda.devices) {
+      expect(d.name).toMatch(/\w/);
+      expect(d.computeCapability).toMatch(/^\d+\.\d+$/);
+      expect(d.memoryBytes).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('execution model', () => {
+  it('a queued op keeps its inputs alive after they are disposed', async () => {
+    const a = ignis.tensor(new Float32Array(256 * 256).map((_, i) => (i % 13) - 6), { shape: [256, 256] });
+    const b = ignis.tensor(new Float32Array(256 * 256).map((_, i) => (i % 7) - 3), { shape: [256, 256] });
+    const [av, bv] = [await a.data(), await b.data()];
+    const c = ignis.matmul(a, b);
+    a.dispose();
+    b.dispose();
+    // Churn the allocator so freed memory would be reused if c's inputs had been freed.
+    for (let i = 0; i < 20; i++) ignis.full([256, 256], 1e9).dispose();
+    const cv = await c.data();
+    for (const [i, j] of [[0, 0], [17, 200], [255, 255]]) {
+      let s = 0;
+      for (let k = 0; k < 256; k++) s += av[i * 256 + k] * bv[k * 256 + j];
+      expect(cv[i * 256 + j]).toBe(s); // small integers: exact in f32
+    }
+  });
+
+  it('ops run in the order they were called', async () => {
+    let x = ignis.full([1000], 1);
+    const two = ignis.full([1000], 2);
+    const one = ignis.full([1000], 1);
+    for (let i = 0; i < 50; i++) {
+      const y = i % 2 ? ignis.add(x, one) : ignis.mul(x, two);
+      x.dispose();
+      x = y;
+    }
+    // ((1*2+1)*2+1)... 25 times: 2^26 - 1 (exact in f32? 2^26-1 needs 26 bits: rounds) -> compute in f32
+    let ref = Math.fround(1);
+    for (let i = 0; i < 50; i++) ref = Math.fround(i % 2 ? ref + 1 : ref * 2);
+    const d = await x.data();
+    expect(d[0]).toBe(ref);
+    expect(d[999]).toBe(ref);
+  });
+
+  it("a failed op's dependents reject with its error; the next call throws it once", async () => {
+    const table = ignis.randn([4, 8], { seed: 1 });
+    const ones = ignis.full([8], 1);
+    const ids = ignis.tensor([1, 9], { dtype: 'i32' });
+    // The worker may finish the failing kernel before any of the calls below: whichever call
+    // comes next throws the error, once. `call` absorbs that one throw and counts it.
+    let thrown = 0;
+    const call = <T>(f: () => T): T => {
+      try {
+        return f();
+      } catch (e) {
+        expect(e).toMatchObject({ code: 'E_INDEX' });
+        thrown++;
+        return f();
+      }
+    };
+    const bad = ignis.embedding(ids, table);
+    const dependent = call(() => ignis.rmsnorm(bad, ones));
+    const fine = call(() => ignis.add(table, table));
+    await expect(bad.data()).rejects.toMatchObject({ code: 'E_INDEX', message: expect.stringContaining('id 9') });
+    await expect(dependent.data()).rejects.toMatchObject({ code: 'E_INDEX' });
+    expect(await fine.data()).toHaveLength(32);
+    const after = call(() => ignis.add(table, table));
+    expect(thrown).toBe(1);
+    expect(await after.data()).toHaveLength(32);
+    expect(await ignis.add(table, table).data()).toHaveLength(32); // no second throw
+  });
+
+  it('many reads in flight settle, each with its own data', async () => {
+    const ts = Array.from({ length: 200 }, (_, i) => ignis.full([3], i));
+    const ds = await Promise.all(ts.map((t) => t.data()));
+    ds.forEach((d, i) => expect(Array.from(d)).toEqual([i, i, i]));
+  });
+});
