@@ -13,10 +13,11 @@
 
 namespace ignis {
 
-// gelu, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+// gelu, tanh form: 0.5 x (1 + tanh(y)), y = sqrt(2/pi) (x + 0.044715 x^3). Written as the
+// identical x / (1 + e^(-2y)), which avoids the cancellation of 1 + tanh(y) for negative x.
 IGNIS_HD float gelu_f32(float x) {
   const float k = 0.7978845608028654f;
-  return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
+  return x / (1.f + expf(-2.f * k * (x + 0.044715f * x * x * x)));
 }
 // silu: x * sigmoid(x)
 IGNIS_HD float silu_f32(float x) { return x / (1.f + expf(-x)); }

@@ -1,0 +1,89 @@
+// The elementwise activation op: gelu (tanh form), silu, relu, or a copy. The scalar path
+// applies the definitions in core/activation.h; the AVX2 path computes the same functions
+// with the vector exp of elementwise.h (gelu through the identity below).
+#include <cstring>
+
+#include "../core/activation.h"
+#include "cpu.h"
+#include "elementwise.h"
+
+namespace ignis::cpu {
+
+template <Activation A, class T>
+static void activation_scalar(T* out, const T* x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = from_f32<T>(apply_activation(A, to_f32(x[i])));
+}
+
+#if IGNIS_X86
+// gelu: 0.5 x (1 + tanh(y)) = x sigmoid(2y) = x / (1 + e^(-2y)), y = sqrt(2/pi) (x + 0.044715 x^3).
+// Same function as gelu_f32, without its cancellation in 1 + tanh(y) for x << 0.
+template <Activation A>
+static inline IGNIS_AVX2 __m256 activation8(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  if constexpr (A == Activation::gelu) {
+    const __m256 c1 = _mm256_set1_ps(-2.f * 0.7978845608028654f);
+    const __m256 c3 = _mm256_set1_ps(-2.f * 0.7978845608028654f * 0.044715f);
+    __m256 m2y = _mm256_mul_ps(x, _mm256_fmadd_ps(c3, _mm256_mul_ps(x, x), c1));  // -2y
+    return _mm256_div_ps(x, _mm256_add_ps(one, exp8(m2y)));
+  } else if constexpr (A == Activation::silu) {
+    return _mm256_div_ps(x, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+  } else if constexpr (A == Activation::relu) {
+    return _mm256_max_ps(x, _mm256_setzero_ps());  // NaN -> 0, as relu_f32
+  } else {
+    return x;
+  }
+}
+
+template <Activation A, class T>
+IGNIS_AVX2 static void activation_avx2(T* out, const T* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) store8(out + i, activation8<A>(load8(x + i)));
+  if (i < n) {
+    // The tail through the same vector code, so no element depends on where a chunk ends.
+    float buf[8] = {};
+    for (int64_t j = i; j < n; j++) buf[j - i] = to_f32(x[j]);
+    _mm256_storeu_ps(buf, activation8<A>(_mm256_loadu_ps(buf)));
+    for (int64_t j = i; j < n; j++) out[j] = from_f32<T>(buf[j - i]);
+  }
+}
+#endif
+
+template <Activation A, class T>
+static void activation_typed(ThreadPool& pool, T* out, const T* x, int64_t n) {
+  [[maybe_unused]] const bool simd = has_avx2();
+  const int64_t grain = A == Activation::relu ? kElementGrain : kMathGrain;
+  pool.parallel_for(n, grain, [&](int64_t b, int64_t e) {
+#if IGNIS_X86
+    if (simd) return activation_avx2<A>(out + b, x + b, e - b);
+#endif
+    activation_scalar<A>(out + b, x + b, e - b);
+  });
+}
+
+void activation(ThreadPool& pool, const Tensor& out, const Tensor& x, Activation act) {
+  const int64_t n = x.numel();
+  if (n == 0) return;
+  if (act == Activation::none) {
+    if (out.raw() == x.raw()) return;
+    char* o = static_cast<char*>(out.raw());
+    const char* s = static_cast<const char*>(x.raw());
+    const int64_t esize = int64_t(dtype_size(x.dtype));
+    pool.parallel_for(n, kElementGrain, [&](int64_t b, int64_t e) {
+      std::memcpy(o + b * esize, s + b * esize, size_t((e - b) * esize));
+    });
+    return;
+  }
+  dispatch_float(x.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    T* o = out.data<T>();
+    const T* xp = x.data<T>();
+    switch (act) {
+      case Activation::gelu: return activation_typed<Activation::gelu>(pool, o, xp, n);
+      case Activation::silu: return activation_typed<Activation::silu>(pool, o, xp, n);
+      case Activation::relu: return activation_typed<Activation::relu>(pool, o, xp, n);
+      default: return;
+    }
+  });
+}
+
+}  // namespace ignis::cpu
