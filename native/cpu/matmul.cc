@@ -1,0 +1,568 @@
+// matmul: out [batch..., M, N] = act(a @ b + bias) in f32/f16/bf16 with numpy batch broadcasting.
+// Holds the packed GEMM engine (gemm::run, also used by matmul_q) for M > 8, and a GEMV-style
+// path for M <= 8 (decode) that streams B once, split over N so every core is busy.
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <type_traits>
+#include <vector>
+
+#include "../core/activation.h"
+#include "cpu.h"
+#include "matmul_gemm.h"
+#include "simd.h"
+
+namespace ignis::cpu {
+namespace gemm {
+namespace {
+
+constexpr int64_t kKC = 256;   // K block: an A micro-panel (6 x KC) + a B micro-panel (KC x 16) fit L1
+constexpr int64_t kMC = 120;   // M block: the packed A block (MC x KC f32, 120 KB) stays in L2
+constexpr int64_t kNC = 2048;  // N block: the packed B block (KC x NC f32, 2 MB) stays in L3
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// C [mr, nr] (=|+=) t [kMR][kNR]
+void store_tile(const float* t, int64_t mr, int64_t nr, float* c, int64_t ldc, bool first) {
+  for (int64_t r = 0; r < mr; r++) {
+    float* cr = c + r * ldc;
+    const float* tr = t + r * kNR;
+    if (first) {
+      for (int64_t j = 0; j < nr; j++) cr[j] = tr[j];
+    } else {
+      for (int64_t j = 0; j < nr; j++) cr[j] += tr[j];
+    }
+  }
+}
+
+// C [mr, nr] (=|+=) A panel [kc][kMR] @ B panel [kc][kNR]
+using Kernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                        int64_t mr, int64_t nr, bool first);
+
+void kernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t mr,
+                   int64_t nr, bool first) {
+  float t[kMR * kNR] = {};
+  for (int64_t k = 0; k < kc; k++) {
+    const float* ak = a + k * kMR;
+    const float* bk = b + k * kNR;
+    for (int64_t r = 0; r < kMR; r++) {
+      float ar = ak[r];
+      for (int64_t j = 0; j < kNR; j++) t[r * kNR + j] += ar * bk[j];
+    }
+  }
+  store_tile(t, mr, nr, c, ldc, first);
+}
+
+#if IGNIS_X86
+IGNIS_AVX2 void kernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                            int64_t mr, int64_t nr, bool first) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+#define MATMUL_ROW(r, x0, x1)                    \
+  {                                              \
+    __m256 av = _mm256_broadcast_ss(a + (r));    \
+    x0 = _mm256_fmadd_ps(av, b0, x0);            \
+    x1 = _mm256_fmadd_ps(av, b1, x1);            \
+  }
+  for (int64_t k = 0; k < kc; k++) {
+    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    MATMUL_ROW(0, c00, c01)
+    MATMUL_ROW(1, c10, c11)
+    MATMUL_ROW(2, c20, c21)
+    MATMUL_ROW(3, c30, c31)
+    MATMUL_ROW(4, c40, c41)
+    MATMUL_ROW(5, c50, c51)
+    a += kMR;
+    b += kNR;
+  }
+#undef MATMUL_ROW
+  if (mr == kMR && nr == kNR) {
+    __m256 rows[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int r = 0; r < kMR; r++) {
+      float* cr = c + r * ldc;
+      if (first) {
+        _mm256_storeu_ps(cr, rows[r][0]);
+        _mm256_storeu_ps(cr + 8, rows[r][1]);
+      } else {
+        _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_loadu_ps(cr), rows[r][0]));
+        _mm256_storeu_ps(cr + 8, _mm256_add_ps(_mm256_loadu_ps(cr + 8), rows[r][1]));
+      }
+    }
+    return;
+  }
+  alignas(32) float t[kMR * kNR];
+  _mm256_store_ps(t + 0, c00), _mm256_store_ps(t + 8, c01);
+  _mm256_store_ps(t + 16, c10), _mm256_store_ps(t + 24, c11);
+  _mm256_store_ps(t + 32, c20), _mm256_store_ps(t + 40, c21);
+  _mm256_store_ps(t + 48, c30), _mm256_store_ps(t + 56, c31);
+  _mm256_store_ps(t + 64, c40), _mm256_store_ps(t + 72, c41);
+  _mm256_store_ps(t + 80, c50), _mm256_store_ps(t + 88, c51);
+  store_tile(t, mr, nr, c, ldc, first);
+}
+#endif
+
+// A rows [0, rows) (row i at a + i * lda, dtype dt), columns [k0, k0 + kc) -> dst, panels of kMR
+// rows: panel p at dst + p * kc * kMR holds [kc][kMR], rows past `rows` zero. tmp: [kMR * kc].
+void pack_a(const void* a, DType dt, int64_t lda, int64_t rows, int64_t k0, int64_t kc,
+            float* dst, float* tmp) {
+  for (int64_t i = 0; i < rows; i += kMR) {
+    const int64_t mr = std::min(kMR, rows - i);
+    const float* src[kMR];
+    for (int64_t r = 0; r < mr; r++) {
+      const void* row = advance(a, dt, (i + r) * lda + k0);
+      if (dt == DType::f32) {
+        src[r] = static_cast<const float*>(row);
+      } else {
+        convert_to_f32(row, dt, tmp + r * kc, size_t(kc));
+        src[r] = tmp + r * kc;
+      }
+    }
+    float* d = dst + i * kc;
+    if (mr == kMR) {
+      for (int64_t k = 0; k < kc; k++)
+        for (int64_t r = 0; r < kMR; r++) d[k * kMR + r] = src[r][k];
+    } else {
+      for (int64_t k = 0; k < kc; k++)
+        for (int64_t r = 0; r < kMR; r++) d[k * kMR + r] = r < mr ? src[r][k] : 0.f;
+    }
+  }
+}
+
+template <Activation A>
+void activate(float* v, int64_t n) {
+  for (int64_t i = 0; i < n; i++) v[i] = apply_activation(A, v[i]);
+}
+
+}  // namespace
+
+void epilogue_row(const float* v, int64_t n, const void* bias, DType dt, Activation act, void* out) {
+  constexpr int64_t kChunk = 256;
+  float tmp[kChunk], btmp[kChunk];
+  for (int64_t j = 0; j < n; j += kChunk) {
+    const int64_t w = std::min(kChunk, n - j);
+    if (bias) {
+      convert_to_f32(advance(bias, dt, j), dt, btmp, size_t(w));
+      for (int64_t i = 0; i < w; i++) tmp[i] = v[j + i] + btmp[i];
+    } else {
+      std::memcpy(tmp, v + j, size_t(w) * 4);
+    }
+    switch (act) {
+      case Activation::gelu: activate<Activation::gelu>(tmp, w); break;
+      case Activation::silu: activate<Activation::silu>(tmp, w); break;
+      case Activation::relu: activate<Activation::relu>(tmp, w); break;
+      default: break;
+    }
+    convert_from_f32(tmp, advance(out, dt, j), dt, size_t(w));
+  }
+}
+
+void run(ThreadPool* pool, const Problem& p) {
+  const int64_t M = p.M, N = p.N, K = p.K;
+  const DType dt = p.out_type;
+  const int64_t threads = pool ? pool->size() : 1;
+  // f32 out accumulates in place; f16/bf16 out accumulates in an f32 buffer over a row block.
+  const bool direct = dt == DType::f32;
+  const bool plain = direct && !p.bias && p.act == Activation::none;
+  const int64_t nc_max = std::min(p.nc > 0 ? p.nc : kNC, N);
+  const int64_t kc_max = std::min(kKC, K);
+  const int64_t ms_max = direct ? M : std::min(M, 4 * kMC * threads);
+  std::vector<float> bpack(size_t(round_up(nc_max, kNR) * kc_max));
+  std::vector<float> cbuf(direct ? 0 : size_t(ms_max * nc_max));
+  Kernel kernel = kernel_scalar;
+#if IGNIS_X86
+  if (has_avx2()) kernel = kernel_avx2;
+#endif
+  auto par = [&](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    if (pool && n > grain) pool->parallel_for(n, grain, fn);
+    else fn(0, n);
+  };
+
+  for (int64_t m0 = 0; m0 < M; m0 += ms_max) {
+    const int64_t ms = std::min(ms_max, M - m0);
+    for (int64_t j0 = 0; j0 < N; j0 += nc_max) {
+      const int64_t nc = std::min(nc_max, N - j0);
+      const int64_t npanel = ceil_div(nc, kNR);
+      float* C = direct ? static_cast<float*>(p.out) + m0 * N + j0 : cbuf.data();
+      const int64_t ldc = direct ? N : nc;
+
+      // Work items: row blocks (sized so each thread gets whole blocks) x column chunks (when
+      // there are fewer row blocks than threads).
+      int64_t mb = ceil_div(ms, kMC), nchunks = 1;
+      if (mb >= threads) mb = round_up(mb, threads);
+      else nchunks = std::min(npanel, ceil_div(threads, mb));
+      const int64_t mc = round_up(ceil_div(ms, mb), kMR);
+      mb = ceil_div(ms, mc);
+
+      for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+        const int64_t kc = std::min(kKC, K - k0);
+        const bool first = k0 == 0, last = k0 + kc == K;
+        // B[k0 : k0 + kc, j0 : j0 + nc] -> bpack [npanel][kc][kNR]
+        par(npanel, std::max<int64_t>(1, 2048 / kc), [&](int64_t b, int64_t e) {
+          for (int64_t q = b; q < e; q++)
+            p.pack_b(p.b_ctx, k0, kc, j0 + q * kNR, std::min(kNR, nc - q * kNR),
+                     bpack.data() + q * kc * kNR);
+        });
+        const int64_t items = mb * nchunks;
+        const bool small = 2 * ms * nc * kc < (int64_t(1) << 20);
+        par(items, small ? items : 1, [&](int64_t b, int64_t e) {
+          std::vector<float> apack(size_t(mc * kc));
+          std::vector<float> atmp(p.a_type == DType::f32 ? 0 : size_t(kMR * kc));
+          int64_t packed = -1;
+          for (int64_t it = b; it < e; it++) {
+            const int64_t ib = it / nchunks, jc = it % nchunks;
+            const int64_t i0 = ib * mc, rows = std::min(mc, ms - i0);
+            if (ib != packed) {
+              pack_a(advance(p.a, p.a_type, (m0 + i0) * K), p.a_type, K, rows, k0, kc,
+                     apack.data(), atmp.data());
+              packed = ib;
+            }
+            const int64_t p0 = jc * npanel / nchunks, p1 = (jc + 1) * npanel / nchunks;
+            for (int64_t q = p0; q < p1; q++) {
+              const int64_t j = q * kNR, nr = std::min(kNR, nc - j);
+              const float* bp = bpack.data() + q * kc * kNR;
+              for (int64_t i = 0; i < rows; i += kMR) {
+                const int64_t mr = std::min(kMR, rows - i);
+                float* c = C + (i0 + i) * ldc + j;
+                kernel(kc, apack.data() + i * kc, bp, c, ldc, mr, nr, first);
+                if (!last || plain) continue;
+                // C tile -> out, while it is in L1
+                for (int64_t r = 0; r < mr; r++)
+                  epilogue_row(c + r * ldc, nr, p.bias ? advance(p.bias, dt, j0 + j) : nullptr,
+                               dt, p.act, advance(p.out, dt, (m0 + i0 + i + r) * N + j0 + j));
+              }
+            }
+          }
+        });
+      }
+    }
+  }
+}
+
+}  // namespace gemm
+
+namespace {
+
+using gemm::advance;
+using gemm::kNR;
+
+// B as the GEMM engine's packers see it: b [K, N] (ld = N) or, transposed, [N, K] (ld = K).
+struct DenseB {
+  const void* b;
+  int64_t ld;
+};
+
+template <class T>
+void row_to_f32(const T* src, float* dst, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    std::memcpy(dst, src, size_t(n) * 4);
+  } else if constexpr (std::is_same_v<T, f16>) {
+    convert_to_f32(src, DType::f16, dst, size_t(n));
+  } else {
+    for (int64_t i = 0; i < n; i++) dst[i] = to_f32(src[i]);
+  }
+}
+
+template <class T>
+void pack_b_nt(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
+  const auto& d = *static_cast<const DenseB*>(ctx);
+  const T* b = static_cast<const T*>(d.b) + k0 * d.ld + j0;
+  for (int64_t k = 0; k < kc; k++) {
+    float* o = dst + k * kNR;
+    row_to_f32(b + k * d.ld, o, nr);
+    for (int64_t j = nr; j < kNR; j++) o[j] = 0.f;
+  }
+}
+
+template <class T>
+void pack_b_t(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
+  const auto& d = *static_cast<const DenseB*>(ctx);
+  const T* b = static_cast<const T*>(d.b) + j0 * d.ld + k0;
+  std::vector<float> tmp(static_cast<size_t>(kc));
+  for (int64_t c = 0; c < nr; c++) {
+    row_to_f32(b + c * d.ld, tmp.data(), kc);
+    for (int64_t k = 0; k < kc; k++) dst[k * kNR + c] = tmp[size_t(k)];
+  }
+  for (int64_t c = nr; c < kNR; c++)
+    for (int64_t k = 0; k < kc; k++) dst[k * kNR + c] = 0.f;
+}
+
+// ---- M <= 8: out rows [M, w] = a [M, K] (f32) @ b, for output columns [n0, n0 + w) ----
+
+// b [K, ldb] at column n0: acc [M][w] += a @ b, streaming each row of b once per column chunk.
+template <class T>
+void gemv_nt_scalar(int64_t M, int64_t K, const float* a, const T* b, int64_t ldb, int64_t w,
+                    float* acc) {
+  std::vector<float> row(static_cast<size_t>(w));
+  for (int64_t k = 0; k < K; k++) {
+    row_to_f32(b + k * ldb, row.data(), w);
+    for (int64_t m = 0; m < M; m++) {
+      const float am = a[m * K + k];
+      float* o = acc + m * w;
+      for (int64_t j = 0; j < w; j++) o[j] += am * row[size_t(j)];
+    }
+  }
+}
+
+// b [N, K] at row n0: acc [M][w] = a @ b^T, one dot product per (m, n).
+template <class T>
+void gemv_t_scalar(int64_t M, int64_t K, const float* a, const T* b, int64_t w, float* acc) {
+  std::vector<float> row(static_cast<size_t>(K));
+  for (int64_t n = 0; n < w; n++) {
+    row_to_f32(b + n * K, row.data(), K);
+    for (int64_t m = 0; m < M; m++) {
+      const float* am = a + m * K;
+      float s = 0.f;
+      for (int64_t k = 0; k < K; k++) s += am[k] * row[size_t(k)];
+      acc[m * w + n] = s;
+    }
+  }
+}
+
+#if IGNIS_X86
+template <class T>
+IGNIS_AVX2 void gemv_nt_avx2(int64_t M, int64_t K, const float* a, const T* b, int64_t ldb,
+                             int64_t w, float* acc) {
+  using gemm::load8;
+  // Long row segments keep the hardware prefetcher streaming; acc [M][kCols] stays in L1/L2.
+  const int64_t kCols = std::max<int64_t>(512, (int64_t(16384) / M) / 8 * 8);
+  for (int64_t c0 = 0; c0 < w; c0 += kCols) {
+    const int64_t cw = std::min(kCols, w - c0), cv = cw / 8 * 8;
+    int64_t k = 0;
+    for (; k + 4 <= K; k += 4) {
+      const T* b0 = b + k * ldb + c0;
+      const T *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+      for (int64_t j = 0; j < cv; j += 8) {
+        const __m256 x0 = load8(b0 + j), x1 = load8(b1 + j), x2 = load8(b2 + j), x3 = load8(b3 + j);
+        for (int64_t m = 0; m < M; m++) {
+          const float* am = a + m * K + k;
+          float* o = acc + m * w + c0 + j;
+          __m256 v = _mm256_loadu_ps(o);
+          v = _mm256_fmadd_ps(_mm256_broadcast_ss(am + 0), x0, v);
+          v = _mm256_fmadd_ps(_mm256_broadcast_ss(am + 1), x1, v);
+          v = _mm256_fmadd_ps(_mm256_broadcast_ss(am + 2), x2, v);
+          v = _mm256_fmadd_ps(_mm256_broadcast_ss(am + 3), x3, v);
+          _mm256_storeu_ps(o, v);
+        }
+      }
+      for (int64_t j = cv; j < cw; j++) {
+        const float x0 = to_f32(b0[j]), x1 = to_f32(b1[j]), x2 = to_f32(b2[j]), x3 = to_f32(b3[j]);
+        for (int64_t m = 0; m < M; m++) {
+          const float* am = a + m * K + k;
+          acc[m * w + c0 + j] += am[0] * x0 + am[1] * x1 + am[2] * x2 + am[3] * x3;
+        }
+      }
+    }
+    for (; k < K; k++) {
+      const T* bk = b + k * ldb + c0;
+      for (int64_t j = 0; j < cv; j += 8) {
+        const __m256 x = load8(bk + j);
+        for (int64_t m = 0; m < M; m++) {
+          float* o = acc + m * w + c0 + j;
+          _mm256_storeu_ps(o, _mm256_fmadd_ps(_mm256_broadcast_ss(a + m * K + k), x,
+                                              _mm256_loadu_ps(o)));
+        }
+      }
+      for (int64_t j = cv; j < cw; j++) {
+        const float x = to_f32(bk[j]);
+        for (int64_t m = 0; m < M; m++) acc[m * w + c0 + j] += a[m * K + k] * x;
+      }
+    }
+  }
+}
+
+// out [MM][R] (row stride ldo) = a [MM, K] @ b [R, K]^T
+template <int MM, int R, class T>
+IGNIS_AVX2 inline void dot_tile(int64_t K, const float* a, const T* b, float* out, int64_t ldo) {
+  using gemm::load8;
+  __m256 acc[MM][R];
+  MATMUL_UNROLL
+  for (int m = 0; m < MM; m++)
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) acc[m][r] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 av[MM];
+    MATMUL_UNROLL
+    for (int m = 0; m < MM; m++) av[m] = _mm256_loadu_ps(a + m * K + k);
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) {
+      const __m256 bv = load8(b + r * K + k);
+      MATMUL_UNROLL
+      for (int m = 0; m < MM; m++) acc[m][r] = _mm256_fmadd_ps(av[m], bv, acc[m][r]);
+    }
+  }
+  for (int m = 0; m < MM; m++) {
+    for (int r = 0; r < R; r++) {
+      float s = gemm::hsum8(acc[m][r]);
+      for (int64_t kk = k; kk < K; kk++) s += a[m * K + kk] * to_f32(b[r * K + kk]);
+      out[m * ldo + r] = s;
+    }
+  }
+}
+
+template <int MM, int R, class T>
+IGNIS_AVX2 inline void dot_rows(int64_t K, const float* a, const T* b, int64_t w, float* acc,
+                                int64_t ldo) {
+  int64_t n = 0;
+  for (; n + R <= w; n += R) dot_tile<MM, R>(K, a, b + n * K, acc + n, ldo);
+  for (; n < w; n++) dot_tile<MM, 1>(K, a, b + n * K, acc + n, ldo);
+}
+
+template <class T>
+IGNIS_AVX2 void gemv_t_avx2(int64_t M, int64_t K, const float* a, const T* b, int64_t w, float* acc) {
+  // Blocks of b rows small enough to stay in L2 while every group of a's rows passes over them,
+  // so b is read from memory once.
+  const int64_t nb = std::max<int64_t>(8, (int64_t(65536) / (K * int64_t(sizeof(T)))) / 24 * 24);
+  for (int64_t n0 = 0; n0 < w; n0 += nb) {
+    const int64_t bw = std::min(nb, w - n0);
+    const T* bn = b + n0 * K;
+    for (int64_t m = 0; m < M;) {
+      const int64_t mm = std::min<int64_t>(4, M - m);
+      const float* am = a + m * K;
+      float* o = acc + m * w + n0;
+      switch (mm) {
+        case 1: dot_rows<1, 8>(K, am, bn, bw, o, w); break;
+        case 2: dot_rows<2, 4>(K, am, bn, bw, o, w); break;
+        case 3: dot_rows<3, 3>(K, am, bn, bw, o, w); break;
+        default: dot_rows<4, 2>(K, am, bn, bw, o, w); break;
+      }
+      m += mm;
+    }
+  }
+}
+#endif
+
+// out [M, N] = act(a [M, K] @ b + bias) for M <= 8, columns split over the pool.
+template <class T>
+void matmul_small_m(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const T* a, const T* b,
+                    bool transpose_b, const void* bias, Activation act, T* out, DType dt) {
+  std::vector<float> a32;
+  const float* af;
+  if constexpr (std::is_same_v<T, float>) {
+    af = a;
+  } else {
+    a32.resize(size_t(M * K));
+    convert_to_f32(a, dt, a32.data(), size_t(M * K));
+    af = a32.data();
+  }
+  const bool avx2 = has_avx2();
+  auto cols = [&](int64_t n0, int64_t n1) {
+    const int64_t w = n1 - n0;
+    std::vector<float> acc(size_t(M * w), 0.f);  // [M][w]
+#if IGNIS_X86
+    if (avx2) {
+      if (transpose_b) gemv_t_avx2(M, K, af, b + n0 * K, w, acc.data());
+      else gemv_nt_avx2(M, K, af, b + n0, N, w, acc.data());
+    } else
+#endif
+    {
+      (void)avx2;
+      if (transpose_b) gemv_t_scalar(M, K, af, b + n0 * K, w, acc.data());
+      else gemv_nt_scalar(M, K, af, b + n0, N, w, acc.data());
+    }
+    for (int64_t m = 0; m < M; m++)
+      gemm::epilogue_row(acc.data() + m * w, w, bias ? advance(bias, dt, n0) : nullptr, dt, act,
+                         out + m * N + n0);
+  };
+  // At least ~64K multiply-adds per chunk, so tiny products stay on one thread.
+  const int64_t grain = std::max<int64_t>(16, (int64_t(1) << 16) / std::max<int64_t>(1, M * K));
+  if (pool && N > grain) pool->parallel_for(N, grain, cols);
+  else cols(0, N);
+}
+
+// One [M, K] @ B product; pool null when the caller already runs batches in parallel.
+template <class T>
+void matmul_one(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const T* a, const T* b,
+                bool transpose_b, const void* bias, Activation act, T* out, DType dt) {
+  if (M <= 8) {
+    matmul_small_m(pool, M, N, K, a, b, transpose_b, bias, act, out, dt);
+    return;
+  }
+  DenseB ctx{b, transpose_b ? K : N};
+  gemm::Problem p;
+  p.M = M, p.N = N, p.K = K;
+  p.a = a, p.a_type = dt;
+  p.pack_b = transpose_b ? pack_b_t<T> : pack_b_nt<T>;
+  p.b_ctx = &ctx;
+  p.bias = bias, p.act = act;
+  p.out = out, p.out_type = dt;
+  gemm::run(pool, p);
+}
+
+// Offsets (in elements) of the matrices of t [tb..., R, C] for every batch index of out
+// [ob..., *, *], numpy broadcasting (t's batch dims right-aligned, size-1 dims repeat).
+std::vector<int64_t> batch_offsets(const Shape& out, const Shape& t) {
+  const int ob = int(out.size()) - 2, tb = int(t.size()) - 2;
+  int64_t nb = 1;
+  for (int d = 0; d < ob; d++) nb *= out[size_t(d)];
+  std::vector<int64_t> stride(size_t(std::max(ob, 0)), 0);
+  int64_t s = t[t.size() - 2] * t[t.size() - 1];
+  for (int d = tb - 1; d >= 0; d--) {
+    stride[size_t(d + ob - tb)] = t[size_t(d)] == 1 ? 0 : s;
+    s *= t[size_t(d)];
+  }
+  std::vector<int64_t> off(static_cast<size_t>(nb)), idx(static_cast<size_t>(std::max(ob, 0)), 0);
+  int64_t cur = 0;
+  for (int64_t i = 0; i < nb; i++) {
+    off[size_t(i)] = cur;
+    for (int d = ob - 1; d >= 0; d--) {
+      cur += stride[size_t(d)];
+      if (++idx[size_t(d)] < out[size_t(d)]) break;
+      cur -= stride[size_t(d)] * idx[size_t(d)];
+      idx[size_t(d)] = 0;
+    }
+  }
+  return off;
+}
+
+}  // namespace
+
+void matmul(ThreadPool& pool, const Tensor& out, const Tensor& a, const Tensor& b,
+            const Tensor* bias, const MatmulParams& p) {
+  const DType dt = out.dtype;
+  const int64_t M = a.dim(-2), K = a.dim(-1), N = out.dim(-1);
+  const int64_t nbatch = out.numel() / std::max<int64_t>(1, M * N);
+  if (out.numel() == 0) return;
+  const void* biasp = bias ? bias->raw() : nullptr;
+  if (K == 0) {  // empty sum: out = act(bias or 0)
+    std::vector<float> zeros(size_t(N), 0.f);
+    for (int64_t r = 0; r < nbatch * M; r++)
+      gemm::epilogue_row(zeros.data(), N, biasp, dt, p.activation, advance(out.raw(), dt, r * N));
+    return;
+  }
+  dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* ap = a.data<T>();
+    const T* bp = b.data<T>();
+    T* op = out.data<T>();
+    if (b.numel() == K * N) {
+      // One B for every batch: a's batches are just more rows (a's batch shape is out's).
+      matmul_one<T>(&pool, nbatch * M, N, K, ap, bp, p.transpose_b, biasp, p.activation, op, dt);
+      return;
+    }
+    const std::vector<int64_t> aoff = batch_offsets(out.shape, a.shape);
+    const std::vector<int64_t> boff = batch_offsets(out.shape, b.shape);
+    auto one = [&](int64_t i, ThreadPool* pl) {
+      matmul_one<T>(pl, M, N, K, ap + aoff[size_t(i)], bp + boff[size_t(i)], p.transpose_b, biasp,
+                    p.activation, op + i * M * N, dt);
+    };
+    // Many or small products: one product per thread; otherwise each product uses the pool.
+    const int64_t threads = pool.size();
+    const double flops = 2.0 * double(M) * double(N) * double(K);
+    if (threads > 1 && nbatch >= threads &&
+        (flops < 4e6 || nbatch % threads == 0 || nbatch >= 4 * threads)) {
+      pool.parallel_for(nbatch, 1, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; i++) one(i, nullptr);
+      });
+    } else {
+      for (int64_t i = 0; i < nbatch; i++) one(i, &pool);
+    }
+  });
+}
+
+}  // namespace ignis::cpu

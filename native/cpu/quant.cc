@@ -1,0 +1,266 @@
+// Symmetric int8 weights: quantize / dequantize, and matmul_q, which multiplies by q [N, K] with
+// per-group scales without ever making an f32 copy of the weight: M <= 8 (decode) streams each
+// int8 row once and converts it in registers; larger M dequantizes L2-sized tiles for the GEMM engine.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu.h"
+#include "matmul_gemm.h"
+#include "simd.h"
+
+namespace ignis::cpu {
+namespace {
+
+using gemm::advance;
+using gemm::kNR;
+
+// Rows of work per parallel chunk so each chunk has at least ~32K elements.
+int64_t row_grain(int64_t K) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, K)); }
+
+// The weight as the GEMM engine's packer sees it: B [K, N] = dequant(q [N, K])^T.
+struct QuantB {
+  const int8_t* q;
+  const float* scales;  // [N, K / group]
+  int64_t K, group;
+};
+
+void pack_b_q(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
+  const auto& d = *static_cast<const QuantB*>(ctx);
+  const int64_t G = d.K / d.group;
+  for (int64_t c = 0; c < nr; c++) {
+    const int8_t* row = d.q + (j0 + c) * d.K;
+    const float* sr = d.scales + (j0 + c) * G;
+    for (int64_t k = k0; k < k0 + kc;) {
+      const int64_t g = k / d.group, kend = std::min(k0 + kc, (g + 1) * d.group);
+      const float s = sr[g];
+      for (; k < kend; k++) dst[(k - k0) * kNR + c] = float(row[k]) * s;
+    }
+  }
+  for (int64_t c = nr; c < kNR; c++)
+    for (int64_t k = 0; k < kc; k++) dst[k * kNR + c] = 0.f;
+}
+
+// acc [M][w] = x [M, K] @ dequant(q rows [0, w))^T. Per group: sum of x * q, times the scale.
+void qgemv_scalar(int64_t M, int64_t K, int64_t group, const float* x, const int8_t* q,
+                  const float* scales, int64_t w, float* acc) {
+  const int64_t G = K / group;
+  for (int64_t n = 0; n < w; n++) {
+    const int8_t* qn = q + n * K;
+    for (int64_t m = 0; m < M; m++) {
+      const float* xm = x + m * K;
+      float tot = 0.f;
+      for (int64_t g = 0; g < G; g++) {
+        float s = 0.f;
+        for (int64_t k = g * group; k < (g + 1) * group; k++) s += xm[k] * float(qn[k]);
+        tot += s * scales[n * G + g];
+      }
+      acc[m * w + n] = tot;
+    }
+  }
+}
+
+#if IGNIS_X86
+IGNIS_AVX2 inline __m256 load8_i8(const int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+// out [MM][R] (row stride ldo) = x [MM, K] @ dequant(q [R, K], s [R, G])^T. 16 weights a step
+// into two accumulator sets (twice the independent FMA chains); a group's sums are scaled into
+// tot, which lives in L1 to leave the registers to the accumulators.
+template <int MM, int R>
+IGNIS_AVX2 inline void qdot_tile(int64_t K, int64_t group, const float* x, const int8_t* q,
+                                 const float* s, float* out, int64_t ldo) {
+  const int64_t G = K / group, g16 = group / 16 * 16, g8 = group / 8 * 8;
+  alignas(32) float tot[MM][R][8] = {};
+  float tail[MM][R] = {};
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t k0 = g * group;
+    __m256 acc0[MM][R], acc1[MM][R];  // this group's x . q
+    MATMUL_UNROLL
+    for (int m = 0; m < MM; m++)
+      MATMUL_UNROLL
+      for (int r = 0; r < R; r++) acc0[m][r] = _mm256_setzero_ps(), acc1[m][r] = _mm256_setzero_ps();
+    int64_t k = k0;
+    for (; k < k0 + g16; k += 16) {
+      MATMUL_UNROLL
+      for (int r = 0; r < R; r++) {
+        const __m256 q0 = load8_i8(q + r * K + k), q1 = load8_i8(q + r * K + k + 8);
+        MATMUL_UNROLL
+        for (int m = 0; m < MM; m++) {
+          acc0[m][r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * K + k), q0, acc0[m][r]);
+          acc1[m][r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * K + k + 8), q1, acc1[m][r]);
+        }
+      }
+    }
+    if (g8 > g16) {
+      MATMUL_UNROLL
+      for (int r = 0; r < R; r++) {
+        const __m256 q0 = load8_i8(q + r * K + k);
+        MATMUL_UNROLL
+        for (int m = 0; m < MM; m++)
+          acc0[m][r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * K + k), q0, acc0[m][r]);
+      }
+    }
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) {
+      const float sc = s[r * G + g];
+      const __m256 sv = _mm256_set1_ps(sc);
+      MATMUL_UNROLL
+      for (int m = 0; m < MM; m++)
+        _mm256_store_ps(tot[m][r], _mm256_fmadd_ps(_mm256_add_ps(acc0[m][r], acc1[m][r]), sv,
+                                                   _mm256_load_ps(tot[m][r])));
+      if (g8 == group) continue;
+      for (int m = 0; m < MM; m++) {
+        float t = 0.f;
+        for (int64_t kk = k0 + g8; kk < k0 + group; kk++) t += x[m * K + kk] * float(q[r * K + kk]);
+        tail[m][r] += t * sc;
+      }
+    }
+  }
+  for (int m = 0; m < MM; m++)
+    for (int r = 0; r < R; r++) out[m * ldo + r] = gemm::hsum8(_mm256_load_ps(tot[m][r])) + tail[m][r];
+}
+
+template <int MM, int R>
+IGNIS_AVX2 inline void qdot_rows(int64_t K, int64_t group, const float* x, const int8_t* q,
+                                 const float* s, int64_t w, float* acc, int64_t ldo) {
+  const int64_t G = K / group;
+  int64_t n = 0;
+  for (; n + R <= w; n += R) qdot_tile<MM, R>(K, group, x, q + n * K, s + n * G, acc + n, ldo);
+  for (; n < w; n++) qdot_tile<MM, 1>(K, group, x, q + n * K, s + n * G, acc + n, ldo);
+}
+
+IGNIS_AVX2 void qgemv_avx2(int64_t M, int64_t K, int64_t group, const float* x, const int8_t* q,
+                           const float* scales, int64_t w, float* acc) {
+  // Blocks of q rows that stay in L2 while every group of x's rows passes over them, so q is
+  // read from memory once.
+  const int64_t G = K / group;
+  const int64_t nb = std::max<int64_t>(4, (int64_t(65536) / K) / 4 * 4);
+  for (int64_t n0 = 0; n0 < w; n0 += nb) {
+    const int64_t bw = std::min(nb, w - n0);
+    const int8_t* qn = q + n0 * K;
+    const float* sn = scales + n0 * G;
+    for (int64_t m = 0; m < M;) {
+      const int64_t mm = std::min<int64_t>(3, M - m);
+      const float* xm = x + m * K;
+      float* o = acc + m * w + n0;
+      switch (mm) {
+        case 1: qdot_rows<1, 4>(K, group, xm, qn, sn, bw, o, w); break;
+        case 2: qdot_rows<2, 2>(K, group, xm, qn, sn, bw, o, w); break;
+        default: qdot_rows<3, 1>(K, group, xm, qn, sn, bw, o, w); break;
+      }
+      m += mm;
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Tensor& w, int64_t group) {
+  const int64_t K = w.dim(-1), N = K ? w.numel() / K : 0, G = group ? K / group : 0;
+  if (N == 0 || K == 0) return;
+  int8_t* qp = q.data<int8_t>();
+  float* sp = scales.data<float>();
+  pool.parallel_for(N, row_grain(K), [&](int64_t n0, int64_t n1) {
+    std::vector<float> row(static_cast<size_t>(K));
+    for (int64_t n = n0; n < n1; n++) {
+      convert_to_f32(advance(w.raw(), w.dtype, n * K), w.dtype, row.data(), size_t(K));
+      for (int64_t g = 0; g < G; g++) {
+        const float* v = row.data() + g * group;
+        float amax = 0.f;
+        for (int64_t k = 0; k < group; k++) amax = std::max(amax, std::fabs(v[k]));
+        const float scale = amax > 0.f ? amax / 127.f : 1.f;
+        sp[n * G + g] = scale;
+        int8_t* o = qp + n * K + g * group;
+        for (int64_t k = 0; k < group; k++) {
+          // Round half to even (nearbyint in the default rounding mode); divide, not multiply by
+          // 1/scale, so a reference reproduces it bit for bit.
+          const float r = std::nearbyint(v[k] / scale);
+          o[k] = r != r ? int8_t(0) : int8_t(std::min(127.f, std::max(-127.f, r)));
+        }
+      }
+    }
+  });
+}
+
+void dequantize(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tensor& scales, int64_t group) {
+  const int64_t K = q.dim(-1), N = K ? q.numel() / K : 0, G = group ? K / group : 0;
+  if (N == 0 || K == 0) return;
+  const int8_t* qp = q.data<int8_t>();
+  const float* sp = scales.data<float>();
+  pool.parallel_for(N, row_grain(K), [&](int64_t n0, int64_t n1) {
+    std::vector<float> row(static_cast<size_t>(K));
+    for (int64_t n = n0; n < n1; n++) {
+      for (int64_t g = 0; g < G; g++) {
+        const float s = sp[n * G + g];
+        for (int64_t k = g * group; k < (g + 1) * group; k++) row[size_t(k)] = float(qp[n * K + k]) * s;
+      }
+      convert_from_f32(row.data(), advance(out.raw(), out.dtype, n * K), out.dtype, size_t(K));
+    }
+  });
+}
+
+void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& q,
+              const Tensor& scales, int64_t group, const Tensor* bias, Activation act) {
+  const DType dt = out.dtype;
+  const int64_t K = x.dim(-1), N = q.dim(0);
+  const int64_t M = K ? x.numel() / K : out.numel() / std::max<int64_t>(1, N);
+  if (out.numel() == 0) return;
+  const void* biasp = bias ? bias->raw() : nullptr;
+  if (K == 0) {  // empty sum: out = act(bias or 0)
+    std::vector<float> zeros(size_t(N), 0.f);
+    for (int64_t r = 0; r < M; r++)
+      gemm::epilogue_row(zeros.data(), N, biasp, dt, act, advance(out.raw(), dt, r * N));
+    return;
+  }
+  const int8_t* qp = q.data<int8_t>();
+  const float* sp = scales.data<float>();
+
+  if (M > 8) {
+    QuantB ctx{qp, sp, K, group};
+    gemm::Problem p;
+    p.M = M, p.N = N, p.K = K;
+    p.a = x.raw(), p.a_type = x.dtype;
+    p.pack_b = pack_b_q;
+    p.b_ctx = &ctx;
+    p.bias = biasp, p.act = act;
+    p.out = out.raw(), p.out_type = dt;
+    p.nc = 256;  // a dequantized block is KC x 256 f32 (256 KB): an L2 tile, not a weight copy
+    gemm::run(&pool, p);
+    return;
+  }
+
+  // M <= 8: x as f32 rows [M, K], then each thread streams its share of q's rows once.
+  std::vector<float> x32;
+  const float* xf = x.data<float>();
+  if (x.dtype != DType::f32) {
+    x32.resize(size_t(M * K));
+    convert_to_f32(x.raw(), x.dtype, x32.data(), size_t(M * K));
+    xf = x32.data();
+  }
+  const int64_t G = K / group;
+  const bool avx2 = has_avx2();
+  auto cols = [&](int64_t n0, int64_t n1) {
+    const int64_t w = n1 - n0;
+    std::vector<float> acc(size_t(M * w));  // [M][w]
+#if IGNIS_X86
+    if (avx2) qgemv_avx2(M, K, group, xf, qp + n0 * K, sp + n0 * G, w, acc.data());
+    else
+#endif
+    {
+      (void)avx2;
+      qgemv_scalar(M, K, group, xf, qp + n0 * K, sp + n0 * G, w, acc.data());
+    }
+    for (int64_t m = 0; m < M; m++)
+      gemm::epilogue_row(acc.data() + m * w, w, biasp ? advance(biasp, dt, n0) : nullptr, dt, act,
+                         advance(out.raw(), dt, m * N + n0));
+  };
+  const int64_t grain = std::max<int64_t>(16, (int64_t(1) << 16) / (M * K));
+  if (N > grain) pool.parallel_for(N, grain, cols);
+  else cols(0, N);
+}
+
+}  // namespace ignis::cpu
