@@ -132,7 +132,8 @@ export async function check(out: Tensor, ref: Ref | Float64Array, tol: number, c
   if (meta.dtype) expect(out.dtype, `${ctx}: dtype`).toBe(meta.dtype);
   if (meta.device) expect(out.device, `${ctx}: device`).toBe(deviceName(meta.device));
   const got = await out.data();
-  const cmp = tol === 0 ? compareExact(got, refData) : compare(got, refData, tol);
+  const floor = out.dtype === 'f16' ? 2 ** -14 : 1e-6;
+  const cmp = tol === 0 ? compareExact(got, refData) : compare(got, refData, tol, floor);
   if (!cmp.ok) {
     const where = shape ? ` (out ${shapeStr(out.shape)}, ${out.dtype}, ${out.device})` : '';
     expect.fail(`${ctx}${where}: ${cmp.message}`);

@@ -14,7 +14,10 @@ export interface Comparison {
   message: string;
 }
 
-export function compare(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number): Comparison {
+// `floor` is the smallest magnitude the scale may take: 1e-6, or for f16 outputs its smallest
+// normal number (6.1e-5), below which f16 keeps a fixed absolute spacing of 6e-8, not a
+// relative one.
+export function compare(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number, floor = 1e-6): Comparison {
   if (out.length !== ref.length) {
     return {
       ok: false,
@@ -29,7 +32,7 @@ export function compare(out: ArrayLike<number>, ref: ArrayLike<number>, tol: num
     const r = Math.abs(ref[i]);
     if (Number.isFinite(r) && r > maxRef) maxRef = r;
   }
-  const scale = Math.max(1e-6, maxRef);
+  const scale = Math.max(floor, maxRef);
   let maxDiff = 0;
   let worst = 0;
   for (let i = 0; i < out.length; i++) {
