@@ -1,5 +1,5 @@
 // ignis: native inference kernels for Node.js. This file is the public surface.
-import { native, packageRoot } from './binding';
+import { native, NativeBinding, packageRoot } from './binding';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -18,17 +18,8 @@ export {
 } from './ops';
 export type { MatmulOptions, AttentionOptions, NormOptions, SoftmaxOptions, RopeOptions, ActivationName } from './ops';
 
-export interface Info {
-  version: string;
-  napi: number;
-  cpu: { simd: string; threads: number };
-  cuda: {
-    compiled: boolean;
-    available: boolean;
-    reason?: string;
-    devices: { name: string; computeCapability: string; memoryBytes: number }[];
-  };
-}
+/** What info() returns: the package version and what the native addon reports. */
+export type Info = { version: string } & ReturnType<NativeBinding['info']>;
 
 let version: string | undefined;
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu.h"
+#include "elementwise.h"
 #include "simd.h"
 
 namespace ignis::cpu {
@@ -125,30 +126,6 @@ void pv_scalar(const float* p, int64_t ldp, const float* v, int64_t ldv, float* 
 // ---- AVX2/FMA kernels -----------------------------------------------------------------------
 #if IGNIS_X86
 
-// exp(x) for x <= 0 (Cephes polynomial, ~1 ulp); 0 below kExpCut and for NaN.
-static inline IGNIS_AVX2 __m256 exp_avx2(__m256 x) {
-  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(kExpCut), _CMP_GE_OQ);
-  x = _mm256_max_ps(x, _mm256_set1_ps(kExpCut));
-  x = _mm256_min_ps(x, _mm256_set1_ps(88.f));
-  // x = n ln2 + f, |f| <= ln2 / 2
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 f = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  f = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), f);
-  // e^f = 1 + f + f^2 poly(f)
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(y, _mm256_mul_ps(f, f), _mm256_add_ps(f, _mm256_set1_ps(1.f)));
-  // * 2^n
-  const __m256i e = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), keep);
-}
-
 // dst [Dp] = mul * src [D] (any float dtype), zero padded; Dp a multiple of 8.
 static IGNIS_AVX2 void load_row_avx2(const void* src, DType dtype, float* dst, int64_t D,
                                      int64_t Dp, float mul) {
@@ -181,20 +158,6 @@ static IGNIS_AVX2 void load_row_avx2(const void* src, DType dtype, float* dst, i
 static inline IGNIS_AVX2 __m128 hsum4_avx2(__m256 a, __m256 b, __m256 c, __m256 d) {
   const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
   return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-}
-
-static inline IGNIS_AVX2 float hsum_avx2(__m256 a) {
-  __m128 x = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-  x = _mm_add_ss(x, _mm_movehdup_ps(x));
-  return _mm_cvtss_f32(x);
-}
-
-static inline IGNIS_AVX2 float hmax_avx2(__m256 a) {
-  __m128 x = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
-  x = _mm_max_ss(x, _mm_movehdup_ps(x));
-  return _mm_cvtss_f32(x);
 }
 
 // S [MR, NK] = Q [MR, dp] K [NK, dp]^T; dp a multiple of 8. MR x NK accumulators over d.
@@ -276,18 +239,18 @@ static IGNIS_AVX2 void softmax_row_avx2(float* s, int64_t nvis, int64_t nzero, f
     const __m256 live = _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps(float(j)), iota), limit, _CMP_LT_OQ);
     vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(vmax, _mm256_loadu_ps(s + j), live));
   }
-  const float mx = std::max(*m, hmax_avx2(vmax));
+  const float mx = std::max(*m, hmax8(vmax));
   // P = exp(S - m_new), 0 where masked
   const __m256 vm = _mm256_set1_ps(mx);
   __m256 vsum = _mm256_setzero_ps();
   for (int64_t j = 0; j < n8; j += 8) {
     const __m256 live = _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps(float(j)), iota), limit, _CMP_LT_OQ);
-    const __m256 p = _mm256_and_ps(exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm)), live);
+    const __m256 p = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm)), live);
     _mm256_storeu_ps(s + j, p);
     vsum = _mm256_add_ps(vsum, p);
   }
   *alpha = std::exp(*m - mx);
-  *l = *l * *alpha + hsum_avx2(vsum);
+  *l = *l * *alpha + hsum8(vsum);
   *m = mx;
 }
 
