@@ -1,7 +1,7 @@
 // dtype names and the f16 <-> f32 conversions (bit-exact, round to nearest even).
 #include "dtype.h"
 
-#include "../cpu/simd.h"
+#include "../cpu/elementwise.h"
 
 namespace ignis {
 
@@ -52,38 +52,41 @@ uint16_t f32_to_f16_bits(float f) {
 }
 
 #if IGNIS_X86
-IGNIS_AVX2 static void f16_to_f32_avx2(const uint16_t* s, float* d, size_t n, size_t* done) {
+// 8 at a time through the cpu kernels' loaders (bit-identical to the scalar conversions).
+template <class T>
+IGNIS_AVX2 static size_t to_f32_avx2(const T* s, float* d, size_t n) {
   size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
-  *done = i;
+  for (; i + 8 <= n; i += 8) cpu::store8(d + i, cpu::load8(s + i));
+  return i;
 }
-IGNIS_AVX2 static void f32_to_f16_avx2(const float* s, uint16_t* d, size_t n, size_t* done) {
+template <class T>
+IGNIS_AVX2 static size_t from_f32_avx2(const float* s, T* d, size_t n) {
   size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i),
-                     _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT));
-  *done = i;
+  for (; i + 8 <= n; i += 8) cpu::store8(d + i, cpu::load8(s + i));
+  return i;
 }
 #endif
 
 void convert_to_f32(const void* src, DType t, float* dst, size_t n) {
+  size_t i = 0;
   switch (t) {
     case DType::f32:
       std::memcpy(dst, src, n * 4);
       return;
     case DType::bf16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; i++) dst[i] = bits_to_f32(uint32_t(s[i]) << 16);
+      const bf16* s = static_cast<const bf16*>(src);
+#if IGNIS_X86
+      if (cpu::has_avx2()) i = to_f32_avx2(s, dst, n);
+#endif
+      for (; i < n; i++) dst[i] = to_f32(s[i]);
       return;
     }
     case DType::f16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      size_t i = 0;
+      const f16* s = static_cast<const f16*>(src);
 #if IGNIS_X86
-      if (cpu::has_avx2()) f16_to_f32_avx2(s, dst, n, &i);
+      if (cpu::has_avx2()) i = to_f32_avx2(s, dst, n);
 #endif
-      for (; i < n; i++) dst[i] = f16_bits_to_f32(s[i]);
+      for (; i < n; i++) dst[i] = to_f32(s[i]);
       return;
     }
     default:
@@ -92,22 +95,25 @@ void convert_to_f32(const void* src, DType t, float* dst, size_t n) {
 }
 
 void convert_from_f32(const float* src, void* dst, DType t, size_t n) {
+  size_t i = 0;
   switch (t) {
     case DType::f32:
       std::memcpy(dst, src, n * 4);
       return;
     case DType::bf16: {
-      uint16_t* d = static_cast<uint16_t*>(dst);
-      for (size_t i = 0; i < n; i++) d[i] = f32_to_bf16_bits(src[i]);
+      bf16* d = static_cast<bf16*>(dst);
+#if IGNIS_X86
+      if (cpu::has_avx2()) i = from_f32_avx2(src, d, n);
+#endif
+      for (; i < n; i++) d[i] = from_f32<bf16>(src[i]);
       return;
     }
     case DType::f16: {
-      uint16_t* d = static_cast<uint16_t*>(dst);
-      size_t i = 0;
+      f16* d = static_cast<f16*>(dst);
 #if IGNIS_X86
-      if (cpu::has_avx2()) f32_to_f16_avx2(src, d, n, &i);
+      if (cpu::has_avx2()) i = from_f32_avx2(src, d, n);
 #endif
-      for (; i < n; i++) d[i] = f32_to_f16_bits(src[i]);
+      for (; i < n; i++) d[i] = from_f32<f16>(src[i]);
       return;
     }
     default:
