@@ -1,6 +1,7 @@
 // matmul: out [batch..., M, N] = act(a @ b + bias) in f32/f16/bf16 with numpy batch broadcasting.
 // Holds the packed GEMM engine (gemm::run, also used by matmul_q) for M > 8, and a GEMV-style
-// path for M <= 8 (decode) that streams B once, split over N so every core is busy.
+// path for M <= 8 (decode) that streams B once: b [K, N] split over K (each core reads one
+// contiguous half), b [N, K] split over N.
 #include <algorithm>
 #include <cstring>
 #include <functional>
@@ -16,9 +17,12 @@ namespace ignis::cpu {
 namespace gemm {
 namespace {
 
-constexpr int64_t kKC = 256;   // K block: an A micro-panel (6 x KC) + a B micro-panel (KC x 16) fit L1
-constexpr int64_t kMC = 120;   // M block: the packed A block (MC x KC f32, 120 KB) stays in L2
-constexpr int64_t kNC = 2048;  // N block: the packed B block (KC x NC f32, 2 MB) stays in L3
+// Block sizes for this class of core (Zen 3: 32 KB L1d, 512 KB L2, shared 32 MB L3); measured
+// on 1024^3 and 2048^3 f32, where KC = 512 halves the passes over C against KC = 256.
+constexpr int64_t kKC = 512;       // K block: a B micro-panel (KC x 16 f32, 32 KB) is read from L1
+constexpr int64_t kKCSmall = 256;  // K block when B is packed panel by panel (small M) or N is narrow
+constexpr int64_t kMC = 72;        // M block: the packed A block (MC x KC f32, 144 KB) stays in L2
+constexpr int64_t kNC = 2048;      // N block: the packed B block (KC x NC f32, 4 MB) stays in L3
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -133,6 +137,16 @@ void pack_a(const void* a, DType dt, int64_t lda, int64_t rows, int64_t k0, int6
   }
 }
 
+// Per-thread scratch that only grows, so the packing buffers cost no allocation (or zero fill)
+// per call. Each use site has its own buffer: the calling thread packs B and A at once.
+enum class Scratch { bpack, cbuf, apack };
+float* scratch(Scratch which, size_t n) {
+  thread_local std::vector<float> bufs[3];
+  std::vector<float>& v = bufs[int(which)];
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
 template <Activation A>
 void activate(float* v, int64_t n) {
   for (int64_t i = 0; i < n; i++) v[i] = apply_activation(A, v[i]);
@@ -169,10 +183,13 @@ void run(ThreadPool* pool, const Problem& p) {
   const bool direct = dt == DType::f32;
   const bool plain = direct && !p.bias && p.act == Activation::none;
   const int64_t nc_max = std::min(p.nc > 0 ? p.nc : kNC, N);
-  const int64_t kc_max = std::min(kKC, K);
+  // A narrow N block (matmul_q's dequantized tiles) keeps the smaller K block, so the packed B
+  // block stays an L2 tile.
+  const int64_t kc_blk = p.nc > 0 ? kKCSmall : kKC;
+  const int64_t kc_max = std::min(kc_blk, K);
   const int64_t ms_max = direct ? M : std::min(M, 4 * kMC * threads);
-  std::vector<float> bpack(size_t(round_up(nc_max, kNR) * kc_max));
-  std::vector<float> cbuf(direct ? 0 : size_t(ms_max * nc_max));
+  float* cbuf = direct ? nullptr : scratch(Scratch::cbuf, size_t(ms_max * nc_max));
+  float* bpack = nullptr;  // the shared packed B block, taken on first use
   Kernel kernel = kernel_scalar;
 #if IGNIS_X86
   if (has_avx2()) kernel = kernel_avx2;
@@ -187,7 +204,7 @@ void run(ThreadPool* pool, const Problem& p) {
     for (int64_t j0 = 0; j0 < N; j0 += nc_max) {
       const int64_t nc = std::min(nc_max, N - j0);
       const int64_t npanel = ceil_div(nc, kNR);
-      float* C = direct ? static_cast<float*>(p.out) + m0 * N + j0 : cbuf.data();
+      float* C = direct ? static_cast<float*>(p.out) + m0 * N + j0 : cbuf;
       const int64_t ldc = direct ? N : nc;
 
       // Work items: row blocks (sized so each thread gets whole blocks) x column chunks (when
@@ -198,37 +215,72 @@ void run(ThreadPool* pool, const Problem& p) {
       const int64_t mc = round_up(ceil_div(ms, mb), kMR);
       mb = ceil_div(ms, mc);
 
-      for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-        const int64_t kc = std::min(kKC, K - k0);
+      if (mb == 1 && nchunks > 1 && 2 * ms * nc * K >= (int64_t(1) << 22)) {
+        // One row block (small M): each thread takes its own column panels and packs each B
+        // panel right before using it, so B goes memory -> L1 once, with no shared buffer.
+        par(nchunks, 1, [&](int64_t cb, int64_t ce) {
+          const int64_t p0 = cb * npanel / nchunks, p1 = ce * npanel / nchunks;
+          // Two panels packed a call: a 128-byte run of each B row, and the pair (32 KB at
+          // KC = 256) stays in L1 for the kernel.
+          constexpr int64_t kGroup = 2;
+          float* apack = scratch(Scratch::apack, size_t((mc + kMR + kGroup * kNR) * kc_max));
+          float* atmp = apack + mc * kc_max;  // [kMR][kc] when A is f16/bf16
+          float* bgroup = atmp + kMR * kc_max;
+          for (int64_t k0 = 0; k0 < K; k0 += kKCSmall) {
+            const int64_t kc = std::min(kKCSmall, K - k0);
+            const bool first = k0 == 0, last = k0 + kc == K;
+            pack_a(advance(p.a, p.a_type, m0 * K), p.a_type, K, ms, k0, kc, apack, atmp);
+            for (int64_t q = p0; q < p1; q++) {
+              const int64_t j = q * kNR, nr = std::min(kNR, nc - j);
+              if ((q - p0) % kGroup == 0)
+                p.pack_b(p.b_ctx, k0, kc, j0 + j, std::min(kGroup * kNR, std::min(p1 * kNR, nc) - j),
+                         bgroup);
+              const float* bp = bgroup + ((q - p0) % kGroup) * kc * kNR;
+              for (int64_t i = 0; i < ms; i += kMR) {
+                const int64_t mr = std::min(kMR, ms - i);
+                float* c = C + i * ldc + j;
+                kernel(kc, apack + i * kc, bp, c, ldc, mr, nr, first);
+                if (!last || plain) continue;
+                for (int64_t r = 0; r < mr; r++)
+                  epilogue_row(c + r * ldc, nr, p.bias ? advance(p.bias, dt, j0 + j) : nullptr,
+                               dt, p.act, advance(p.out, dt, (m0 + i + r) * N + j0 + j));
+              }
+            }
+          }
+        });
+        continue;
+      }
+
+      for (int64_t k0 = 0; k0 < K; k0 += kc_blk) {
+        const int64_t kc = std::min(kc_blk, K - k0);
         const bool first = k0 == 0, last = k0 + kc == K;
         // B[k0 : k0 + kc, j0 : j0 + nc] -> bpack [npanel][kc][kNR]
+        if (!bpack) bpack = scratch(Scratch::bpack, size_t(round_up(nc_max, kNR) * kc_max));
         par(npanel, std::max<int64_t>(1, 2048 / kc), [&](int64_t b, int64_t e) {
-          for (int64_t q = b; q < e; q++)
-            p.pack_b(p.b_ctx, k0, kc, j0 + q * kNR, std::min(kNR, nc - q * kNR),
-                     bpack.data() + q * kc * kNR);
+          p.pack_b(p.b_ctx, k0, kc, j0 + b * kNR, std::min(nc, e * kNR) - b * kNR,
+                   bpack + b * kc * kNR);
         });
         const int64_t items = mb * nchunks;
         const bool small = 2 * ms * nc * kc < (int64_t(1) << 20);
         par(items, small ? items : 1, [&](int64_t b, int64_t e) {
-          std::vector<float> apack(size_t(mc * kc));
-          std::vector<float> atmp(p.a_type == DType::f32 ? 0 : size_t(kMR * kc));
+          float* apack = scratch(Scratch::apack, size_t((mc + kMR) * kc));
+          float* atmp = apack + mc * kc;  // [kMR][kc] when A is f16/bf16
           int64_t packed = -1;
           for (int64_t it = b; it < e; it++) {
             const int64_t ib = it / nchunks, jc = it % nchunks;
             const int64_t i0 = ib * mc, rows = std::min(mc, ms - i0);
             if (ib != packed) {
-              pack_a(advance(p.a, p.a_type, (m0 + i0) * K), p.a_type, K, rows, k0, kc,
-                     apack.data(), atmp.data());
+              pack_a(advance(p.a, p.a_type, (m0 + i0) * K), p.a_type, K, rows, k0, kc, apack, atmp);
               packed = ib;
             }
             const int64_t p0 = jc * npanel / nchunks, p1 = (jc + 1) * npanel / nchunks;
             for (int64_t q = p0; q < p1; q++) {
               const int64_t j = q * kNR, nr = std::min(kNR, nc - j);
-              const float* bp = bpack.data() + q * kc * kNR;
+              const float* bp = bpack + q * kc * kNR;
               for (int64_t i = 0; i < rows; i += kMR) {
                 const int64_t mr = std::min(kMR, rows - i);
                 float* c = C + (i0 + i) * ldc + j;
-                kernel(kc, apack.data() + i * kc, bp, c, ldc, mr, nr, first);
+                kernel(kc, apack + i * kc, bp, c, ldc, mr, nr, first);
                 if (!last || plain) continue;
                 // C tile -> out, while it is in L1
                 for (int64_t r = 0; r < mr; r++)
@@ -267,41 +319,91 @@ void row_to_f32(const T* src, float* dst, int64_t n) {
   }
 }
 
+// b [K, ld] rows k0.., columns j0..j0+n -> panels: each row of b is read once, left to right.
 template <class T>
-void pack_b_nt(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
+void pack_b_nt(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* dst) {
   const auto& d = *static_cast<const DenseB*>(ctx);
   const T* b = static_cast<const T*>(d.b) + k0 * d.ld + j0;
   for (int64_t k = 0; k < kc; k++) {
-    float* o = dst + k * kNR;
-    row_to_f32(b + k * d.ld, o, nr);
-    for (int64_t j = nr; j < kNR; j++) o[j] = 0.f;
+    const T* row = b + k * d.ld;
+    // The next call's columns of this row: rows are far apart, so the hardware prefetcher
+    // does not see a stream.
+    for (int64_t j = 0; j < std::min<int64_t>(n, 64); j += 64 / int64_t(sizeof(T)))
+      __builtin_prefetch(row + n + j);
+    for (int64_t j = 0; j < n; j += kNR) {
+      const int64_t nr = std::min(kNR, n - j);
+      float* o = dst + ((j / kNR) * kc + k) * kNR;
+      if (nr == kNR) {
+        for (int64_t c = 0; c < kNR; c++) o[c] = to_f32(row[j + c]);
+      } else {
+        for (int64_t c = 0; c < nr; c++) o[c] = to_f32(row[j + c]);
+        for (int64_t c = nr; c < kNR; c++) o[c] = 0.f;
+      }
+    }
   }
 }
 
-template <class T>
-void pack_b_t(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
-  const auto& d = *static_cast<const DenseB*>(ctx);
-  const T* b = static_cast<const T*>(d.b) + j0 * d.ld + k0;
-  std::vector<float> tmp(static_cast<size_t>(kc));
-  for (int64_t c = 0; c < nr; c++) {
-    row_to_f32(b + c * d.ld, tmp.data(), kc);
-    for (int64_t k = 0; k < kc; k++) dst[k * kNR + c] = tmp[size_t(k)];
+#if IGNIS_X86
+// dst [8][ldd] = src [8][lds]^T for an 8 x 8 f32 block.
+IGNIS_AVX2 inline void transpose8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * lds);
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
   }
-  for (int64_t c = nr; c < kNR; c++)
-    for (int64_t k = 0; k < kc; k++) dst[k * kNR + c] = 0.f;
+  for (int i = 0; i < 2; i++) {
+    const __m256 a = t[4 * i], b = t[4 * i + 1], c = t[4 * i + 2], e = t[4 * i + 3];
+    r[4 * i] = _mm256_shuffle_ps(a, c, _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * i + 1] = _mm256_shuffle_ps(a, c, _MM_SHUFFLE(3, 2, 3, 2));
+    r[4 * i + 2] = _mm256_shuffle_ps(b, e, _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * i + 3] = _mm256_shuffle_ps(b, e, _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; i++) {
+    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[4 + i], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[4 + i], 0x31));
+  }
+}
+#endif
+
+// b [N, ld] (B transposed) rows j0..j0+n, columns k0..k0+kc -> panels.
+template <class T>
+void pack_b_t(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* dst) {
+  const auto& d = *static_cast<const DenseB*>(ctx);
+  for (int64_t j = 0; j < n; j += kNR) {
+    const int64_t nr = std::min(kNR, n - j);
+    const T* b = static_cast<const T*>(d.b) + (j0 + j) * d.ld + k0;
+    float* o = dst + (j / kNR) * kc * kNR;
+    int64_t k = 0;
+#if IGNIS_X86
+    if constexpr (std::is_same_v<T, float>) {
+      if (nr == kNR && has_avx2()) {
+        for (; k + 8 <= kc; k += 8) {
+          transpose8(b + k, d.ld, o + k * kNR, kNR);
+          transpose8(b + 8 * d.ld + k, d.ld, o + k * kNR + 8, kNR);
+        }
+      }
+    }
+#endif
+    for (; k < kc; k++) {
+      float* ok = o + k * kNR;
+      for (int64_t c = 0; c < nr; c++) ok[c] = to_f32(b[c * d.ld + k]);
+      for (int64_t c = nr; c < kNR; c++) ok[c] = 0.f;
+    }
+  }
 }
 
 // ---- M <= 8: out rows [M, w] = a [M, K] (f32) @ b, for output columns [n0, n0 + w) ----
 
-// b [K, ldb] at column n0: acc [M][w] += a @ b, streaming each row of b once per column chunk.
+// acc [M][w] += a [M, kr] (row stride lda) @ b [kr, w] (row stride ldb), streaming b's rows once.
 template <class T>
-void gemv_nt_scalar(int64_t M, int64_t K, const float* a, const T* b, int64_t ldb, int64_t w,
-                    float* acc) {
+void gemv_nt_scalar(int64_t M, int64_t kr, const float* a, int64_t lda, const T* b, int64_t ldb,
+                    int64_t w, float* acc) {
   std::vector<float> row(static_cast<size_t>(w));
-  for (int64_t k = 0; k < K; k++) {
+  for (int64_t k = 0; k < kr; k++) {
     row_to_f32(b + k * ldb, row.data(), w);
     for (int64_t m = 0; m < M; m++) {
-      const float am = a[m * K + k];
+      const float am = a[m * lda + k];
       float* o = acc + m * w;
       for (int64_t j = 0; j < w; j++) o[j] += am * row[size_t(j)];
     }
@@ -324,55 +426,48 @@ void gemv_t_scalar(int64_t M, int64_t K, const float* a, const T* b, int64_t w, 
 }
 
 #if IGNIS_X86
+// acc [M][w] += a [M, kr] (row stride lda) @ b [kr, w] (row stride ldb). Eight rows of b at a time
+// in column chunks that stay in L1 while each row of a passes over them; acc [M][w] stays in
+// L1/L2, so b (the only large operand) streams from memory once, in long runs.
 template <class T>
-IGNIS_AVX2 void gemv_nt_avx2(int64_t M, int64_t K, const float* a, const T* b, int64_t ldb,
-                             int64_t w, float* acc) {
+IGNIS_AVX2 void gemv_nt_avx2(int64_t M, int64_t kr, const float* a, int64_t lda, const T* b,
+                             int64_t ldb, int64_t w, float* acc) {
   using gemm::load8;
-  // Long row segments keep the hardware prefetcher streaming; acc [M][kCols] stays in L1/L2.
-  const int64_t kCols = std::max<int64_t>(512, (int64_t(16384) / M) / 8 * 8);
-  for (int64_t c0 = 0; c0 < w; c0 += kCols) {
-    const int64_t cw = std::min(kCols, w - c0), cv = cw / 8 * 8;
-    int64_t k = 0;
-    for (; k + 4 <= K; k += 4) {
-      const T* b0 = b + k * ldb + c0;
-      const T *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
-      for (int64_t j = 0; j < cv; j += 8) {
-        const __m256 x0 = load8(b0 + j), x1 = load8(b1 + j), x2 = load8(b2 + j), x3 = load8(b3 + j);
-        for (int64_t m = 0; m < M; m++) {
-          const float* am = a + m * K + k;
-          float* o = acc + m * w + c0 + j;
-          __m256 v = _mm256_loadu_ps(o);
-          v = _mm256_fmadd_ps(_mm256_broadcast_ss(am + 0), x0, v);
-          v = _mm256_fmadd_ps(_mm256_broadcast_ss(am + 1), x1, v);
-          v = _mm256_fmadd_ps(_mm256_broadcast_ss(am + 2), x2, v);
-          v = _mm256_fmadd_ps(_mm256_broadcast_ss(am + 3), x3, v);
-          _mm256_storeu_ps(o, v);
+  constexpr int64_t kCols = 512;
+  int64_t k = 0;
+  for (; k + 8 <= kr; k += 8) {
+    const T* bk = b + k * ldb;
+    for (int64_t c0 = 0; c0 < w; c0 += kCols) {
+      const int64_t cw = std::min(kCols, w - c0), cv = cw / 8 * 8;
+      const T* b0 = bk + c0;
+      for (int64_t m = 0; m < M; m++) {
+        const float* am = a + m * lda + k;
+        const __m256 x0 = _mm256_broadcast_ss(am + 0), x1 = _mm256_broadcast_ss(am + 1);
+        const __m256 x2 = _mm256_broadcast_ss(am + 2), x3 = _mm256_broadcast_ss(am + 3);
+        const __m256 x4 = _mm256_broadcast_ss(am + 4), x5 = _mm256_broadcast_ss(am + 5);
+        const __m256 x6 = _mm256_broadcast_ss(am + 6), x7 = _mm256_broadcast_ss(am + 7);
+        float* o = acc + m * w + c0;
+        for (int64_t j = 0; j < cv; j += 8) {
+          const T* bj = b0 + j;
+          __m256 u = _mm256_fmadd_ps(x0, load8(bj), _mm256_loadu_ps(o + j));
+          __m256 v = _mm256_mul_ps(x1, load8(bj + ldb));
+          u = _mm256_fmadd_ps(x2, load8(bj + 2 * ldb), u);
+          v = _mm256_fmadd_ps(x3, load8(bj + 3 * ldb), v);
+          u = _mm256_fmadd_ps(x4, load8(bj + 4 * ldb), u);
+          v = _mm256_fmadd_ps(x5, load8(bj + 5 * ldb), v);
+          u = _mm256_fmadd_ps(x6, load8(bj + 6 * ldb), u);
+          v = _mm256_fmadd_ps(x7, load8(bj + 7 * ldb), v);
+          _mm256_storeu_ps(o + j, _mm256_add_ps(u, v));
         }
-      }
-      for (int64_t j = cv; j < cw; j++) {
-        const float x0 = to_f32(b0[j]), x1 = to_f32(b1[j]), x2 = to_f32(b2[j]), x3 = to_f32(b3[j]);
-        for (int64_t m = 0; m < M; m++) {
-          const float* am = a + m * K + k;
-          acc[m * w + c0 + j] += am[0] * x0 + am[1] * x1 + am[2] * x2 + am[3] * x3;
+        for (int64_t j = cv; j < cw; j++) {
+          float t = o[j];
+          for (int r = 0; r < 8; r++) t += am[r] * to_f32(b0[r * ldb + j]);
+          o[j] = t;
         }
-      }
-    }
-    for (; k < K; k++) {
-      const T* bk = b + k * ldb + c0;
-      for (int64_t j = 0; j < cv; j += 8) {
-        const __m256 x = load8(bk + j);
-        for (int64_t m = 0; m < M; m++) {
-          float* o = acc + m * w + c0 + j;
-          _mm256_storeu_ps(o, _mm256_fmadd_ps(_mm256_broadcast_ss(a + m * K + k), x,
-                                              _mm256_loadu_ps(o)));
-        }
-      }
-      for (int64_t j = cv; j < cw; j++) {
-        const float x = to_f32(bk[j]);
-        for (int64_t m = 0; m < M; m++) acc[m * w + c0 + j] += a[m * K + k] * x;
       }
     }
   }
+  if (k < kr) gemv_nt_scalar(M, kr - k, a + k, lda, b + k * ldb, ldb, w, acc);
 }
 
 // out [MM][R] (row stride ldo) = a [MM, K] @ b [R, K]^T
@@ -437,7 +532,9 @@ IGNIS_AVX2 void gemv_t_avx2(int64_t M, int64_t K, const float* a, const T* b, in
 }
 #endif
 
-// out [M, N] = act(a [M, K] @ b + bias) for M <= 8, columns split over the pool.
+// out [M, N] = act(a [M, K] @ b + bias) for M <= 8. b [N, K]: columns (rows of b) split over
+// the pool. b [K, N] with a long K: K split over the pool, each thread streaming its own
+// contiguous rows of b into a private [M, N] sum, the sums added at the end.
 template <class T>
 void matmul_small_m(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const T* a, const T* b,
                     bool transpose_b, const void* bias, Activation act, T* out, DType dt) {
@@ -451,20 +548,47 @@ void matmul_small_m(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const T* 
     af = a32.data();
   }
   const bool avx2 = has_avx2();
+  // acc [M][w] (+)= a [M, k0:k0+kr] @ b [k0:k0+kr, n0:n0+w]
+  auto nt = [&](int64_t k0, int64_t kr, int64_t n0, int64_t w, float* acc) {
+#if IGNIS_X86
+    if (avx2) return gemv_nt_avx2(M, kr, af + k0, K, b + k0 * N + n0, N, w, acc);
+#endif
+    (void)avx2;
+    gemv_nt_scalar(M, kr, af + k0, K, b + k0 * N + n0, N, w, acc);
+  };
+  const int64_t threads = pool ? pool->size() : 1;
+  const bool big = M * N * K >= (int64_t(1) << 17);
+  const int64_t parts = std::min(threads, K / 256);
+  if (!transpose_b && big && parts > 1) {
+    std::vector<float> sums(size_t(parts * M * N), 0.f);  // [parts][M][N]
+    pool->parallel_for(parts, 1, [&](int64_t s, int64_t e) {
+      for (int64_t t = s; t < e; t++) {
+        const int64_t k0 = t * K / parts, k1 = (t + 1) * K / parts;
+        nt(k0, k1 - k0, 0, N, sums.data() + t * M * N);
+      }
+    });
+    pool->parallel_for(N, 256, [&](int64_t n0, int64_t n1) {
+      for (int64_t m = 0; m < M; m++) {
+        float* s0 = sums.data() + m * N;
+        for (int64_t t = 1; t < parts; t++) {
+          const float* st = sums.data() + (t * M + m) * N;
+          for (int64_t n = n0; n < n1; n++) s0[n] += st[n];
+        }
+        gemm::epilogue_row(s0 + n0, n1 - n0, bias ? advance(bias, dt, n0) : nullptr, dt, act,
+                           out + m * N + n0);
+      }
+    });
+    return;
+  }
   auto cols = [&](int64_t n0, int64_t n1) {
     const int64_t w = n1 - n0;
     std::vector<float> acc(size_t(M * w), 0.f);  // [M][w]
 #if IGNIS_X86
-    if (avx2) {
-      if (transpose_b) gemv_t_avx2(M, K, af, b + n0 * K, w, acc.data());
-      else gemv_nt_avx2(M, K, af, b + n0, N, w, acc.data());
-    } else
+    if (avx2 && transpose_b) gemv_t_avx2(M, K, af, b + n0 * K, w, acc.data());
+    else
 #endif
-    {
-      (void)avx2;
-      if (transpose_b) gemv_t_scalar(M, K, af, b + n0 * K, w, acc.data());
-      else gemv_nt_scalar(M, K, af, b + n0, N, w, acc.data());
-    }
+    if (transpose_b) gemv_t_scalar(M, K, af, b + n0 * K, w, acc.data());
+    else nt(0, K, n0, w, acc.data());
     for (int64_t m = 0; m < M; m++)
       gemm::epilogue_row(acc.data() + m * w, w, bias ? advance(bias, dt, n0) : nullptr, dt, act,
                          out + m * N + n0);

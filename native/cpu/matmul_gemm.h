@@ -20,9 +20,10 @@ namespace ignis::cpu::gemm {
 inline constexpr int64_t kMR = 6;   // rows of the register tile
 inline constexpr int64_t kNR = 16;  // columns of the register tile (two 8-float vectors)
 
-// Writes B[k0 : k0 + kc, j0 : j0 + nr] (nr <= kNR) as f32 into dst [kc][kNR], row k of the
-// panel at dst + k * kNR, columns nr..kNR zero.
-using PackB = void (*)(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* dst);
+// Writes B[k0 : k0 + kc, j0 : j0 + n] as f32 into ceil(n / kNR) panels dst [panel][kc][kNR]:
+// row k of panel q at dst + (q * kc + k) * kNR, columns past n zero. Several panels a call, so a
+// packer can read B's rows (or, transposed, its columns) in long runs.
+using PackB = void (*)(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* dst);
 
 struct Problem {
   int64_t M = 0, N = 0, K = 0;    // K > 0

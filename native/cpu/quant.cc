@@ -26,8 +26,7 @@ struct QuantB {
   int64_t K, group;
 };
 
-void pack_b_q(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
-  const auto& d = *static_cast<const QuantB*>(ctx);
+void pack_b_q_panel(const QuantB& d, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
   const int64_t G = d.K / d.group;
   for (int64_t c = 0; c < nr; c++) {
     const int8_t* row = d.q + (j0 + c) * d.K;
@@ -40,6 +39,12 @@ void pack_b_q(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nr, f
   }
   for (int64_t c = nr; c < kNR; c++)
     for (int64_t k = 0; k < kc; k++) dst[k * kNR + c] = 0.f;
+}
+
+void pack_b_q(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* dst) {
+  const auto& d = *static_cast<const QuantB*>(ctx);
+  for (int64_t j = 0; j < n; j += kNR)
+    pack_b_q_panel(d, k0, kc, j0 + j, std::min(kNR, n - j), dst + (j / kNR) * kc * kNR);
 }
 
 // acc [M][w] = x [M, K] @ dequant(q rows [0, w))^T. Per group: sum of x * q, times the scale.
