@@ -1,62 +1,216 @@
-// CPU op microbenchmarks: each row states its work (FLOPs or bytes), so the table shows
-// GFLOP/s or GB/s beside the median time. Peers (numpy, onnxruntime-node) join in a later
-// issue; until then this measures ignis alone.
+// CPU op benchmarks, one area per table, each row timed on ignis and on its peers in this run:
+// onnxruntime-node in this process, numpy in one python3 child. Each row states its work
+// (FLOPs, minimal bytes moved) so the table shows GFLOP/s or GB/s and % of the machine's limit.
 import { Bench } from 'tinybench';
 import * as ignis from '../lib/index';
+import * as onnx from './onnx';
+import { NumpyCase, onnxruntime, OrtInputs, ortRunner, runNumpy } from './peers';
 
 export interface Row {
-  name: string;
+  area: string;
   shape: string;
-  medianMs: number;
-  rate: string;
+  flops: number;
+  /** the least memory traffic the op needs (inputs read once, output written once) */
+  bytes: number;
+  ignisMs: number;
+  ortMs?: number;
+  numpyMs?: number;
 }
 
 interface Case {
-  name: string;
+  area: string;
   shape: string;
-  flops?: number;
-  bytes?: number;
-  run: () => ignis.Tensor;
+  flops: number;
+  bytes: number;
+  /** makes the inputs, returns the op (enqueue only) and a cleanup */
+  ignis: () => { run: () => ignis.Tensor; dispose: () => void };
+  ort?: () => { model: Uint8Array; inputs: OrtInputs };
+  numpy?: Omit<NumpyCase, 'id'>;
 }
 
-export async function benchOps(quick: boolean): Promise<Row[]> {
-  const device = 'cpu';
-  const cases: Case[] = [];
-  for (const n of quick ? [512] : [512, 1024, 2048]) {
-    const a = ignis.randn([n, n], { seed: 1, device });
-    const b = ignis.randn([n, n], { seed: 2, device });
-    cases.push({ name: 'matmul f32', shape: `${n}^3`, flops: 2 * n ** 3, run: () => ignis.matmul(a, b) });
-  }
-  const K = 4096, N = 4096;
-  const w = ignis.randn([N, K], { seed: 3, device });
-  const qw = ignis.quantize(w, { groupSize: 128 });
-  for (const M of quick ? [1] : [1, 8, 64]) {
-    const x = ignis.randn([M, K], { seed: 4, device });
-    cases.push({ name: 'matmul f32 (w^T)', shape: `${M}x${K}x${N}`, flops: 2 * M * K * N, run: () => ignis.matmul(x, w, { transposeB: true }) });
-    cases.push({ name: 'matmul int8 g128', shape: `${M}x${K}x${N}`, flops: 2 * M * K * N, bytes: N * K * (1 + 4 / 128), run: () => ignis.matmul(x, qw) });
-  }
-  const S = quick ? 256 : 1024, H = 12, D = 64;
-  const [q, k, v] = [5, 6, 7].map((seed) => ignis.randn([1, S, H, D], { seed, device }));
-  cases.push({ name: 'attention causal', shape: `1x${S}x${H}x${D}`, flops: (4 * S * S * D * H) / 2, run: () => ignis.attention(q, k, v, { causal: true }) });
-  const xs = ignis.randn([64, 4096], { seed: 8, device });
-  const g = ignis.randn([4096], { seed: 9, device });
-  cases.push({ name: 'rmsnorm', shape: '64x4096', bytes: 2 * 64 * 4096 * 4, run: () => ignis.rmsnorm(xs, g) });
+export const AREAS = {
+  mm: 'matmul f32, a [M, K] @ b [K, N] (ORT: MatMul, both fed)',
+  decode: 'matmul f32 against a weight, x [M, K] @ w^T (ignis: w [N, K], transposeB; ORT: MatMul, w [K, N] initializer)',
+  int8: 'matmul int8 weight, group 128 (ignis: in-kernel dequant, f32 math; ORT: DequantizeLinear(block 128) + MatMul, which it fuses into MatMulNBits with int8 activations; numpy: dequantize, then matmul)',
+  attn: 'attention, 12 heads, headDim 64 (ignis: [1, S, H, D]; ORT and numpy: head-major q k^T * scale + mask, softmax, @ v)',
+  small: 'small ops (ORT: rmsnorm and rope from primitives, Softmax, Gelu tanh, Add)',
+} as const;
 
-  const bench = new Bench({ time: quick ? 200 : 1000, warmupTime: quick ? 50 : 200 });
-  for (const c of cases) {
-    bench.add(`${c.name} ${c.shape}`, async () => {
-      const out = c.run();
-      await out.data();
-      out.dispose();
+let seed = 1;
+function rand(n: number): Float32Array {
+  // xorshift32 into [-1, 1): inputs only need to be finite and not all equal.
+  const a = new Float32Array(n);
+  let s = seed++ * 2654435761 >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    a[i] = s / 2 ** 31 - 1;
+  }
+  return a;
+}
+const feed = (dims: number[]) => ({ data: rand(dims.reduce((a, b) => a * b, 1)), dims });
+
+function cases(quick: boolean): Case[] {
+  const out: Case[] = [];
+  const randn = (shape: number[]) => ignis.randn(shape, { seed: seed++, device: 'cpu' });
+  const disposeAll = (...ts: { dispose(): void }[]) => () => ts.forEach((t) => t.dispose());
+
+  for (const n of quick ? [256, 1024] : [256, 512, 1024, 2048]) {
+    out.push({
+      area: 'mm', shape: `${n}^3`, flops: 2 * n ** 3, bytes: 3 * n * n * 4,
+      ignis: () => {
+        const a = randn([n, n]), b = randn([n, n]);
+        return { run: () => ignis.matmul(a, b), dispose: disposeAll(a, b) };
+      },
+      ort: () => ({ model: onnx.matmulModel(n, n, n), inputs: { a: feed([n, n]), b: feed([n, n]) } }),
+      numpy: { kind: 'matmul', M: n, K: n, N: n },
     });
   }
-  await bench.run();
-  return cases.map((c, i) => {
-    const result = bench.tasks[i].result as { latency?: { p50: number } } | undefined;
-    const ms = result?.latency?.p50 ?? NaN;
-    const rate = c.bytes && !c.flops ? `${(c.bytes / ms / 1e6).toFixed(1)} GB/s`
-      : c.bytes ? `${(c.flops! / ms / 1e6).toFixed(1)} GFLOP/s, ${(c.bytes / ms / 1e6).toFixed(1)} GB/s`
-      : `${(c.flops! / ms / 1e6).toFixed(1)} GFLOP/s`;
-    return { name: c.name, shape: c.shape, medianMs: ms, rate };
+
+  const decodeKN = quick ? [4096] : [768, 2048, 4096];
+  for (const KN of decodeKN)
+    for (const M of [1, 8, 64]) {
+      const K = KN, N = KN;
+      out.push({
+        area: 'decode', shape: `${M}x${K}x${N}`, flops: 2 * M * K * N, bytes: 4 * (N * K + M * K + M * N),
+        ignis: () => {
+          const x = randn([M, K]), w = randn([N, K]);
+          return { run: () => ignis.matmul(x, w, { transposeB: true }), dispose: disposeAll(x, w) };
+        },
+        ort: () => ({ model: onnx.matmulConstModel(M, K, N, rand(K * N)), inputs: { x: feed([M, K]) } }),
+        numpy: { kind: 'matmul_wt', M, K, N },
+      });
+    }
+
+  const G = 128;
+  for (const M of quick ? [1, 64] : [1, 8, 64]) {
+    const K = 4096, N = 4096;
+    out.push({
+      area: 'int8', shape: `${M}x${K}x${N}`, flops: 2 * M * K * N, bytes: N * K * (1 + 4 / G) + 4 * (M * K + M * N),
+      ignis: () => {
+        const x = randn([M, K]), w = randn([N, K]);
+        const qw = ignis.quantize(w, { groupSize: G });
+        w.dispose();
+        return { run: () => ignis.matmul(x, qw), dispose: disposeAll(x, qw) };
+      },
+      ort: () => {
+        const q = new Int8Array(K * N);
+        const r = rand(K * N);
+        for (let i = 0; i < q.length; i++) q[i] = Math.round(r[i] * 127);
+        const scales = rand((K / G) * N).map((s) => 0.01 * Math.abs(s) + 1e-4);
+        return { model: onnx.matmulDQModel(M, K, N, q, scales, G), inputs: { x: feed([M, K]) } };
+      },
+      numpy: { kind: 'matmul_int8', M, K, N, groupSize: G },
+    });
+  }
+
+  const H = 12, D = 64;
+  for (const S of quick ? [256] : [256, 512, 1024]) {
+    out.push({
+      area: 'attn', shape: `prefill causal S=${S}`, flops: (4 * S * S * D * H) / 2, bytes: 4 * 4 * S * H * D,
+      ignis: () => {
+        const [q, k, v] = [0, 1, 2].map(() => randn([1, S, H, D]));
+        return { run: () => ignis.attention(q, k, v, { causal: true }), dispose: disposeAll(q, k, v) };
+      },
+      ort: () => ({ model: onnx.attentionModel(H, S, S, D, true), inputs: { q: feed([1, H, S, D]), k: feed([1, H, S, D]), v: feed([1, H, S, D]) } }),
+      numpy: { kind: 'attention', H, Sq: S, Skv: S, D, causal: true },
+    });
+  }
+  for (const S of quick ? [1024] : [512, 2048]) {
+    out.push({
+      area: 'attn', shape: `decode 1 query, ${S} keys`, flops: 4 * S * D * H, bytes: 4 * (2 * S * H * D + 2 * H * D),
+      ignis: () => {
+        const q = randn([1, 1, H, D]), k = randn([1, S, H, D]), v = randn([1, S, H, D]);
+        return { run: () => ignis.attention(q, k, v, { causal: true }), dispose: disposeAll(q, k, v) };
+      },
+      ort: () => ({ model: onnx.attentionModel(H, 1, S, D, true), inputs: { q: feed([1, H, 1, D]), k: feed([1, H, S, D]), v: feed([1, H, S, D]) } }),
+      numpy: { kind: 'attention', H, Sq: 1, Skv: S, D, causal: true },
+    });
+  }
+
+  const R = 64, C = 4096;
+  const rows2d = `${R}x${C}`;
+  out.push({
+    area: 'small', shape: `rmsnorm ${rows2d}`, flops: 4 * R * C, bytes: 4 * (2 * R * C + C),
+    ignis: () => {
+      const x = randn([R, C]), g = randn([C]);
+      return { run: () => ignis.rmsnorm(x, g), dispose: disposeAll(x, g) };
+    },
+    ort: () => ({ model: onnx.rmsnormModel(R, C, rand(C)), inputs: { x: feed([R, C]) } }),
+    numpy: { kind: 'rmsnorm', R, C },
   });
+  for (const op of ['softmax', 'gelu'] as const) {
+    out.push({
+      area: 'small', shape: `${op} ${rows2d}`, flops: 0, bytes: 4 * 2 * R * C,
+      ignis: () => {
+        const x = randn([R, C]);
+        return { run: () => (op === 'softmax' ? ignis.softmax(x) : ignis.gelu(x)), dispose: disposeAll(x) };
+      },
+      ort: () => ({ model: onnx.unaryModel(op === 'softmax' ? 'Softmax' : 'Gelu', [R, C]), inputs: { x: feed([R, C]) } }),
+      numpy: { kind: op, R, C },
+    });
+  }
+  out.push({
+    area: 'small', shape: `add ${rows2d}`, flops: 0, bytes: 4 * 3 * R * C,
+    ignis: () => {
+      const a = randn([R, C]), b = randn([R, C]);
+      return { run: () => ignis.add(a, b), dispose: disposeAll(a, b) };
+    },
+    ort: () => ({ model: onnx.unaryModel('Add', [R, C]), inputs: { x: feed([R, C]), b: feed([R, C]) } }),
+    numpy: { kind: 'add', R, C },
+  });
+  const S = 256;
+  out.push({
+    area: 'small', shape: `rope 1x${S}x${H}x${D}`, flops: 0, bytes: 4 * 2 * S * H * D,
+    ignis: () => {
+      const x = randn([1, S, H, D]);
+      return { run: () => ignis.rope(x), dispose: disposeAll(x) };
+    },
+    ort: () => ({ model: onnx.ropeModel(S, H, D), inputs: { x: feed([1, S, H, D]) } }),
+    numpy: { kind: 'rope', S, H, D },
+  });
+  return out;
+}
+
+async function medianMs(name: string, fn: () => Promise<unknown>, quick: boolean): Promise<number> {
+  // Each sample runs to the result (ignis: until data() resolves), so times are comparable.
+  const bench = new Bench(quick
+    ? { time: 100, warmupTime: 20, iterations: 3, warmupIterations: 1 }
+    : { time: 500, warmupTime: 100, iterations: 10, warmupIterations: 2 });
+  bench.add(name, fn);
+  await bench.run();
+  const r = bench.tasks[0].result as { latency?: { p50: number }; error?: unknown } | undefined;
+  if (r?.error) throw r.error;
+  return r?.latency?.p50 ?? NaN;
+}
+
+export async function benchOps(quick: boolean, log: (s: string) => void): Promise<{ rows: Row[]; numpyStatus: string }> {
+  const list = cases(quick);
+  // numpy first, alone: its BLAS threads must not share the cores with ignis or ORT.
+  const numpy = runNumpy(list.filter((c) => c.numpy).map((c, i) => ({ id: String(i), ...c.numpy! } as NumpyCase)), quick);
+  const numpyIds = new Map(list.filter((c) => c.numpy).map((c, i) => [c, String(i)]));
+  const ort = onnxruntime();
+  const rows: Row[] = [];
+  for (const c of list) {
+    const label = `${c.area} ${c.shape}`;
+    const op = c.ignis();
+    const ignisMs = await medianMs(`ignis ${label}`, async () => {
+      const out = op.run();
+      await out.data();
+      out.dispose();
+    }, quick);
+    op.dispose();
+    // ORT after ignis, one session at a time, released before the next row: no idle ORT
+    // threads are left spinning while ignis runs.
+    let ortMs: number | undefined;
+    if (ort && c.ort) {
+      const { model, inputs } = c.ort();
+      const runner = await ortRunner(model, inputs);
+      ortMs = await medianMs(`ort ${label}`, runner.run, quick);
+      await runner.release();
+    }
+    const id = numpyIds.get(c);
+    rows.push({ area: c.area, shape: c.shape, flops: c.flops, bytes: c.bytes, ignisMs, ortMs, numpyMs: id === undefined ? undefined : numpy.ms.get(id) });
+    log(`  ${label}: ${ignisMs.toFixed(3)} ms`);
+  }
+  return { rows, numpyStatus: numpy.status };
 }

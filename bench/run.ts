@@ -1,17 +1,70 @@
-// `npm run bench [-- --quick]`: runs the benchmark areas and prints one table per area.
+// `npm run bench [-- --quick]`: measures the machine's limits, then runs every benchmark area
+// on ignis and its peers (onnxruntime-node, numpy) in this one run and prints a table per area.
+import * as os from 'node:os';
 import * as ignis from '../lib/index';
-import { benchOps } from './ops.bench';
+import { AREAS, benchOps, Row } from './ops.bench';
+import { measurePeak, Peak } from './peak';
+import { ortStatus } from './peers';
+
+function fmtMs(ms: number | undefined): string {
+  if (ms === undefined || !Number.isFinite(ms)) return '-';
+  return ms >= 100 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3);
+}
+
+/** peer ms / ignis ms: above 1 ignis is faster. */
+function speedup(peerMs: number | undefined, ms: number): string {
+  return peerMs === undefined || !Number.isFinite(peerMs) ? '-' : `${(peerMs / ms).toFixed(2)}x`;
+}
+
+/**
+ * Roofline: the least time the row could take is max(flops / peak FLOP/s, bytes / bandwidth);
+ * the larger term names the bound, and % of peak is that time over the measured one.
+ */
+function roofline(r: Row, peak: Peak): { rate: string; pct: string } {
+  const gflops = r.flops / r.ignisMs / 1e6, gbs = r.bytes / r.ignisMs / 1e6;
+  const tFlop = peak.fmaGflops ? r.flops / (peak.fmaGflops * 1e6) : 0;
+  const tByte = r.bytes / (peak.bwGBs * 1e6);
+  const memBound = tByte >= tFlop;
+  const rate = memBound ? `${gbs.toFixed(1)} GB/s` : `${gflops.toFixed(1)} GFLOP/s`;
+  const pct = ((memBound ? tByte : tFlop) / r.ignisMs) * 100;
+  return { rate, pct: `${pct.toFixed(0)}% ${memBound ? 'BW' : 'FMA'}` };
+}
+
+function table(title: string, rows: Row[], peak: Peak): void {
+  const head = ['shape', 'ignis ms', 'ignis rate', '% peak', 'ORT ms', 'ORT/ignis', 'numpy ms', 'numpy/ignis'];
+  const body = rows.map((r) => {
+    const { rate, pct } = roofline(r, peak);
+    return [r.shape, fmtMs(r.ignisMs), rate, pct, fmtMs(r.ortMs), speedup(r.ortMs, r.ignisMs), fmtMs(r.numpyMs), speedup(r.numpyMs, r.ignisMs)];
+  });
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(w[i]) : s.padStart(w[i]))).join('  ');
+  console.log(`\n${title}`);
+  console.log(line(head));
+  for (const b of body) console.log(line(b));
+}
 
 async function main() {
   const quick = process.argv.includes('--quick');
+  const t0 = performance.now();
   const info = ignis.info();
-  console.log(`ignis ${info.version} | cpu ${info.cpu.simd} x${info.cpu.threads} | ${new Date().toISOString()}`);
-  const rows = await benchOps(quick);
-  console.log('\nCPU ops (median of tinybench samples; each sample includes reading the result)');
-  const w = [20, 14, 12, 34];
-  const line = (c: string[]) => c.map((s, i) => (i >= 2 ? s.padStart(w[i]) : s.padEnd(w[i]))).join('  ');
-  console.log(line(['op', 'shape', 'median ms', 'rate']));
-  for (const r of rows) console.log(line([r.name, r.shape, r.medianMs.toFixed(3), r.rate]));
+  console.log(`ignis ${info.version} | cpu ${info.cpu.simd} x${info.cpu.threads} | ${os.cpus()[0]?.model ?? '?'} | node ${process.version} | ${new Date().toISOString()}${quick ? ' | --quick' : ''}`);
+  const peak = measurePeak();
+  const read = peak.readGBs ? `${peak.readGBs.toFixed(1)} GB/s read, ` : '';
+  console.log(`machine peak: ${peak.fmaGflops ? `${peak.fmaGflops.toFixed(1)} GFLOP/s f32 FMA` : 'FMA peak not measured'}, ${read}${peak.copyGBs.toFixed(1)} GB/s copy (read + write) [${peak.source}]`);
+  console.log(`peers: ${ortStatus()}`);
+  const progress = process.stderr.isTTY ? (s: string) => process.stderr.write(`\r\x1b[K${s}`) : () => {};
+  const { rows, numpyStatus } = await benchOps(quick, progress);
+  progress('');
+  console.log(`       ${numpyStatus}`);
+  console.log('Median ms per call; an ignis sample runs until data() resolves, an ORT sample is one session.run.');
+  console.log('% peak: roofline, max(FLOPs / FMA peak, bytes / max(read, copy) bandwidth) over the time; BW rows count');
+  console.log('the least bytes moved (weights once: int8 = N*K + scales); rows whose data stays in cache can pass 100%.');
+  console.log('Peer columns are speedups: peer ms / ignis ms (>1: ignis faster).');
+  for (const [area, title] of Object.entries(AREAS)) {
+    const mine = rows.filter((r) => r.area === area);
+    if (mine.length) table(title, mine, peak);
+  }
+  console.log(`\nbench wall time ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 main().catch((e) => {

@@ -1,0 +1,111 @@
+// Machine limits for the bench's "% of peak" column: peak FMA throughput (independent
+// register-resident AVX2 FMA chains, one thread per core), read bandwidth (AVX2 sum over a
+// 256 MiB buffer) and copy bandwidth (memcpy, 256 MiB), each split over all cores.
+// Built and run by bench/peak.ts; prints one JSON line.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// 10 independent accumulators cover the FMA latency (4-5 cycles) x 2 ports.
+constexpr int kChains = 10;
+
+float fma_chains(long iters) {
+  __m256 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm256_set1_ps(0.001f * c);
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+  for (long i = 0; i < iters; ++i) {
+    // acc = acc*a + b; fully unrolled so every chain stays in a register.
+#pragma GCC unroll 16
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
+  }
+  __m256 s = acc[0];
+  for (int c = 1; c < kChains; ++c) s = _mm256_add_ps(s, acc[c]);
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  return out[0];
+}
+
+// Sum of a float slice with 4 independent vector accumulators, so loads, not adds, limit it.
+float read_sum(const float* p, size_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  for (size_t i = 0; i + 32 <= n; i += 32) {
+    s0 = _mm256_add_ps(s0, _mm256_load_ps(p + i));
+    s1 = _mm256_add_ps(s1, _mm256_load_ps(p + i + 8));
+    s2 = _mm256_add_ps(s2, _mm256_load_ps(p + i + 16));
+    s3 = _mm256_add_ps(s3, _mm256_load_ps(p + i + 24));
+  }
+  float out[8];
+  _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  return out[0];
+}
+
+template <class F>
+double seconds_on_all(int threads, F&& body) {
+  std::vector<std::thread> pool;
+  auto t0 = Clock::now();
+  for (int t = 0; t < threads; ++t) pool.emplace_back(body, t);
+  for (auto& th : pool) th.join();
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = argc > 1 ? std::atoi(argv[1]) : 0;
+  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+
+  // FMA: best of 5 runs of ~40 ms each; flops = threads * iters * chains * 8 lanes * 2. Also
+  // one thread alone times the thread count: a core busy with another process then does not
+  // halve the peak, and cores do not share FMA units, so per-core rate x cores is the limit.
+  const long iters = 4000000;
+  const double flops_per_thread = double(iters) * kChains * 8 * 2;
+  volatile float sink = 0;
+  double best_all = 0, best_one = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    double s = seconds_on_all(threads, [&](int) { sink = sink + fma_chains(iters); });
+    best_all = std::max(best_all, threads * flops_per_thread / s / 1e9);
+    s = seconds_on_all(1, [&](int) { sink = sink + fma_chains(iters); });
+    best_one = std::max(best_one, flops_per_thread / s / 1e9);
+  }
+  const double best_fma = std::max(best_all, best_one * threads);
+
+  // Copy: src -> dst, 256 MiB each, one slice per thread; bytes = read + written.
+  const size_t bytes = size_t(256) << 20;
+  char* src = static_cast<char*>(std::aligned_alloc(64, bytes));
+  char* dst = static_cast<char*>(std::aligned_alloc(64, bytes));
+  const size_t slice = bytes / threads;
+  // First touch from the thread that copies the slice later.
+  seconds_on_all(threads, [&](int t) {
+    std::memset(src + t * slice, t + 1, slice);
+    std::memset(dst + t * slice, 0, slice);
+  });
+  double best_read = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    double s = seconds_on_all(threads, [&](int t) {
+      sink = sink + read_sum(reinterpret_cast<const float*>(src + t * slice), slice / sizeof(float));
+    });
+    best_read = std::max(best_read, double(slice) * threads / s / 1e9);
+  }
+  double best_copy = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    double s = seconds_on_all(threads, [&](int t) { std::memcpy(dst + t * slice, src + t * slice, slice); });
+    best_copy = std::max(best_copy, 2.0 * slice * threads / s / 1e9);
+  }
+  std::printf("{\"threads\":%d,\"fmaGflops\":%.1f,\"fmaAllCoresGflops\":%.1f,\"fmaOneCoreGflops\":%.1f,"
+              "\"readGBs\":%.1f,\"copyGBs\":%.1f,\"check\":%d}\n",
+              threads, best_fma, best_all, best_one, best_read, best_copy,
+              int(dst[bytes - 1]) + int(sink != 0));
+  std::free(src);
+  std::free(dst);
+  return 0;
+}
