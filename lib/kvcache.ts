@@ -1,12 +1,9 @@
 // KVCache: preallocated key and value tensors [batch, maxSeq, heads, headDim] that attention
 // appends to, and the count of rows written so far.
-import { full } from './tensor';
 import { IgnisError, typeError } from './errors';
 import { DType, isFloatDType } from './dtype';
-import { Tensor } from './tensor';
+import { disposeSymbol, full, Tensor } from './tensor';
 import * as v from './validate';
-
-const disposeSymbol: symbol = (Symbol as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
 
 export interface KVCacheOptions {
   batch: number;

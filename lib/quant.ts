@@ -3,10 +3,8 @@
 import { native } from './binding';
 import { describe, IgnisError, rangeError, typeError } from './errors';
 import { FloatDType } from './dtype';
-import { handle, Tensor } from './tensor';
+import { disposeSymbol, handle, Tensor } from './tensor';
 import * as v from './validate';
-
-const disposeSymbol: symbol = (Symbol as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
 
 export const GROUP_SIZES = [32, 64, 128] as const;
 

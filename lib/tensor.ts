@@ -6,7 +6,8 @@ import { describe, IgnisError, rangeError, typeError } from './errors';
 import { DataOf, DType, isFloatDType, TensorData } from './dtype';
 import * as v from './validate';
 
-const disposeSymbol: symbol = (Symbol as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
+/** Symbol.dispose where the runtime has it (for `using`), else Node's registered stand-in. */
+export const disposeSymbol: symbol = (Symbol as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
 
 export type NestedArray = number | NestedArray[];
 
