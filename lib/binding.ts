@@ -29,6 +29,8 @@ export interface NativeBinding {
   to(x: Handle, device: string): Handle;
   read(x: Handle): Promise<Float32Array | Int32Array | Int8Array>;
   matmul(a: Handle, b: Handle, bias: Handle | null, transposeB: boolean, activation: string): Handle;
+  packWeight(b: Handle, transposeB: boolean): Handle;
+  matmulPacked(x: Handle, packed: Handle, N: number, bias: Handle | null, activation: string): Handle;
   quantize(w: Handle, groupSize: number): [Handle, Handle];
   dequantize(q: Handle, scales: Handle, groupSize: number, dtype: string): Handle;
   matmulQ(x: Handle, q: Handle, scales: Handle, groupSize: number, bias: Handle | null, activation: string): Handle;

@@ -10,6 +10,8 @@ export type { DType, FloatDType, TensorData } from './dtype';
 export { Tensor, tensor, zeros, full, randn, isTensor } from './tensor';
 export type { TensorOptions, FillOptions, RandnOptions, NestedArray } from './tensor';
 export { QuantizedTensor, quantize, dequantize } from './quant';
+export { PackedWeight, packWeight } from './packed';
+export type { PackWeightOptions } from './packed';
 export type { QuantizeOptions, DequantizeOptions } from './quant';
 export { KVCache, kvCache } from './kvcache';
 export type { KVCacheOptions } from './kvcache';
@@ -17,6 +19,10 @@ export {
   matmul, attention, rmsnorm, layernorm, gelu, silu, relu, softmax, rope, embedding, add, mul, cast, ACTIVATIONS,
 } from './ops';
 export type { MatmulOptions, AttentionOptions, NormOptions, SoftmaxOptions, RopeOptions, ActivationName } from './ops';
+export {
+  openSafetensors, openCheckpoint, saveSafetensors, encodeSafetensors, rawTensor, SafetensorsFile, Checkpoint, MAX_HEADER_BYTES,
+} from './safetensors';
+export type { TensorInfo, ReadOptions, RawTensor, TensorSource } from './safetensors';
 
 /** What info() returns: the package version and what the native addon reports. */
 export type Info = { version: string } & ReturnType<NativeBinding['info']>;

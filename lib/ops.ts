@@ -5,6 +5,7 @@ import { native } from './binding';
 import { describe, IgnisError, rangeError, typeError } from './errors';
 import { DType, FloatDType } from './dtype';
 import { KVCache } from './kvcache';
+import { PackedWeight, packedHandle } from './packed';
 import { QuantizedTensor, quantizedHandles } from './quant';
 import { handle, Tensor } from './tensor';
 import * as v from './validate';
@@ -21,9 +22,10 @@ export interface MatmulOptions {
 /**
  * a [..., M, K] @ b [..., K, N] (b [..., N, K] with transposeB), batch dims broadcast, plus an
  * optional bias [N] and activation fused into the kernel. With a QuantizedTensor b [N, K] it
- * computes a @ dequantize(b)^T, dequantizing inside the kernel.
+ * computes a @ dequantize(b)^T, dequantizing inside the kernel; with a PackedWeight b (from
+ * packWeight) it computes a @ B without packing B again.
  */
-export function matmul(a: Tensor, b: Tensor | QuantizedTensor, opts?: MatmulOptions): Tensor {
+export function matmul(a: Tensor, b: Tensor | QuantizedTensor | PackedWeight, opts?: MatmulOptions): Tensor {
   const op = 'matmul';
   const ha = handle(op, 'a', a);
   const o = v.options<MatmulOptions>(op, opts, ['transposeB', 'bias', 'activation']);
@@ -34,6 +36,12 @@ export function matmul(a: Tensor, b: Tensor | QuantizedTensor, opts?: MatmulOpti
       throw typeError(`${op}: transposeB does not apply to a QuantizedTensor (it is always [N, K])`);
     const [q, s] = quantizedHandles(op, 'b', b);
     return new Tensor(native().matmulQ(ha, q, s, b.groupSize, bias, act));
+  }
+  if (b instanceof PackedWeight) {
+    if (o.transposeB !== undefined)
+      throw typeError(`${op}: transposeB does not apply to a PackedWeight (packWeight fixed the layout)`);
+    const hp = packedHandle(op, 'b', b);
+    return new Tensor(native().matmulPacked(ha, hp, b.shape[1], bias, act));
   }
   const hb = handle(op, 'b', b);
   const transposeB = v.bool(op, 'transposeB', o.transposeB, false);

@@ -28,6 +28,24 @@ static Napi::Value Matmul(const Napi::CallbackInfo& info) {
   });
 }
 
+// packWeight(b, transposeB) -> packed
+static Napi::Value PackWeight(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Tensor b = arg_tensor(info, 0, "b");
+    return wrap(info.Env(), ops::pack_weight(rt(info), b, arg_bool(info, 1, "transposeB")));
+  });
+}
+
+// matmulPacked(x, packed, N, bias|null, activation)
+static Napi::Value MatmulPacked(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Tensor x = arg_tensor(info, 0, "x"), packed = arg_tensor(info, 1, "packed"), bias_slot;
+    const Tensor* bias = arg_optional_tensor(info, 3, "bias", &bias_slot);
+    Activation act = arg_enum<Activation>(info, 4, "activation", kActivationNames);
+    return wrap(info.Env(), ops::matmul_packed(rt(info), x, packed, arg_int(info, 2, "N"), bias, act));
+  });
+}
+
 // quantize(w, groupSize) -> [q, scales]
 static Napi::Value Quantize(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
@@ -137,6 +155,8 @@ static Napi::Value Binary(const Napi::CallbackInfo& info) {
 
 void register_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("matmul", Napi::Function::New(env, Matmul, "matmul"));
+  exports.Set("packWeight", Napi::Function::New(env, PackWeight, "packWeight"));
+  exports.Set("matmulPacked", Napi::Function::New(env, MatmulPacked, "matmulPacked"));
   exports.Set("quantize", Napi::Function::New(env, Quantize, "quantize"));
   exports.Set("dequantize", Napi::Function::New(env, Dequantize, "dequantize"));
   exports.Set("matmulQ", Napi::Function::New(env, MatmulQ, "matmulQ"));

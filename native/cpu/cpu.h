@@ -17,6 +17,15 @@ namespace ignis::cpu {
 void matmul(ThreadPool& pool, const Tensor& out, const Tensor& a, const Tensor& b,
             const Tensor* bias, const MatmulParams& p);
 
+// out f32 [ceil(N / 16), K, 16] = b (b [K, N], or [N, K] when transpose_b) in the GEMM's panel
+// layout: panel q holds columns [16q, 16q + 16) row by row, columns past N zero. Done once for a
+// fixed weight, it takes the packing out of every later matmul_packed.
+void pack_weight(ThreadPool& pool, const Tensor& out, const Tensor& b, bool transpose_b);
+// out [..., M, N] = act(x [..., M, K] @ B + bias [N]) with B from pack_weight (packed
+// [ceil(N / 16), K, 16]); x, bias and out share a float dtype.
+void matmul_packed(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& packed,
+                   const Tensor* bias, Activation act);
+
 // Symmetric int8 quantization of w [N, K] (float) in groups of `group` along K:
 // scales [N, K / group] (f32) = max|w| / 127 per group (1 where the group is all zero),
 // q [N, K] (i8) = round(w / scale) clamped to [-127, 127].

@@ -59,53 +59,77 @@ void kernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t
 }
 
 #if IGNIS_X86
+// How far ahead (floats) the kernel prefetches B: one line per k, 64 rows of the panel ahead.
+constexpr int64_t kPrefetch = 64 * kNR;
+
+// R = mr rows of the tile (1..kMR): short tiles (M % 6, a decode batch) issue only their rows.
+template <int R>
 IGNIS_AVX2 void kernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                             int64_t mr, int64_t nr, bool first) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-#define MATMUL_ROW(r, x0, x1)                    \
-  {                                              \
-    __m256 av = _mm256_broadcast_ss(a + (r));    \
-    x0 = _mm256_fmadd_ps(av, b0, x0);            \
-    x1 = _mm256_fmadd_ps(av, b1, x1);            \
+  __m256 acc[R][2];
+  MATMUL_UNROLL
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  int64_t k = 0;
+  if constexpr (R <= 2) {
+    // Too few rows to hide the FMA latency: a second set of sums for the odd k.
+    __m256 odd[R][2];
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) odd[r][0] = odd[r][1] = _mm256_setzero_ps();
+    for (; k + 2 <= kc; k += 2) {
+      // B streams from memory here (decode against a packed weight): fetch 4 KB ahead.
+      _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetch + kNR), _MM_HINT_T0);
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+      const __m256 b2 = _mm256_loadu_ps(b + kNR), b3 = _mm256_loadu_ps(b + kNR + 8);
+      MATMUL_UNROLL
+      for (int r = 0; r < R; r++) {
+        const __m256 a0 = _mm256_broadcast_ss(a + r), a1 = _mm256_broadcast_ss(a + kMR + r);
+        acc[r][0] = _mm256_fmadd_ps(a0, b0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(a0, b1, acc[r][1]);
+        odd[r][0] = _mm256_fmadd_ps(a1, b2, odd[r][0]);
+        odd[r][1] = _mm256_fmadd_ps(a1, b3, odd[r][1]);
+      }
+      a += 2 * kMR;
+      b += 2 * kNR;
+    }
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) {
+      acc[r][0] = _mm256_add_ps(acc[r][0], odd[r][0]);
+      acc[r][1] = _mm256_add_ps(acc[r][1], odd[r][1]);
+    }
   }
-  for (int64_t k = 0; k < kc; k++) {
-    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-    MATMUL_ROW(0, c00, c01)
-    MATMUL_ROW(1, c10, c11)
-    MATMUL_ROW(2, c20, c21)
-    MATMUL_ROW(3, c30, c31)
-    MATMUL_ROW(4, c40, c41)
-    MATMUL_ROW(5, c50, c51)
+  for (; k < kc; k++) {
+    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetch), _MM_HINT_T0);
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) {  // C[r, :] += A[r, k] * B[k, :]
+      const __m256 av = _mm256_broadcast_ss(a + r);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
     a += kMR;
     b += kNR;
   }
-#undef MATMUL_ROW
-  if (mr == kMR && nr == kNR) {
-    __m256 rows[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    for (int r = 0; r < kMR; r++) {
+  if (nr == kNR) {
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) {
       float* cr = c + r * ldc;
       if (first) {
-        _mm256_storeu_ps(cr, rows[r][0]);
-        _mm256_storeu_ps(cr + 8, rows[r][1]);
+        _mm256_storeu_ps(cr, acc[r][0]);
+        _mm256_storeu_ps(cr + 8, acc[r][1]);
       } else {
-        _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_loadu_ps(cr), rows[r][0]));
-        _mm256_storeu_ps(cr + 8, _mm256_add_ps(_mm256_loadu_ps(cr + 8), rows[r][1]));
+        _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_loadu_ps(cr), acc[r][0]));
+        _mm256_storeu_ps(cr + 8, _mm256_add_ps(_mm256_loadu_ps(cr + 8), acc[r][1]));
       }
     }
     return;
   }
   alignas(32) float t[kMR * kNR];
-  _mm256_store_ps(t + 0, c00), _mm256_store_ps(t + 8, c01);
-  _mm256_store_ps(t + 16, c10), _mm256_store_ps(t + 24, c11);
-  _mm256_store_ps(t + 32, c20), _mm256_store_ps(t + 40, c21);
-  _mm256_store_ps(t + 48, c30), _mm256_store_ps(t + 56, c31);
-  _mm256_store_ps(t + 64, c40), _mm256_store_ps(t + 72, c41);
-  _mm256_store_ps(t + 80, c50), _mm256_store_ps(t + 88, c51);
+  MATMUL_UNROLL
+  for (int r = 0; r < R; r++) {
+    _mm256_store_ps(t + r * kNR, acc[r][0]);
+    _mm256_store_ps(t + r * kNR + 8, acc[r][1]);
+  }
   store_tile(t, mr, nr, c, ldc, first);
 }
 #endif
@@ -145,6 +169,11 @@ float* scratch(Scratch which, size_t n) {
   std::vector<float>& v = bufs[int(which)];
   if (v.size() < n) v.resize(n);
   return v.data();
+}
+
+// Rows [k0, ...) of the prepacked panel holding column j (a multiple of kNR).
+const float* packed_panel(const Problem& p, int64_t j, int64_t k0) {
+  return p.b_packed + (j / kNR) * p.K * kNR + k0 * kNR;
 }
 
 template <Activation A>
@@ -190,9 +219,14 @@ void run(ThreadPool* pool, const Problem& p) {
   const int64_t ms_max = direct ? M : std::min(M, 4 * kMC * threads);
   float* cbuf = direct ? nullptr : scratch(Scratch::cbuf, size_t(ms_max * nc_max));
   float* bpack = nullptr;  // the shared packed B block, taken on first use
-  Kernel kernel = kernel_scalar;
+  // kernels[mr]: the tile kernel for mr rows
+  Kernel kernels[kMR + 1];
+  for (Kernel& k : kernels) k = kernel_scalar;
 #if IGNIS_X86
-  if (has_avx2()) kernel = kernel_avx2;
+  if (has_avx2()) {
+    kernels[1] = kernel_avx2<1>, kernels[2] = kernel_avx2<2>, kernels[3] = kernel_avx2<3>;
+    kernels[4] = kernel_avx2<4>, kernels[5] = kernel_avx2<5>, kernels[6] = kernel_avx2<6>;
+  }
 #endif
   auto par = [&](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
     if (pool && n > grain) pool->parallel_for(n, grain, fn);
@@ -215,6 +249,41 @@ void run(ThreadPool* pool, const Problem& p) {
       const int64_t mc = round_up(ceil_div(ms, mb), kMR);
       mb = ceil_div(ms, mc);
 
+      const int64_t ms_pad = round_up(ms, kMR);
+      if (p.b_packed && mb == 1 && nchunks > 1 && ms_pad * K <= (int64_t(1) << 21) &&
+          2 * ms * nc * K >= (int64_t(1) << 20)) {
+        // Prepacked B, small M (decode): A packed whole once per thread, then each thread walks
+        // its panels one at a time down all of K, so B streams from memory in one sequential
+        // run per panel, and each K-block slice (16 KB) serves every row tile from L1.
+        par(nchunks, 1, [&](int64_t cb, int64_t ce) {
+          const int64_t p0 = cb * npanel / nchunks, p1 = ce * npanel / nchunks;
+          float* apack = scratch(Scratch::apack, size_t(ms_pad * K + kMR * kc_max));
+          float* atmp = apack + ms_pad * K;
+          // K-block k0 of A at apack + ms_pad * k0, as pack_a lays it out
+          for (int64_t k0 = 0; k0 < K; k0 += kKCSmall)
+            pack_a(advance(p.a, p.a_type, m0 * K), p.a_type, K, ms, k0, std::min(kKCSmall, K - k0),
+                   apack + ms_pad * k0, atmp);
+          for (int64_t q = p0; q < p1; q++) {
+            const int64_t j = q * kNR, nr = std::min(kNR, nc - j);
+            for (int64_t k0 = 0; k0 < K; k0 += kKCSmall) {
+              const int64_t kc = std::min(kKCSmall, K - k0);
+              const bool first = k0 == 0, last = k0 + kc == K;
+              const float* bp = packed_panel(p, j0 + j, k0);
+              for (int64_t i = 0; i < ms; i += kMR) {
+                const int64_t mr = std::min(kMR, ms - i);
+                float* c = C + i * ldc + j;
+                kernels[mr](kc, apack + ms_pad * k0 + i * kc, bp, c, ldc, mr, nr, first);
+                if (!last || plain) continue;
+                for (int64_t r = 0; r < mr; r++)
+                  epilogue_row(c + r * ldc, nr, p.bias ? advance(p.bias, dt, j0 + j) : nullptr,
+                               dt, p.act, advance(p.out, dt, (m0 + i + r) * N + j0 + j));
+              }
+            }
+          }
+        });
+        continue;
+      }
+
       if (mb == 1 && nchunks > 1 && 2 * ms * nc * K >= (int64_t(1) << 22)) {
         // One row block (small M): each thread takes its own column panels and packs each B
         // panel right before using it, so B goes memory -> L1 once, with no shared buffer.
@@ -232,14 +301,19 @@ void run(ThreadPool* pool, const Problem& p) {
             pack_a(advance(p.a, p.a_type, m0 * K), p.a_type, K, ms, k0, kc, apack, atmp);
             for (int64_t q = p0; q < p1; q++) {
               const int64_t j = q * kNR, nr = std::min(kNR, nc - j);
-              if ((q - p0) % kGroup == 0)
-                p.pack_b(p.b_ctx, k0, kc, j0 + j, std::min(kGroup * kNR, std::min(p1 * kNR, nc) - j),
-                         bgroup);
-              const float* bp = bgroup + ((q - p0) % kGroup) * kc * kNR;
+              const float* bp;
+              if (p.b_packed) {
+                bp = packed_panel(p, j0 + j, k0);
+              } else {
+                if ((q - p0) % kGroup == 0)
+                  p.pack_b(p.b_ctx, k0, kc, j0 + j,
+                           std::min(kGroup * kNR, std::min(p1 * kNR, nc) - j), bgroup);
+                bp = bgroup + ((q - p0) % kGroup) * kc * kNR;
+              }
               for (int64_t i = 0; i < ms; i += kMR) {
                 const int64_t mr = std::min(kMR, ms - i);
                 float* c = C + i * ldc + j;
-                kernel(kc, apack + i * kc, bp, c, ldc, mr, nr, first);
+                kernels[mr](kc, apack + i * kc, bp, c, ldc, mr, nr, first);
                 if (!last || plain) continue;
                 for (int64_t r = 0; r < mr; r++)
                   epilogue_row(c + r * ldc, nr, p.bias ? advance(p.bias, dt, j0 + j) : nullptr,
@@ -255,11 +329,13 @@ void run(ThreadPool* pool, const Problem& p) {
         const int64_t kc = std::min(kc_blk, K - k0);
         const bool first = k0 == 0, last = k0 + kc == K;
         // B[k0 : k0 + kc, j0 : j0 + nc] -> bpack [npanel][kc][kNR]
-        if (!bpack) bpack = scratch(Scratch::bpack, size_t(round_up(nc_max, kNR) * kc_max));
-        par(npanel, std::max<int64_t>(1, 2048 / kc), [&](int64_t b, int64_t e) {
-          p.pack_b(p.b_ctx, k0, kc, j0 + b * kNR, std::min(nc, e * kNR) - b * kNR,
-                   bpack + b * kc * kNR);
-        });
+        if (!p.b_packed) {
+          if (!bpack) bpack = scratch(Scratch::bpack, size_t(round_up(nc_max, kNR) * kc_max));
+          par(npanel, std::max<int64_t>(1, 2048 / kc), [&](int64_t b, int64_t e) {
+            p.pack_b(p.b_ctx, k0, kc, j0 + b * kNR, std::min(nc, e * kNR) - b * kNR,
+                     bpack + b * kc * kNR);
+          });
+        }
         const int64_t items = mb * nchunks;
         const bool small = 2 * ms * nc * kc < (int64_t(1) << 20);
         par(items, small ? items : 1, [&](int64_t b, int64_t e) {
@@ -276,11 +352,11 @@ void run(ThreadPool* pool, const Problem& p) {
             const int64_t p0 = jc * npanel / nchunks, p1 = (jc + 1) * npanel / nchunks;
             for (int64_t q = p0; q < p1; q++) {
               const int64_t j = q * kNR, nr = std::min(kNR, nc - j);
-              const float* bp = bpack + q * kc * kNR;
+              const float* bp = p.b_packed ? packed_panel(p, j0 + j, k0) : bpack + q * kc * kNR;
               for (int64_t i = 0; i < rows; i += kMR) {
                 const int64_t mr = std::min(kMR, rows - i);
                 float* c = C + (i0 + i) * ldc + j;
-                kernel(kc, apack + i * kc, bp, c, ldc, mr, nr, first);
+                kernels[mr](kc, apack + i * kc, bp, c, ldc, mr, nr, first);
                 if (!last || plain) continue;
                 // C tile -> out, while it is in L1
                 for (int64_t r = 0; r < mr; r++)
@@ -687,6 +763,44 @@ void matmul(ThreadPool& pool, const Tensor& out, const Tensor& a, const Tensor& 
       for (int64_t i = 0; i < nbatch; i++) one(i, &pool);
     }
   });
+}
+
+void pack_weight(ThreadPool& pool, const Tensor& out, const Tensor& b, bool transpose_b) {
+  const int64_t K = transpose_b ? b.dim(1) : b.dim(0), N = transpose_b ? b.dim(0) : b.dim(1);
+  const int64_t npanel = out.dim(0);
+  if (K == 0 || npanel == 0) return;
+  DenseB ctx{b.raw(), transpose_b ? K : N};
+  float* dst = out.data<float>();
+  dispatch_float(b.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const gemm::PackB pack = transpose_b ? pack_b_t<T> : pack_b_nt<T>;
+    // One panel (all of K) per item: panel q = columns [16q, 16q + 16) as [K][16].
+    pool.parallel_for(npanel, 1, [&](int64_t s, int64_t e) {
+      for (int64_t q = s; q < e; q++)
+        pack(&ctx, 0, K, q * kNR, std::min(kNR, N - q * kNR), dst + q * K * kNR);
+    });
+  });
+}
+
+void matmul_packed(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& packed,
+                   const Tensor* bias, Activation act) {
+  const int64_t K = packed.dim(1), N = out.dim(-1);
+  if (out.numel() == 0) return;
+  const int64_t M = out.numel() / N;
+  const void* biasp = bias ? bias->raw() : nullptr;
+  if (K == 0) {
+    std::vector<float> zeros(size_t(N), 0.f);
+    for (int64_t r = 0; r < M; r++)
+      gemm::epilogue_row(zeros.data(), N, biasp, out.dtype, act, advance(out.raw(), out.dtype, r * N));
+    return;
+  }
+  gemm::Problem p;
+  p.M = M, p.N = N, p.K = K;
+  p.a = x.raw(), p.a_type = x.dtype;
+  p.b_packed = packed.data<float>();
+  p.bias = biasp, p.act = act;
+  p.out = out.raw(), p.out_type = out.dtype;
+  gemm::run(&pool, p);
 }
 
 }  // namespace ignis::cpu

@@ -31,6 +31,7 @@ struct Problem {
   DType a_type = DType::f32;
   PackB pack_b = nullptr;         // B [K, N] as seen through the packer
   const void* b_ctx = nullptr;
+  const float* b_packed = nullptr;  // or B prepacked whole: panel q ([K][kNR]) at + q * K * kNR
   const void* bias = nullptr;     // [N] of out_type, or null
   Activation act = Activation::none;
   void* out = nullptr;            // [M, N] of out_type

@@ -91,6 +91,28 @@ Tensor dequantize(Runtime& rt, const Tensor& q, const Tensor& scales, int64_t gr
   return out;
 }
 
+// out [..., N] for x [..., K] times a prepared weight: checks bias [N] (x's device and dtype),
+// allocates out and enqueues kernel(out, bias or null), which holds the weight's tensors.
+template <class Kernel>
+static Tensor weight_product(Runtime& rt, const Tensor& x, int64_t N, const Tensor* bias,
+                             std::vector<Tensor> inputs, Kernel kernel) {
+  Shape out_shape = x.shape;
+  out_shape.back() = N;
+  if (bias) {
+    check_same_device("matmul", "x", x, "bias", *bias);
+    check_same_dtype("matmul", "x", x, "bias", *bias);
+    if (bias->rank() != 1 || bias->dim(0) != N)
+      fail(ErrorCode::Shape, "matmul: bias " + shape_str(bias->shape) + " must be [" + std::to_string(N) + "]");
+  }
+  Tensor out = empty(out_shape, x.dtype, x.device());
+  Tensor bias_t = bias ? *bias : Tensor{};
+  if (bias) inputs.push_back(bias_t);
+  launch(rt.queue(x.device()), inputs, {out}, [out, bias_t, kernel] {
+    kernel(out, bias_t.defined() ? &bias_t : nullptr);
+  });
+  return out;
+}
+
 Tensor matmul_q(Runtime& rt, const Tensor& x, const Tensor& q, const Tensor& scales, int64_t group,
                 const Tensor* bias, Activation act) {
   const char* op = "matmul";
@@ -103,23 +125,46 @@ Tensor matmul_q(Runtime& rt, const Tensor& x, const Tensor& q, const Tensor& sca
   if (x.dim(-1) != K)
     fail_shapes(op, "x", x, "quantized weight", q, "do not fit: x has K = " + std::to_string(x.dim(-1)) +
                                                       ", the weight [N, K] has K = " + std::to_string(K));
-  Shape out_shape = x.shape;
-  out_shape.back() = N;
-  if (bias) {
-    check_same_device(op, "x", x, "bias", *bias);
-    check_same_dtype(op, "x", x, "bias", *bias);
-    if (bias->rank() != 1 || bias->dim(0) != N)
-      fail(ErrorCode::Shape, "matmul: bias " + shape_str(bias->shape) + " must be [" + std::to_string(N) + "]");
-  }
-  Tensor out = empty(out_shape, x.dtype, x.device());
   ThreadPool& pool = rt.pool();
-  std::vector<Tensor> inputs{x, q, scales};
-  Tensor bias_t = bias ? *bias : Tensor{};
-  if (bias) inputs.push_back(bias_t);
-  launch(rt.queue(x.device()), inputs, {out}, [&pool, out, x, q, scales, group, bias_t, act] {
-    cpu::matmul_q(pool, out, x, q, scales, group, bias_t.defined() ? &bias_t : nullptr, act);
-  });
+  return weight_product(rt, x, N, bias, {x, q, scales},
+                        [&pool, x, q, scales, group, act](const Tensor& out, const Tensor* b) {
+                          cpu::matmul_q(pool, out, x, q, scales, group, b, act);
+                        });
+}
+
+Tensor pack_weight(Runtime& rt, const Tensor& b, bool transpose_b) {
+  const char* op = "packWeight";
+  rt.throw_pending(b.device());
+  check_float(op, "b", b);
+  check_rank(op, "b", b, 2, 2);
+  const int64_t K = transpose_b ? b.dim(1) : b.dim(0), N = transpose_b ? b.dim(0) : b.dim(1);
+  Tensor out = empty({(N + 15) / 16, K, 16}, DType::f32, b.device());
+  ThreadPool& pool = rt.pool();
+  launch(rt.queue(b.device()), {b}, {out},
+         [&pool, out, b, transpose_b] { cpu::pack_weight(pool, out, b, transpose_b); });
   return out;
+}
+
+Tensor matmul_packed(Runtime& rt, const Tensor& x, const Tensor& packed, int64_t N, const Tensor* bias,
+                     Activation act) {
+  const char* op = "matmul";
+  rt.throw_pending(x.device());
+  check_same_device(op, "x", x, "packed weight", packed);
+  check_float(op, "x", x);
+  check_rank(op, "x", x, 1, 8);
+  if (packed.dtype != DType::f32 || packed.rank() != 3 || packed.dim(2) != 16 || N < 0 ||
+      packed.dim(0) != (N + 15) / 16)
+    fail(ErrorCode::Argument, std::string(op) + ": the packed weight " + shape_str(packed.shape) +
+                                  " is not a packWeight() result for N = " + std::to_string(N));
+  const int64_t K = packed.dim(1);
+  if (x.dim(-1) != K)
+    fail(ErrorCode::Shape, std::string(op) + ": x " + shape_str(x.shape) + " and the packed weight [K, N] = [" +
+                               std::to_string(K) + ", " + std::to_string(N) + "] do not fit: x has K = " +
+                               std::to_string(x.dim(-1)) + ", the weight has K = " + std::to_string(K));
+  ThreadPool& pool = rt.pool();
+  return weight_product(rt, x, N, bias, {x, packed}, [&pool, x, packed, act](const Tensor& out, const Tensor* b) {
+    cpu::matmul_packed(pool, out, x, packed, b, act);
+  });
 }
 
 }  // namespace ignis::ops

@@ -32,6 +32,12 @@ void read(Runtime& rt, const Tensor& x, void* dst, std::function<void(KernelErro
 
 // --- ops -------------------------------------------------------------------------------------
 Tensor matmul(Runtime& rt, const Tensor& a, const Tensor& b, const Tensor* bias, const MatmulParams& p);
+// b [K, N] (or [N, K] with transpose_b) -> f32 [ceil(N / 16), K, 16] in the CPU GEMM's panel
+// layout, for matmul_packed.
+Tensor pack_weight(Runtime& rt, const Tensor& b, bool transpose_b);
+// x [..., K] @ B [K, N] with B packed by pack_weight.
+Tensor matmul_packed(Runtime& rt, const Tensor& x, const Tensor& packed, int64_t N, const Tensor* bias,
+                     Activation act);
 // Returns {q (i8 [N, K]), scales (f32 [N, K / group])}.
 std::pair<Tensor, Tensor> quantize(Runtime& rt, const Tensor& w, int64_t group);
 Tensor dequantize(Runtime& rt, const Tensor& q, const Tensor& scales, int64_t group, DType dtype);
