@@ -1,0 +1,141 @@
+// Random GPT-2 and Llama checkpoints in the exact Hugging Face tensor names, shapes and order,
+// from a seeded generator, scaled so activations stay O(1) and the logits depend on every
+// tensor; and tiny configs with awkward sizes for the model tests.
+
+import { gpt2Dims, llamaDims, type Gpt2Config, type LlamaConfig, type Weights } from './models';
+import { Rng } from './rng';
+import { roundTo, type FloatDType } from './round';
+
+/** GPT-2 small in shape, awkward in size: head_dim 16, 3 heads, vocab 101 (prime). */
+export function tinyGpt2Config(overrides: Partial<Gpt2Config> = {}): Gpt2Config {
+  return {
+    model_type: 'gpt2',
+    vocab_size: 101,
+    n_positions: 64,
+    n_embd: 48,
+    n_layer: 2,
+    n_head: 3,
+    layer_norm_epsilon: 1e-5,
+    n_inner: null,
+    activation_function: 'gelu_new',
+    tie_word_embeddings: true,
+    ...overrides,
+  };
+}
+
+/** Llama small in shape, awkward in size: GQA 4/2 heads, head_dim 16, intermediate 88, vocab 97, untied head. */
+export function tinyLlamaConfig(overrides: Partial<LlamaConfig> = {}): LlamaConfig {
+  return {
+    model_type: 'llama',
+    vocab_size: 97,
+    hidden_size: 64,
+    intermediate_size: 88,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 16,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    max_position_embeddings: 64,
+    tie_word_embeddings: false,
+    hidden_act: 'silu',
+    ...overrides,
+  };
+}
+
+/** Adds tensors drawn from one seeded stream, in the order they are added. */
+class Builder {
+  readonly w: Weights = new Map();
+  private readonly rng: Rng;
+  constructor(seed: number) {
+    this.rng = new Rng(seed);
+  }
+  /** mean + std * normal, every element */
+  normal(name: string, shape: number[], std: number, mean = 0): void {
+    let n = 1;
+    for (const d of shape) n *= d;
+    this.w.set(name, { shape, data: this.rng.normals(n, std, mean) });
+  }
+  /** a weight matrix whose input dim is fanIn: std 1/sqrt(fanIn), so outputs stay O(1) */
+  matrix(name: string, shape: number[], fanIn: number): void {
+    this.normal(name, shape, 1 / Math.sqrt(fanIn));
+  }
+  /** a norm's gain: 1 + 0.1 normal */
+  gain(name: string, n: number): void {
+    this.normal(name, [n], 0.1, 1);
+  }
+  /** a bias: 0.1 normal */
+  bias(name: string, n: number): void {
+    this.normal(name, [n], 0.1);
+  }
+}
+
+export interface Gpt2CheckpointOptions {
+  /** name the body tensors "transformer.<name>" as a saved GPT2LMHeadModel does; default false (the hub's bare names) */
+  transformerPrefix?: boolean;
+}
+
+/**
+ * Every tensor of a GPT-2 checkpoint for cfg: wte, wpe, h.{i}.* (Conv1D weights [in, out]),
+ * ln_f; plus lm_head.weight [vocab, n_embd] when tie_word_embeddings is false.
+ */
+export function randomGpt2(cfg: Gpt2Config, seed: number, opts: Gpt2CheckpointOptions = {}): Weights {
+  const { V, E, L, I, P, tied } = gpt2Dims(cfg);
+  const pre = opts.transformerPrefix ? 'transformer.' : '';
+  const b = new Builder(seed);
+  b.normal(`${pre}wte.weight`, [V, E], 1); // tied head: logits std ~ sqrt(E)
+  b.normal(`${pre}wpe.weight`, [P, E], 0.5);
+  for (let l = 0; l < L; l++) {
+    const p = `${pre}h.${l}.`;
+    b.gain(`${p}ln_1.weight`, E);
+    b.bias(`${p}ln_1.bias`, E);
+    b.matrix(`${p}attn.c_attn.weight`, [E, 3 * E], E);
+    b.bias(`${p}attn.c_attn.bias`, 3 * E);
+    b.matrix(`${p}attn.c_proj.weight`, [E, E], E);
+    b.bias(`${p}attn.c_proj.bias`, E);
+    b.gain(`${p}ln_2.weight`, E);
+    b.bias(`${p}ln_2.bias`, E);
+    b.matrix(`${p}mlp.c_fc.weight`, [E, I], E);
+    b.bias(`${p}mlp.c_fc.bias`, I);
+    b.matrix(`${p}mlp.c_proj.weight`, [I, E], I);
+    b.bias(`${p}mlp.c_proj.bias`, E);
+  }
+  b.gain(`${pre}ln_f.weight`, E);
+  b.bias(`${pre}ln_f.bias`, E);
+  if (!tied) b.matrix('lm_head.weight', [V, E], E);
+  return b.w;
+}
+
+/**
+ * Every tensor of a Llama checkpoint for cfg: model.embed_tokens, model.layers.{i}.*
+ * (nn.Linear weights [out, in]), model.norm; plus lm_head.weight [vocab, hidden] unless
+ * tie_word_embeddings is true.
+ */
+export function randomLlama(cfg: LlamaConfig, seed: number): Weights {
+  const { V, E, I, L, H, Hkv, D, tied } = llamaDims(cfg);
+  const b = new Builder(seed);
+  // RMSNorm removes the scale of the embedding; a tied head then gives logits std ~ sqrt(E)
+  b.normal('model.embed_tokens.weight', [V, E], 1);
+  for (let l = 0; l < L; l++) {
+    const p = `model.layers.${l}.`;
+    b.matrix(`${p}self_attn.q_proj.weight`, [H * D, E], E);
+    b.matrix(`${p}self_attn.k_proj.weight`, [Hkv * D, E], E);
+    b.matrix(`${p}self_attn.v_proj.weight`, [Hkv * D, E], E);
+    b.matrix(`${p}self_attn.o_proj.weight`, [E, H * D], H * D);
+    b.matrix(`${p}mlp.gate_proj.weight`, [I, E], E);
+    b.matrix(`${p}mlp.up_proj.weight`, [I, E], E);
+    b.matrix(`${p}mlp.down_proj.weight`, [E, I], I);
+    b.gain(`${p}input_layernorm.weight`, E);
+    b.gain(`${p}post_attention_layernorm.weight`, E);
+  }
+  b.gain('model.norm.weight', E);
+  if (!tied) b.matrix('lm_head.weight', [V, E], E);
+  return b.w;
+}
+
+/** A copy of w with every value rounded to dtype, so a reference sees the values an engine loads. */
+export function roundWeights(w: Weights, dtype: FloatDType): Weights {
+  const out: Weights = new Map();
+  for (const [name, t] of w) out.set(name, { shape: [...t.shape], data: roundTo(t.data, dtype) });
+  return out;
+}

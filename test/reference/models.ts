@@ -1,0 +1,335 @@
+// Float64 reference forward passes of two Hugging Face decoders, GPT-2 (GPT2LMHeadModel) and
+// Llama (LlamaForCausalLM), over weights keyed by the exact HF tensor names and layouts. Built
+// from the op references, so a model test against them checks the engine's wiring of the ops.
+
+import { attention } from './attention';
+import { linear, matmul } from './matmul';
+import { layernorm, rmsnorm } from './norm';
+import { rope } from './rope';
+import { shapeStr } from './shape';
+
+// --- configs: the keys of HF config.json ---------------------------------------------------------
+
+export interface Gpt2Config {
+  model_type: 'gpt2';
+  vocab_size: number;
+  n_positions: number;
+  n_embd: number;
+  n_layer: number;
+  n_head: number;
+  layer_norm_epsilon: number;
+  /** MLP width; null or absent means 4 * n_embd (HF writes "n_inner": null). */
+  n_inner?: number | null;
+  activation_function: 'gelu_new';
+  /** default true: logits = h @ wte^T unless lm_head.weight is present */
+  tie_word_embeddings?: boolean;
+}
+
+export interface LlamaConfig {
+  model_type: 'llama';
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  /** default num_attention_heads (plain multi-head attention) */
+  num_key_value_heads?: number;
+  /** default hidden_size / num_attention_heads */
+  head_dim?: number | null;
+  rms_norm_eps: number;
+  /** default 10000 */
+  rope_theta?: number;
+  max_position_embeddings: number;
+  /** default false: lm_head.weight is a tensor of its own */
+  tie_word_embeddings?: boolean;
+  hidden_act: 'silu';
+  /** only null / absent is supported (no llama3 / linear / dynamic scaling) */
+  rope_scaling?: null | Record<string, unknown>;
+  /** only false / absent is supported */
+  attention_bias?: boolean;
+  /** only false / absent is supported */
+  mlp_bias?: boolean;
+}
+
+export type ModelConfig = Gpt2Config | LlamaConfig;
+
+/** A checkpoint: HF tensor name -> row-major float64 values and their shape. */
+export type Weights = Map<string, { shape: number[]; data: Float64Array }>;
+
+export interface ForwardOptions {
+  /** position of ids[b][0] (absolute position for GPT-2's wpe, rotation angle for Llama's RoPE); default 0 */
+  pos0?: number;
+}
+
+/** GPT-2 sizes with the config defaults applied. */
+export interface Gpt2Dims {
+  V: number; // vocab
+  E: number; // n_embd
+  L: number; // layers
+  H: number; // heads
+  D: number; // head_dim = E / H
+  I: number; // MLP width
+  P: number; // n_positions
+  eps: number;
+  tied: boolean;
+}
+
+export function gpt2Dims(cfg: Gpt2Config): Gpt2Dims {
+  if (cfg.model_type !== 'gpt2') throw new Error(`gpt2 reference: model_type ${cfg.model_type}`);
+  if (cfg.activation_function !== 'gelu_new') throw new Error(`gpt2 reference: activation_function ${cfg.activation_function} is not supported (gelu_new only)`);
+  if (cfg.n_embd % cfg.n_head !== 0) throw new Error(`gpt2 reference: n_embd ${cfg.n_embd} is not a multiple of n_head ${cfg.n_head}`);
+  return {
+    V: cfg.vocab_size,
+    E: cfg.n_embd,
+    L: cfg.n_layer,
+    H: cfg.n_head,
+    D: cfg.n_embd / cfg.n_head,
+    I: cfg.n_inner ?? 4 * cfg.n_embd,
+    P: cfg.n_positions,
+    eps: cfg.layer_norm_epsilon,
+    tied: cfg.tie_word_embeddings ?? true,
+  };
+}
+
+/** Llama sizes with the config defaults applied. */
+export interface LlamaDims {
+  V: number; // vocab
+  E: number; // hidden_size
+  I: number; // intermediate_size
+  L: number; // layers
+  H: number; // query heads
+  Hkv: number; // key/value heads
+  D: number; // head_dim
+  eps: number;
+  theta: number;
+  tied: boolean;
+}
+
+export function llamaDims(cfg: LlamaConfig): LlamaDims {
+  if (cfg.model_type !== 'llama') throw new Error(`llama reference: model_type ${cfg.model_type}`);
+  if (cfg.hidden_act !== 'silu') throw new Error(`llama reference: hidden_act ${cfg.hidden_act} is not supported (silu only)`);
+  if (cfg.rope_scaling != null) throw new Error('llama reference: rope_scaling is not supported');
+  if (cfg.attention_bias || cfg.mlp_bias) throw new Error('llama reference: attention_bias / mlp_bias are not supported');
+  const H = cfg.num_attention_heads;
+  const Hkv = cfg.num_key_value_heads ?? H;
+  if (H % Hkv !== 0) throw new Error(`llama reference: num_attention_heads ${H} is not a multiple of num_key_value_heads ${Hkv}`);
+  const D = cfg.head_dim ?? cfg.hidden_size / H;
+  if (!Number.isInteger(D) || D % 2 !== 0) throw new Error(`llama reference: head_dim ${D} must be an even integer`);
+  return {
+    V: cfg.vocab_size,
+    E: cfg.hidden_size,
+    I: cfg.intermediate_size,
+    L: cfg.num_hidden_layers,
+    H,
+    Hkv,
+    D,
+    eps: cfg.rms_norm_eps,
+    theta: cfg.rope_theta ?? 10000,
+    tied: cfg.tie_word_embeddings ?? false,
+  };
+}
+
+// --- helpers ------------------------------------------------------------------------------------
+
+/** The data of w[name], which must have exactly this shape. */
+function tensorOf(w: Weights, name: string, shape: readonly number[]): Float64Array {
+  const t = w.get(name);
+  if (!t) throw new Error(`reference: missing weight ${name}`);
+  const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+  if (!same) throw new Error(`reference: weight ${name} has shape ${shapeStr(t.shape)}, expected ${shapeStr(shape)}`);
+  let n = 1;
+  for (const d of shape) n *= d;
+  if (t.data.length !== n) throw new Error(`reference: weight ${name} holds ${t.data.length} values, its shape ${shapeStr(shape)} needs ${n}`);
+  return t.data;
+}
+
+/** ids must be [batch][seq], rectangular, non-empty, integers in [0, V); returns B and S. */
+function checkIds(ids: readonly (readonly number[])[], V: number): { B: number; S: number } {
+  const B = ids.length;
+  if (B === 0 || ids[0].length === 0) throw new Error('reference: ids must be a non-empty [batch][seq] array');
+  const S = ids[0].length;
+  for (const row of ids) {
+    if (row.length !== S) throw new Error(`reference: ids rows have different lengths (${S} and ${row.length})`);
+    for (const id of row) {
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`reference: token id ${id} outside [0, ${V})`);
+    }
+  }
+  return { B, S };
+}
+
+/** x += y, elementwise. */
+function addInto(x: Float64Array, y: Float64Array): void {
+  for (let i = 0; i < x.length; i++) x[i] += y[i];
+}
+
+/** Columns [c0, c0 + n) of a row-major (rows, cols) matrix -> (rows, n). */
+function columns(m: Float64Array, rows: number, cols: number, c0: number, n: number): Float64Array {
+  const out = new Float64Array(rows * n);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < n; c++) out[r * n + c] = m[r * cols + c0 + c];
+  return out;
+}
+
+// --- GPT-2 --------------------------------------------------------------------------------------
+
+/**
+ * The name under which a GPT-2 tensor is stored: the hub's checkpoints use bare names
+ * ("wte.weight"), a saved GPT2LMHeadModel prefixes them ("transformer.wte.weight").
+ */
+function gpt2Name(w: Weights, name: string): string {
+  if (w.has(name)) return name;
+  const prefixed = `transformer.${name}`;
+  if (w.has(prefixed)) return prefixed;
+  throw new Error(`reference: missing weight ${name} (or ${prefixed})`);
+}
+
+/**
+ * GPT-2 logits [batch, seq, vocab] for ids [batch][seq]: pre-LN blocks
+ * (x += attn(ln_1(x)); x += mlp(ln_2(x))), Conv1D weights [in, out] (y = x W + b), gelu_new,
+ * causal attention scaled by 1/sqrt(head_dim), logits = ln_f(x) @ wte^T (or lm_head.weight).
+ */
+export function gpt2Forward(cfg: Gpt2Config, w: Weights, ids: readonly (readonly number[])[], opts: ForwardOptions = {}): Float64Array {
+  const { V, E, L, H, D, I, P, eps, tied } = gpt2Dims(cfg);
+  const { B, S } = checkIds(ids, V);
+  const pos0 = opts.pos0 ?? 0;
+  if (!Number.isInteger(pos0) || pos0 < 0 || pos0 + S > P) {
+    throw new Error(`gpt2 reference: positions [${pos0}, ${pos0 + S}) exceed n_positions ${P}`);
+  }
+  const T = B * S;
+  const get = (name: string, shape: readonly number[]) => tensorOf(w, gpt2Name(w, name), shape);
+
+  const wte = get('wte.weight', [V, E]);
+  const wpe = get('wpe.weight', [P, E]);
+  const x = new Float64Array(T * E); // (B, S, E) residual stream
+  for (let b = 0; b < B; b++) {
+    for (let s = 0; s < S; s++) {
+      const id = ids[b][s];
+      const o = (b * S + s) * E;
+      for (let e = 0; e < E; e++) x[o + e] = wte[id * E + e] + wpe[(pos0 + s) * E + e]; // x = wte[id] + wpe[pos]
+    }
+  }
+
+  for (let l = 0; l < L; l++) {
+    const p = `h.${l}.`;
+    const h1 = layernorm(x, [T, E], get(`${p}ln_1.weight`, [E]), get(`${p}ln_1.bias`, [E]), eps).data;
+    // qkv = h1 W + b, (T, 3E): q | k | v along the columns, heads contiguous inside each
+    const qkv = matmul(h1, [T, E], get(`${p}attn.c_attn.weight`, [E, 3 * E]), [E, 3 * E], {
+      bias: get(`${p}attn.c_attn.bias`, [3 * E]),
+    }).data;
+    const q = columns(qkv, T, 3 * E, 0, E); // (B, S, H, D)
+    const k = columns(qkv, T, 3 * E, E, E);
+    const v = columns(qkv, T, 3 * E, 2 * E, E);
+    const a = attention(q, k, v, B, S, S, H, H, D, { causal: true }).data; // (B, S, H, D) = (T, E)
+    const attnOut = matmul(a, [T, E], get(`${p}attn.c_proj.weight`, [E, E]), [E, E], {
+      bias: get(`${p}attn.c_proj.bias`, [E]),
+    }).data;
+    addInto(x, attnOut);
+
+    const h2 = layernorm(x, [T, E], get(`${p}ln_2.weight`, [E]), get(`${p}ln_2.bias`, [E]), eps).data;
+    const f = matmul(h2, [T, E], get(`${p}mlp.c_fc.weight`, [E, I]), [E, I], {
+      bias: get(`${p}mlp.c_fc.bias`, [I]),
+      activation: 'gelu', // tanh form = gelu_new
+    }).data; // (T, I)
+    const mlpOut = matmul(f, [T, I], get(`${p}mlp.c_proj.weight`, [I, E]), [I, E], {
+      bias: get(`${p}mlp.c_proj.bias`, [E]),
+    }).data;
+    addInto(x, mlpOut);
+  }
+
+  const hf = layernorm(x, [T, E], get('ln_f.weight', [E]), get('ln_f.bias', [E]), eps).data;
+  let head: Float64Array;
+  if (w.has('lm_head.weight')) head = tensorOf(w, 'lm_head.weight', [V, E]);
+  else if (tied) head = wte;
+  else throw new Error('gpt2 reference: tie_word_embeddings is false but lm_head.weight is missing');
+  return linear(hf, [T, E], head, V, E).data; // logits = hf @ head^T, (B, S, V)
+}
+
+// --- Llama --------------------------------------------------------------------------------------
+
+/**
+ * Llama logits [batch, seq, vocab] for ids [batch][seq]: pre-norm blocks with RMSNorm,
+ * nn.Linear weights [out, in] (y = x W^T, no biases), rotate-half RoPE on q and k (token s at
+ * position pos0 + s), grouped-query causal attention scaled by 1/sqrt(head_dim), SwiGLU MLP
+ * down(silu(gate(x)) * up(x)), logits = norm(x) @ lm_head^T (embed_tokens when tied).
+ */
+export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readonly number[])[], opts: ForwardOptions = {}): Float64Array {
+  const { V, E, I, L, H, Hkv, D, eps, theta, tied } = llamaDims(cfg);
+  const { B, S } = checkIds(ids, V);
+  const pos0 = opts.pos0 ?? 0;
+  if (!Number.isInteger(pos0) || pos0 < 0) throw new Error(`llama reference: pos0 ${pos0} must be a non-negative integer`);
+  const T = B * S;
+  const get = (name: string, shape: readonly number[]) => tensorOf(w, name, shape);
+
+  const embed = get('model.embed_tokens.weight', [V, E]);
+  const x = new Float64Array(T * E); // (B, S, E) residual stream
+  for (let b = 0; b < B; b++) {
+    for (let s = 0; s < S; s++) {
+      const id = ids[b][s];
+      const o = (b * S + s) * E;
+      for (let e = 0; e < E; e++) x[o + e] = embed[id * E + e];
+    }
+  }
+
+  for (let l = 0; l < L; l++) {
+    const p = `model.layers.${l}.`;
+    const h1 = rmsnorm(x, [T, E], get(`${p}input_layernorm.weight`, [E]), eps).data;
+    const q = linear(h1, [T, E], get(`${p}self_attn.q_proj.weight`, [H * D, E]), H * D, E).data; // (B, S, H, D)
+    const k = linear(h1, [T, E], get(`${p}self_attn.k_proj.weight`, [Hkv * D, E]), Hkv * D, E).data; // (B, S, Hkv, D)
+    const v = linear(h1, [T, E], get(`${p}self_attn.v_proj.weight`, [Hkv * D, E]), Hkv * D, E).data; // (B, S, Hkv, D)
+    const qr = rope(q, [B, S, H, D], pos0, theta).data;
+    const kr = rope(k, [B, S, Hkv, D], pos0, theta).data;
+    const a = attention(qr, kr, v, B, S, S, H, Hkv, D, { causal: true }).data; // (B, S, H, D)
+    addInto(x, linear(a, [T, H * D], get(`${p}self_attn.o_proj.weight`, [E, H * D]), E, H * D).data);
+
+    const h2 = rmsnorm(x, [T, E], get(`${p}post_attention_layernorm.weight`, [E]), eps).data;
+    const g = linear(h2, [T, E], get(`${p}mlp.gate_proj.weight`, [I, E]), I, E, { activation: 'silu' }).data; // (T, I)
+    const u = linear(h2, [T, E], get(`${p}mlp.up_proj.weight`, [I, E]), I, E).data; // (T, I)
+    for (let i = 0; i < g.length; i++) g[i] *= u[i]; // silu(gate) * up
+    addInto(x, linear(g, [T, I], get(`${p}mlp.down_proj.weight`, [E, I]), E, I).data);
+  }
+
+  const hf = rmsnorm(x, [T, E], get('model.norm.weight', [E]), eps).data;
+  let head: Float64Array;
+  if (w.has('lm_head.weight')) head = get('lm_head.weight', [V, E]);
+  else if (tied) head = embed;
+  else throw new Error('llama reference: tie_word_embeddings is false but lm_head.weight is missing');
+  return linear(hf, [T, E], head, V, E).data; // logits = hf @ head^T, (B, S, V)
+}
+
+// --- dispatch and greedy decoding ----------------------------------------------------------------
+
+/** Logits [batch, seq, vocab] of the model cfg.model_type names. */
+export function forwardReference(cfg: ModelConfig, w: Weights, ids: readonly (readonly number[])[], opts: ForwardOptions = {}): Float64Array {
+  switch (cfg.model_type) {
+    case 'gpt2':
+      return gpt2Forward(cfg, w, ids, opts);
+    case 'llama':
+      return llamaForward(cfg, w, ids, opts);
+    default:
+      throw new Error(`reference: unsupported model_type ${(cfg as { model_type: unknown }).model_type}`);
+  }
+}
+
+/** Index of the largest of xs[off, off + n); ties go to the lowest index. */
+export function argmax(xs: ArrayLike<number>, off = 0, n = xs.length - off): number {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (xs[off + i] > xs[off + best]) best = i;
+  return best;
+}
+
+/**
+ * The `steps` token ids greedy decoding appends to ids: each step re-runs the whole sequence
+ * and takes the argmax of the last position's logits (ties -> lowest id). Returns the new ids
+ * only.
+ */
+export function greedyReference(cfg: ModelConfig, w: Weights, ids: readonly number[], steps: number): number[] {
+  const V = cfg.vocab_size;
+  const seq = [...ids];
+  const out: number[] = [];
+  for (let t = 0; t < steps; t++) {
+    const logits = forwardReference(cfg, w, [seq]);
+    const next = argmax(logits, (seq.length - 1) * V, V);
+    out.push(next);
+    seq.push(next);
+  }
+  return out;
+}
