@@ -1,6 +1,6 @@
-# The numpy peer of `npm run bench`: reads the bench's case list (JSON on stdin), times each
-# case with time.perf_counter (median of repeated runs) and prints one JSON object
-# {id: median_ms} plus numpy's version and BLAS. Spawned once per bench run by bench/peers.ts.
+# The numpy peer of `npm run bench`: one python3 child per bench run (bench/peers.ts) that builds
+# the bench's cases and times them on request with time.perf_counter (median of repeated runs),
+# so its samples interleave with ignis's and onnxruntime-node's.
 import json
 import statistics
 import sys
@@ -109,14 +109,28 @@ def blas_name():
 
 
 def main():
-    spec = json.load(sys.stdin)
+    """Line protocol, one JSON object per line each way, so the bench can interleave numpy's
+    samples with its in-process ones (the machine's speed drifts; alternating keeps the ratio
+    fair): {"hello": 1} -> version and BLAS; {"build": id, "case": {...}} -> {"ok": bool};
+    {"run": id, "budgetMs", "minRuns", "maxRuns"} -> {"ms": median}; {"drop": id}."""
     rng = np.random.default_rng(1)
-    out = {"version": np.__version__, "blas": blas_name(), "results": {}}
-    for case in spec["cases"]:
-        fn = build(case, rng)
-        if fn is not None:
-            out["results"][case["id"]] = median_ms(fn, spec["budgetMs"] / 1e3, spec["minRuns"], spec["maxRuns"])
-    json.dump(out, sys.stdout)
+    built = {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        if "hello" in req:
+            out = {"version": np.__version__, "blas": blas_name()}
+        elif "build" in req:
+            fn = build(req["case"], rng)
+            if fn is not None:
+                built[req["build"]] = fn
+            out = {"ok": fn is not None}
+        elif "run" in req:
+            out = {"ms": median_ms(built[req["run"]], req["budgetMs"] / 1e3, req["minRuns"], req["maxRuns"])}
+        else:
+            built.pop(req.get("drop"), None)
+            out = {}
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

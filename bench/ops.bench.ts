@@ -4,7 +4,7 @@
 import { Bench } from 'tinybench';
 import * as ignis from '../lib/index';
 import * as onnx from './onnx';
-import { NumpyCase, onnxruntime, OrtInputs, ortRunner, runNumpy } from './peers';
+import { NumpyCase, NumpyPeer, onnxruntime, OrtInputs, ortRunner } from './peers';
 
 export interface Row {
   area: string;
@@ -25,12 +25,12 @@ interface Case {
   /** makes the inputs, returns the op (enqueue only) and a cleanup */
   ignis: () => { run: () => ignis.Tensor; dispose: () => void };
   ort?: () => { model: Uint8Array; inputs: OrtInputs };
-  numpy?: Omit<NumpyCase, 'id'>;
+  numpy?: NumpyCase;
 }
 
 export const AREAS = {
   mm: 'matmul f32, a [M, K] @ b [K, N] (ORT: MatMul, both fed)',
-  decode: 'matmul f32 against a weight, x [M, K] @ w^T (ignis: w [N, K], transposeB; ORT: MatMul, w [K, N] initializer)',
+  decode: 'matmul f32 against a fixed weight, x [M, K] @ w^T (ignis: packWeight(w [N, K], transposeB) once; ORT: MatMul, w [K, N] initializer)',
   int8: 'matmul int8 weight, group 128 (ignis: in-kernel dequant, f32 math; ORT: DequantizeLinear(block 128) + MatMul, which it fuses into MatMulNBits with int8 activations; numpy: dequantize, then matmul)',
   attn: 'attention, 12 heads, headDim 64 (ignis: [1, S, H, D]; ORT and numpy: head-major q k^T * scale + mask, softmax, @ v)',
   small: 'small ops (ORT: rmsnorm and rope from primitives, Softmax, Gelu tanh, Add)',
@@ -73,8 +73,11 @@ function cases(quick: boolean): Case[] {
       out.push({
         area: 'decode', shape: `${M}x${K}x${N}`, flops: 2 * M * K * N, bytes: 4 * (N * K + M * K + M * N),
         ignis: () => {
+          // Packed once, as ORT prepacks its initializer at session creation.
           const x = randn([M, K]), w = randn([N, K]);
-          return { run: () => ignis.matmul(x, w, { transposeB: true }), dispose: disposeAll(x, w) };
+          const pw = ignis.packWeight(w, { transposeB: true });
+          w.dispose();
+          return { run: () => ignis.matmul(x, pw), dispose: disposeAll(x, pw) };
         },
         ort: () => ({ model: onnx.matmulConstModel(M, K, N, rand(K * N)), inputs: { x: feed([M, K]) } }),
         numpy: { kind: 'matmul_wt', M, K, N },
@@ -183,34 +186,54 @@ async function medianMs(name: string, fn: () => Promise<unknown>, quick: boolean
   return r?.latency?.p50 ?? NaN;
 }
 
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+// Lets a peer's idle worker threads (OpenBLAS, ORT) stop spinning before the next one runs.
+const settle = () => new Promise((r) => setTimeout(r, 60));
+
+/**
+ * Times every case on ignis, onnxruntime-node and numpy in rounds that alternate the three
+ * (ignis, ORT, numpy, ignis, ...): this machine's speed drifts with its neighbours, and
+ * alternating keeps each ratio a comparison made under the same conditions. A row's time is
+ * the median of its rounds' medians.
+ */
 export async function benchOps(quick: boolean, log: (s: string) => void): Promise<{ rows: Row[]; numpyStatus: string }> {
   const list = cases(quick);
-  // numpy first, alone: its BLAS threads must not share the cores with ignis or ORT.
-  const numpy = runNumpy(list.filter((c) => c.numpy).map((c, i) => ({ id: String(i), ...c.numpy! } as NumpyCase)), quick);
-  const numpyIds = new Map(list.filter((c) => c.numpy).map((c, i) => [c, String(i)]));
+  const numpy = new NumpyPeer();
+  await numpy.start();
   const ort = onnxruntime();
+  const rounds = quick ? 2 : 3;
   const rows: Row[] = [];
   for (const c of list) {
     const label = `${c.area} ${c.shape}`;
     const op = c.ignis();
-    const ignisMs = await medianMs(`ignis ${label}`, async () => {
-      const out = op.run();
-      await out.data();
-      out.dispose();
-    }, quick);
-    op.dispose();
-    // ORT after ignis, one session at a time, released before the next row: no idle ORT
-    // threads are left spinning while ignis runs.
-    let ortMs: number | undefined;
-    if (ort && c.ort) {
-      const { model, inputs } = c.ort();
-      const runner = await ortRunner(model, inputs);
-      ortMs = await medianMs(`ort ${label}`, runner.run, quick);
-      await runner.release();
+    const runner = ort && c.ort ? await (async () => { const { model, inputs } = c.ort!(); return ortRunner(model, inputs); })() : undefined;
+    const npId = c.numpy ? await numpy.build(c.numpy) : undefined;
+    const times: { ignis: number[]; ort: number[]; numpy: number[] } = { ignis: [], ort: [], numpy: [] };
+    for (let r = 0; r < rounds; r++) {
+      times.ignis.push(await medianMs(`ignis ${label}`, async () => {
+        const out = op.run();
+        await out.data();
+        out.dispose();
+      }, quick));
+      if (runner) {
+        await settle();
+        times.ort.push(await medianMs(`ort ${label}`, runner.run, quick));
+      }
+      const np = await numpy.run(npId, quick);
+      if (np !== undefined) times.numpy.push(np);
+      await settle();
     }
-    const id = numpyIds.get(c);
-    rows.push({ area: c.area, shape: c.shape, flops: c.flops, bytes: c.bytes, ignisMs, ortMs, numpyMs: id === undefined ? undefined : numpy.ms.get(id) });
-    log(`  ${label}: ${ignisMs.toFixed(3)} ms`);
+    op.dispose();
+    await runner?.release();
+    await numpy.drop(npId);
+    const ortMs = times.ort.length ? median(times.ort) : undefined;
+    const numpyMs = times.numpy.length ? median(times.numpy) : undefined;
+    rows.push({ area: c.area, shape: c.shape, flops: c.flops, bytes: c.bytes, ignisMs: median(times.ignis), ortMs, numpyMs });
+    log(`  ${label}: ${median(times.ignis).toFixed(3)} ms`);
   }
+  numpy.close();
   return { rows, numpyStatus: numpy.status };
 }

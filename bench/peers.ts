@@ -1,7 +1,8 @@
 // The peers ignis is benched against in the same run: onnxruntime-node (CPU EP, in this
 // process, on the models bench/onnx.ts builds) and numpy (one python3 child that times the same
 // cases, bench/numpy_peer.py). Either is skipped, visibly, where it is not installed.
-import { spawnSync } from 'node:child_process';
+import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -49,27 +50,85 @@ export async function ortRunner(model: Uint8Array, inputs: OrtInputs) {
 
 /** One case for numpy_peer.py: `kind` plus its shape parameters. */
 export interface NumpyCase {
-  id: string;
   kind: string;
   [param: string]: string | number | boolean;
 }
 
-export interface NumpyResults {
-  status: string;
-  ms: Map<string, number>;
-}
+/**
+ * The numpy peer: one python3 child (bench/numpy_peer.py) that builds cases and times them on
+ * request, so its samples can alternate with the in-process ones. `status` says what it is, or
+ * why it was skipped; then every method is a no-op returning undefined.
+ */
+export class NumpyPeer {
+  status = '';
+  private child?: ChildProcessWithoutNullStreams;
+  private waiting: ((line: string | undefined) => void)[] = [];
+  private nextId = 0;
 
-/** Runs every case in one python3 child; medians in ms by case id. */
-export function runNumpy(cases: NumpyCase[], quick: boolean): NumpyResults {
-  const script = path.join(__dirname, '..', '..', 'bench', 'numpy_peer.py');
-  const spec = { cases, budgetMs: quick ? 100 : 500, minRuns: quick ? 3 : 7, maxRuns: 1000 };
-  const r = spawnSync('python3', [script], { input: JSON.stringify(spec), encoding: 'utf8', maxBuffer: 1 << 20 });
-  if (r.error) return { status: `numpy: skipped (python3 not found)`, ms: new Map() };
-  if (r.status !== 0) {
-    const last = r.stderr.trim().split('\n').pop() ?? '';
-    const why = /No module named .?numpy/.test(r.stderr) ? 'numpy is not installed for python3' : `python3 failed: ${last}`;
-    return { status: `numpy: skipped (${why})`, ms: new Map() };
+  async start(): Promise<void> {
+    const script = path.join(__dirname, '..', '..', 'bench', 'numpy_peer.py');
+    let stderr = '';
+    try {
+      this.child = spawn('python3', [script], { stdio: 'pipe' });
+    } catch {
+      this.status = 'numpy: skipped (python3 not found)';
+      return;
+    }
+    const child = this.child;
+    child.on('error', () => this.flush());
+    child.stdin.on('error', () => this.flush());
+    child.on('exit', () => this.flush());
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      this.waiting.shift()?.(line);
+    });
+    const hello = await this.ask({ hello: 1 });
+    if (!hello) {
+      const why = /No module named .?numpy/.test(stderr)
+        ? 'numpy is not installed for python3'
+        : /ENOENT|not found/.test(stderr) || !stderr ? 'python3 not found' : `python3 failed: ${stderr.trim().split('\n').pop()}`;
+      this.status = `numpy: skipped (${why})`;
+      this.child = undefined;
+      return;
+    }
+    this.status = `numpy ${hello.version} (${hello.blas}), one python3 child, samples interleaved with the in-process ones`;
   }
-  const out = JSON.parse(r.stdout) as { version: string; blas: string; results: Record<string, number> };
-  return { status: `numpy ${out.version} (${out.blas}), one python3 child, run before the in-process rows`, ms: new Map(Object.entries(out.results)) };
+
+  /** Builds a case's inputs in the child; its id, or undefined if numpy has no such case. */
+  async build(c: NumpyCase): Promise<string | undefined> {
+    if (!this.child) return undefined;
+    const id = String(this.nextId++);
+    const r = await this.ask({ build: id, case: c });
+    return r?.ok ? id : undefined;
+  }
+
+  /** Median ms of repeated runs of a built case. */
+  async run(id: string | undefined, quick: boolean): Promise<number | undefined> {
+    if (!this.child || id === undefined) return undefined;
+    const r = await this.ask({ run: id, budgetMs: quick ? 100 : 400, minRuns: quick ? 3 : 7, maxRuns: 1000 });
+    return r?.ms as number | undefined;
+  }
+
+  async drop(id: string | undefined): Promise<void> {
+    if (this.child && id !== undefined) await this.ask({ drop: id });
+  }
+
+  close(): void {
+    this.child?.stdin.end();
+    this.child = undefined;
+  }
+
+  private ask(req: object): Promise<Record<string, any> | undefined> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const done = (line: string | undefined) => resolve(line === undefined ? undefined : JSON.parse(line));
+      this.waiting.push(done);
+      child.stdin.write(JSON.stringify(req) + '\n');
+    });
+  }
+
+  private flush(): void {
+    for (const w of this.waiting.splice(0)) w(undefined);
+  }
 }
