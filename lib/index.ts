@@ -2,6 +2,8 @@
 import { native, NativeBinding, packageRoot } from './binding';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { IgnisError } from './errors';
+import * as v from './validate';
 
 export { IgnisError } from './errors';
 export type { ErrorCode } from './errors';
@@ -33,6 +35,33 @@ let version: string | undefined;
 export function info(): Info {
   version ??= (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
   return { version, ...native().info() };
+}
+
+export interface MemoryStats {
+  /** bytes held by live tensors (each rounded up to its allocator size class) */
+  allocated: number;
+  /** allocated plus freed buffers the caching allocator keeps for reuse */
+  reserved: number;
+  /** the most `allocated` has been */
+  peak: number;
+}
+
+/**
+ * Memory of a device's caching allocator. On the CPU, buffers of 64 KiB and up are kept when
+ * freed (up to IGNIS_CPU_CACHE_BYTES, default 1 GiB) so the next tensor of that size costs no
+ * system allocation, page faults or zeroing.
+ */
+export function memory(device: string = 'cpu'): MemoryStats {
+  const d = v.device('memory', device);
+  if (d !== 'cpu') throw new IgnisError('E_DEVICE', `memory: the CUDA backend is not available in this build yet (asked for '${d}')`);
+  return native().memoryCpu();
+}
+
+/** Frees the buffers a device's caching allocator keeps; returns the bytes freed. */
+export function emptyCache(device: string = 'cpu'): number {
+  const d = v.device('emptyCache', device);
+  if (d !== 'cpu') throw new IgnisError('E_DEVICE', `emptyCache: the CUDA backend is not available in this build yet (asked for '${d}')`);
+  return native().emptyCacheCpu();
 }
 
 /** The best device present: 'cuda' when CUDA is usable, else 'cpu'. */

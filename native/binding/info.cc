@@ -1,5 +1,6 @@
 // info(): what this build and this machine offer (SIMD level, threads, CUDA devices and why
 // CUDA is or is not usable).
+#include "../core/host_cache.h"
 #include "../cpu/simd.h"
 #include "addon.h"
 
@@ -44,8 +45,26 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// memoryCpu() -> { allocated, reserved, peak } of the host caching allocator (bytes)
+static Napi::Value MemoryCpu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const host_cache::Stats s = host_cache::stats();
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("allocated", double(s.allocated));
+  r.Set("reserved", double(s.reserved));
+  r.Set("peak", double(s.peak));
+  return r;
+}
+
+// emptyCacheCpu() -> bytes returned to the system
+static Napi::Value EmptyCacheCpu(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(host_cache::empty()));
+}
+
 void register_info(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info, "info"));
+  exports.Set("memoryCpu", Napi::Function::New(env, MemoryCpu, "memoryCpu"));
+  exports.Set("emptyCacheCpu", Napi::Function::New(env, EmptyCacheCpu, "emptyCacheCpu"));
 }
 
 }  // namespace ignis::binding

@@ -1,6 +1,8 @@
-// Storage allocation (64-byte aligned host memory; CUDA memory through the CUDA runtime glue)
+// Storage allocation (64-byte aligned host memory from the caching allocator in host_cache.h; CUDA memory through the CUDA runtime glue)
 // and the small shape helpers.
 #include "tensor.h"
+
+#include "host_cache.h"
 
 #include <cstdlib>
 #include <new>
@@ -26,29 +28,10 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
-static void* host_alloc(size_t bytes) {
-  size_t rounded = (bytes + 63) / 64 * 64;
-  if (rounded == 0) rounded = 64;
-#if defined(_WIN32)
-  return _aligned_malloc(rounded, 64);
-#else
-  void* p = nullptr;
-  return posix_memalign(&p, 64, rounded) == 0 ? p : nullptr;
-#endif
-}
-
-static void host_free(void* p) {
-#if defined(_WIN32)
-  _aligned_free(p);
-#else
-  std::free(p);
-#endif
-}
-
 std::shared_ptr<Storage> Storage::allocate(Device device, size_t bytes) {
   void* p = nullptr;
   if (device.kind == Device::CPU) {
-    p = host_alloc(bytes);
+    p = host_cache::allocate(bytes);
     if (!p)
       fail(ErrorCode::OOM, "out of host memory allocating " + std::to_string(bytes) + " bytes");
   } else {
@@ -63,7 +46,7 @@ std::shared_ptr<Storage> Storage::allocate(Device device, size_t bytes) {
 
 Storage::~Storage() {
   if (device_.kind == Device::CPU) {
-    host_free(data_);
+    host_cache::release(data_, bytes_);
   } else {
 #ifdef IGNIS_WITH_CUDA
     cuda::device_free(device_.index, data_, bytes_);
