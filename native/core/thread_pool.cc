@@ -2,6 +2,15 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+static inline void cpu_relax() { _mm_pause(); }
+#elif defined(__aarch64__)
+static inline void cpu_relax() { asm volatile("yield"); }
+#else
+static inline void cpu_relax() {}
+#endif
 
 namespace ignis {
 
@@ -13,7 +22,7 @@ ThreadPool::ThreadPool(int threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -23,6 +32,20 @@ static void chunk_range(int64_t n, int chunks, int i, int64_t* b, int64_t* e) {
   int64_t base = n / chunks, extra = n % chunks;
   *b = i * base + std::min<int64_t>(i, extra);
   *e = *b + base + (i < extra ? 1 : 0);
+}
+
+// Spinning (not sleeping) this long after a job: a kernel calls parallel_for several times in a
+// row (pack B, compute, ...), and a condition-variable wake costs tens of microseconds on a VM.
+static constexpr auto kSpin = std::chrono::microseconds(100);
+
+template <class Pred>
+static bool spin_until(Pred done, std::chrono::microseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (int i = 0;; i++) {
+    if (done()) return true;
+    cpu_relax();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) return done();
+  }
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,
@@ -39,9 +62,9 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     job_ = &fn;
     job_n_ = n;
     job_chunks_ = chunks;
-    pending_ = chunks - 1;
+    pending_.store(chunks - 1, std::memory_order_relaxed);
     error_ = nullptr;
-    generation_++;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   std::exception_ptr mine;
@@ -52,8 +75,12 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   } catch (...) {
     mine = std::current_exception();
   }
+  auto finished = [this] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(finished, 10 * kSpin)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, finished);
+  }
   std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [this] { return pending_ == 0; });
   job_ = nullptr;
   std::exception_ptr err = mine ? mine : error_;
   lock.unlock();
@@ -63,10 +90,16 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
 void ThreadPool::worker_main(int id) {
   uint64_t seen = 0;
   for (;;) {
-    std::unique_lock<std::mutex> lock(mu_);
-    wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+    auto ready = [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
+    std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+    if (spin_until(ready, kSpin)) {
+      lock.lock();
+    } else {
+      lock.lock();
+      wake_.wait(lock, ready);
+    }
     if (stop_) return;
-    seen = generation_;
+    seen = generation_.load(std::memory_order_relaxed);
     if (id >= job_chunks_) continue;
     const auto* fn = job_;
     int64_t b, e;
@@ -80,7 +113,7 @@ void ThreadPool::worker_main(int id) {
     }
     lock.lock();
     if (err && !error_) error_ = err;
-    if (--pending_ == 0) done_.notify_all();
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) done_.notify_all();
   }
 }
 

@@ -1,6 +1,7 @@
 // A small fork-join pool for CPU kernels. The device queue's worker thread calls
 // parallel_for; it takes part in the work itself, so a pool of n threads runs n-1 helpers.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -32,9 +33,9 @@ class ThreadPool {
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int job_chunks_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
   std::exception_ptr error_;
 };
 
