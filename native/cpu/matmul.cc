@@ -3,6 +3,8 @@
 // path for M <= 8 (decode) that streams B once: b [K, N] split over K (each core reads one
 // contiguous half), b [N, K] split over N.
 #include <algorithm>
+#include <atomic>
+#include <tuple>
 #include <cstring>
 #include <functional>
 #include <type_traits>
@@ -132,6 +134,30 @@ IGNIS_AVX2 void kernel_avx2(int64_t kc, const float* a, const float* b, float* c
   }
   store_tile(t, mr, nr, c, ldc, first);
 }
+
+// One row against up to four packed panels: out [np * 16] = a [K] @ panels, the panels read side
+// by side a line at a time, so four streams from memory are in flight (one stream leaves a
+// core's bandwidth unused).
+IGNIS_AVX2 void gemv_packed(int64_t K, const float* a, const float* b, int64_t ldp, int np,
+                            float* out) {
+  __m256 acc[4][2];
+  MATMUL_UNROLL
+  for (int g = 0; g < 4; g++) acc[g][0] = acc[g][1] = _mm256_setzero_ps();
+  const float* p[4] = {b, b + ldp * (np > 1), b + ldp * 2 * (np > 2), b + ldp * 3 * (np > 3)};
+  for (int64_t k = 0; k < K; k++) {
+    const __m256 av = _mm256_broadcast_ss(a + k);
+    MATMUL_UNROLL
+    for (int g = 0; g < 4; g++) {  // panels past np repeat panel 0; their sums are dropped
+      acc[g][0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(p[g]), acc[g][0]);
+      acc[g][1] = _mm256_fmadd_ps(av, _mm256_loadu_ps(p[g] + 8), acc[g][1]);
+      p[g] += kNR;
+    }
+  }
+  for (int g = 0; g < np; g++) {
+    _mm256_storeu_ps(out + g * kNR, acc[g][0]);
+    _mm256_storeu_ps(out + g * kNR + 8, acc[g][1]);
+  }
+}
 #endif
 
 // A rows [0, rows) (row i at a + i * lda, dtype dt), columns [k0, k0 + kc) -> dst, panels of kMR
@@ -232,6 +258,19 @@ void run(ThreadPool* pool, const Problem& p) {
     if (pool && n > grain) pool->parallel_for(n, grain, fn);
     else fn(0, n);
   };
+  // Every pool thread runs fn(take), and take() hands out [0, n) in pieces, the next unclaimed
+  // one at each call ({-1, -1} when none is left): a core slowed by a neighbour (a shared VM)
+  // claims fewer pieces instead of holding the others up at the join.
+  using Take = std::function<std::pair<int64_t, int64_t>()>;
+  auto claim = [&](int64_t n, int64_t piece, const std::function<void(const Take&)>& fn) {
+    std::atomic<int64_t> next{0};
+    const Take take = [&]() -> std::pair<int64_t, int64_t> {
+      const int64_t b = next.fetch_add(piece);
+      return b < n ? std::make_pair(b, std::min(n, b + piece)) : std::make_pair(int64_t(-1), int64_t(-1));
+    };
+    if (pool && n > piece) pool->parallel_for(threads, 1, [&](int64_t, int64_t) { fn(take); });
+    else fn(take);
+  };
 
   for (int64_t m0 = 0; m0 < M; m0 += ms_max) {
     const int64_t ms = std::min(ms_max, M - m0);
@@ -250,19 +289,44 @@ void run(ThreadPool* pool, const Problem& p) {
       mb = ceil_div(ms, mc);
 
       const int64_t ms_pad = round_up(ms, kMR);
+#if IGNIS_X86
+      if (p.b_packed && ms == 1 && has_avx2()) {
+        // Decode at batch 1 against a packed weight: four panels at a time, all of K.
+        std::vector<float> a32;
+        const float* arow = static_cast<const float*>(advance(p.a, p.a_type, m0 * K));
+        if (p.a_type != DType::f32) {
+          a32.resize(size_t(K));
+          convert_to_f32(arow, p.a_type, a32.data(), size_t(K));
+          arow = a32.data();
+        }
+        constexpr int64_t kGroup = 4;
+        claim(ceil_div(npanel, kGroup), 2, [&](const Take& take) {
+          float acc[kGroup * kNR];
+          for (auto [g0, g1] = take(); g0 >= 0; std::tie(g0, g1) = take())
+            for (int64_t g = g0; g < g1; g++) {
+              const int64_t q = g * kGroup, np = std::min(kGroup, npanel - q);
+              const int64_t j = q * kNR, w = std::min(np * kNR, nc - j);
+              gemv_packed(K, arow, packed_panel(p, j0 + j, 0), K * kNR, int(np), acc);
+              epilogue_row(acc, w, p.bias ? advance(p.bias, dt, j0 + j) : nullptr, dt, p.act,
+                           advance(p.out, dt, m0 * N + j0 + j));
+            }
+        });
+        continue;
+      }
+#endif
       if (p.b_packed && mb == 1 && nchunks > 1 && ms_pad * K <= (int64_t(1) << 21) &&
           2 * ms * nc * K >= (int64_t(1) << 20)) {
         // Prepacked B, small M (decode): A packed whole once per thread, then each thread walks
         // its panels one at a time down all of K, so B streams from memory in one sequential
         // run per panel, and each K-block slice (16 KB) serves every row tile from L1.
-        par(nchunks, 1, [&](int64_t cb, int64_t ce) {
-          const int64_t p0 = cb * npanel / nchunks, p1 = ce * npanel / nchunks;
+        claim(npanel, 4, [&](const Take& take) {
           float* apack = scratch(Scratch::apack, size_t(ms_pad * K + kMR * kc_max));
           float* atmp = apack + ms_pad * K;
           // K-block k0 of A at apack + ms_pad * k0, as pack_a lays it out
           for (int64_t k0 = 0; k0 < K; k0 += kKCSmall)
             pack_a(advance(p.a, p.a_type, m0 * K), p.a_type, K, ms, k0, std::min(kKCSmall, K - k0),
                    apack + ms_pad * k0, atmp);
+          for (auto [p0, p1] = take(); p0 >= 0; std::tie(p0, p1) = take())
           for (int64_t q = p0; q < p1; q++) {
             const int64_t j = q * kNR, nr = std::min(kNR, nc - j);
             for (int64_t k0 = 0; k0 < K; k0 += kKCSmall) {
@@ -331,17 +395,19 @@ void run(ThreadPool* pool, const Problem& p) {
         // B[k0 : k0 + kc, j0 : j0 + nc] -> bpack [npanel][kc][kNR]
         if (!p.b_packed) {
           if (!bpack) bpack = scratch(Scratch::bpack, size_t(round_up(nc_max, kNR) * kc_max));
-          par(npanel, std::max<int64_t>(1, 2048 / kc), [&](int64_t b, int64_t e) {
-            p.pack_b(p.b_ctx, k0, kc, j0 + b * kNR, std::min(nc, e * kNR) - b * kNR,
-                     bpack + b * kc * kNR);
+          claim(npanel, std::max<int64_t>(1, 2048 / kc), [&](const Take& take) {
+            for (auto [b, e] = take(); b >= 0; std::tie(b, e) = take())
+              p.pack_b(p.b_ctx, k0, kc, j0 + b * kNR, std::min(nc, e * kNR) - b * kNR,
+                       bpack + b * kc * kNR);
           });
         }
         const int64_t items = mb * nchunks;
         const bool small = 2 * ms * nc * kc < (int64_t(1) << 20);
-        par(items, small ? items : 1, [&](int64_t b, int64_t e) {
+        claim(items, small ? items : 1, [&](const Take& take) {
           float* apack = scratch(Scratch::apack, size_t((mc + kMR) * kc));
           float* atmp = apack + mc * kc;  // [kMR][kc] when A is f16/bf16
           int64_t packed = -1;
+          for (auto [b, e] = take(); b >= 0; std::tie(b, e) = take())
           for (int64_t it = b; it < e; it++) {
             const int64_t ib = it / nchunks, jc = it % nchunks;
             const int64_t i0 = ib * mc, rows = std::min(mc, ms - i0);
