@@ -215,7 +215,7 @@ export async function benchOps(quick: boolean, log: (s: string) => void): Promis
     for (let r = 0; r < rounds; r++) {
       times.ignis.push(await medianMs(`ignis ${label}`, async () => {
         const out = op.run();
-        await out.data();
+        await out.ready();
         out.dispose();
       }, quick));
       if (runner) {

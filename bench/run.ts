@@ -56,7 +56,9 @@ async function main() {
   const { rows, numpyStatus } = await benchOps(quick, progress);
   progress('');
   console.log(`       ${numpyStatus}`);
-  console.log('Median ms per call; an ignis sample runs until data() resolves, an ORT sample is one session.run.');
+  console.log('Median ms per call: an ignis sample runs until the result is computed (await out.ready(): the');
+  console.log('queue round trip included, no copy into JS), an ORT sample is one session.run (its outputs are');
+  console.log('copied into JS buffers), a numpy sample one call.');
   console.log('% peak: roofline, max(FLOPs / FMA peak, bytes / max(read, copy) bandwidth) over the time; BW rows count');
   console.log('the least bytes moved (weights once: int8 = N*K + scales); rows whose data stays in cache can pass 100%.');
   console.log('Peer columns are speedups: peer ms / ignis ms (>1: ignis faster).');

@@ -10,6 +10,8 @@ export type Handle = { dispose(): void; readonly __ignisHandle?: never };
 // The native module's exports (native/binding/*.cc).
 export interface NativeBinding {
   init(errorClass: typeof IgnisError): void;
+  memoryCpu(): { allocated: number; reserved: number; peak: number };
+  emptyCacheCpu(): number;
   info(): {
     napi: number;
     cpu: { simd: string; threads: number };
@@ -27,7 +29,7 @@ export interface NativeBinding {
   cast(x: Handle, dtype: string): Handle;
   reshape(x: Handle, shape: number[]): Handle;
   to(x: Handle, device: string): Handle;
-  read(x: Handle): Promise<Float32Array | Int32Array | Int8Array>;
+  read(x: Handle, readyOnly: boolean): Promise<Float32Array | Int32Array | Int8Array | undefined>;
   matmul(a: Handle, b: Handle, bias: Handle | null, transposeB: boolean, activation: string): Handle;
   packWeight(b: Handle, transposeB: boolean): Handle;
   matmulPacked(x: Handle, packed: Handle, N: number, bias: Handle | null, activation: string): Handle;

@@ -38,7 +38,16 @@ export class Tensor<D extends DType = DType> {
 
   /** The elements, row-major, in a fresh TypedArray: Float32Array for f32/f16/bf16. */
   data(): Promise<DataOf<D>> {
-    return native().read(handle('data', 'tensor', this)) as Promise<DataOf<D>>;
+    return native().read(handle('data', 'tensor', this), false) as Promise<DataOf<D>>;
+  }
+
+  /**
+   * Resolves (with this tensor) once the op that produces it has run, copying nothing; rejects
+   * with that op's error. For timing, or to wait for a result that stays on the device.
+   */
+  async ready(): Promise<this> {
+    await native().read(handle('ready', 'tensor', this), true);
+    return this;
   }
 
   /** The elements as nested arrays of numbers, shaped like the tensor. */

@@ -116,12 +116,28 @@ describe('execution model', () => {
     const dependent = call(() => ignis.rmsnorm(bad, ones));
     const fine = call(() => ignis.add(table, table));
     await expect(bad.data()).rejects.toMatchObject({ code: 'E_INDEX', message: expect.stringContaining('id 9') });
+    await expect(bad.ready()).rejects.toMatchObject({ code: 'E_INDEX', message: expect.stringContaining('id 9') });
     await expect(dependent.data()).rejects.toMatchObject({ code: 'E_INDEX' });
+    await expect(dependent.ready()).rejects.toMatchObject({ code: 'E_INDEX' });
+    expect(await fine.ready()).toBe(fine);
     expect(await fine.data()).toHaveLength(32);
     const after = call(() => ignis.add(table, table));
     expect(thrown).toBe(1);
     expect(await after.data()).toHaveLength(32);
     expect(await ignis.add(table, table).data()).toHaveLength(32); // no second throw
+  });
+
+  it('ready() resolves once the op has run, after the ops queued before it', async () => {
+    const a = ignis.randn([300, 300], { seed: 3 });
+    const chain = [a];
+    for (let i = 0; i < 5; i++) chain.push(ignis.matmul(chain[chain.length - 1], a));
+    const last = chain[chain.length - 1];
+    expect(await last.ready()).toBe(last);
+    const d = await last.data();
+    expect(d.length).toBe(90000);
+    expect(d.every(Number.isFinite)).toBe(true);
+    last.dispose();
+    await expect(last.ready()).rejects.toMatchObject({ code: 'E_DISPOSED' });
   });
 
   it('many reads in flight settle, each with its own data', async () => {

@@ -80,6 +80,7 @@ struct ReadJob {
   DType type;
   size_t count;
   KernelError error;
+  bool ready_only = false;  // ready(): resolve with undefined, nothing copied
 };
 
 // Runs on the JS thread once the device worker has filled the buffer (or failed).
@@ -92,6 +93,10 @@ void deliver_read(Napi::Env env, Napi::Function, std::nullptr_t*, ReadJob* job) 
     job->deferred.Reject(ignis_error(env, *job->error).Value());
     return;
   }
+  if (job->ready_only) {
+    job->deferred.Resolve(env.Undefined());
+    return;
+  }
   Napi::ArrayBuffer buf = job->buffer.Value();
   Napi::Value out;
   switch (job->type) {
@@ -102,20 +107,22 @@ void deliver_read(Napi::Env env, Napi::Function, std::nullptr_t*, ReadJob* job) 
   job->deferred.Resolve(out);
 }
 
-// read(handle) -> Promise<Float32Array | Int8Array | Int32Array>
+// read(handle, readyOnly) -> Promise<Float32Array | Int8Array | Int32Array>, or with readyOnly
+// a Promise<undefined> once the op that produces the tensor has run (nothing is copied)
 static Napi::Value Read(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     Tensor x = arg_tensor(info, 0, "tensor");
+    const bool ready_only = arg_bool(info, 1, "readyOnly");
     AddonData& d = addon(env);
     DType type = ops::read_type(x.dtype);
-    size_t count = size_t(x.numel());
+    size_t count = ready_only ? 0 : size_t(x.numel());
     // The worker writes straight into the ArrayBuffer the promise resolves with; JS cannot
     // see it until then, and the reference keeps it alive meanwhile.
     Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, count * dtype_size(type));
-    auto* job = new ReadJob{Napi::Promise::Deferred::New(env), Napi::Persistent(buf), type, count, nullptr};
+    auto* job = new ReadJob{Napi::Promise::Deferred::New(env), Napi::Persistent(buf), type, count, nullptr, ready_only};
     Napi::Promise promise = job->deferred.Promise();
-    void* dst = buf.Data();
+    void* dst = ready_only ? nullptr : buf.Data();
     ReadTsfn tsfn = d.reads;
     try {
       ops::read(*d.runtime, x, dst, [tsfn, job](KernelError e) mutable {

@@ -26,7 +26,7 @@ Tensor reshape(const Tensor& x, const Shape& shape);
 // The element type read() delivers: f32 for float dtypes, the dtype itself otherwise.
 DType read_type(DType t);
 // Enqueues a copy of x's elements (as read_type) into dst, which must hold x.numel() of them
-// and stay valid until done runs. done(error) runs on the queue's thread: error is null on
+// and stay valid until done runs (dst null: nothing is copied; done only reports x's state). done(error) runs on the queue's thread: error is null on
 // success, or the kernel-time error of the op that produced x.
 void read(Runtime& rt, const Tensor& x, void* dst, std::function<void(KernelError)> done);
 

@@ -81,7 +81,8 @@ void read(Runtime& rt, const Tensor& x, void* dst, std::function<void(KernelErro
       done(e);
       return;
     }
-    if (is_float(x.dtype))
+    if (!dst) {  // only waiting for x
+    } else if (is_float(x.dtype))
       convert_to_f32(x.raw(), x.dtype, static_cast<float*>(dst), size_t(x.numel()));
     else
       std::memcpy(dst, x.raw(), x.nbytes());
