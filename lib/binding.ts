@@ -10,6 +10,10 @@ export type Handle = { dispose(): void; readonly __ignisHandle?: never };
 // The native module's exports (native/binding/*.cc).
 export interface NativeBinding {
   init(errorClass: typeof IgnisError): void;
+  compilePlan(description: object): Handle;
+  planRun(plan: Handle, inputs: Handle[], scalars: number[], state: Handle[]): Handle[];
+  planState(plan: Handle): Handle[];
+  planMemory(plan: Handle): { weights: number; arena: number; state: number };
   memoryCpu(): { allocated: number; reserved: number; peak: number };
   emptyCacheCpu(): number;
   info(): {

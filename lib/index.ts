@@ -13,6 +13,8 @@ export { Tensor, tensor, zeros, full, randn, isTensor } from './tensor';
 export type { TensorOptions, FillOptions, RandnOptions, NestedArray } from './tensor';
 export { QuantizedTensor, quantize, dequantize } from './quant';
 export { PackedWeight, packWeight } from './packed';
+export { graph, GraphBuilder, GraphNode, GraphWeight, GraphScalar, GraphCache, Model, ModelState } from './graph';
+export type { Dim, GraphInputOptions, GraphMatmulOptions, GraphAttentionOptions, GraphRopeOptions, GraphKVCacheOptions, CompileOptions, RunInputs } from './graph';
 export type { PackWeightOptions } from './packed';
 export type { QuantizeOptions, DequantizeOptions } from './quant';
 export { KVCache, kvCache } from './kvcache';

@@ -9,7 +9,7 @@ const path = require('path');
 
 const root = path.join(__dirname, '..');
 const groups = {
-  host: ['native/core', 'native/cpu', 'native/ops', 'native/binding'],
+  host: ['native/core', 'native/cpu', 'native/ops', 'native/graph', 'native/binding'],
   cuda: ['native/cuda'],
 };
 const extension = { host: '.cc', cuda: '.cu' };

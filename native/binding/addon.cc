@@ -27,6 +27,7 @@ static Napi::Object Register(Napi::Env env, Napi::Object exports) {
   register_tensor(env, exports);
   register_ops(env, exports);
   register_info(env, exports);
+  register_graph(env, exports);
   return exports;
 }
 

@@ -20,6 +20,7 @@ struct AddonData {
   std::unique_ptr<ops::Runtime> runtime;
   Napi::FunctionReference ignis_error;  // lib/errors.ts IgnisError(code, message)
   Napi::FunctionReference handle_class;
+  Napi::FunctionReference plan_class;
   ReadTsfn reads;
   int pending_reads = 0;
   ~AddonData();
@@ -45,6 +46,7 @@ Napi::Value guard(const Napi::CallbackInfo& info, Fn&& fn) {
 
 // Argument readers: each throws a TypeError naming the argument when it is of the wrong kind.
 Tensor arg_tensor(const Napi::CallbackInfo& info, size_t i, const char* name);
+Tensor value_tensor(Napi::Env env, Napi::Value v, const std::string& name);
 const Tensor* arg_optional_tensor(const Napi::CallbackInfo& info, size_t i, const char* name, Tensor* slot);
 Shape arg_shape(const Napi::CallbackInfo& info, size_t i);
 DType arg_dtype(const Napi::CallbackInfo& info, size_t i);
@@ -60,5 +62,6 @@ Napi::Object wrap(Napi::Env env, Tensor t);
 void register_tensor(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);
 void register_info(Napi::Env env, Napi::Object exports);
+void register_graph(Napi::Env env, Napi::Object exports);
 
 }  // namespace ignis::binding

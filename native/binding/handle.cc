@@ -69,18 +69,16 @@ static Napi::Error range_error(Napi::Env env, const std::string& msg) {
   return err;
 }
 
-static TensorHandle* unwrap_handle(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  Napi::Value v = info[i];
+Tensor value_tensor(Napi::Env env, Napi::Value v, const std::string& name) {
   if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kHandleTag))
-    throw type_error(info.Env(), std::string(name) + " must be a tensor");
-  return TensorHandle::Unwrap(v.As<Napi::Object>());
+    throw type_error(env, name + " must be a tensor");
+  TensorHandle* h = TensorHandle::Unwrap(v.As<Napi::Object>());
+  if (h->disposed()) throw ignis_error(env, Error(ErrorCode::Disposed, name + " was disposed"));
+  return h->tensor();
 }
 
 Tensor arg_tensor(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  TensorHandle* h = unwrap_handle(info, i, name);
-  if (h->disposed())
-    throw ignis_error(info.Env(), Error(ErrorCode::Disposed, std::string(name) + " was disposed"));
-  return h->tensor();
+  return value_tensor(info.Env(), info[i], name);
 }
 
 const Tensor* arg_optional_tensor(const Napi::CallbackInfo& info, size_t i, const char* name, Tensor* slot) {

@@ -1,0 +1,215 @@
+// Bindings of compiled graphs: compilePlan(description) -> PlanHandle, planRun, planState,
+// planMemory. The description is built by lib/graph.ts; it is read once, at compile.
+#include <cmath>
+
+#include "../graph/plan.h"
+#include "addon.h"
+
+namespace ignis::binding {
+
+static const napi_type_tag kPlanTag = {0x3f1c8e2a9b7d4c55ULL, 0x81d2e6f04a9c3b17ULL};
+
+class PlanHandle : public Napi::ObjectWrap<PlanHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "PlanHandle", {InstanceMethod<&PlanHandle::Dispose>("dispose")});
+  }
+  explicit PlanHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PlanHandle>(info) {
+    info.This().As<Napi::Object>().TypeTag(&kPlanTag);
+  }
+  std::shared_ptr<graph::Plan> plan;
+
+ private:
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    plan.reset();  // queued runs hold what they use
+    return info.Env().Undefined();
+  }
+};
+
+static graph::Plan& arg_plan(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = info[i];
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kPlanTag)) throw type_error(info.Env(), "plan must be a compiled plan");
+  PlanHandle* h = PlanHandle::Unwrap(v.As<Napi::Object>());
+  if (!h->plan) throw ignis_error(info.Env(), Error(ErrorCode::Disposed, "the model was disposed"));
+  return *h->plan;
+}
+
+// Readers for the description object: a malformed one is a TypeError naming the field.
+static Napi::Value field(Napi::Object o, const char* name) {
+  if (!o.Has(name)) throw type_error(o.Env(), std::string("graph description: missing ") + name);
+  return o.Get(name);
+}
+static double num(Napi::Value v, const char* what) {
+  if (!v.IsNumber()) throw type_error(v.Env(), std::string("graph description: ") + what + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+static int64_t integer(Napi::Value v, const char* what) {
+  const double d = num(v, what);
+  if (!(std::fabs(d) <= 9.0e15) || d != std::floor(d))
+    throw type_error(v.Env(), std::string("graph description: ") + what + " must be a whole number");
+  return int64_t(d);
+}
+static Napi::Array array(Napi::Value v, const char* what) {
+  if (!v.IsArray()) throw type_error(v.Env(), std::string("graph description: ") + what + " must be an array");
+  return v.As<Napi::Array>();
+}
+static std::string str(Napi::Value v, const char* what) {
+  if (!v.IsString()) throw type_error(v.Env(), std::string("graph description: ") + what + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+static std::vector<int64_t> ints(Napi::Value v, const char* what) {
+  Napi::Array a = array(v, what);
+  std::vector<int64_t> r(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) r[i] = integer(a.Get(i), what);
+  return r;
+}
+static DType dtype_of(Napi::Value v) {
+  DType t;
+  if (!parse_dtype(str(v, "dtype"), &t)) throw type_error(v.Env(), "graph description: unknown dtype");
+  return t;
+}
+template <class Enum, size_t N>
+static Enum enum_of(Napi::Value v, const char* what, const char* const (&names)[N]) {
+  const std::string s = str(v, what);
+  for (size_t k = 0; k < N; k++)
+    if (s == names[k]) return Enum(k);
+  throw type_error(v.Env(), std::string("graph description: unknown ") + what + " '" + s + "'");
+}
+
+// compilePlan(description) -> PlanHandle
+static Napi::Value CompilePlan(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw type_error(env, "compilePlan needs a description object");
+    Napi::Object d = info[0].As<Napi::Object>();
+    graph::PlanSpec spec;
+    spec.device = ops::parse_device(str(field(d, "device"), "device"));
+    spec.symbol_max = ints(field(d, "symbolMax"), "symbolMax");
+    Napi::Array names = array(field(d, "symbolNames"), "symbolNames");
+    for (uint32_t i = 0; i < names.Length(); i++) spec.symbol_names.push_back(str(names.Get(i), "symbol name"));
+    if (spec.symbol_names.size() != spec.symbol_max.size()) throw type_error(env, "graph description: symbols");
+    const char* const kinds[] = {"input", "weight", "arena", "output", "state", "view"};
+    Napi::Array bufs = array(field(d, "buffers"), "buffers");
+    for (uint32_t i = 0; i < bufs.Length(); i++) {
+      Napi::Value bv = bufs.Get(i);
+      if (!bv.IsObject()) throw type_error(env, "graph description: buffer");
+      Napi::Object b = bv.As<Napi::Object>();
+      graph::Buffer buf;
+      buf.kind = enum_of<graph::Buffer::Kind>(field(b, "kind"), "buffer kind", kinds);
+      buf.index = int(integer(field(b, "index"), "buffer index"));
+      buf.offset = integer(field(b, "offset"), "buffer offset");
+      buf.dtype = dtype_of(field(b, "dtype"));
+      buf.dims = ints(field(b, "dims"), "buffer dims");
+      for (int64_t dim : buf.dims)
+        if (dim < 0 && size_t(-1 - dim) >= spec.symbol_max.size()) throw type_error(env, "graph description: symbol index");
+      spec.buffers.push_back(std::move(buf));
+    }
+    const int nb = int(spec.buffers.size());
+    Napi::Array steps = array(field(d, "steps"), "steps");
+    for (uint32_t i = 0; i < steps.Length(); i++) {
+      Napi::Value sv = steps.Get(i);
+      if (!sv.IsObject()) throw type_error(env, "graph description: step");
+      Napi::Object so = sv.As<Napi::Object>();
+      graph::Step st;
+      st.op = enum_of<graph::Op>(field(so, "op"), "op", graph::kOpNames);
+      for (int64_t b : ints(field(so, "in"), "step inputs")) {
+        if (b < -1 || b >= nb) throw type_error(env, "graph description: step input out of range");
+        st.in.push_back(int(b));
+      }
+      st.out = int(integer(field(so, "out"), "step output"));
+      if (st.out < 0 || st.out >= nb) throw type_error(env, "graph description: step output out of range");
+      Napi::Array p = array(field(so, "p"), "step params");
+      if (p.Length() > 3) throw type_error(env, "graph description: too many step params");
+      for (uint32_t k = 0; k < p.Length(); k++) st.p[k] = num(p.Get(k), "step param");
+      st.scalar = int(integer(field(so, "scalar"), "step scalar"));
+      spec.steps.push_back(std::move(st));
+    }
+    for (int64_t b : ints(field(d, "inputs"), "inputs")) spec.inputs.push_back(int(b));
+    for (int64_t b : ints(field(d, "outputs"), "outputs")) spec.outputs.push_back(int(b));
+    Napi::Array in_names = array(field(d, "inputNames"), "inputNames");
+    for (uint32_t i = 0; i < in_names.Length(); i++) spec.input_names.push_back(str(in_names.Get(i), "input name"));
+    if (spec.input_names.size() != spec.inputs.size()) throw type_error(env, "graph description: inputNames");
+    Napi::Array sc_names = array(field(d, "scalarNames"), "scalarNames");
+    for (uint32_t i = 0; i < sc_names.Length(); i++) spec.scalar_names.push_back(str(sc_names.Get(i), "scalar name"));
+    Napi::Array ws = array(field(d, "weights"), "weights");
+    for (uint32_t i = 0; i < ws.Length(); i++) {
+      spec.weights.push_back(value_tensor(env, ws.Get(i), "weight " + std::to_string(i)));
+      if (spec.weights.back().device() != spec.device)
+        throw ignis_error(env, Error(ErrorCode::Device, "graph: weight " + std::to_string(i) + " is on " +
+                                                            spec.weights.back().device().name() + ", the model on " +
+                                                            spec.device.name()));
+    }
+    Napi::Array states = array(field(d, "states"), "states");
+    for (uint32_t i = 0; i < states.Length(); i++) {
+      Napi::Value sv = states.Get(i);
+      if (!sv.IsObject()) throw type_error(env, "graph description: state");
+      Napi::Object so = sv.As<Napi::Object>();
+      Shape shape;
+      for (int64_t x : ints(field(so, "shape"), "state shape")) {
+        if (x < 0) throw type_error(env, "graph description: state shape");
+        shape.push_back(x);
+      }
+      spec.states.emplace_back(dtype_of(field(so, "dtype")), shape);
+    }
+    spec.arena_bytes = integer(field(d, "arenaBytes"), "arenaBytes");
+    AddonData& a = addon(env);
+    auto plan = std::make_shared<graph::Plan>(*a.runtime, std::move(spec));
+    Napi::Object h = a.plan_class.New({});
+    PlanHandle::Unwrap(h)->plan = std::move(plan);
+    return h;
+  });
+}
+
+// planRun(plan, inputs[], scalars[], state[]) -> outputs[]
+static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    graph::Plan& plan = arg_plan(info, 0);
+    Napi::Array in = array(info[1], "inputs");
+    std::vector<Tensor> inputs;
+    for (uint32_t i = 0; i < in.Length(); i++) inputs.push_back(value_tensor(env, in.Get(i), "input " + std::to_string(i)));
+    std::vector<int64_t> scalars = ints(info[2], "scalars");
+    Napi::Array st = array(info[3], "state");
+    std::vector<Tensor> state;
+    for (uint32_t i = 0; i < st.Length(); i++) state.push_back(value_tensor(env, st.Get(i), "state tensor"));
+    std::vector<Tensor> outs = plan.run(inputs, scalars, state);
+    Napi::Array r = Napi::Array::New(env, outs.size());
+    for (size_t i = 0; i < outs.size(); i++) r.Set(uint32_t(i), wrap(env, outs[i]));
+    return r;
+  });
+}
+
+// planState(plan) -> state tensors
+static Napi::Value PlanState(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    std::vector<Tensor> st = arg_plan(info, 0).make_state();
+    Napi::Array r = Napi::Array::New(env, st.size());
+    for (size_t i = 0; i < st.size(); i++) r.Set(uint32_t(i), wrap(env, st[i]));
+    return r;
+  });
+}
+
+// planMemory(plan) -> { weights, arena, state } bytes
+static Napi::Value PlanMemory(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    graph::Plan& p = arg_plan(info, 0);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("weights", double(p.weight_bytes()));
+    r.Set("arena", double(p.arena_bytes()));
+    r.Set("state", double(p.state_bytes()));
+    return r;
+  });
+}
+
+void register_graph(Napi::Env env, Napi::Object exports) {
+  Napi::Function cls = PlanHandle::Define(env);
+  addon(env).plan_class = Napi::Persistent(cls);
+  exports.Set("compilePlan", Napi::Function::New(env, CompilePlan, "compilePlan"));
+  exports.Set("planRun", Napi::Function::New(env, PlanRun, "planRun"));
+  exports.Set("planState", Napi::Function::New(env, PlanState, "planState"));
+  exports.Set("planMemory", Napi::Function::New(env, PlanMemory, "planMemory"));
+}
+
+}  // namespace ignis::binding

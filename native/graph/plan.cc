@@ -1,0 +1,415 @@
+// Plan: validation at compile, symbol binding and checks at run, and the one queued task that
+// runs every step on views of the arena, the inputs, the weights and the state.
+#include "plan.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "../cpu/cpu.h"
+#include "../ops/launch.h"
+#include "../ops/ops.h"
+
+namespace ignis::graph {
+namespace {
+
+[[noreturn]] void fail_step(size_t i, const Step& s, const std::string& why) {
+  fail(ErrorCode::Internal, "graph step " + std::to_string(i) + " (" + kOpNames[size_t(s.op)] + "): " + why +
+                                " (a bug in the graph builder: please report it)");
+}
+
+Shape resolve(const Dims& dims, const std::vector<int64_t>& sym) {
+  Shape s(dims.size());
+  for (size_t i = 0; i < dims.size(); i++) s[i] = dims[i] >= 0 ? dims[i] : sym[size_t(-1 - dims[i])];
+  return s;
+}
+
+std::string dims_str(const PlanSpec& spec, const Dims& dims) {
+  std::string r = "[";
+  for (size_t i = 0; i < dims.size(); i++) {
+    if (i) r += ", ";
+    r += dims[i] >= 0 ? std::to_string(dims[i]) : spec.symbol_names[size_t(-1 - dims[i])];
+  }
+  return r + "]";
+}
+
+Shape with_last(Shape s, int64_t n) {
+  s.back() = n;
+  return s;
+}
+
+// Checks one step's operand shapes and dtypes (sh, dt: every buffer's, resolved).
+void check_step(size_t i, const Step& s, const std::vector<Shape>& sh, const std::vector<DType>& dt) {
+  auto in = [&](size_t k) -> int { return k < s.in.size() ? s.in[k] : -1; };
+  auto need = [&](bool ok, const std::string& why) {
+    if (!ok) fail_step(i, s, why);
+  };
+  for (int b : s.in) need(b >= -1 && b < int(sh.size()), "input buffer out of range");
+  need(s.out >= 0 && s.out < int(sh.size()), "output buffer out of range");
+  const Shape& out = sh[size_t(s.out)];
+  const DType odt = dt[size_t(s.out)];
+  auto S = [&](size_t k) -> const Shape& { return sh[size_t(in(k))]; };
+  auto D = [&](size_t k) { return dt[size_t(in(k))]; };
+  auto present = [&](size_t k) { return in(k) >= 0; };
+  need(present(0), "missing first input");
+  const Shape& x = S(0);
+  auto bias_ok = [&](size_t k, int64_t N) {
+    return !present(k) || (S(k).size() == 1 && S(k)[0] == N && D(k) == odt);
+  };
+  switch (s.op) {
+    case Op::matmul: {
+      need(present(1) && x.size() >= 2 && S(1).size() >= 2, "matmul needs a, b of rank >= 2");
+      const Shape& b = S(1);
+      const bool tb = s.p[0] != 0;
+      const int64_t K = x.back(), Kb = tb ? b.back() : b[b.size() - 2], N = tb ? b[b.size() - 2] : b.back();
+      need(K == Kb, "K differs: a " + shape_str(x) + ", b " + shape_str(b));
+      need(b.size() == 2 || (b.size() == x.size() && std::equal(b.begin(), b.end() - 2, x.begin())),
+           "b must be 2-D or share a's batch dims");
+      need(out == with_last(x, N), "output shape " + shape_str(out));
+      need(is_float(D(0)) && D(1) == D(0) && odt == D(0) && bias_ok(2, N), "dtypes or bias");
+      break;
+    }
+    case Op::matmul_q: {
+      need(present(1) && present(2), "matmul_q needs q and scales");
+      const Shape& q = S(1);
+      const int64_t g = int64_t(s.p[0]);
+      need(q.size() == 2 && D(1) == DType::i8 && D(2) == DType::f32 && g > 0 && q[1] % g == 0 &&
+               S(2) == Shape{q[0], q[1] / g},
+           "quantized weight");
+      need(x.back() == q[1] && out == with_last(x, q[0]), "shapes x " + shape_str(x) + ", q " + shape_str(q));
+      need(is_float(D(0)) && odt == D(0) && bias_ok(3, q[0]), "dtypes or bias");
+      break;
+    }
+    case Op::matmul_packed: {
+      need(present(1), "matmul_packed needs the packed weight");
+      const Shape& pk = S(1);
+      const int64_t N = int64_t(s.p[0]);
+      need(pk.size() == 3 && pk[2] == 16 && D(1) == DType::f32 && pk[0] == (N + 15) / 16, "packed weight");
+      need(x.back() == pk[1] && out == with_last(x, N), "shapes x " + shape_str(x) + ", packed " + shape_str(pk));
+      need(is_float(D(0)) && odt == D(0) && bias_ok(2, N), "dtypes or bias");
+      break;
+    }
+    case Op::attention: {
+      need(present(1) && present(2), "attention needs q, k, v");
+      const Shape &k = S(1), &v = S(2);
+      need(x.size() == 4 && k.size() == 4 && k == v, "q, k, v must be [B, S, H, D] with k == v");
+      need(x[0] == k[0] && x[3] == k[3] && k[2] > 0 && x[2] % k[2] == 0, "q " + shape_str(x) + " vs k " + shape_str(k));
+      need(out == x && odt == D(0) && D(1) == D(0) && D(2) == D(0) && is_float(odt), "output or dtypes");
+      if (present(3)) {
+        need(present(4) && S(3) == S(4) && S(3).size() == 4 && S(3)[0] == k[0] && S(3)[2] == k[2] &&
+                 S(3)[3] == k[3] && D(3) == D(1) && D(4) == D(1),
+             "cache " + shape_str(S(3)) + " does not fit k " + shape_str(k));
+        need(s.scalar >= 0, "a cache needs a position");
+      } else {
+        need(x[1] <= k[1] || s.p[0] == 0, "causal attention needs q's seq <= k's");
+      }
+      break;
+    }
+    case Op::rmsnorm:
+      need(present(1) && S(1) == Shape{x.back()} && out == x && odt == D(0) && D(1) == D(0) && is_float(odt),
+           "rmsnorm shapes");
+      break;
+    case Op::layernorm:
+      need(present(1) && present(2) && S(1) == Shape{x.back()} && S(2) == S(1) && out == x && odt == D(0) &&
+               D(1) == D(0) && D(2) == D(0) && is_float(odt),
+           "layernorm shapes");
+      break;
+    case Op::activation:
+    case Op::rope:
+      need(out == x && odt == D(0) && is_float(odt), "output must match x");
+      if (s.op == Op::rope) need(x.size() == 4 && x[3] % 2 == 0, "rope needs [B, S, H, D] with D even");
+      break;
+    case Op::softmax:
+      need(out == x && odt == D(0) && is_float(odt) && s.p[0] >= 0 && s.p[0] < double(x.size()), "softmax");
+      break;
+    case Op::embedding: {
+      need(present(1) && D(0) == DType::i32 && S(1).size() == 2 && is_float(D(1)) && odt == D(1), "embedding");
+      Shape want = x;
+      want.push_back(S(1)[1]);
+      need(out == want, "output shape " + shape_str(out));
+      break;
+    }
+    case Op::binary: {
+      need(present(1) && D(1) == D(0) && odt == D(0) && is_float(odt), "binary dtypes");
+      need(out == ops::broadcast_shapes(x, S(1), "graph"), "output shape " + shape_str(out));
+      break;
+    }
+    case Op::cast:
+      need(out == x && is_float(odt) && is_float(D(0)), "cast");
+      break;
+    case Op::rows: {
+      need(!x.empty() && out.size() == x.size() && odt == D(0), "rows");
+      need(std::equal(x.begin() + 1, x.end(), out.begin() + 1) && out[0] <= x[0], "rows shape");
+      break;
+    }
+    case Op::last: {
+      Shape want = x;
+      need(x.size() >= 2, "last needs rank >= 2");
+      want[1] = 1;
+      need(out == want && odt == D(0), "last shape");
+      break;
+    }
+    default: fail_step(i, s, "unknown op");
+  }
+}
+
+int64_t nbytes(const Shape& s, DType t) { return shape_numel(s) * int64_t(dtype_size(t)); }
+
+}  // namespace
+
+Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
+  const size_t nb = spec.buffers.size();
+  const size_t nsym = spec.symbol_max.size();
+  for (int64_t m : spec.symbol_max)
+    if (m < 1) fail(ErrorCode::Argument, "graph: every symbolic dimension needs a maximum >= 1");
+  if (spec.weights.size() && spec.weights[0].device() != spec.device) fail(ErrorCode::Device, "graph: weights on another device");
+  // Two assignments: every symbol at its maximum (the sizes the arena was planned for), and
+  // all symbols distinct, so a step that mixes two symbols up fails here, not at run time.
+  std::vector<std::vector<int64_t>> trials{spec.symbol_max, std::vector<int64_t>(nsym)};
+  for (size_t i = 0; i < nsym; i++) trials[1][i] = std::max<int64_t>(1, spec.symbol_max[i] - int64_t(i) - 1);
+  for (const auto& sym : trials) {
+    std::vector<Shape> sh(nb);
+    std::vector<DType> dt(nb);
+    for (size_t b = 0; b < nb; b++) {
+      const Buffer& buf = spec.buffers[b];
+      sh[b] = resolve(buf.dims, sym);
+      dt[b] = buf.dtype;
+      const int64_t bytes = nbytes(sh[b], buf.dtype);
+      switch (buf.kind) {
+        case Buffer::arena:
+          if (buf.offset < 0 || buf.offset % 64 || buf.offset + bytes > spec.arena_bytes)
+            fail(ErrorCode::Internal, "graph: buffer " + std::to_string(b) + " lies outside the arena");
+          break;
+        case Buffer::weight:
+          if (buf.index < 0 || size_t(buf.index) >= spec.weights.size() || spec.weights[size_t(buf.index)].shape != sh[b] ||
+              spec.weights[size_t(buf.index)].dtype != buf.dtype)
+            fail(ErrorCode::Internal, "graph: weight buffer " + std::to_string(b) + " does not match its tensor");
+          break;
+        case Buffer::state: {
+          if (buf.index < 0 || size_t(buf.index) >= spec.states.size() || spec.states[size_t(buf.index)].first != buf.dtype ||
+              bytes > nbytes(spec.states[size_t(buf.index)].second, buf.dtype))
+            fail(ErrorCode::Internal, "graph: state buffer " + std::to_string(b) + " does not fit its tensor");
+          break;
+        }
+        case Buffer::view:
+          if (buf.index < 0 || size_t(buf.index) >= b || spec.buffers[size_t(buf.index)].kind == Buffer::view ||
+              bytes != nbytes(sh[size_t(buf.index)], dt[size_t(buf.index)]))
+            fail(ErrorCode::Internal, "graph: view " + std::to_string(b) + " does not match its buffer");
+          break;
+        default: break;
+      }
+    }
+    for (size_t i = 0; i < spec.steps.size(); i++) {
+      const Step& s = spec.steps[i];
+      if (s.scalar >= int(spec.scalar_names.size())) fail_step(i, s, "scalar out of range");
+      check_step(i, s, sh, dt);
+    }
+  }
+  for (int b : spec.inputs)
+    if (b < 0 || size_t(b) >= nb || spec.buffers[size_t(b)].kind != Buffer::input)
+      fail(ErrorCode::Internal, "graph: bad input buffer");
+  for (int b : spec.outputs)
+    if (b < 0 || size_t(b) >= nb) fail(ErrorCode::Internal, "graph: bad output buffer");
+  if (spec.arena_bytes > 0) arena_ = empty({spec.arena_bytes}, DType::i8, spec.device);
+  spec_ = std::make_shared<const PlanSpec>(std::move(spec));
+}
+
+int64_t Plan::weight_bytes() const {
+  int64_t n = 0;
+  for (const Tensor& w : spec_->weights) n += int64_t(w.nbytes());
+  return n;
+}
+
+int64_t Plan::state_bytes() const {
+  int64_t n = 0;
+  for (const auto& s : spec_->states) n += nbytes(s.second, s.first);
+  return n;
+}
+
+std::vector<Tensor> Plan::make_state() {
+  std::vector<Tensor> out;
+  for (const auto& s : spec_->states) out.push_back(ops::full(rt_, s.second, s.first, spec_->device, 0.0));
+  return out;
+}
+
+std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vector<int64_t>& scalars,
+                              const std::vector<Tensor>& state) {
+  const PlanSpec& spec = *spec_;
+  rt_.throw_pending(spec.device);
+  const char* op = "model.run";
+  if (inputs.size() != spec.inputs.size())
+    fail(ErrorCode::Argument, std::string(op) + ": expected " + std::to_string(spec.inputs.size()) + " inputs");
+  if (scalars.size() != spec.scalar_names.size())
+    fail(ErrorCode::Argument, std::string(op) + ": expected " + std::to_string(spec.scalar_names.size()) + " scalars");
+  if (state.size() != spec.states.size())
+    fail(ErrorCode::Argument, std::string(op) + ": this model needs a state from model.createState()");
+  for (size_t i = 0; i < state.size(); i++)
+    if (state[i].shape != spec.states[i].second || state[i].dtype != spec.states[i].first ||
+        state[i].device() != spec.device)
+      fail(ErrorCode::Argument, std::string(op) + ": the state was made by another model");
+
+  // Bind the symbols from the inputs' shapes.
+  std::vector<int64_t> sym(spec.symbol_max.size(), -1);
+  for (size_t i = 0; i < inputs.size(); i++) {
+    const Buffer& b = spec.buffers[size_t(spec.inputs[i])];
+    const Tensor& t = inputs[i];
+    const std::string what = std::string(op) + ": input '" + spec.input_names[i] + "' ";
+    if (t.device() != spec.device)
+      fail(ErrorCode::Device, what + "is on " + t.device().name() + ", the model on " + spec.device.name());
+    if (t.dtype != b.dtype)
+      fail(ErrorCode::DType, what + "is " + dtype_name(t.dtype) + ", the graph wants " + dtype_name(b.dtype));
+    bool ok = t.rank() == int(b.dims.size());
+    for (size_t d = 0; ok && d < b.dims.size(); d++) {
+      const int64_t want = b.dims[d], got = t.shape[d];
+      if (want >= 0) {
+        ok = got == want;
+      } else {
+        const size_t s = size_t(-1 - want);
+        if (sym[s] < 0) {
+          if (got < 1 || got > spec.symbol_max[s])
+            fail(ErrorCode::Shape, what + shape_str(t.shape) + " puts " + spec.symbol_names[s] + " = " +
+                                       std::to_string(got) + " outside [1, " + std::to_string(spec.symbol_max[s]) +
+                                       "] (the maximum given at compile)");
+          sym[s] = got;
+        } else {
+          ok = got == sym[s];
+        }
+      }
+    }
+    if (!ok) fail(ErrorCode::Shape, what + shape_str(t.shape) + " does not fit the graph's " + dims_str(spec, b.dims) +
+                                        (i ? " (with the symbols the inputs before it bound)" : ""));
+  }
+  for (size_t s = 0; s < sym.size(); s++)
+    if (sym[s] < 0) fail(ErrorCode::Internal, std::string(op) + ": symbol " + spec.symbol_names[s] + " is bound by no input");
+
+  // Every buffer as a tensor: views of the arena / state / inputs / weights; fresh outputs.
+  std::vector<Tensor> buf(spec.buffers.size());
+  std::vector<Tensor> outs(spec.outputs.size());
+  for (size_t b = 0; b < spec.buffers.size(); b++) {
+    const Buffer& s = spec.buffers[b];
+    Shape shape = resolve(s.dims, sym);
+    Tensor t;
+    switch (s.kind) {
+      case Buffer::input: {
+        for (size_t i = 0; i < spec.inputs.size(); i++)
+          if (spec.inputs[i] == int(b)) t = inputs[i];
+        break;
+      }
+      case Buffer::weight: t = spec.weights[size_t(s.index)]; break;
+      case Buffer::arena:
+        t.storage = arena_.storage;
+        t.offset = size_t(s.offset);
+        break;
+      case Buffer::output: t = empty(shape, s.dtype, spec.device); break;
+      case Buffer::state: t = state[size_t(s.index)]; break;
+      case Buffer::view: t = buf[size_t(s.index)]; break;
+    }
+    t.shape = std::move(shape);
+    t.dtype = s.dtype;
+    buf[b] = std::move(t);
+  }
+  for (size_t i = 0; i < spec.outputs.size(); i++) outs[i] = buf[size_t(spec.outputs[i])];
+
+  // Run-time integers: positions must keep every cache write and row range in bounds.
+  for (size_t i = 0; i < spec.steps.size(); i++) {
+    const Step& s = spec.steps[i];
+    if (s.scalar < 0) continue;
+    const int64_t v = scalars[size_t(s.scalar)];
+    const std::string& name = spec.scalar_names[size_t(s.scalar)];
+    if (v < 0) fail(ErrorCode::Argument, std::string(op) + ": " + name + " must be >= 0, got " + std::to_string(v));
+    if (s.op == Op::attention && s.in.size() > 3 && s.in[3] >= 0) {
+      const int64_t seq = buf[size_t(s.in[1])].dim(1), max = buf[size_t(s.in[3])].dim(1);
+      if (v + seq > max)
+        fail(ErrorCode::Argument, std::string(op) + ": " + name + " " + std::to_string(v) + " + " + std::to_string(seq) +
+                                      " new rows overflow the KV cache's " + std::to_string(max) + " rows");
+    }
+    if (s.op == Op::rows) {
+      const int64_t start = v + int64_t(s.p[0]), count = buf[size_t(s.out)].dim(0), rows = buf[size_t(s.in[0])].dim(0);
+      if (start + count > rows)
+        fail(ErrorCode::Argument, std::string(op) + ": " + name + " " + std::to_string(v) + " + " + std::to_string(count) +
+                                      " rows run past the table's " + std::to_string(rows));
+    }
+  }
+
+  std::vector<Tensor> in_list(inputs);
+  for (const Tensor& t : state) in_list.push_back(t);
+  std::vector<Tensor> out_list(outs);
+  for (const Tensor& t : state) out_list.push_back(t);
+  ThreadPool& pool = rt_.pool();
+  std::shared_ptr<const PlanSpec> keep = spec_;
+  Tensor arena = arena_;
+  ops::launch(rt_.queue(spec.device), std::move(in_list), std::move(out_list),
+              [&pool, keep, arena, buf = std::move(buf), scalars] {
+                const PlanSpec& spec = *keep;
+                auto T = [&](int b) -> const Tensor& { return buf[size_t(b)]; };
+                auto opt = [&](const Step& s, size_t k) -> const Tensor* {
+                  return k < s.in.size() && s.in[k] >= 0 ? &buf[size_t(s.in[k])] : nullptr;
+                };
+                for (const Step& s : spec.steps) {
+                  const Tensor& out = T(s.out);
+                  const Tensor& x = T(s.in[0]);
+                  const int64_t pos = s.scalar >= 0 ? scalars[size_t(s.scalar)] : 0;
+                  switch (s.op) {
+                    case Op::matmul: {
+                      MatmulParams p;
+                      p.transpose_b = s.p[0] != 0;
+                      p.activation = Activation(int(s.p[1]));
+                      cpu::matmul(pool, out, x, T(s.in[1]), opt(s, 2), p);
+                      break;
+                    }
+                    case Op::matmul_q:
+                      cpu::matmul_q(pool, out, x, T(s.in[1]), T(s.in[2]), int64_t(s.p[0]), opt(s, 3),
+                                    Activation(int(s.p[1])));
+                      break;
+                    case Op::matmul_packed:
+                      cpu::matmul_packed(pool, out, x, T(s.in[1]), opt(s, 2), Activation(int(s.p[1])));
+                      break;
+                    case Op::attention: {
+                      AttentionParams p;
+                      p.causal = s.p[0] != 0;
+                      p.scale = s.p[1] > 0 ? float(s.p[1]) : 1.f / std::sqrt(float(x.dim(3)));
+                      const Tensor& k = T(s.in[1]);
+                      if (const Tensor* ck = opt(s, 3)) {
+                        const Tensor& cv = T(s.in[4]);
+                        cpu::kv_append(pool, *ck, cv, k, T(s.in[2]), pos);
+                        p.kv_len = pos + k.dim(1);
+                        p.q_pos0 = pos;
+                        cpu::attention(pool, out, x, *ck, cv, p);
+                      } else {
+                        p.kv_len = k.dim(1);
+                        p.q_pos0 = std::max<int64_t>(0, k.dim(1) - x.dim(1));
+                        cpu::attention(pool, out, x, k, T(s.in[2]), p);
+                      }
+                      break;
+                    }
+                    case Op::rmsnorm: cpu::rmsnorm(pool, out, x, T(s.in[1]), float(s.p[0])); break;
+                    case Op::layernorm: cpu::layernorm(pool, out, x, T(s.in[1]), T(s.in[2]), float(s.p[0])); break;
+                    case Op::activation: cpu::activation(pool, out, x, Activation(int(s.p[0]))); break;
+                    case Op::softmax: cpu::softmax(pool, out, x, int(s.p[0])); break;
+                    case Op::rope: cpu::rope(pool, out, x, pos + int64_t(s.p[1]), float(s.p[0])); break;
+                    case Op::embedding: cpu::embedding(pool, out, x, T(s.in[1])); break;
+                    case Op::binary: cpu::binary(pool, out, x, T(s.in[1]), BinaryOp(int(s.p[0]))); break;
+                    case Op::cast: cpu::cast(pool, out, x); break;
+                    case Op::rows: {
+                      const int64_t row = x.numel() / std::max<int64_t>(1, x.dim(0));
+                      const size_t rb = size_t(row) * dtype_size(x.dtype);
+                      std::memcpy(out.raw(), static_cast<const char*>(x.raw()) + size_t(pos + int64_t(s.p[0])) * rb,
+                                  size_t(out.dim(0)) * rb);
+                      break;
+                    }
+                    case Op::last: {
+                      const int64_t B = x.dim(0), S = x.dim(1);
+                      const size_t rb = size_t(x.numel() / std::max<int64_t>(1, B * S)) * dtype_size(x.dtype);
+                      for (int64_t b = 0; b < B; b++)
+                        std::memcpy(static_cast<char*>(out.raw()) + size_t(b) * rb,
+                                    static_cast<const char*>(x.raw()) + size_t(b * S + S - 1) * rb, rb);
+                      break;
+                    }
+                    default: break;
+                  }
+                }
+                (void)arena;
+              });
+  return outs;
+}
+
+}  // namespace ignis::graph
