@@ -1,0 +1,209 @@
+// loadModel: a Hugging Face checkpoint directory (config.json + safetensors, sharded or not)
+// -> a LanguageModel with two compiled graphs over the same weights: 'full' (every position's
+// logits, for forward) and 'step' (last position, KV caches in a per-sequence state, for
+// generate: prefill once, then one token a step).
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { describe, IgnisError, typeError } from '../errors';
+import { FloatDType } from '../dtype';
+import { graph, Model } from '../graph';
+import { openCheckpoint } from '../safetensors';
+import { disposeSymbol, tensor, Tensor } from '../tensor';
+import * as v from '../validate';
+import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, Gpt2Weights, gpt2WeightBytes, loadGpt2 } from './gpt2';
+import { buildLlama, disposeLlama, LlamaConfig, llamaConfig, LlamaWeights, llamaWeightBytes, loadLlama } from './llama';
+import { makeSampler, SamplingOptions } from './sampling';
+
+export interface LoadModelOptions {
+  device?: string;
+  /** the weights' (and activations') dtype; default f32. With quantize the activations are f32. */
+  dtype?: FloatDType;
+  /** int8 weights (per-group scales) for every linear layer and the LM head */
+  quantize?: 'int8';
+  /** int8 group size along K (32, 64 or 128) where it divides a layer's K; elsewhere the largest
+   * of 128, 64, 32 that does, else one scale per output channel */
+  groupSize?: number;
+  /** the longest sequence (prompt + generated) a state holds; default min(context, 2048) */
+  maxSeq?: number;
+  /** the most sequences one forward or state handles at once; default 1 */
+  maxBatch?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens?: number;
+  /** token ids that end generation (the stop token is yielded, then generation ends) */
+  stop?: number[];
+}
+
+type Arch = { config: Gpt2Config; weights: Gpt2Weights } | { config: LlamaConfig; weights: LlamaWeights };
+
+export class LanguageModel {
+  readonly modelType: 'gpt2' | 'llama';
+  readonly vocabSize: number;
+  /** the longest sequence a state holds */
+  readonly maxSeq: number;
+  readonly maxBatch: number;
+  readonly device: string;
+  readonly dtype: FloatDType;
+  readonly quantized: 'int8' | undefined;
+  /** @internal */ readonly full: Model;
+  /** @internal */ readonly step: Model;
+  private arch: Arch | null;
+
+  /** @internal */
+  constructor(arch: Arch, full: Model, step: Model, o: { maxSeq: number; maxBatch: number; device: string; dtype: FloatDType; quantize?: 'int8' }) {
+    this.arch = arch;
+    this.modelType = arch.config.modelType;
+    this.vocabSize = arch.config.vocab;
+    this.full = full;
+    this.step = step;
+    this.maxSeq = o.maxSeq;
+    this.maxBatch = o.maxBatch;
+    this.device = o.device;
+    this.dtype = o.dtype;
+    this.quantized = o.quantize;
+  }
+
+  /** Bytes: the weights, the two graphs' activation arenas, and the KV cache of one state. */
+  memory(): { weights: number; arena: number; kvCache: number } {
+    const a = this.live('memory');
+    const weights = a.config.modelType === 'gpt2' ? gpt2WeightBytes(a.weights as Gpt2Weights) : llamaWeightBytes(a.weights as LlamaWeights);
+    return { weights, arena: this.full.memory().arena + this.step.memory().arena, kvCache: this.step.memory().state };
+  }
+
+  private live(op: string): Arch {
+    if (!this.arch) throw new IgnisError('E_DISPOSED', `model.${op}: the model was disposed`);
+    return this.arch;
+  }
+
+  private ids(op: string, ids: unknown): Tensor {
+    if (ids instanceof Tensor) {
+      if (ids.dtype !== 'i32' || ids.rank !== 2) throw new IgnisError('E_SHAPE', `model.${op}: ids must be an i32 [batch, seq] tensor, got ${ids}`);
+      return ids;
+    }
+    if (!Array.isArray(ids) || ids.length === 0) throw typeError(`model.${op}: ids must be token ids (number[] or number[][]) or an i32 tensor, got ${describe(ids)}`);
+    const rows = (Array.isArray(ids[0]) ? ids : [ids]) as unknown[];
+    const seq = (rows[0] as unknown[]).length;
+    const flat = new Int32Array(rows.length * seq);
+    rows.forEach((r, b) => {
+      if (!Array.isArray(r) || r.length !== seq) throw new IgnisError('E_SHAPE', `model.${op}: every sequence of a batch must have the same length (${seq})`);
+      r.forEach((t, s) => {
+        if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= this.vocabSize)
+          throw new IgnisError('E_INDEX', `model.${op}: token ${describe(t)} at [${b}, ${s}] is not an id in [0, ${this.vocabSize})`);
+        flat[b * seq + s] = t;
+      });
+    });
+    return tensor(flat, { shape: [rows.length, seq], dtype: 'i32', device: this.device });
+  }
+
+  /** logits [batch, seq, vocab] for every position of ids (number[] is one sequence). */
+  forward(ids: number[] | number[][] | Tensor): Tensor {
+    this.live('forward');
+    const t = this.ids('forward', ids);
+    try {
+      return this.full.enqueue({ ids: t }).logits;
+    } finally {
+      if (t !== ids) t.dispose();
+    }
+  }
+
+  /**
+   * Generates token ids after `prompt`, one per iteration: the prompt is run once (prefill),
+   * then each new token is one step over the KV cache. Greedy unless a temperature is given.
+   */
+  async *generate(prompt: number[], opts?: GenerateOptions): AsyncGenerator<number, void, undefined> {
+    const op = 'generate';
+    this.live(op);
+    const o = v.options<GenerateOptions>(op, opts, ['maxNewTokens', 'stop', 'temperature', 'topK', 'topP', 'seed']);
+    const maxNew = v.int(op, 'maxNewTokens', o.maxNewTokens, 0, 32);
+    if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((x) => !Number.isInteger(x))))
+      throw typeError(`model.${op}: stop must be an array of token ids, got ${describe(o.stop)}`);
+    const stop = new Set(o.stop ?? []);
+    const sample = makeSampler(`model.${op}`, o);
+    if (!Array.isArray(prompt) || prompt.length === 0 || Array.isArray(prompt[0]))
+      throw typeError(`model.${op}: prompt must be a non-empty array of token ids, got ${describe(prompt)}`);
+    if (prompt.length > this.maxSeq)
+      throw new IgnisError('E_ARGUMENT', `model.${op}: the prompt (${prompt.length} tokens) does not fit maxSeq ${this.maxSeq}`);
+    const state = this.step.createState();
+    try {
+      let ids = this.ids(op, prompt);
+      let position = 0;
+      for (let n = 0; n < maxNew; n++) {
+        const { logits } = this.step.enqueue({ ids, position }, { state });
+        position += ids.shape[1];
+        ids.dispose();
+        const row = (await logits.data()) as Float32Array;
+        logits.dispose();
+        const token = sample(row, 0, this.vocabSize);
+        yield token;
+        if (stop.has(token) || position >= this.maxSeq) return;
+        ids = tensor(new Int32Array([token]), { shape: [1, 1], dtype: 'i32', device: this.device });
+      }
+    } finally {
+      state.dispose();
+    }
+  }
+
+  dispose(): void {
+    const a = this.arch;
+    if (!a) return;
+    this.arch = null;
+    this.full.dispose();
+    this.step.dispose();
+    if (a.config.modelType === 'gpt2') disposeGpt2(a.weights as Gpt2Weights);
+    else disposeLlama(a.weights as LlamaWeights);
+  }
+  [disposeSymbol](): void {
+    this.dispose();
+  }
+}
+
+/** Loads a Hugging Face style checkpoint directory of model_type 'gpt2' or 'llama'. */
+export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<LanguageModel> {
+  const op = 'loadModel';
+  if (typeof dir !== 'string' || !dir) throw typeError(`${op}: dir must be a directory path, got ${describe(dir)}`);
+  const o = v.options<LoadModelOptions>(op, opts, ['device', 'dtype', 'quantize', 'groupSize', 'maxSeq', 'maxBatch']);
+  const device = v.device(op, o.device);
+  const dtype = v.dtype(op, o.dtype, 'f32') as FloatDType;
+  if (!['f32', 'f16', 'bf16'].includes(dtype)) throw new IgnisError('E_DTYPE', `${op}: dtype must be f32, f16 or bf16, got ${dtype}`);
+  if (o.quantize !== undefined && o.quantize !== 'int8') throw new IgnisError('E_ARGUMENT', `${op}: quantize must be 'int8', got ${describe(o.quantize)}`);
+  const groupSize = o.groupSize === undefined ? undefined : v.int(op, 'groupSize', o.groupSize, 1);
+  const maxBatch = v.int(op, 'maxBatch', o.maxBatch, 1, 1);
+  let raw: Record<string, unknown>;
+  const cfgPath = path.join(dir, 'config.json');
+  try {
+    raw = JSON.parse(await fsp.readFile(cfgPath, 'utf8'));
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') throw new IgnisError('E_ARGUMENT', `${op}: ${cfgPath} does not exist`);
+    throw new IgnisError('E_FORMAT', `${op}: ${cfgPath}: ${err.message}`);
+  }
+  if (typeof raw !== 'object' || raw === null) throw new IgnisError('E_FORMAT', `${op}: ${cfgPath} is not a JSON object`);
+  const wo = { dtype, quantize: o.quantize, groupSize, device };
+  const src = await openCheckpoint(dir);
+  let arch: Arch;
+  try {
+    if (raw.model_type === 'gpt2') {
+      const config = gpt2Config(raw);
+      arch = { config, weights: await loadGpt2(src, config, wo) };
+    } else if (raw.model_type === 'llama') {
+      const config = llamaConfig(raw);
+      arch = { config, weights: await loadLlama(src, config, wo) };
+    } else {
+      throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama)`);
+    }
+  } finally {
+    await src.close();
+  }
+  const context = arch.config.modelType === 'gpt2' ? arch.config.positions : arch.config.maxPositions;
+  const maxSeq = Math.min(context, v.int(op, 'maxSeq', o.maxSeq, 1, Math.min(context, 2048)));
+  const build = (mode: 'full' | 'step') => {
+    const g = graph();
+    if (arch.config.modelType === 'gpt2') buildGpt2(g, arch.config, arch.weights as Gpt2Weights, mode, maxSeq);
+    else buildLlama(g, arch.config, arch.weights as LlamaWeights, mode, maxSeq);
+    return g.compile({ device, max: { batch: maxBatch, seq: maxSeq } });
+  };
+  const full = await build('full');
+  const step = await build('step');
+  return new LanguageModel(arch, full, step, { maxSeq, maxBatch, device, dtype, quantize: o.quantize });
+}

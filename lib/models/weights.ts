@@ -1,0 +1,93 @@
+// Loading a checkpoint's linear layers in the form a model's graph multiplies by: packed f32
+// (packWeight), int8 (quantize), or the stored f16/bf16 tensor used through transposeB.
+import { IgnisError } from '../errors';
+import { FloatDType } from '../dtype';
+import { GraphBuilder, GraphNode, GraphWeight } from '../graph';
+import { PackedWeight, packWeight } from '../packed';
+import { QuantizedTensor, quantize } from '../quant';
+import { TensorSource } from '../safetensors';
+import { tensor, Tensor } from '../tensor';
+
+export interface WeightOptions {
+  dtype: FloatDType;
+  quantize?: 'int8';
+  groupSize?: number;
+  device: string;
+}
+
+/** A linear layer's weight, y = x @ W^T with W [N, K] (what nn.Linear stores). */
+export type Linear = { kind: 'tensor'; t: Tensor } | { kind: 'packed'; t: PackedWeight } | { kind: 'q'; t: QuantizedTensor };
+
+export function linearBytes(l: Linear): number {
+  if (l.kind === 'tensor') return l.t.size * (l.t.dtype === 'f32' ? 4 : 2);
+  if (l.kind === 'packed') return l.t.packed.size * 4;
+  return l.t.q.size + l.t.scales.size * 4;
+}
+
+export function disposeLinear(l: Linear): void {
+  l.t.dispose();
+}
+
+/**
+ * The group size to quantize a layer of width K with: the asked one where it divides K, else
+ * the largest of 128, 64, 32 that does, else K (one scale per output channel).
+ */
+function groupFor(K: number, asked?: number): number {
+  for (const g of [asked, 128, 64, 32]) if (g !== undefined && K % g === 0) return g;
+  return K;
+}
+
+/** Makes the linear weight from W [N, K] given as an f32 tensor (consumed). */
+export function linearFromNK(w: Tensor, o: WeightOptions): Linear {
+  if (o.quantize === 'int8') {
+    const q = quantize(w, { groupSize: groupFor(w.shape[1], o.groupSize) });
+    w.dispose();
+    return { kind: 'q', t: q };
+  }
+  if (o.dtype === 'f32') {
+    const p = packWeight(w, { transposeB: true });
+    w.dispose();
+    return { kind: 'packed', t: p };
+  }
+  return { kind: 'tensor', t: w };
+}
+
+/** The graph node of a linear weight and how to multiply by it. */
+export function graphLinear(g: GraphBuilder, name: string, l: Linear): { b: GraphNode | GraphWeight; transposeB?: boolean } {
+  if (l.kind === 'tensor') return { b: g.weight(name, l.t), transposeB: true };
+  return { b: g.weight(name, l.t) };
+}
+
+/** Reads a tensor, checking its shape; E_FORMAT names the tensor and both shapes. */
+export async function readChecked(src: TensorSource, name: string, shape: number[], dtype: FloatDType, device: string): Promise<Tensor> {
+  const info = src.info(name);
+  if (!info) throw new IgnisError('E_FORMAT', `loadModel: the checkpoint has no tensor '${name}'`);
+  if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i]))
+    throw new IgnisError('E_FORMAT', `loadModel: tensor '${name}' is [${info.shape.join(', ')}], the config says [${shape.join(', ')}]`);
+  return src.read(name, { dtype, device });
+}
+
+/** f32 host values of a tensor of the checkpoint (for layouts that need a transpose or split). */
+export async function readHost(src: TensorSource, name: string, shape: number[]): Promise<Float32Array> {
+  const t = await readChecked(src, name, shape, 'f32', 'cpu');
+  try {
+    return (await t.data()) as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
+/** out [cols, rows] = a [rows, cols]^T, for columns [c0, c1) of a only. */
+export function transposeCols(a: Float32Array, rows: number, cols: number, c0: number, c1: number): Float32Array {
+  const w = c1 - c0;
+  const out = new Float32Array(w * rows);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols + c0;
+    for (let c = 0; c < w; c++) out[c * rows + r] = a[base + c];
+  }
+  return out;
+}
+
+export function hostTensor(data: Float32Array, shape: number[], dtype: FloatDType | 'f32', device: string): Tensor {
+  return tensor(data, { shape, dtype, device });
+}

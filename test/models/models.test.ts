@@ -1,0 +1,191 @@
+// loadModel on random GPT-2 and Llama checkpoints written in the exact Hugging Face layout:
+// logits against the float64 reference (f32, bf16, int8 weights), generation with the KV cache
+// against re-running the whole sequence, sampling, batches, concurrency, and bad checkpoints.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import * as ignis from '../../lib/index';
+import { forDevices } from '../helpers';
+import { randomGpt2, randomLlama, roundWeights, tinyGpt2Config, tinyLlamaConfig } from '../reference/checkpoints';
+import { forwardReference, greedyReference, type ModelConfig, type Weights } from '../reference/models';
+import { rngFor, testSeed } from '../reference/rng';
+import { relError, removeDir, writeCheckpoint } from './helpers';
+
+const FILE = 'test/models/models.test.ts';
+const seed = testSeed();
+const ctx = (name: string) => `${name} [seed ${seed}; rerun: IGNIS_TEST_SEED=${seed} npx vitest run ${FILE}]`;
+const dirs: string[] = [];
+afterAll(() => dirs.forEach(removeDir));
+
+async function checkpoint(cfg: ModelConfig, stored: 'f32' | 'bf16', opts: { shards?: boolean; prefix?: boolean } = {}) {
+  const s = rngFor(`${cfg.model_type} ${stored}`, seed).int(0, 1 << 30);
+  const w = cfg.model_type === 'gpt2' ? randomGpt2(cfg, s, { transformerPrefix: opts.prefix }) : randomLlama(cfg, s);
+  const dir = await writeCheckpoint(cfg, w, stored, opts.shards);
+  dirs.push(dir);
+  return { dir, w: stored === 'f32' ? w : roundWeights(w, stored) };
+}
+
+function randomIds(name: string, batch: number, seq: number, vocab: number): number[][] {
+  const r = rngFor(name, seed);
+  return Array.from({ length: batch }, () => Array.from({ length: seq }, () => r.int(0, vocab - 1)));
+}
+
+const ARCHS: [string, () => ModelConfig][] = [
+  ['gpt2', () => tinyGpt2Config()],
+  ['llama', () => tinyLlamaConfig()],
+];
+
+forDevices((device) => {
+  for (const [arch, makeCfg] of ARCHS) {
+    describe(arch, () => {
+      const cfg = makeCfg();
+      const vocab = cfg.vocab_size;
+      // stored dtype, load options, bound on max|ignis - ref| / max|ref|
+      const variants: [string, 'f32' | 'bf16', ignis.LoadModelOptions, number][] = [
+        ['f32', 'f32', {}, 1e-4],
+        ['bf16', 'bf16', { dtype: 'bf16' }, 3e-2],
+        ['int8', 'f32', { quantize: 'int8' }, 3e-2],
+        ['int8 g32', 'f32', { quantize: 'int8', groupSize: 32 }, 3e-2],
+      ];
+      for (const [label, stored, opts, tol] of variants) {
+        it(`${arch} ${label}: logits match the float64 reference ${device}`, async () => {
+          const name = ctx(`${arch} ${label} ${device}`);
+          const { dir, w } = await checkpoint(cfg, stored);
+          const m = await ignis.loadModel(dir, { ...opts, device, maxBatch: 3 });
+          try {
+            for (const [batch, seq] of [[1, 1], [3, 9], [2, 33]]) {
+              const ids = randomIds(`${name} ${batch}x${seq}`, batch, seq, vocab);
+              const logits = m.forward(ids);
+              expect(logits.shape).toEqual([batch, seq, vocab]);
+              const err = relError(await logits.data(), forwardReference(cfg, w, ids));
+              expect(err, `${name}: [${batch}, ${seq}] relative error`).toBeLessThan(tol);
+              logits.dispose();
+            }
+          } finally {
+            m.dispose();
+          }
+        });
+      }
+
+      it(`${arch}: greedy generation with the KV cache equals re-running the whole sequence ${device}`, async () => {
+        const name = ctx(`${arch} greedy ${device}`);
+        const { dir, w } = await checkpoint(cfg, 'f32');
+        const m = await ignis.loadModel(dir, { device });
+        try {
+          const prompt = randomIds(`${name} prompt`, 1, 6, vocab)[0];
+          const got: number[] = [];
+          for await (const t of m.generate(prompt, { maxNewTokens: 10 })) got.push(t);
+          expect(got).toHaveLength(10);
+          // the same model, no cache: the argmax of the last row of forward(prompt + generated)
+          const seq = prompt.slice();
+          for (let i = 0; i < 10; i++) {
+            const logits = m.forward(seq);
+            const d = await logits.data();
+            logits.dispose();
+            let best = 0;
+            for (let t = 1; t < vocab; t++) if (d[(seq.length - 1) * vocab + t] > d[(seq.length - 1) * vocab + best]) best = t;
+            expect(best, `${name}: step ${i}`).toBe(got[i]);
+            seq.push(best);
+          }
+          expect(got, name).toEqual(greedyReference(cfg, w, prompt, 10));
+        } finally {
+          m.dispose();
+        }
+      });
+
+      it(`${arch}: sampling is seeded, stops on a stop token, and concurrent generations do not interfere ${device}`, async () => {
+        const name = ctx(`${arch} sampling ${device}`);
+        const { dir } = await checkpoint(cfg, 'f32');
+        const m = await ignis.loadModel(dir, { device });
+        try {
+          const prompt = randomIds(`${name} prompt`, 1, 5, vocab)[0];
+          const run = async (o: ignis.GenerateOptions) => {
+            const out: number[] = [];
+            for await (const t of m.generate(prompt, o)) out.push(t);
+            return out;
+          };
+          const a = await run({ maxNewTokens: 12, temperature: 0.8, topK: 20, topP: 0.95, seed: 5 });
+          expect(await run({ maxNewTokens: 12, temperature: 0.8, topK: 20, topP: 0.95, seed: 5 }), name).toEqual(a);
+          const topK1 = await run({ maxNewTokens: 6, temperature: 1.5, topK: 1, seed: 9 });
+          expect(topK1, `${name}: topK 1 is greedy`).toEqual(await run({ maxNewTokens: 6 }));
+          const stopped = await run({ maxNewTokens: 12, temperature: 0.8, topK: 20, topP: 0.95, seed: 5, stop: [a[3]] });
+          expect(stopped, name).toEqual(a.slice(0, a.indexOf(a[3]) + 1));
+          // two generators stepped alternately, each with its own state
+          const g1 = m.generate(prompt, { maxNewTokens: 8 });
+          const g2 = m.generate(prompt.slice(1), { maxNewTokens: 8 });
+          const r1: number[] = [], r2: number[] = [];
+          for (let i = 0; i < 8; i++) {
+            r1.push((await g1.next()).value as number);
+            r2.push((await g2.next()).value as number);
+          }
+          expect(r1, name).toEqual(await run({ maxNewTokens: 8 }));
+          const solo: number[] = [];
+          for await (const t of m.generate(prompt.slice(1), { maxNewTokens: 8 })) solo.push(t);
+          expect(r2, name).toEqual(solo);
+        } finally {
+          m.dispose();
+        }
+      });
+    });
+  }
+
+  it(`layouts: sharded checkpoints, GPT-2 with the transformer. prefix, a tied Llama head ${device}`, async () => {
+    const cases: [ModelConfig, { shards?: boolean; prefix?: boolean }][] = [
+      [tinyGpt2Config(), { shards: true, prefix: true }],
+      [tinyLlamaConfig({ tie_word_embeddings: true }), { shards: true }],
+      [tinyLlamaConfig({ num_key_value_heads: 1, rope_theta: 500000 }), {}],
+    ];
+    for (const [cfg, o] of cases) {
+      const name = ctx(`layout ${cfg.model_type} ${JSON.stringify(o)} ${device}`);
+      const { dir, w } = await checkpoint(cfg, 'f32', o);
+      const m = await ignis.loadModel(dir, { device });
+      const ids = randomIds(name, 1, 7, cfg.vocab_size);
+      const logits = m.forward(ids);
+      expect(relError(await logits.data(), forwardReference(cfg, w, ids)), name).toBeLessThan(1e-4);
+      m.dispose();
+    }
+  });
+});
+
+describe('loadModel errors', () => {
+  it('names what is missing or wrong', async () => {
+    const cfg = tinyLlamaConfig();
+    const { dir } = await checkpoint(cfg, 'f32');
+    const copy = (edit: (d: string) => void) => {
+      const d = fs.mkdtempSync(dir + '-edit');
+      dirs.push(d);
+      for (const f of fs.readdirSync(dir)) fs.copyFileSync(path.join(dir, f), path.join(d, f));
+      edit(d);
+      return d;
+    };
+    const cfgWith = (patch: object) => (d: string) =>
+      fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify({ ...cfg, ...patch }));
+    const expectReject = async (p: Promise<unknown>, code: string, text: string) => {
+      const e = await p.then(() => null, (x) => x);
+      expect(e, text).toBeInstanceOf(ignis.IgnisError);
+      expect(e.code, e.message).toBe(code);
+      expect(e.message).toContain(text);
+    };
+    await expectReject(ignis.loadModel(path.join(dir, 'nope')), 'E_ARGUMENT', 'config.json');
+    await expectReject(ignis.loadModel(copy(cfgWith({ model_type: 'bert' }))), 'E_FORMAT', 'bert');
+    await expectReject(ignis.loadModel(copy(cfgWith({ hidden_size: 96 }))), 'E_FORMAT', 'model.embed_tokens.weight');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_scaling: { rope_type: 'llama3', factor: 8 } }))), 'E_FORMAT', 'rope_scaling');
+    await expectReject(ignis.loadModel(copy(cfgWith({ num_hidden_layers: 3 }))), 'E_FORMAT', 'model.layers.2');
+    await expectReject(ignis.loadModel(copy((d) => fs.writeFileSync(path.join(d, 'config.json'), '{ not json'))), 'E_FORMAT', 'config.json');
+    await expect(ignis.loadModel(dir, { quantize: 'int4' as 'int8' })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    await expect(ignis.loadModel(dir, { maxBatch: 0 })).rejects.toMatchObject({ code: 'E_RANGE' });
+    const m = await ignis.loadModel(dir, { maxSeq: 16 });
+    expect(() => m.forward([[1, 2], [3]])).toThrow(/same length/);
+    expect(() => m.forward([1, cfg.vocab_size])).toThrow(expect.objectContaining({ code: 'E_INDEX' }));
+    expect(() => m.forward([[1, 2], [3, 4]])).toThrow(expect.objectContaining({ code: 'E_SHAPE' })); // maxBatch 1
+    await expect(m.generate(Array(17).fill(1)).next()).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    await expect(m.generate([1], { topK: 3 }).next()).rejects.toMatchObject({ code: 'E_RANGE' });
+    const out: number[] = [];
+    for await (const t of m.generate([1, 2, 3], { maxNewTokens: 100 })) out.push(t);
+    expect(out.length, 'generation stops when the cache (maxSeq 16) is full').toBe(14);
+    m.dispose();
+    expect(() => m.forward([1])).toThrow(expect.objectContaining({ code: 'E_DISPOSED' }));
+  });
+});
+
+export type { Weights };
