@@ -14,6 +14,7 @@ export interface NativeBinding {
   planRun(plan: Handle, inputs: Handle[], scalars: number[], state: Handle[]): Handle[];
   planState(plan: Handle): Handle[];
   planMemory(plan: Handle): { weights: number; arena: number; state: number };
+  planProfile(plan: Handle, on?: boolean): { op: string; ns: number }[];
   memoryCpu(): { allocated: number; reserved: number; peak: number };
   emptyCacheCpu(): number;
   info(): {

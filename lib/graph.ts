@@ -728,6 +728,15 @@ export class Model {
     return native().planMemory(this.live('memory'));
   }
 
+  /**
+   * Step timing: profile(true) makes every later run time each step; profile() returns the last
+   * finished profiled run's steps ({ op, ns }, in order; empty before one), profile(false) stops.
+   */
+  profile(on?: boolean): { op: string; ns: number }[] {
+    if (on !== undefined && typeof on !== 'boolean') throw typeError(`model.profile: on must be a boolean, got ${describe(on)}`);
+    return native().planProfile(this.live('profile'), on);
+  }
+
   /** Fresh state (zeroed KV caches) for one batch of sequences; runs with it queue in order. */
   createState(): ModelState {
     return new ModelState(this, native().planState(this.live('createState')).map((h) => new Tensor(h)));

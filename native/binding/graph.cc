@@ -203,6 +203,24 @@ static Napi::Value PlanMemory(const Napi::CallbackInfo& info) {
   });
 }
 
+// planProfile(plan, on | undefined) -> the last profiled run's step times (ns) with their ops
+static Napi::Value PlanProfile(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    graph::Plan& p = arg_plan(info, 0);
+    if (info[1].IsBoolean()) p.set_profiling(info[1].As<Napi::Boolean>().Value());
+    const std::vector<int64_t> t = p.last_profile();
+    Napi::Array r = Napi::Array::New(env, t.size());
+    for (size_t i = 0; i < t.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("op", graph::kOpNames[size_t(p.spec().steps[i].op)]);
+      o.Set("ns", double(t[i]));
+      r.Set(uint32_t(i), o);
+    }
+    return r;
+  });
+}
+
 void register_graph(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = PlanHandle::Define(env);
   addon(env).plan_class = Napi::Persistent(cls);
@@ -210,6 +228,7 @@ void register_graph(Napi::Env env, Napi::Object exports) {
   exports.Set("planRun", Napi::Function::New(env, PlanRun, "planRun"));
   exports.Set("planState", Napi::Function::New(env, PlanState, "planState"));
   exports.Set("planMemory", Napi::Function::New(env, PlanMemory, "planMemory"));
+  exports.Set("planProfile", Napi::Function::New(env, PlanProfile, "planProfile"));
 }
 
 }  // namespace ignis::binding

@@ -2,6 +2,7 @@
 // runs every step on views of the arena, the inputs, the weights and the state.
 #include "plan.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -213,6 +214,11 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
   spec_ = std::make_shared<const PlanSpec>(std::move(spec));
 }
 
+std::vector<int64_t> Plan::last_profile() const {
+  std::lock_guard<std::mutex> lock(profile_->mu);
+  return profile_->last;
+}
+
 int64_t Plan::weight_bytes() const {
   int64_t n = 0;
   for (const Tensor& w : spec_->weights) n += int64_t(w.nbytes());
@@ -337,9 +343,13 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
   ThreadPool& pool = rt_.pool();
   std::shared_ptr<const PlanSpec> keep = spec_;
   Tensor arena = arena_;
+  std::shared_ptr<Profile> prof = profile_->on ? profile_ : nullptr;
   ops::launch(rt_.queue(spec.device), std::move(in_list), std::move(out_list),
-              [&pool, keep, arena, buf = std::move(buf), scalars] {
+              [&pool, keep, arena, prof, buf = std::move(buf), scalars] {
                 const PlanSpec& spec = *keep;
+                std::vector<int64_t> times;
+                if (prof) times.reserve(spec.steps.size());
+                auto t0 = std::chrono::steady_clock::now();
                 auto T = [&](int b) -> const Tensor& { return buf[size_t(b)]; };
                 auto opt = [&](const Step& s, size_t k) -> const Tensor* {
                   return k < s.in.size() && s.in[k] >= 0 ? &buf[size_t(s.in[k])] : nullptr;
@@ -406,6 +416,15 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
                     }
                     default: break;
                   }
+                  if (prof) {
+                    const auto t1 = std::chrono::steady_clock::now();
+                    times.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+                    t0 = t1;
+                  }
+                }
+                if (prof) {
+                  std::lock_guard<std::mutex> lock(prof->mu);
+                  prof->last = std::move(times);
                 }
                 (void)arena;
               });

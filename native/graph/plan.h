@@ -3,8 +3,10 @@
 // held for the plan's life. run() binds the symbols from the inputs' shapes, allocates the
 // outputs and enqueues every step as one task on the device queue: no per-op work in JS.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -85,6 +87,12 @@ class Plan {
   // Fresh state tensors (zero-filled), one set per independent sequence batch.
   std::vector<Tensor> make_state();
 
+  // Profiling: while on, each run records every step's time (ns); last_profile() is the most
+  // recent finished run's, in step order (empty when none).
+  void set_profiling(bool on) { profile_->on = on; }
+  std::vector<int64_t> last_profile() const;
+  const PlanSpec& spec() const { return *spec_; }
+
   int64_t arena_bytes() const { return spec_->arena_bytes; }
   int64_t weight_bytes() const;
   int64_t state_bytes() const;
@@ -93,6 +101,12 @@ class Plan {
   ops::Runtime& rt_;
   std::shared_ptr<const PlanSpec> spec_;
   Tensor arena_;
+  struct Profile {
+    std::atomic<bool> on{false};
+    mutable std::mutex mu;
+    std::vector<int64_t> last;
+  };
+  std::shared_ptr<Profile> profile_ = std::make_shared<Profile>();
 };
 
 }  // namespace ignis::graph
