@@ -106,6 +106,26 @@ function cases(quick: boolean): Case[] {
     });
   }
 
+  {
+    // The same GEMV over four weights in turn (66 MB > the 32 MB L3): each call reads its weight
+    // from memory, the case the bandwidth bar is about. ignis only: the peers' rows above reuse one.
+    const K = 4096, N = 4096;
+    out.push({
+      area: 'int8', shape: `1x${K}x${N}, 4 weights rotated`, flops: 2 * K * N, bytes: N * K * (1 + 4 / G) + 4 * (K + N),
+      ignis: () => {
+        const x = randn([1, K]);
+        const qs = [0, 1, 2, 3].map(() => {
+          const w = randn([N, K]);
+          const q = ignis.quantize(w, { groupSize: G });
+          w.dispose();
+          return q;
+        });
+        let i = 0;
+        return { run: () => ignis.matmul(x, qs[i++ % 4]), dispose: disposeAll(x, ...qs) };
+      },
+    });
+  }
+
   const H = 12, D = 64;
   for (const S of quick ? [256] : [256, 512, 1024]) {
     out.push({
