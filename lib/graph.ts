@@ -459,8 +459,10 @@ export class GraphBuilder {
     if (rt.shape.length < 1 || typeof rt.shape[0] !== 'number') this.fail(op, `table (${rt.label}) ${dimsStr(rt.shape)} needs a fixed first dimension`);
     const count = checkDim(op, o.count);
     let scalar = -1, offset = v.int(op, 'offset', o.offset, 0, 0);
-    if (o.start instanceof GraphScalar) scalar = o.start.index;
-    else offset += v.int(op, 'start', o.start, 0);
+    if (o.start instanceof GraphScalar) {
+      if (o.start.graph !== this) throw new IgnisError('E_ARGUMENT', `graph.${op}: start belongs to another graph`);
+      scalar = o.start.index;
+    } else offset += v.int(op, 'start', o.start, 0);
     if (typeof count === 'number' && offset + count > (rt.shape[0] as number)) this.fail(op, `rows [${offset}, ${offset + count}) run past ${rt.label} ${dimsStr(rt.shape)}`);
     return this.push({ kind: 'op', op, in: [rt.id], shape: [count, ...rt.shape.slice(1)], dtype: rt.dtype, p: [offset], scalar });
   }
@@ -511,6 +513,8 @@ function compileGraph(g: GraphBuilder, opts: CompileOptions): Model {
   for (const k of Object.keys(o))
     if (k !== 'device' && k !== 'max' && !/^max[A-Z]/.test(k)) throw typeError(`graph.${op}: unknown option '${k}' (device, max, max<Symbol>)`);
   const device = v.device(op, o.device);
+  // A plan's steps call the CPU kernels (native/graph/plan.cc): on another device they would read device memory.
+  if (device !== 'cpu') throw new IgnisError('E_DEVICE', `graph.${op}: compiled graphs run on the CPU only for now, got device '${device}'`);
   if (!g.outputs.length) throw new IgnisError('E_ARGUMENT', `graph.${op}: the graph has no outputs (call graph.output())`);
 
   // Symbols and their maxima.
@@ -540,7 +544,8 @@ function compileGraph(g: GraphBuilder, opts: CompileOptions): Model {
   // Nodes the outputs need, in build order.
   const nodes = g.nodes;
   const need = new Array<boolean>(nodes.length).fill(false);
-  const stack = g.outputs.map((x) => x.node);
+  // Every declared input is part of the model (runs pass it; its symbols bind), used or not.
+  const stack = [...g.outputs.map((x) => x.node), ...nodes.filter((r) => r.kind === 'input').map((r) => r.id)];
   while (stack.length) {
     const id = stack.pop()!;
     if (need[id]) continue;
@@ -600,12 +605,21 @@ function compileGraph(g: GraphBuilder, opts: CompileOptions): Model {
     bufOf.set(r.id, buffers.length);
     buffers.push(b);
   }
+  // rows with a symbolic count: at the symbol's maximum the rows must still lie in the table.
+  for (const r of all) {
+    if (!used[r.id] || r.op !== 'rows' || typeof r.shape[0] !== 'string') continue;
+    const t = nodes[r.in[0]], m = maxOf.get(r.shape[0])!;
+    if (r.p[0] + m > (t.shape[0] as number))
+      throw rangeError(`graph.${op}: ${r.label} takes up to ${m} rows (the maximum of '${r.shape[0]}') from row ${r.p[0]} of ${t.label} ${dimsStr(t.shape)}`);
+  }
 
   // State: each cache is two tensors [maxBatch, maxSeq, heads, headDim]; the steps see views
   // whose batch is the run's.
   const states: { dtype: DType; shape: number[] }[] = [];
   const cacheBufs: [number, number][] = [];
   for (const c of g.caches) {
+    if (typeof c.maxSeq === 'string' && !maxOf.has(c.maxSeq))
+      throw rangeError(`graph.${op}: give a maximum for the symbolic dimension '${c.maxSeq}' (maxSeq of cache '${c.name}'): max: { ${c.maxSeq}: N } or max${c.maxSeq[0].toUpperCase()}${c.maxSeq.slice(1)}: N`);
     if (typeof c.batch === 'string' && !bound.has(c.batch)) throw rangeError(`graph.${op}: cache '${c.name}' has batch '${c.batch}', which no input binds`);
     const full = [concrete(c.batch), concrete(c.maxSeq), c.heads, c.headDim];
     const dims = [enc(c.batch, `cache '${c.name}'`), concrete(c.maxSeq), c.heads, c.headDim];
@@ -763,7 +777,7 @@ export class Model {
     const sc = this.scalars.map((name) => {
       const x = inputs[name];
       if (x === undefined) throw new IgnisError('E_ARGUMENT', `model.${op}: missing scalar '${name}'`);
-      return v.int(op, name, x, 0);
+      return v.int(`model.${op}`, name, x, 0);
     });
     let st: Handle[] = [];
     if (o.state !== undefined) {

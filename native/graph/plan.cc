@@ -100,9 +100,8 @@ void check_step(size_t i, const Step& s, const std::vector<Shape>& sh, const std
                  S(3)[3] == k[3] && D(3) == D(1) && D(4) == D(1),
              "cache " + shape_str(S(3)) + " does not fit k " + shape_str(k));
         need(s.scalar >= 0, "a cache needs a position");
-      } else {
-        need(x[1] <= k[1] || s.p[0] == 0, "causal attention needs q's seq <= k's");
       }
+      // causal without a cache needs q's seq <= k's: checked per run, where the symbols are bound
       break;
     }
     case Op::rmsnorm:
@@ -314,6 +313,15 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
     buf[b] = std::move(t);
   }
   for (size_t i = 0; i < spec.outputs.size(); i++) outs[i] = buf[size_t(spec.outputs[i])];
+
+  // Causal attention without a cache needs q's seq <= k's (two symbols may bind either way).
+  for (const Step& s : spec.steps) {
+    if (s.op != Op::attention || s.p[0] == 0 || (s.in.size() > 3 && s.in[3] >= 0)) continue;
+    const Shape &q = buf[size_t(s.in[0])].shape, &k = buf[size_t(s.in[1])].shape;
+    if (q[1] > k[1])
+      fail(ErrorCode::Shape, std::string(op) + ": causal attention needs q's seq <= k's, got q " + shape_str(q) + " and k " +
+                                 shape_str(k));
+  }
 
   // Run-time integers: positions must keep every cache write and row range in bounds.
   for (size_t i = 0; i < spec.steps.size(); i++) {
