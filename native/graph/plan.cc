@@ -2,6 +2,7 @@
 // runs every step on views of the arena, the inputs, the weights and the state.
 #include "plan.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -210,6 +211,23 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
   for (int b : spec.outputs)
     if (b < 0 || size_t(b) >= nb) fail(ErrorCode::Internal, "graph: bad output buffer");
   if (spec.arena_bytes > 0) arena_ = empty({spec.arena_bytes}, DType::i8, spec.device);
+  // The views every run binds in place: weights and arena slices fixed now, the rest per run.
+  views_ = std::make_shared<std::vector<Tensor>>(nb);
+  for (size_t b = 0; b < nb; b++) {
+    const Buffer& buf = spec.buffers[b];
+    Tensor& t = (*views_)[b];
+    t.dtype = buf.dtype;
+    if (buf.kind == Buffer::weight) {
+      t = spec.weights[size_t(buf.index)];
+    } else if (buf.kind == Buffer::arena) {
+      t.storage = arena_.storage;
+      t.offset = size_t(buf.offset);
+    }
+  }
+  for (int b : spec.inputs)
+    if (spec.buffers[size_t(b)].index < 0 || size_t(spec.buffers[size_t(b)].index) >= spec.inputs.size() ||
+        spec.inputs[size_t(spec.buffers[size_t(b)].index)] != b)
+      fail(ErrorCode::Internal, "graph: input buffers and the input list disagree");
   spec_ = std::make_shared<const PlanSpec>(std::move(spec));
 }
 
@@ -286,38 +304,41 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
   for (size_t s = 0; s < sym.size(); s++)
     if (sym[s] < 0) fail(ErrorCode::Internal, std::string(op) + ": symbol " + spec.symbol_names[s] + " is bound by no input");
 
-  // Every buffer as a tensor: views of the arena / state / inputs / weights; fresh outputs.
-  std::vector<Tensor> buf(spec.buffers.size());
+  auto shape_of = [&](int b) { return resolve(spec.buffers[size_t(b)].dims, sym); };
+
+  // The outputs: fresh tensors for their root buffers (a view's root is allocated once).
   std::vector<Tensor> outs(spec.outputs.size());
-  for (size_t b = 0; b < spec.buffers.size(); b++) {
-    const Buffer& s = spec.buffers[b];
-    Shape shape = resolve(s.dims, sym);
+  std::vector<std::pair<int, Tensor>> roots;
+  for (size_t i = 0; i < spec.outputs.size(); i++) {
+    const int ob = spec.outputs[i];
+    const Buffer& bs = spec.buffers[size_t(ob)];
+    int root = ob;
+    if (bs.kind == Buffer::view) root = bs.index;
+    const Buffer& rs = spec.buffers[size_t(root)];
     Tensor t;
-    switch (s.kind) {
-      case Buffer::input: {
-        for (size_t i = 0; i < spec.inputs.size(); i++)
-          if (spec.inputs[i] == int(b)) t = inputs[i];
-        break;
+    if (rs.kind == Buffer::output) {
+      auto it = std::find_if(roots.begin(), roots.end(), [&](const auto& r) { return r.first == root; });
+      if (it == roots.end()) {
+        roots.emplace_back(root, empty(shape_of(root), rs.dtype, spec.device));
+        it = roots.end() - 1;
       }
-      case Buffer::weight: t = spec.weights[size_t(s.index)]; break;
-      case Buffer::arena:
-        t.storage = arena_.storage;
-        t.offset = size_t(s.offset);
-        break;
-      case Buffer::output: t = empty(shape, s.dtype, spec.device); break;
-      case Buffer::state: t = state[size_t(s.index)]; break;
-      case Buffer::view: t = buf[size_t(s.index)]; break;
+      t = it->second;
+    } else if (rs.kind == Buffer::input) {
+      t = inputs[size_t(rs.index)];
+    } else if (rs.kind == Buffer::weight) {
+      t = spec.weights[size_t(rs.index)];
+    } else {
+      fail(ErrorCode::Internal, "graph: an output lives in the arena or the state");
     }
-    t.shape = std::move(shape);
-    t.dtype = s.dtype;
-    buf[b] = std::move(t);
+    t.shape = shape_of(ob);
+    t.dtype = bs.dtype;
+    outs[i] = std::move(t);
   }
-  for (size_t i = 0; i < spec.outputs.size(); i++) outs[i] = buf[size_t(spec.outputs[i])];
 
   // Causal attention without a cache needs q's seq <= k's (two symbols may bind either way).
   for (const Step& s : spec.steps) {
     if (s.op != Op::attention || s.p[0] == 0 || (s.in.size() > 3 && s.in[3] >= 0)) continue;
-    const Shape &q = buf[size_t(s.in[0])].shape, &k = buf[size_t(s.in[1])].shape;
+    const Shape q = shape_of(s.in[0]), k = shape_of(s.in[1]);
     if (q[1] > k[1])
       fail(ErrorCode::Shape, std::string(op) + ": causal attention needs q's seq <= k's, got q " + shape_str(q) + " and k " +
                                  shape_str(k));
@@ -331,13 +352,13 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
     const std::string& name = spec.scalar_names[size_t(s.scalar)];
     if (v < 0) fail(ErrorCode::Argument, std::string(op) + ": " + name + " must be >= 0, got " + std::to_string(v));
     if (s.op == Op::attention && s.in.size() > 3 && s.in[3] >= 0) {
-      const int64_t seq = buf[size_t(s.in[1])].dim(1), max = buf[size_t(s.in[3])].dim(1);
+      const int64_t seq = shape_of(s.in[1])[1], max = shape_of(s.in[3])[1];
       if (v + seq > max)
         fail(ErrorCode::Argument, std::string(op) + ": " + name + " " + std::to_string(v) + " + " + std::to_string(seq) +
                                       " new rows overflow the KV cache's " + std::to_string(max) + " rows");
     }
     if (s.op == Op::rows) {
-      const int64_t start = v + int64_t(s.p[0]), count = buf[size_t(s.out)].dim(0), rows = buf[size_t(s.in[0])].dim(0);
+      const int64_t start = v + int64_t(s.p[0]), count = shape_of(s.out)[0], rows = shape_of(s.in[0])[0];
       if (start + count > rows)
         fail(ErrorCode::Argument, std::string(op) + ": " + name + " " + std::to_string(v) + " + " + std::to_string(count) +
                                       " rows run past the table's " + std::to_string(rows));
@@ -346,15 +367,48 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
 
   std::vector<Tensor> in_list(inputs);
   for (const Tensor& t : state) in_list.push_back(t);
-  std::vector<Tensor> out_list(outs);
+  std::vector<Tensor> out_list;
+  for (const auto& r : roots) out_list.push_back(r.second);
   for (const Tensor& t : state) out_list.push_back(t);
   ThreadPool& pool = rt_.pool();
   std::shared_ptr<const PlanSpec> keep = spec_;
-  Tensor arena = arena_;
+  std::shared_ptr<std::vector<Tensor>> views = views_;
   std::shared_ptr<Profile> prof = profile_->on ? profile_ : nullptr;
   ops::launch(rt_.queue(spec.device), std::move(in_list), std::move(out_list),
-              [&pool, keep, arena, prof, buf = std::move(buf), scalars] {
+              [&pool, keep, views, prof, inputs, state, roots = std::move(roots), sym = std::move(sym), scalars] {
                 const PlanSpec& spec = *keep;
+                // Runs of one plan are serialized on its queue, so this task owns the views: bind
+                // this run's tensors and shapes in place (no allocation once warm) and let go of
+                // the run's tensors when done, even if a kernel throws.
+                std::vector<Tensor>& buf = *views;
+                struct Release {
+                  const PlanSpec& spec;
+                  std::vector<Tensor>& buf;
+                  ~Release() {
+                    for (size_t b = 0; b < buf.size(); b++) {
+                      const Buffer::Kind k = spec.buffers[b].kind;
+                      if (k != Buffer::weight && k != Buffer::arena) buf[b].storage.reset();
+                    }
+                  }
+                } release{spec, buf};
+                for (const auto& r : roots) buf[size_t(r.first)] = r.second;
+                for (size_t b = 0; b < buf.size(); b++) {
+                  const Buffer& s = spec.buffers[b];
+                  Tensor& t = buf[b];
+                  switch (s.kind) {
+                    case Buffer::weight: continue;
+                    case Buffer::output: continue;  // bound above
+                    case Buffer::input: t = inputs[size_t(s.index)]; continue;
+                    case Buffer::state: t.storage = state[size_t(s.index)].storage, t.offset = 0; break;
+                    case Buffer::view:
+                      t.storage = buf[size_t(s.index)].storage, t.offset = buf[size_t(s.index)].offset;
+                      break;
+                    case Buffer::arena: break;
+                  }
+                  t.shape.resize(s.dims.size());
+                  for (size_t d = 0; d < s.dims.size(); d++)
+                    t.shape[d] = s.dims[d] >= 0 ? s.dims[d] : sym[size_t(-1 - s.dims[d])];
+                }
                 std::vector<int64_t> times;
                 if (prof) times.reserve(spec.steps.size());
                 auto t0 = std::chrono::steady_clock::now();
@@ -434,7 +488,6 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
                   std::lock_guard<std::mutex> lock(prof->mu);
                   prof->last = std::move(times);
                 }
-                (void)arena;
               });
   return outs;
 }

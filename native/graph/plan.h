@@ -101,6 +101,7 @@ class Plan {
   ops::Runtime& rt_;
   std::shared_ptr<const PlanSpec> spec_;
   Tensor arena_;
+  std::shared_ptr<std::vector<Tensor>> views_;  // one tensor per buffer, used by the queued runs
   struct Profile {
     std::atomic<bool> on{false};
     mutable std::mutex mu;
