@@ -2,6 +2,7 @@
 // on ignis and its peers (onnxruntime-node, numpy) in this one run and prints a table per area.
 import * as os from 'node:os';
 import * as ignis from '../lib/index';
+import { benchGraph } from './graph.bench';
 import { AREAS, benchOps, Row } from './ops.bench';
 import { measurePeak, Peak } from './peak';
 import { ortStatus } from './peers';
@@ -45,14 +46,21 @@ function table(title: string, rows: Row[], peak: Peak): void {
 
 async function main() {
   const quick = process.argv.includes('--quick');
+  const graphOnly = process.argv.includes('--graph-only'); // skip the op tables and their peers
   const t0 = performance.now();
   const info = ignis.info();
-  console.log(`ignis ${info.version} | cpu ${info.cpu.simd} x${info.cpu.threads} | ${os.cpus()[0]?.model ?? '?'} | node ${process.version} | ${new Date().toISOString()}${quick ? ' | --quick' : ''}`);
+  console.log(`ignis ${info.version} | cpu ${info.cpu.simd} x${info.cpu.threads} | ${os.cpus()[0]?.model ?? '?'} | node ${process.version} | ${new Date().toISOString()}${quick ? ' | --quick' : ''}${graphOnly ? ' | --graph-only' : ''}`);
   const peak = measurePeak();
   const read = peak.readGBs ? `${peak.readGBs.toFixed(1)} GB/s read, ` : '';
   console.log(`machine peak: ${peak.fmaGflops ? `${peak.fmaGflops.toFixed(1)} GFLOP/s f32 FMA` : 'FMA peak not measured'}, ${read}${peak.copyGBs.toFixed(1)} GB/s copy (read + write) [${peak.source}]`);
-  console.log(`peers: ${ortStatus()}`);
   const progress = process.stderr.isTTY ? (s: string) => process.stderr.write(`\r\x1b[K${s}`) : () => {};
+  if (!graphOnly) await opTables(quick, peak, progress);
+  await benchGraph(quick, peak, progress);
+  console.log(`\nbench wall time ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+async function opTables(quick: boolean, peak: Peak, progress: (s: string) => void): Promise<void> {
+  console.log(`peers: ${ortStatus()}`);
   const { rows, numpyStatus } = await benchOps(quick, progress);
   progress('');
   console.log(`       ${numpyStatus}`);
@@ -66,7 +74,6 @@ async function main() {
     const mine = rows.filter((r) => r.area === area);
     if (mine.length) table(title, mine, peak);
   }
-  console.log(`\nbench wall time ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 main().catch((e) => {

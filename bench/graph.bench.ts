@@ -1,0 +1,283 @@
+// Compiled-graph benchmarks (area 'graph'): a random Llama-shaped model's decode and prefill
+// tokens/s in f32 and int8 against the machine's bandwidth and FMA peaks, and the fixed cost
+// of one model.run() (wall time minus the steps' own time) beside the same ops run eagerly.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Bench } from 'tinybench';
+import * as ignis from '../lib/index';
+import { writeRandomCheckpoint } from '../lib/models/random';
+import type { Peak } from './peak';
+
+/** The demo's model: Llama-shaped, 32 M parameters, 122 MB in f32 (past the L3). */
+const SHAPE = { hidden: 512, layers: 8, heads: 8, kvHeads: 4, intermediate: 1408, vocab: 8192, maxPositions: 1024 };
+const PROMPT = 128;
+
+async function medianMs(fn: () => Promise<unknown>, quick: boolean): Promise<number> {
+  const bench = new Bench(quick
+    ? { time: 250, warmupTime: 50, iterations: 5, warmupIterations: 2 }
+    : { time: 1000, warmupTime: 150, iterations: 20, warmupIterations: 3 });
+  bench.add('graph', fn);
+  await bench.run();
+  const r = bench.tasks[0].result as { latency?: { p50: number }; error?: unknown } | undefined;
+  if (r?.error) throw r.error;
+  return r?.latency?.p50 ?? NaN;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+function printTable(title: string, head: string[], body: string[][]): void {
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(w[i]) : s.padStart(w[i]))).join('  ');
+  console.log(`\n${title}`);
+  console.log(line(head));
+  for (const b of body) console.log(line(b));
+}
+
+const ids = (n: number, vocab: number) =>
+  ignis.tensor(Int32Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab), { shape: [1, n], dtype: 'i32' });
+
+interface ModelRow {
+  name: string;
+  ms: number;
+  tokens: number;
+  flops: number;
+  /** the least bytes the step reads: every weight once (one embedding row), the KV cache rows */
+  bytes: number;
+}
+
+const median = (xs: number[]) => percentile(xs, 50);
+
+/**
+ * Decode: one token over a KV cache holding PROMPT rows (the step graph at position PROMPT,
+ * rewriting that row each sample, so every sample attends over PROMPT + 1 rows). Prefill: the
+ * step graph over PROMPT tokens at position 0, the prompt run of generate() (last logits only).
+ * f32 and int8 are timed in alternating rounds, as the op tables are, so that their ratio is
+ * taken under the same conditions on a machine whose speed drifts; a row is the median of its
+ * rounds' medians.
+ */
+async function benchModel(quick: boolean, log: (s: string) => void): Promise<{ rows: ModelRow[]; decodeCost: OverheadRow[] }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ignis-bench-'));
+  const { hidden: H, layers: L, heads, kvHeads, intermediate: I, vocab: V } = SHAPE;
+  const D = H / heads;
+  const linearParams = L * (2 * H * heads * D + 2 * H * kvHeads * D + 3 * H * I); // q, o; k, v; gate, up, down
+  const attnFlops = (q: number, kv: number) => L * 4 * heads * D * q * kv; // S = q k^T, O = P V (causal: kv ~ half)
+  const kvRow = L * 2 * kvHeads * D * 4; // f32 cache: k and v of one position, every layer
+  const prompt = ids(PROMPT, V), one = ids(1, V);
+  const loaded: { name: string; model: ignis.LanguageModel; state: ignis.ModelState }[] = [];
+  try {
+    log('  graph: writing the random checkpoint');
+    await writeRandomCheckpoint(dir, { modelType: 'llama', seed: 1, ...SHAPE });
+    for (const quantize of [undefined, 'int8'] as const) {
+      const model = await ignis.loadModel(dir, { quantize, maxSeq: 256 });
+      const state = model.step.createState();
+      loaded.push({ name: quantize ? 'int8 (g128)' : 'f32', model, state });
+      const { logits } = await model.step.run({ ids: prompt, position: 0 }, { state }); // the cache holds the prompt
+      logits.dispose();
+    }
+    const decode = loaded.map(() => [] as number[]), prefill = loaded.map(() => [] as number[]);
+    const rounds = quick ? 2 : 3;
+    for (let r = 0; r < rounds; r++)
+      for (const [i, { name, model, state }] of loaded.entries()) {
+        log(`  graph: ${name}, round ${r + 1} of ${rounds}`);
+        decode[i].push(await medianMs(async () => {
+          const { logits } = await model.step.run({ ids: one, position: PROMPT }, { state });
+          logits.dispose();
+        }, quick));
+        prefill[i].push(await medianMs(async () => {
+          const { logits } = await model.step.run({ ids: prompt, position: 0 }, { state });
+          logits.dispose();
+        }, quick));
+      }
+    const rows: ModelRow[] = [], decodeCost: OverheadRow[] = [];
+    for (const [i, { name, model, state }] of loaded.entries()) {
+      const weights = model.memory().weights - V * H * 4 + H * 4; // the embedding table is read one row a token
+      rows.push({
+        name: `decode ${name}, position ${PROMPT}`, ms: median(decode[i]), tokens: 1,
+        flops: 2 * (linearParams + V * H) + attnFlops(1, PROMPT + 1), bytes: weights + kvRow * (PROMPT + 1),
+      });
+      rows.push({
+        name: `prefill ${name}, ${PROMPT} tokens`, ms: median(prefill[i]), tokens: PROMPT,
+        flops: 2 * PROMPT * linearParams + 2 * V * H + attnFlops(PROMPT, (PROMPT + 1) / 2), bytes: weights + kvRow * PROMPT,
+      });
+      // The fixed cost of the tiny graphs below, for a real decode step.
+      log(`  graph: ${name}, fixed cost of a decode step`);
+      decodeCost.push({ name: `decode step, Llama ${name}`, ...(await fixedCost(model.step, { ids: one, position: PROMPT }, state, quick ? 40 : 300)) });
+    }
+    return { rows, decodeCost };
+  } finally {
+    for (const { model, state } of loaded) {
+      state.dispose();
+      model.dispose();
+    }
+    prompt.dispose();
+    one.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface FixedCost {
+  steps: number;
+  /** medians over the samples, microseconds: a profiled run's wall time, its steps' sum, the difference (per sample) */
+  wallUs: number;
+  stepsUs: number;
+  fixedUs: number;
+  fixedP90Us: number;
+  /** the part of the wall time before enqueue() returns (JS checks, the native call, output tensors) */
+  enqueueUs: number;
+}
+
+interface OverheadRow extends FixedCost {
+  name: string;
+  /** an unprofiled run, and the same ops called eagerly then one await ready() (tinybench medians) */
+  runUs?: number;
+  eagerUs?: number;
+}
+
+/**
+ * A run's fixed cost: with model.profile(true) each run records its steps' times; the wall time
+ * of a run minus their sum is what the run costs besides its kernels (JS checks, the queue
+ * hand-off, waking the worker, resolving the promise). Paired per sample.
+ */
+async function fixedCost(model: ignis.Model, inputs: ignis.RunInputs, state: ignis.ModelState | undefined, n: number): Promise<FixedCost> {
+  const once = async () => {
+    // model.run() split in two: what it does is enqueue(), then await every output's ready().
+    const t0 = performance.now();
+    const outs = model.enqueue(inputs, { state });
+    const t1 = performance.now();
+    await Promise.all(Object.values(outs).map((t) => t.ready()));
+    const t2 = performance.now();
+    for (const t of Object.values(outs)) t.dispose();
+    return { wall: (t2 - t0) * 1e3, enqueue: (t1 - t0) * 1e3 };
+  };
+  model.profile(true);
+  try {
+    for (let i = 0; i < Math.ceil(n / 10); i++) await once(); // warm-up
+    const wall: number[] = [], steps: number[] = [], fixed: number[] = [], enqueue: number[] = [];
+    let nSteps = 0;
+    for (let i = 0; i < n; i++) {
+      const r = await once();
+      const prof = model.profile();
+      const sum = prof.reduce((a, s) => a + s.ns, 0) / 1e3;
+      nSteps = prof.length;
+      wall.push(r.wall);
+      enqueue.push(r.enqueue);
+      steps.push(sum);
+      fixed.push(r.wall - sum);
+    }
+    return {
+      steps: nSteps, wallUs: percentile(wall, 50), stepsUs: percentile(steps, 50),
+      fixedUs: percentile(fixed, 50), fixedP90Us: percentile(fixed, 90), enqueueUs: percentile(enqueue, 50),
+    };
+  } finally {
+    model.profile(false);
+  }
+}
+
+/** Two tiny graphs, each beside the same ops called eagerly. */
+async function benchOverhead(quick: boolean, log: (s: string) => void): Promise<OverheadRow[]> {
+  const C = 64;
+  const x = ignis.randn([1, C], { seed: 101 });
+  const out: OverheadRow[] = [];
+
+  const chain = async () => {
+    // 32 x (add a bias, gelu) = 64 steps on [1, 64]: each kernel takes well under a microsecond.
+    const bs = Array.from({ length: 32 }, (_, i) => ignis.randn([C], { seed: 200 + i }));
+    const g = ignis.graph();
+    let h = g.input('x', { shape: [1, C] });
+    bs.forEach((b, i) => (h = g.gelu(g.add(h, g.weight(`b${i}`, b)))));
+    g.output('y', h);
+    const eager = () => {
+      let t = x;
+      for (const b of bs) {
+        const a = ignis.add(t, b);
+        if (t !== x) t.dispose();
+        t = ignis.gelu(a);
+        a.dispose();
+      }
+      return t;
+    };
+    return { name: `64 steps: 32 x (add, gelu) [1, ${C}]`, model: await g.compile(), eager, dispose: () => bs.forEach((b) => b.dispose()) };
+  };
+  const matmul = async () => {
+    const w = ignis.randn([C, C], { seed: 300 });
+    const g = ignis.graph();
+    g.output('y', g.matmul(g.input('x', { shape: [1, C] }), g.weight('w', w)));
+    return { name: `1 step: matmul [1, ${C}] @ [${C}, ${C}]`, model: await g.compile(), eager: () => ignis.matmul(x, w), dispose: () => w.dispose() };
+  };
+
+  for (const make of [chain, matmul]) {
+    const c = await make();
+    log(`  graph: ${c.name}`);
+    try {
+      const run = async () => {
+        const { y } = await c.model.run({ x });
+        y.dispose();
+      };
+      const runEager = async () => {
+        const y = c.eager();
+        await y.ready();
+        y.dispose();
+      };
+      // The graph must compute what the eager ops do before its time means anything.
+      const { y } = await c.model.run({ x });
+      const ye = c.eager();
+      const [gv, ev] = await Promise.all([y.data(), ye.data()]);
+      y.dispose();
+      ye.dispose();
+      for (let i = 0; i < gv.length; i++)
+        if (Math.abs(gv[i] - ev[i]) > 1e-4 * (1 + Math.abs(ev[i]))) throw new Error(`graph bench: ${c.name}: the graph and the eager ops differ at ${i}: ${gv[i]} vs ${ev[i]}`);
+
+      const runUs = (await medianMs(run, quick)) * 1e3;
+      const eagerUs = (await medianMs(runEager, quick)) * 1e3;
+      out.push({ name: c.name, ...(await fixedCost(c.model, { x }, undefined, quick ? 400 : 3000)), runUs, eagerUs });
+    } finally {
+      c.model.dispose();
+      c.dispose();
+    }
+  }
+  x.dispose();
+  return out;
+}
+
+/** Runs the 'graph' area and prints its two tables; `peak` is what run.ts measured. */
+export async function benchGraph(quick: boolean, peak: Peak, log: (s: string) => void): Promise<void> {
+  const { rows: models, decodeCost } = await benchModel(quick, log);
+  const overhead = [...(await benchOverhead(quick, log)), ...decodeCost];
+  log('');
+
+  const { hidden, layers, heads, kvHeads, intermediate, vocab } = SHAPE;
+  printTable(
+    `graph: random Llama (hidden ${hidden}, ${layers} layers, ${heads} heads / ${kvHeads} kv, intermediate ${intermediate}, vocab ${vocab}), batch 1, ` +
+      `the compiled step graph through model.run (ignis only)`,
+    ['case', 'ms', 'tokens/s', 'rate', '% peak', 'bytes/token'],
+    models.map((r) => {
+      // Decode is held to bandwidth (bytes / time), prefill to the FMA peak (flops / time).
+      const decode = r.tokens === 1;
+      const gbs = r.bytes / r.ms / 1e6, gflops = r.flops / r.ms / 1e6;
+      const pct = decode ? `${((gbs / peak.bwGBs) * 100).toFixed(0)}% BW` : peak.fmaGflops ? `${((gflops / peak.fmaGflops) * 100).toFixed(0)}% FMA` : '-';
+      return [
+        r.name, r.ms >= 100 ? r.ms.toFixed(1) : r.ms.toFixed(2), ((r.tokens / r.ms) * 1000).toFixed(r.tokens === 1 ? 1 : 0),
+        decode ? `${gbs.toFixed(1)} GB/s` : `${gflops.toFixed(1)} GFLOP/s`, pct, decode ? `${(r.bytes / 2 ** 20).toFixed(1)} MiB` : '-',
+      ];
+    }),
+  );
+  console.log('decode bytes: every linear weight once (int8: + scales), one embedding row, the KV cache rows read; prefill: FLOPs of');
+  console.log(`the ${PROMPT} tokens' matmuls and causal attention, the LM head on the last one.`);
+
+  printTable(
+    'graph: fixed cost per run (CPU), microseconds: a profiled run\'s wall time (await model.run) minus its steps\' sum, paired per sample',
+    ['graph', 'steps', 'wall', 'steps sum', 'fixed', 'fixed p90', 'of it enqueue', 'run (no profile)', 'eager', 'eager/run'],
+    overhead.map((r) => [
+      r.name, String(r.steps), r.wallUs.toFixed(1), r.stepsUs.toFixed(1), r.fixedUs.toFixed(1), r.fixedP90Us.toFixed(1), r.enqueueUs.toFixed(1),
+      r.runUs?.toFixed(1) ?? '-', r.eagerUs?.toFixed(1) ?? '-', r.runUs && r.eagerUs ? `${(r.eagerUs / r.runUs).toFixed(2)}x` : '-',
+    ]),
+  );
+  console.log('of it enqueue: the synchronous part, until model.enqueue() returns; the rest of the fixed cost is waiting: the queue');
+  console.log('hand-off to the device worker and ready()\'s trip back to the event loop. run (no profile): tinybench median of');
+  console.log('await model.run(). eager: the same ops called one by one (each validates, allocates its output and enqueues),');
+  console.log('then one await ready().');
+}
