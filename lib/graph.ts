@@ -785,7 +785,7 @@ export class Model {
       st = o.state.tensors.map((t) => handle(op, 'state', t));
     }
     const outs = native().planRun(plan, hs, sc, st);
-    return Object.fromEntries(this.outputs.map((name, i) => [name, new Tensor(outs[i])]));
+    return Object.fromEntries(this.outputs.map((name, i) => [name, new Tensor(outs[i][0], outs[i][1])]));
   }
 
   /** Enqueues the plan and resolves with its outputs once they are computed. */

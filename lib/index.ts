@@ -52,7 +52,7 @@ export interface MemoryStats {
 }
 
 /**
- * Memory of a device's caching allocator. On the CPU, buffers of 64 KiB and up are kept when
+ * Memory of a device's caching allocator. On the CPU, buffers of 4 KiB and up are kept when
  * freed (up to IGNIS_CPU_CACHE_BYTES, default 1 GiB) so the next tensor of that size costs no
  * system allocation, page faults or zeroing.
  */

@@ -18,9 +18,9 @@ export class Tensor<D extends DType = DType> {
   readonly size: number;
   /** @internal */ _h: Handle | null;
 
-  /** @internal Tensors are made by ignis.tensor/zeros/full/randn and by ops. */
-  constructor(h: Handle) {
-    const [shape, dtype, device] = native().meta(h);
+  /** @internal Tensors are made by ignis.tensor/zeros/full/randn and by ops (meta: when the binding has it at hand). */
+  constructor(h: Handle, meta?: [number[], string, string]) {
+    const [shape, dtype, device] = meta ?? native().meta(h);
     this._h = h;
     this.shape = Object.freeze(shape);
     this.dtype = dtype as D;

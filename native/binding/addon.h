@@ -58,6 +58,8 @@ std::string arg_string(const Napi::CallbackInfo& info, size_t i, const char* nam
 
 // Wraps a core tensor in a new JS handle object.
 Napi::Object wrap(Napi::Env env, Tensor t);
+// [shape, dtype, device] of a tensor, as lib/tensor.ts's Tensor constructor takes them.
+Napi::Array meta_of(Napi::Env env, const Tensor& t);
 
 void register_tensor(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);

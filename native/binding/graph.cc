@@ -160,7 +160,7 @@ static Napi::Value CompilePlan(const Napi::CallbackInfo& info) {
   });
 }
 
-// planRun(plan, inputs[], scalars[], state[]) -> outputs[]
+// planRun(plan, inputs[], scalars[], state[]) -> [[handle, meta], ...] per output
 static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -172,9 +172,16 @@ static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
     Napi::Array st = array(info[3], "state");
     std::vector<Tensor> state;
     for (uint32_t i = 0; i < st.Length(); i++) state.push_back(value_tensor(env, st.Get(i), "state tensor"));
-    std::vector<Tensor> outs = plan.run(inputs, scalars, state);
-    Napi::Array r = Napi::Array::New(env, outs.size());
-    for (size_t i = 0; i < outs.size(); i++) r.Set(uint32_t(i), wrap(env, outs[i]));
+    // [handle, meta] per output, made before the plan is enqueued
+    Napi::Array r = Napi::Array::New(env);
+    plan.run(inputs, scalars, state, [&](const std::vector<Tensor>& outs) {
+      for (size_t i = 0; i < outs.size(); i++) {
+        Napi::Array pair = Napi::Array::New(env, 2);
+        pair.Set(0u, wrap(env, outs[i]));
+        pair.Set(1u, meta_of(env, outs[i]));
+        r.Set(uint32_t(i), pair);
+      }
+    });
     return r;
   });
 }

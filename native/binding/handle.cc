@@ -150,10 +150,7 @@ Napi::Object wrap(Napi::Env env, Tensor t) {
   return obj;
 }
 
-// meta(handle) -> [shape, dtype, device]
-static Napi::Value Meta(const Napi::CallbackInfo& info) {
-  Tensor t = arg_tensor(info, 0, "tensor");
-  Napi::Env env = info.Env();
+Napi::Array meta_of(Napi::Env env, const Tensor& t) {
   Napi::Array shape = Napi::Array::New(env, t.shape.size());
   for (size_t k = 0; k < t.shape.size(); k++) shape.Set(uint32_t(k), Napi::Number::New(env, double(t.shape[k])));
   Napi::Array r = Napi::Array::New(env, 3);
@@ -161,6 +158,11 @@ static Napi::Value Meta(const Napi::CallbackInfo& info) {
   r.Set(1u, Napi::String::New(env, dtype_name(t.dtype)));
   r.Set(2u, Napi::String::New(env, t.device().name()));
   return r;
+}
+
+// meta(handle) -> [shape, dtype, device]
+static Napi::Value Meta(const Napi::CallbackInfo& info) {
+  return meta_of(info.Env(), arg_tensor(info, 0, "tensor"));
 }
 
 void register_handle_class(Napi::Env env, Napi::Object exports) {

@@ -10,7 +10,7 @@
 namespace ignis::host_cache {
 namespace {
 
-constexpr size_t kCachedMin = size_t(64) << 10;  // smaller buffers are malloc's business
+constexpr size_t kCachedMin = size_t(4) << 10;  // smaller buffers are malloc's business
 
 void* system_alloc(size_t bytes) {
 #if defined(_WIN32)

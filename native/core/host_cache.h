@@ -1,4 +1,4 @@
-// A caching allocator for host tensor memory. Buffers of 64 KiB and up are rounded into size
+// A caching allocator for host tensor memory. Buffers of 4 KiB and up are rounded into size
 // classes (at most 1/8 over) and, when freed, kept for the next allocation of that class, up to
 // a byte limit: an op's output or a graph's arena then costs no mmap, page faults or zero fill
 // per call. Smaller buffers go straight to malloc, which already serves them from its heap.

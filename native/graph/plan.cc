@@ -255,7 +255,8 @@ std::vector<Tensor> Plan::make_state() {
 }
 
 std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vector<int64_t>& scalars,
-                              const std::vector<Tensor>& state) {
+                              const std::vector<Tensor>& state,
+                              const std::function<void(const std::vector<Tensor>&)>& before_launch) {
   const PlanSpec& spec = *spec_;
   rt_.throw_pending(spec.device);
   const char* op = "model.run";
@@ -374,6 +375,7 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
   std::shared_ptr<const PlanSpec> keep = spec_;
   std::shared_ptr<std::vector<Tensor>> views = views_;
   std::shared_ptr<Profile> prof = profile_->on ? profile_ : nullptr;
+  if (before_launch) before_launch(outs);
   ops::launch(rt_.queue(spec.device), std::move(in_list), std::move(out_list),
               [&pool, keep, views, prof, inputs, state, roots = std::move(roots), sym = std::move(sym), scalars] {
                 const PlanSpec& spec = *keep;

@@ -5,6 +5,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -82,8 +83,12 @@ class Plan {
 
   // Checks the inputs against their specs (E_SHAPE / E_DTYPE / E_DEVICE naming the input),
   // the scalars (E_RANGE) and the state; allocates the outputs and enqueues the whole plan.
+  // before_launch(outputs) runs once everything is checked and allocated, just before the
+  // plan is enqueued: the binding makes the JS objects there, so the calling thread is done
+  // before the kernels take the cores.
   std::vector<Tensor> run(const std::vector<Tensor>& inputs, const std::vector<int64_t>& scalars,
-                          const std::vector<Tensor>& state);
+                          const std::vector<Tensor>& state,
+                          const std::function<void(const std::vector<Tensor>&)>& before_launch = {});
   // Fresh state tensors (zero-filled), one set per independent sequence batch.
   std::vector<Tensor> make_state();
 
