@@ -6,7 +6,7 @@
 
 import { describe, expect, it } from 'vitest';
 import * as ignis from '../lib/index';
-import { assertError, check, expectFails, expectThrows, input, intInput, testCase, tolFor, type Case, type Input, type Tensor } from './helpers';
+import { absorbOnce, assertError, check, expectFails, expectThrows, input, intInput, testCase, tolFor, type Case, type Input, type Tensor } from './helpers';
 import * as ref from './reference/index';
 import type { FloatDType } from './reference/round';
 
@@ -713,22 +713,13 @@ describe('graph: errors', () => {
     const good = ignis.tensor(new Int32Array([1, 2, 9, 0]), { shape: [2, 2] });
     const bad = ignis.tensor(new Int32Array([1, 99, 3, 4]), { shape: [2, 2] });
     const xt = ignis.zeros([2, 8]);
-    let thrown = 0;
-    const call = <T>(f: () => T): T => {
-      try {
-        return f();
-      } catch (e) {
-        expect(e).toMatchObject({ code: 'E_INDEX' });
-        thrown++;
-        return f();
-      }
-    };
+    const { call, thrown } = absorbOnce('E_INDEX');
     const failed = model.enqueue({ ids: bad, x: xt });
     const next = call(() => model.enqueue({ ids: good, x: xt }));
     await expect(failed.e.data()).rejects.toMatchObject({ code: 'E_INDEX', message: expect.stringContaining('id 99') });
     await expect(failed.g.ready()).rejects.toMatchObject({ code: 'E_INDEX' });
     const after = call(() => model.enqueue({ ids: good, x: xt }));
-    expect(thrown).toBe(1);
+    expect(thrown()).toBe(1);
     const want = ignis.rmsnorm(ignis.embedding(good, table.t), nw.t);
     await same(next.e, want, `${c.ctx}: the run after the failed one`);
     await same(after.e, want, `${c.ctx}: a later run`);

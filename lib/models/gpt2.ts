@@ -5,7 +5,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { Tensor } from '../tensor';
-import { disposeLinear, graphLinear, hostTensor, Linear, linearBytes, linearFromNK, readChecked, readHost, transposeCols, WeightOptions } from './weights';
+import { configNumber as need, disposeLinear, graphLinear, hostTensor, Linear, linearBytes, linearFromNK, readChecked, readHost, transposeCols, WeightOptions } from './weights';
 
 export interface Gpt2Config {
   modelType: 'gpt2';
@@ -16,12 +16,6 @@ export interface Gpt2Config {
   heads: number;
   inner: number;
   eps: number;
-}
-
-function need(cfg: Record<string, unknown>, key: string, fallback?: number): number {
-  const x = cfg[key] ?? fallback;
-  if (typeof x !== 'number' || !Number.isFinite(x)) throw new IgnisError('E_FORMAT', `loadModel: config.json: '${key}' must be a number, got ${JSON.stringify(cfg[key])}`);
-  return x;
 }
 
 export function gpt2Config(cfg: Record<string, unknown>): Gpt2Config {

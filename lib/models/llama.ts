@@ -4,7 +4,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { Tensor } from '../tensor';
-import { disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, WeightOptions } from './weights';
+import { configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, WeightOptions } from './weights';
 
 export interface LlamaConfig {
   modelType: 'llama';
@@ -19,12 +19,6 @@ export interface LlamaConfig {
   theta: number;
   maxPositions: number;
   tied: boolean;
-}
-
-function need(cfg: Record<string, unknown>, key: string, fallback?: number): number {
-  const x = cfg[key] ?? fallback;
-  if (typeof x !== 'number' || !Number.isFinite(x)) throw new IgnisError('E_FORMAT', `loadModel: config.json: '${key}' must be a number, got ${JSON.stringify(cfg[key])}`);
-  return x;
 }
 
 export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {

@@ -91,3 +91,11 @@ export function transposeCols(a: Float32Array, rows: number, cols: number, c0: n
 export function hostTensor(data: Float32Array, shape: number[], dtype: FloatDType | 'f32', device: string): Tensor {
   return tensor(data, { shape, dtype, device });
 }
+
+/** A number from config.json (or the fallback when the key is absent); E_FORMAT naming the key. */
+export function configNumber(cfg: Record<string, unknown>, key: string, fallback?: number): number {
+  const x = cfg[key] ?? fallback;
+  if (typeof x !== 'number' || !Number.isFinite(x))
+    throw new IgnisError('E_FORMAT', `loadModel: config.json: '${key}' must be a number, got ${JSON.stringify(cfg[key])}`);
+  return x;
+}
