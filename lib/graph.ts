@@ -696,15 +696,20 @@ function compileGraph(g: GraphBuilder, opts: CompileOptions): Model {
 
 /** KV caches (and any other state) of one model, for one independent batch of sequences. */
 export class ModelState {
-  /** @internal */ readonly tensors: Tensor[];
+  /** @internal */ handle: Handle | null;
   /** @internal */ readonly owner: Model;
   /** @internal */
-  constructor(owner: Model, tensors: Tensor[]) {
+  constructor(owner: Model, h: Handle) {
     this.owner = owner;
-    this.tensors = tensors;
+    this.handle = h;
   }
+  get disposed(): boolean {
+    return this.handle === null;
+  }
+  /** Frees the caches now (runs already queued keep what they use). Safe to call twice. */
   dispose(): void {
-    for (const t of this.tensors) t.dispose();
+    this.handle?.dispose();
+    this.handle = null;
   }
   [disposeSymbol](): void {
     this.dispose();
@@ -753,7 +758,7 @@ export class Model {
 
   /** Fresh state (zeroed KV caches) for one batch of sequences; runs with it queue in order. */
   createState(): ModelState {
-    return new ModelState(this, native().planState(this.live('createState')).map((h) => new Tensor(h)));
+    return new ModelState(this, native().planState(this.live('createState')));
   }
 
   /**
@@ -779,10 +784,11 @@ export class Model {
       if (x === undefined) throw new IgnisError('E_ARGUMENT', `model.${op}: missing scalar '${name}'`);
       return v.int(`model.${op}`, name, x, 0);
     });
-    let st: Handle[] = [];
+    let st: Handle | null = null;
     if (o.state !== undefined) {
       if (!(o.state instanceof ModelState) || o.state.owner !== this) throw typeError(`model.${op}: state must come from this model's createState(), got ${describe(o.state)}`);
-      st = o.state.tensors.map((t) => handle(op, 'state', t));
+      if (!o.state.handle) throw new IgnisError('E_DISPOSED', `model.${op}: the state was disposed`);
+      st = o.state.handle;
     }
     const outs = native().planRun(plan, hs, sc, st);
     return Object.fromEntries(this.outputs.map((name, i) => [name, new Tensor(outs[i][0], outs[i][1])]));

@@ -21,6 +21,7 @@ struct AddonData {
   Napi::FunctionReference ignis_error;  // lib/errors.ts IgnisError(code, message)
   Napi::FunctionReference handle_class;
   Napi::FunctionReference plan_class;
+  Napi::FunctionReference state_class;
   ReadTsfn reads;
   int pending_reads = 0;
   ~AddonData();

@@ -26,6 +26,42 @@ class PlanHandle : public Napi::ObjectWrap<PlanHandle> {
   }
 };
 
+// A model state (its KV caches) as one JS object: a run unwraps one handle, not one per tensor.
+static const napi_type_tag kStateTag = {0x5be1d07c2a9e4f31ULL, 0xc4a8f2139d6b7e05ULL};
+
+class StateHandle : public Napi::ObjectWrap<StateHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "StateHandle", {InstanceMethod<&StateHandle::Dispose>("dispose")});
+  }
+  explicit StateHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StateHandle>(info) {
+    info.This().As<Napi::Object>().TypeTag(&kStateTag);
+  }
+  ~StateHandle() override { release(); }
+  void set(Napi::Env env, std::vector<Tensor> t) {
+    tensors = std::move(t);
+    for (const Tensor& x : tensors) accounted_ += int64_t(x.nbytes());
+    Napi::MemoryManagement::AdjustExternalMemory(env, accounted_);
+    env_ = env;
+  }
+  std::vector<Tensor> tensors;
+  bool disposed = false;
+
+ private:
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    release();
+    return info.Env().Undefined();
+  }
+  void release() {  // idempotent; queued runs hold what they use
+    tensors.clear();
+    disposed = true;
+    if (env_ && accounted_) Napi::MemoryManagement::AdjustExternalMemory(env_, -accounted_);
+    accounted_ = 0;
+  }
+  int64_t accounted_ = 0;
+  napi_env env_ = nullptr;
+};
+
 static graph::Plan& arg_plan(const Napi::CallbackInfo& info, size_t i) {
   Napi::Value v = info[i];
   if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kPlanTag)) throw type_error(info.Env(), "plan must be a compiled plan");
@@ -160,7 +196,7 @@ static Napi::Value CompilePlan(const Napi::CallbackInfo& info) {
   });
 }
 
-// planRun(plan, inputs[], scalars[], state[]) -> [[handle, meta], ...] per output
+// planRun(plan, inputs[], scalars[], state handle | null) -> [[handle, meta], ...] per output
 static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -169,12 +205,18 @@ static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
     std::vector<Tensor> inputs;
     for (uint32_t i = 0; i < in.Length(); i++) inputs.push_back(value_tensor(env, in.Get(i), "input " + std::to_string(i)));
     std::vector<int64_t> scalars = ints(info[2], "scalars");
-    Napi::Array st = array(info[3], "state");
-    std::vector<Tensor> state;
-    for (uint32_t i = 0; i < st.Length(); i++) state.push_back(value_tensor(env, st.Get(i), "state tensor"));
+    static const std::vector<Tensor> kNoState;
+    const std::vector<Tensor>* state = &kNoState;
+    if (!info[3].IsNull() && !info[3].IsUndefined()) {
+      if (!info[3].IsObject() || !info[3].As<Napi::Object>().CheckTypeTag(&kStateTag))
+        throw type_error(env, "state must be a model state");
+      StateHandle* h = StateHandle::Unwrap(info[3].As<Napi::Object>());
+      if (h->disposed) throw ignis_error(env, Error(ErrorCode::Disposed, "model.run: the state was disposed"));
+      state = &h->tensors;
+    }
     // [handle, meta] per output, made before the plan is enqueued
     Napi::Array r = Napi::Array::New(env);
-    plan.run(inputs, scalars, state, [&](const std::vector<Tensor>& outs) {
+    plan.run(inputs, scalars, *state, [&](const std::vector<Tensor>& outs) {
       for (size_t i = 0; i < outs.size(); i++) {
         Napi::Array pair = Napi::Array::New(env, 2);
         pair.Set(0u, wrap(env, outs[i]));
@@ -186,14 +228,14 @@ static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
   });
 }
 
-// planState(plan) -> state tensors
+// planState(plan) -> a state handle holding the state tensors (zero-filled)
 static Napi::Value PlanState(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     std::vector<Tensor> st = arg_plan(info, 0).make_state();
-    Napi::Array r = Napi::Array::New(env, st.size());
-    for (size_t i = 0; i < st.size(); i++) r.Set(uint32_t(i), wrap(env, st[i]));
-    return r;
+    Napi::Object h = addon(env).state_class.New({});
+    StateHandle::Unwrap(h)->set(env, std::move(st));
+    return h;
   });
 }
 
@@ -231,6 +273,7 @@ static Napi::Value PlanProfile(const Napi::CallbackInfo& info) {
 void register_graph(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = PlanHandle::Define(env);
   addon(env).plan_class = Napi::Persistent(cls);
+  addon(env).state_class = Napi::Persistent(StateHandle::Define(env));
   exports.Set("compilePlan", Napi::Function::New(env, CompilePlan, "compilePlan"));
   exports.Set("planRun", Napi::Function::New(env, PlanRun, "planRun"));
   exports.Set("planState", Napi::Function::New(env, PlanState, "planState"));

@@ -306,6 +306,10 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
     if (sym[s] < 0) fail(ErrorCode::Internal, std::string(op) + ": symbol " + spec.symbol_names[s] + " is bound by no input");
 
   auto shape_of = [&](int b) { return resolve(spec.buffers[size_t(b)].dims, sym); };
+  auto dim_of = [&](int b, size_t d) {
+    const int64_t x = spec.buffers[size_t(b)].dims[d];
+    return x >= 0 ? x : sym[size_t(-1 - x)];
+  };
 
   // The outputs: fresh tensors for their root buffers (a view's root is allocated once).
   std::vector<Tensor> outs(spec.outputs.size());
@@ -339,10 +343,9 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
   // Causal attention without a cache needs q's seq <= k's (two symbols may bind either way).
   for (const Step& s : spec.steps) {
     if (s.op != Op::attention || s.p[0] == 0 || (s.in.size() > 3 && s.in[3] >= 0)) continue;
-    const Shape q = shape_of(s.in[0]), k = shape_of(s.in[1]);
-    if (q[1] > k[1])
-      fail(ErrorCode::Shape, std::string(op) + ": causal attention needs q's seq <= k's, got q " + shape_str(q) + " and k " +
-                                 shape_str(k));
+    if (dim_of(s.in[0], 1) > dim_of(s.in[1], 1))
+      fail(ErrorCode::Shape, std::string(op) + ": causal attention needs q's seq <= k's, got q " +
+                                 shape_str(shape_of(s.in[0])) + " and k " + shape_str(shape_of(s.in[1])));
   }
 
   // Run-time integers: positions must keep every cache write and row range in bounds.
@@ -353,13 +356,13 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
     const std::string& name = spec.scalar_names[size_t(s.scalar)];
     if (v < 0) fail(ErrorCode::Argument, std::string(op) + ": " + name + " must be >= 0, got " + std::to_string(v));
     if (s.op == Op::attention && s.in.size() > 3 && s.in[3] >= 0) {
-      const int64_t seq = shape_of(s.in[1])[1], max = shape_of(s.in[3])[1];
+      const int64_t seq = dim_of(s.in[1], 1), max = dim_of(s.in[3], 1);
       if (v + seq > max)
         fail(ErrorCode::Argument, std::string(op) + ": " + name + " " + std::to_string(v) + " + " + std::to_string(seq) +
                                       " new rows overflow the KV cache's " + std::to_string(max) + " rows");
     }
     if (s.op == Op::rows) {
-      const int64_t start = v + int64_t(s.p[0]), count = shape_of(s.out)[0], rows = shape_of(s.in[0])[0];
+      const int64_t start = v + int64_t(s.p[0]), count = dim_of(s.out, 0), rows = dim_of(s.in[0], 0);
       if (start + count > rows)
         fail(ErrorCode::Argument, std::string(op) + ": " + name + " " + std::to_string(v) + " + " + std::to_string(count) +
                                       " rows run past the table's " + std::to_string(rows));
