@@ -9,6 +9,8 @@ namespace ignis::binding {
 
 static const napi_type_tag kHandleTag = {0x6a2b9c1e4f7d4a11ULL, 0x9e3c5b7a1d2f4e60ULL};
 
+static constexpr size_t kAccountFrom = size_t(64) << 10;
+
 class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -21,8 +23,10 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 
   void set(Napi::Env env, Tensor t) {
     tensor_ = std::move(t);
-    accounted_ = int64_t(tensor_.nbytes());
-    Napi::MemoryManagement::AdjustExternalMemory(env, accounted_);
+    // Tell V8 about the memory a handle keeps alive, so the GC weighs forgotten tensors; small
+    // ones are left out (the call is not free, and they do not move the GC's decisions).
+    accounted_ = tensor_.nbytes() >= kAccountFrom ? int64_t(tensor_.nbytes()) : 0;
+    if (accounted_) Napi::MemoryManagement::AdjustExternalMemory(env, accounted_);
     env_ = env;
   }
   const Tensor& tensor() const { return tensor_; }
