@@ -210,8 +210,9 @@ const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-// Lets a peer's idle worker threads (OpenBLAS, ORT) stop spinning before the next one runs.
-const settle = () => new Promise((r) => setTimeout(r, 60));
+// Lets a peer's idle worker threads stop spinning before the next one runs: ORT's briefly,
+// OpenBLAS's for 2^28 cycles (its default thread timeout, ~0.1 s here) after numpy's last call.
+const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Times every case on ignis, onnxruntime-node and numpy in rounds that alternate the three
@@ -239,12 +240,12 @@ export async function benchOps(quick: boolean, log: (s: string) => void): Promis
         out.dispose();
       }, quick));
       if (runner) {
-        await settle();
+        await settle(60);
         times.ort.push(await medianMs(`ort ${label}`, runner.run, quick));
       }
       const np = await numpy.run(npId, quick);
       if (np !== undefined) times.numpy.push(np);
-      await settle();
+      await settle(np === undefined ? 60 : 200);
     }
     op.dispose();
     await runner?.release();
