@@ -726,6 +726,31 @@ describe('graph: errors', () => {
     await same(after.g, ignis.gelu(xt), `${c.ctx}: a later run, g`);
     model.dispose();
   });
+
+  it('a run that fails mid-way leaves its state (KV caches) failed: later runs with it reject; a fresh state works', async () => {
+    const c = testCase(FILE, 'graph kernel error with state');
+    const table = await input(c, [10, 8], 'f32', DEV);
+    const g = ignis.graph();
+    const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
+    const position = g.scalar('position');
+    const cache = g.kvCache('c', { batch: 'batch', maxSeq: 6, heads: 2, headDim: 4 });
+    const e = g.reshape(g.embedding(ids, g.weight('table', table.t)), ['batch', 'seq', 2, 4]);
+    g.output('y', g.attention(e, e, e, { causal: true, cache, position }));
+    const model = await g.compile({ maxBatch: 1, maxSeq: 6 });
+    const good = ignis.tensor(new Int32Array([1, 2]), { shape: [1, 2] });
+    const bad = ignis.tensor(new Int32Array([3, 99]), { shape: [1, 2] });
+    const state = model.createState();
+    const { call } = absorbOnce('E_INDEX');
+    const failed = model.enqueue({ ids: bad, position: 0 }, { state });
+    await expect(failed.y.ready()).rejects.toMatchObject({ code: 'E_INDEX' });
+    const again = call(() => model.enqueue({ ids: good, position: 2 }, { state }));
+    await expect(again.y.ready(), `${c.ctx}: the failed state`).rejects.toMatchObject({ code: 'E_INDEX' });
+    const fresh = model.createState();
+    const ok = call(() => model.enqueue({ ids: good, position: 0 }, { state: fresh }));
+    const d = await ok.y.data();
+    expect(d.every(Number.isFinite), c.ctx).toBe(true);
+    model.dispose();
+  });
 });
 
 // --- 6. outputs that are inputs or weights ---------------------------------------------------

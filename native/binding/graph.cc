@@ -39,12 +39,12 @@ class StateHandle : public Napi::ObjectWrap<StateHandle> {
   }
   ~StateHandle() override { release(); }
   void set(Napi::Env env, std::vector<Tensor> t) {
-    tensors = std::move(t);
-    for (const Tensor& x : tensors) accounted_ += int64_t(x.nbytes());
+    tensors = std::make_shared<const std::vector<Tensor>>(std::move(t));
+    for (const Tensor& x : *tensors) accounted_ += int64_t(x.nbytes());
     Napi::MemoryManagement::AdjustExternalMemory(env, accounted_);
     env_ = env;
   }
-  std::vector<Tensor> tensors;
+  std::shared_ptr<const std::vector<Tensor>> tensors;  // shared with the runs that use them
   bool disposed = false;
 
  private:
@@ -53,7 +53,7 @@ class StateHandle : public Napi::ObjectWrap<StateHandle> {
     return info.Env().Undefined();
   }
   void release() {  // idempotent; queued runs hold what they use
-    tensors.clear();
+    tensors.reset();
     disposed = true;
     if (env_ && accounted_) Napi::MemoryManagement::AdjustExternalMemory(env_, -accounted_);
     accounted_ = 0;
@@ -205,18 +205,17 @@ static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
     std::vector<Tensor> inputs;
     for (uint32_t i = 0; i < in.Length(); i++) inputs.push_back(value_tensor(env, in.Get(i), "input " + std::to_string(i)));
     std::vector<int64_t> scalars = ints(info[2], "scalars");
-    static const std::vector<Tensor> kNoState;
-    const std::vector<Tensor>* state = &kNoState;
+    std::shared_ptr<const std::vector<Tensor>> state;
     if (!info[3].IsNull() && !info[3].IsUndefined()) {
       if (!info[3].IsObject() || !info[3].As<Napi::Object>().CheckTypeTag(&kStateTag))
         throw type_error(env, "state must be a model state");
       StateHandle* h = StateHandle::Unwrap(info[3].As<Napi::Object>());
       if (h->disposed) throw ignis_error(env, Error(ErrorCode::Disposed, "model.run: the state was disposed"));
-      state = &h->tensors;
+      state = h->tensors;
     }
     // [handle, meta] per output, made before the plan is enqueued
     Napi::Array r = Napi::Array::New(env);
-    plan.run(inputs, scalars, *state, [&](const std::vector<Tensor>& outs) {
+    plan.run(inputs, scalars, state, [&](const std::vector<Tensor>& outs) {
       for (size_t i = 0; i < outs.size(); i++) {
         Napi::Array pair = Napi::Array::New(env, 2);
         pair.Set(0u, wrap(env, outs[i]));

@@ -255,8 +255,10 @@ std::vector<Tensor> Plan::make_state() {
 }
 
 std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vector<int64_t>& scalars,
-                              const std::vector<Tensor>& state,
+                              std::shared_ptr<const std::vector<Tensor>> state_ptr,
                               const std::function<void(const std::vector<Tensor>&)>& before_launch) {
+  static const std::vector<Tensor> kNone;
+  const std::vector<Tensor>& state = state_ptr ? *state_ptr : kNone;
   const PlanSpec& spec = *spec_;
   rt_.throw_pending(spec.device);
   const char* op = "model.run";
@@ -369,19 +371,26 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
     }
   }
 
-  std::vector<Tensor> in_list(inputs);
-  for (const Tensor& t : state) in_list.push_back(t);
+  // launch() propagates errors through the inputs and outputs; the state's tensors are checked
+  // and marked inside the task, so a run copies one pointer for them, not every cache tensor.
   std::vector<Tensor> out_list;
   for (const auto& r : roots) out_list.push_back(r.second);
-  for (const Tensor& t : state) out_list.push_back(t);
   ThreadPool& pool = rt_.pool();
   std::shared_ptr<const PlanSpec> keep = spec_;
   std::shared_ptr<std::vector<Tensor>> views = views_;
   std::shared_ptr<Profile> prof = profile_->on ? profile_ : nullptr;
   if (before_launch) before_launch(outs);
+  std::vector<Tensor> in_list(inputs);
   ops::launch(rt_.queue(spec.device), std::move(in_list), std::move(out_list),
-              [&pool, keep, views, prof, inputs, state, roots = std::move(roots), sym = std::move(sym), scalars] {
+              [&pool, keep, views, prof, inputs, state_ptr, roots = std::move(roots), sym = std::move(sym), scalars] {
                 const PlanSpec& spec = *keep;
+                static const std::vector<Tensor> kNone;
+                const std::vector<Tensor>& state = state_ptr ? *state_ptr : kNone;
+                for (const Tensor& t : state)  // a failed earlier run left the caches unusable
+                  if (KernelError e = t.storage->error()) {
+                    for (const auto& r : roots) r.second.storage->set_error(e);
+                    return;
+                  }
                 // Runs of one plan are serialized on its queue, so this task owns the views: bind
                 // this run's tensors and shapes in place (no allocation once warm) and let go of
                 // the run's tensors when done, even if a kernel throws.
@@ -421,6 +430,11 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
                 auto opt = [&](const Step& s, size_t k) -> const Tensor* {
                   return k < s.in.size() && s.in[k] >= 0 ? &buf[size_t(s.in[k])] : nullptr;
                 };
+                // A kernel error mid-run leaves the caches half written: they carry the error too.
+                auto mark_state = [&](KernelError e) {
+                  for (const Tensor& t : state) t.storage->set_error(e);
+                };
+                try {
                 for (const Step& s : spec.steps) {
                   const Tensor& out = T(s.out);
                   const Tensor& x = T(s.in[0]);
@@ -488,6 +502,13 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
                     times.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
                     t0 = t1;
                   }
+                }
+                } catch (const Error& e) {
+                  mark_state(std::make_shared<const Error>(e));
+                  throw;
+                } catch (...) {
+                  mark_state(std::make_shared<const Error>(ErrorCode::Internal, "a run with this state failed"));
+                  throw;
                 }
                 if (prof) {
                   std::lock_guard<std::mutex> lock(prof->mu);

@@ -87,7 +87,7 @@ class Plan {
   // plan is enqueued: the binding makes the JS objects there, so the calling thread is done
   // before the kernels take the cores.
   std::vector<Tensor> run(const std::vector<Tensor>& inputs, const std::vector<int64_t>& scalars,
-                          const std::vector<Tensor>& state,
+                          std::shared_ptr<const std::vector<Tensor>> state,
                           const std::function<void(const std::vector<Tensor>&)>& before_launch = {});
   // Fresh state tensors (zero-filled), one set per independent sequence batch.
   std::vector<Tensor> make_state();
