@@ -2,6 +2,7 @@
 // a time, in the order they were enqueued. On the CPU a task runs its kernel (with the thread
 // pool); on a GPU it would issue work to the device's stream. The JS thread only enqueues.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -39,6 +40,7 @@ class Queue {
   std::deque<Task> tasks_;
   bool busy_ = false;
   bool stop_ = false;
+  std::atomic<uint64_t> pushed_{0};  // tasks ever enqueued: the idle worker watches it
   KernelError error_;
   std::thread worker_;
 };

@@ -3,14 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-static inline void cpu_relax() { _mm_pause(); }
-#elif defined(__aarch64__)
-static inline void cpu_relax() { asm volatile("yield"); }
-#else
-static inline void cpu_relax() {}
-#endif
+#include <thread>
 
 namespace ignis {
 
@@ -36,6 +29,8 @@ static void chunk_range(int64_t n, int chunks, int i, int64_t* b, int64_t* e) {
 
 // Spinning (not sleeping) this long after a job: a kernel calls parallel_for several times in a
 // row (pack B, compute, ...), and a condition-variable wake costs tens of microseconds on a VM.
+// The spin yields rather than pauses: on a machine with as many threads as cores, the JS thread
+// that enqueues the next op gets the core back at once.
 static constexpr auto kSpin = std::chrono::microseconds(100);
 
 template <class Pred>
@@ -43,7 +38,7 @@ static bool spin_until(Pred done, std::chrono::microseconds limit) {
   const auto until = std::chrono::steady_clock::now() + limit;
   for (int i = 0;; i++) {
     if (done()) return true;
-    cpu_relax();
+    std::this_thread::yield();
     if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) return done();
   }
 }
