@@ -28,6 +28,7 @@ export interface NativeBinding {
     };
   };
   meta(h: Handle): [number[], string, string];
+  fromBytes(bytes: ArrayBufferView, srcDtype: string, dtype: string, shape: number[], device: string): Handle;
   fromData(data: Float32Array | Int32Array | Int8Array, dtype: string, shape: number[], device: string): Handle;
   full(shape: number[], dtype: string, device: string, value: number): Handle;
   randn(shape: number[], dtype: string, device: string, seed: number): Handle;

@@ -7,7 +7,8 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { describe, IgnisError, typeError } from './errors';
 import { DType, DTYPE_BYTES, f32ToBf16Bits, f32ToF16Bits, isFloatDType } from './dtype';
-import { handle, tensor, Tensor } from './tensor';
+import { native } from './binding';
+import { handle, Tensor } from './tensor';
 import * as v from './validate';
 
 /** The largest header (and index.json) ignis reads: bigger ones are rejected, not allocated. */
@@ -198,60 +199,6 @@ function brief(x: unknown): string {
   return s.length > 80 ? s.slice(0, 80) + '…' : s;
 }
 
-// f16 bits -> f32 bits, exact, NaN payloads kept; one table for all reads.
-let f16Table: Uint32Array | undefined;
-function f16ToF32Table(): Uint32Array {
-  if (f16Table) return f16Table;
-  const t = new Uint32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = (h & 0x8000) << 16;
-    const exp = (h >>> 10) & 0x1f;
-    let man = h & 0x3ff;
-    if (exp === 0x1f) t[h] = sign | 0x7f800000 | (man << 13);
-    else if (exp !== 0) t[h] = sign | ((exp + 112) << 23) | (man << 13);
-    else if (man === 0) t[h] = sign;
-    else {
-      // subnormal: man * 2^-24, renormalized so the leading 1 is implicit
-      let e = 113;
-      while (!(man & 0x400)) {
-        man <<= 1;
-        e--;
-      }
-      t[h] = sign | (e << 23) | ((man & 0x3ff) << 13);
-    }
-  }
-  return (f16Table = t);
-}
-
-// File bytes of an ignis dtype -> the TypedArray tensor() takes (16-bit floats widened to f32).
-function hostArray(bytes: Uint8Array, dtype: DType): Float32Array | Int8Array | Int32Array {
-  const { buffer, byteOffset, byteLength } = bytes;
-  switch (dtype) {
-    case 'f32':
-      return new Float32Array(buffer, byteOffset, byteLength / 4);
-    case 'i32':
-      return new Int32Array(buffer, byteOffset, byteLength / 4);
-    case 'i8':
-      return new Int8Array(buffer, byteOffset, byteLength);
-    case 'bf16': {
-      const h = new Uint16Array(buffer, byteOffset, byteLength / 2);
-      const out = new Float32Array(h.length);
-      const u = new Uint32Array(out.buffer);
-      for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
-      return out;
-    }
-    case 'f16': {
-      const h = new Uint16Array(buffer, byteOffset, byteLength / 2);
-      const table = f16ToF32Table();
-      const out = new Float32Array(h.length);
-      const u = new Uint32Array(out.buffer);
-      for (let i = 0; i < h.length; i++) u[i] = table[h[i]];
-      return out;
-    }
-  }
-}
-
-/** The tensors a file or checkpoint holds, read one at a time. */
 export interface TensorSource {
   names(): string[];
   info(name: string): TensorInfo | undefined;
@@ -312,8 +259,9 @@ export class SafetensorsFile implements TensorSource {
     if (e.shape.length > v.MAX_RANK || e.shape.some((d) => d > 2 ** 48))
       throw new IgnisError('E_SHAPE', `${t} has shape ${v.shapeStr(e.shape)}; ignis tensors have at most ${v.MAX_RANK} dimensions of at most 2^48`);
     const bytes = await this.#bytes(op, e);
-    // Made directly in the wanted dtype: the native f32 -> f16/bf16 conversion is the one cast uses.
-    return tensor(hostArray(bytes, own), { dtype: want, shape: e.shape, device });
+    // The stored bits go to native as they are and are converted there (the conversion cast uses):
+    // no JS pass over the elements, NaN payloads kept.
+    return new Tensor(native().fromBytes(bytes, own, want, e.shape, device));
   }
 
   /** The tensor's bytes exactly as stored. */

@@ -31,6 +31,24 @@ static Napi::Value FromData(const Napi::CallbackInfo& info) {
   });
 }
 
+// fromBytes(bytes: TypedArray, srcDtype, dtype, shape, device): little-endian elements of
+// srcDtype (f16/bf16 as their bits) -> a dtype tensor, converted natively (float <-> float)
+static Napi::Value FromBytes(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!info[0].IsTypedArray()) throw type_error(env, "bytes must be a TypedArray");
+    Napi::TypedArray arr = info[0].As<Napi::TypedArray>();
+    DType src = arg_dtype(info, 1), dtype = arg_dtype(info, 2);
+    Shape shape = arg_shape(info, 3);
+    Device device = arg_device(info, 4);
+    const size_t bytes = arr.ByteLength();
+    if (bytes != size_t(shape_numel(shape)) * dtype_size(src))
+      fail(ErrorCode::Shape, std::to_string(bytes) + " bytes do not hold " + shape_str(shape) + " " + dtype_name(src));
+    const char* base = static_cast<const char*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+    return wrap(env, ops::from_host(*addon(env).runtime, base, src, shape, dtype, device));
+  });
+}
+
 // full(shape, dtype, device, value)
 static Napi::Value Full(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
@@ -141,6 +159,7 @@ static Napi::Value Read(const Napi::CallbackInfo& info) {
 void register_tensor(Napi::Env env, Napi::Object exports) {
   register_handle_class(env, exports);
   exports.Set("fromData", Napi::Function::New(env, FromData, "fromData"));
+  exports.Set("fromBytes", Napi::Function::New(env, FromBytes, "fromBytes"));
   exports.Set("full", Napi::Function::New(env, Full, "full"));
   exports.Set("randn", Napi::Function::New(env, Randn, "randn"));
   exports.Set("cast", Napi::Function::New(env, Cast, "cast"));

@@ -13,7 +13,7 @@ namespace ignis::ops {
 
 // --- tensors ---------------------------------------------------------------------------------
 // A tensor holding `bytes` (host memory in `src_type` layout, count elements) converted to
-// `dtype`: src_type is f32 for a float dtype (the conversion happens here), else == dtype.
+// `dtype`: any float src_type for a float dtype (the conversion happens here), else == dtype.
 // Copies synchronously, so the caller may reuse its buffer at once.
 Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shape, DType dtype,
                  Device device);

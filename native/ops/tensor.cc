@@ -1,4 +1,5 @@
 // Entry points that make, convert, move and read tensors.
+#include <algorithm>
 #include <cstring>
 
 #include "../cpu/cpu.h"
@@ -19,6 +20,17 @@ Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shap
     std::memcpy(t.raw(), src, t.nbytes());
   } else if (src_type == DType::f32 && is_float(dtype)) {
     convert_from_f32(static_cast<const float*>(src), t.raw(), dtype, n);
+  } else if (is_float(src_type) && dtype == DType::f32) {
+    convert_to_f32(src, src_type, t.data<float>(), n);
+  } else if (is_float(src_type) && is_float(dtype)) {  // f16 <-> bf16, through f32 in chunks
+    constexpr size_t kChunk = 4096;
+    float tmp[kChunk];
+    const size_t es = dtype_size(src_type), ed = dtype_size(dtype);
+    for (size_t i = 0; i < n; i += kChunk) {
+      const size_t w = std::min(kChunk, n - i);
+      convert_to_f32(static_cast<const char*>(src) + i * es, src_type, tmp, w);
+      convert_from_f32(tmp, static_cast<char*>(t.raw()) + i * ed, dtype, w);
+    }
   } else {
     fail(ErrorCode::DType, std::string("cannot make a ") + dtype_name(dtype) + " tensor from " +
                                dtype_name(src_type) + " data");
