@@ -279,6 +279,21 @@ void run(ThreadPool* pool, const Problem& p) {
       const int64_t npanel = ceil_div(nc, kNR);
       float* C = direct ? static_cast<float*>(p.out) + m0 * N + j0 : cbuf;
       const int64_t ldc = direct ? N : nc;
+      // C rows [row0, row0 + rows) x columns [j, j + nr) (+)= A rows packed at ap (panel i at
+      // ap + i * kc) @ the B panel bp; after the last K block each tile goes through the epilogue
+      // into out while it is in L1.
+      auto tiles = [&](const float* ap, int64_t rows, int64_t row0, const float* bp, int64_t j, int64_t nr,
+                       int64_t kc, bool first, bool last) {
+        for (int64_t i = 0; i < rows; i += kMR) {
+          const int64_t mr = std::min(kMR, rows - i);
+          float* c = C + (row0 + i) * ldc + j;
+          kernels[mr](kc, ap + i * kc, bp, c, ldc, mr, nr, first);
+          if (!last || plain) continue;
+          for (int64_t r = 0; r < mr; r++)
+            epilogue_row(c + r * ldc, nr, p.bias ? advance(p.bias, dt, j0 + j) : nullptr, dt, p.act,
+                         advance(p.out, dt, (m0 + row0 + i + r) * N + j0 + j));
+        }
+      };
 
       // Work items: row blocks (sized so each thread gets whole blocks) x column chunks (when
       // there are fewer row blocks than threads).
@@ -332,16 +347,7 @@ void run(ThreadPool* pool, const Problem& p) {
             for (int64_t k0 = 0; k0 < K; k0 += kKCSmall) {
               const int64_t kc = std::min(kKCSmall, K - k0);
               const bool first = k0 == 0, last = k0 + kc == K;
-              const float* bp = packed_panel(p, j0 + j, k0);
-              for (int64_t i = 0; i < ms; i += kMR) {
-                const int64_t mr = std::min(kMR, ms - i);
-                float* c = C + i * ldc + j;
-                kernels[mr](kc, apack + ms_pad * k0 + i * kc, bp, c, ldc, mr, nr, first);
-                if (!last || plain) continue;
-                for (int64_t r = 0; r < mr; r++)
-                  epilogue_row(c + r * ldc, nr, p.bias ? advance(p.bias, dt, j0 + j) : nullptr,
-                               dt, p.act, advance(p.out, dt, (m0 + i + r) * N + j0 + j));
-              }
+              tiles(apack + ms_pad * k0, ms, 0, packed_panel(p, j0 + j, k0), j, nr, kc, first, last);
             }
           }
         });
@@ -374,15 +380,7 @@ void run(ThreadPool* pool, const Problem& p) {
                            std::min(kGroup * kNR, std::min(p1 * kNR, nc) - j), bgroup);
                 bp = bgroup + ((q - p0) % kGroup) * kc * kNR;
               }
-              for (int64_t i = 0; i < ms; i += kMR) {
-                const int64_t mr = std::min(kMR, ms - i);
-                float* c = C + i * ldc + j;
-                kernels[mr](kc, apack + i * kc, bp, c, ldc, mr, nr, first);
-                if (!last || plain) continue;
-                for (int64_t r = 0; r < mr; r++)
-                  epilogue_row(c + r * ldc, nr, p.bias ? advance(p.bias, dt, j0 + j) : nullptr,
-                               dt, p.act, advance(p.out, dt, (m0 + i + r) * N + j0 + j));
-              }
+              tiles(apack, ms, 0, bp, j, nr, kc, first, last);
             }
           }
         });
@@ -419,16 +417,7 @@ void run(ThreadPool* pool, const Problem& p) {
             for (int64_t q = p0; q < p1; q++) {
               const int64_t j = q * kNR, nr = std::min(kNR, nc - j);
               const float* bp = p.b_packed ? packed_panel(p, j0 + j, k0) : bpack + q * kc * kNR;
-              for (int64_t i = 0; i < rows; i += kMR) {
-                const int64_t mr = std::min(kMR, rows - i);
-                float* c = C + (i0 + i) * ldc + j;
-                kernels[mr](kc, apack + i * kc, bp, c, ldc, mr, nr, first);
-                if (!last || plain) continue;
-                // C tile -> out, while it is in L1
-                for (int64_t r = 0; r < mr; r++)
-                  epilogue_row(c + r * ldc, nr, p.bias ? advance(p.bias, dt, j0 + j) : nullptr,
-                               dt, p.act, advance(p.out, dt, (m0 + i0 + i + r) * N + j0 + j));
-              }
+              tiles(apack, rows, i0, bp, j, nr, kc, first, last);
             }
           }
         });
