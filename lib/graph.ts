@@ -528,11 +528,14 @@ function compileGraph(g: GraphBuilder, opts: CompileOptions): Model {
   const symbols: string[] = [];
   const symIndex = new Map<string, number>();
   const bound = new Set<string>();
+  const requireMax = (d: string, where: string) => {
+    if (!maxOf.has(d)) throw rangeError(`graph.${op}: give a maximum for the symbolic dimension '${d}' (${where}): max: { ${d}: N } or max${d[0].toUpperCase()}${d.slice(1)}: N`);
+  };
   const enc = (d: Dim, where: string): number => {
     if (typeof d === 'number') return d;
     let i = symIndex.get(d);
     if (i === undefined) {
-      if (!maxOf.has(d)) throw rangeError(`graph.${op}: give a maximum for the symbolic dimension '${d}' (used by ${where}): max: { ${d}: N } or max${d[0].toUpperCase()}${d.slice(1)}: N`);
+      requireMax(d, `used by ${where}`);
       i = symbols.length;
       symbols.push(d);
       symIndex.set(d, i);
@@ -556,18 +559,18 @@ function compileGraph(g: GraphBuilder, opts: CompileOptions): Model {
 
   // Outputs that are inputs, weights or views of them get a copy step (cast to the same dtype).
   const rootOf = (id: number): number => (nodes[id].kind === 'view' ? rootOf(nodes[id].in[0]) : id);
-  const steps: { node: NodeRec; copyOf?: number }[] = [];
+  const steps: NodeRec[] = [];
   const outputIds = g.outputs.map((x) => x.node);
   const copies = new Map<number, number>(); // output node -> synthetic node id
   const extra: NodeRec[] = [];
-  for (const r of nodes) if (need[r.id] && (r.kind === 'op')) steps.push({ node: r });
+  for (const r of nodes) if (need[r.id] && r.kind === 'op') steps.push(r);
   for (const id of new Set(outputIds)) {
     const root = nodes[rootOf(id)];
     if (root.kind === 'input' || root.kind === 'weight') {
       const syn: NodeRec = { ...nodes[id], id: nodes.length + extra.length, kind: 'op', op: 'cast', in: [id], p: [], scalar: -1, cache: -1, label: `copy of ${nodes[id].label}` };
       extra.push(syn);
       copies.set(id, syn.id);
-      steps.push({ node: syn });
+      steps.push(syn);
     }
   }
   const all = [...nodes, ...extra];
@@ -618,8 +621,7 @@ function compileGraph(g: GraphBuilder, opts: CompileOptions): Model {
   const states: { dtype: DType; shape: number[] }[] = [];
   const cacheBufs: [number, number][] = [];
   for (const c of g.caches) {
-    if (typeof c.maxSeq === 'string' && !maxOf.has(c.maxSeq))
-      throw rangeError(`graph.${op}: give a maximum for the symbolic dimension '${c.maxSeq}' (maxSeq of cache '${c.name}'): max: { ${c.maxSeq}: N } or max${c.maxSeq[0].toUpperCase()}${c.maxSeq.slice(1)}: N`);
+    if (typeof c.maxSeq === 'string') requireMax(c.maxSeq, `maxSeq of cache '${c.name}'`);
     if (typeof c.batch === 'string' && !bound.has(c.batch)) throw rangeError(`graph.${op}: cache '${c.name}' has batch '${c.batch}', which no input binds`);
     const full = [concrete(c.batch), concrete(c.maxSeq), c.heads, c.headDim];
     const dims = [enc(c.batch, `cache '${c.name}'`), concrete(c.maxSeq), c.heads, c.headDim];
@@ -635,10 +637,10 @@ function compileGraph(g: GraphBuilder, opts: CompileOptions): Model {
   // Liveness over the steps, then first-fit placement in the arena, largest buffers first.
   const def = new Map<number, number>(), lastUse = new Map<number, number>();
   steps.forEach((s, i) => {
-    const outBuf = rootBuf(bufOf.get(s.node.id)!);
+    const outBuf = rootBuf(bufOf.get(s.id)!);
     if (!def.has(outBuf)) def.set(outBuf, i);
     lastUse.set(outBuf, Math.max(lastUse.get(outBuf) ?? i, i));
-    for (const x of s.node.in) {
+    for (const x of s.in) {
       if (x < 0) continue;
       const b = rootBuf(bufOf.get(x)!);
       lastUse.set(b, Math.max(lastUse.get(b) ?? i, i));
@@ -668,7 +670,7 @@ function compileGraph(g: GraphBuilder, opts: CompileOptions): Model {
     arenaBytes = Math.max(arenaBytes, off + size);
   }
 
-  const stepDescs = steps.map(({ node: r }) => {
+  const stepDescs = steps.map((r) => {
     let ins = r.in.map((x) => (x === -1 ? -1 : x === -2 ? -2 : bufOf.get(x)!));
     if (r.op === 'attention' && r.cache >= 0) ins = [ins[0], ins[1], ins[2], cacheBufs[r.cache][0], cacheBufs[r.cache][1]];
     return { op: r.op!, in: ins, out: bufOf.get(r.id)!, p: r.p, scalar: r.scalar };

@@ -162,7 +162,8 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
   const size_t nsym = spec.symbol_max.size();
   for (int64_t m : spec.symbol_max)
     if (m < 1) fail(ErrorCode::Argument, "graph: every symbolic dimension needs a maximum >= 1");
-  if (spec.weights.size() && spec.weights[0].device() != spec.device) fail(ErrorCode::Device, "graph: weights on another device");
+  for (const Tensor& w : spec.weights)
+    if (w.device() != spec.device) fail(ErrorCode::Device, "graph: a weight is on another device");
   // Two assignments: every symbol at its maximum (the sizes the arena was planned for), and
   // all symbols distinct, so a step that mixes two symbols up fails here, not at run time.
   std::vector<std::vector<int64_t>> trials{spec.symbol_max, std::vector<int64_t>(nsym)};
@@ -205,11 +206,19 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
       check_step(i, s, sh, dt);
     }
   }
-  for (int b : spec.inputs)
-    if (b < 0 || size_t(b) >= nb || spec.buffers[size_t(b)].kind != Buffer::input)
-      fail(ErrorCode::Internal, "graph: bad input buffer");
-  for (int b : spec.outputs)
+  // Input i is the buffer of kind input whose index is i; every output is a buffer the run
+  // allocates, or a view of one (the builder gives outputs that are inputs or weights a copy).
+  for (size_t i = 0; i < spec.inputs.size(); i++) {
+    const int b = spec.inputs[i];
+    if (b < 0 || size_t(b) >= nb || spec.buffers[size_t(b)].kind != Buffer::input || spec.buffers[size_t(b)].index != int(i))
+      fail(ErrorCode::Internal, "graph: input buffers and the input list disagree");
+  }
+  for (int b : spec.outputs) {
     if (b < 0 || size_t(b) >= nb) fail(ErrorCode::Internal, "graph: bad output buffer");
+    const Buffer& o = spec.buffers[size_t(b)];
+    if ((o.kind == Buffer::view ? spec.buffers[size_t(o.index)].kind : o.kind) != Buffer::output)
+      fail(ErrorCode::Internal, "graph: output buffer " + std::to_string(b) + " is not one the run allocates");
+  }
   if (spec.arena_bytes > 0) arena_ = empty({spec.arena_bytes}, DType::i8, spec.device);
   // The views every run binds in place: weights and arena slices fixed now, the rest per run.
   views_ = std::make_shared<std::vector<Tensor>>(nb);
@@ -224,10 +233,6 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
       t.offset = size_t(buf.offset);
     }
   }
-  for (int b : spec.inputs)
-    if (spec.buffers[size_t(b)].index < 0 || size_t(spec.buffers[size_t(b)].index) >= spec.inputs.size() ||
-        spec.inputs[size_t(spec.buffers[size_t(b)].index)] != b)
-      fail(ErrorCode::Internal, "graph: input buffers and the input list disagree");
   spec_ = std::make_shared<const PlanSpec>(std::move(spec));
 }
 
@@ -319,45 +324,31 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
   for (size_t i = 0; i < spec.outputs.size(); i++) {
     const int ob = spec.outputs[i];
     const Buffer& bs = spec.buffers[size_t(ob)];
-    int root = ob;
-    if (bs.kind == Buffer::view) root = bs.index;
-    const Buffer& rs = spec.buffers[size_t(root)];
-    Tensor t;
-    if (rs.kind == Buffer::output) {
-      auto it = std::find_if(roots.begin(), roots.end(), [&](const auto& r) { return r.first == root; });
-      if (it == roots.end()) {
-        roots.emplace_back(root, empty(shape_of(root), rs.dtype, spec.device));
-        it = roots.end() - 1;
-      }
-      t = it->second;
-    } else if (rs.kind == Buffer::input) {
-      t = inputs[size_t(rs.index)];
-    } else if (rs.kind == Buffer::weight) {
-      t = spec.weights[size_t(rs.index)];
-    } else {
-      fail(ErrorCode::Internal, "graph: an output lives in the arena or the state");
+    const int root = bs.kind == Buffer::view ? bs.index : ob;  // of kind output (checked at compile)
+    auto it = std::find_if(roots.begin(), roots.end(), [&](const auto& r) { return r.first == root; });
+    if (it == roots.end()) {
+      roots.emplace_back(root, empty(shape_of(root), spec.buffers[size_t(root)].dtype, spec.device));
+      it = roots.end() - 1;
     }
+    Tensor t = it->second;
     t.shape = shape_of(ob);
     t.dtype = bs.dtype;
     outs[i] = std::move(t);
   }
 
-  // Causal attention without a cache needs q's seq <= k's (two symbols may bind either way).
+  // What only the run's sizes and integers can settle: causal attention without a cache needs
+  // q's seq <= k's (two symbols may bind either way); positions must keep every cache write and
+  // row range in bounds.
   for (const Step& s : spec.steps) {
-    if (s.op != Op::attention || s.p[0] == 0 || (s.in.size() > 3 && s.in[3] >= 0)) continue;
-    if (dim_of(s.in[0], 1) > dim_of(s.in[1], 1))
+    const bool cached = s.op == Op::attention && s.in.size() > 3 && s.in[3] >= 0;
+    if (s.op == Op::attention && !cached && s.p[0] != 0 && dim_of(s.in[0], 1) > dim_of(s.in[1], 1))
       fail(ErrorCode::Shape, std::string(op) + ": causal attention needs q's seq <= k's, got q " +
                                  shape_str(shape_of(s.in[0])) + " and k " + shape_str(shape_of(s.in[1])));
-  }
-
-  // Run-time integers: positions must keep every cache write and row range in bounds.
-  for (size_t i = 0; i < spec.steps.size(); i++) {
-    const Step& s = spec.steps[i];
     if (s.scalar < 0) continue;
     const int64_t v = scalars[size_t(s.scalar)];
     const std::string& name = spec.scalar_names[size_t(s.scalar)];
     if (v < 0) fail(ErrorCode::Argument, std::string(op) + ": " + name + " must be >= 0, got " + std::to_string(v));
-    if (s.op == Op::attention && s.in.size() > 3 && s.in[3] >= 0) {
+    if (cached) {
       const int64_t seq = dim_of(s.in[1], 1), max = dim_of(s.in[3], 1);
       if (v + seq > max)
         fail(ErrorCode::Argument, std::string(op) + ": " + name + " " + std::to_string(v) + " + " + std::to_string(seq) +
