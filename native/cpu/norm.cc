@@ -65,22 +65,29 @@ IGNIS_AVX2 static void rmsnorm_rows_avx2(T* out, const T* x, const float* w, int
 }
 #endif
 
-void rmsnorm(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& weight, float eps) {
+// Calls rows(o, x, D, r0, r1) with x's and out's typed pointers over x's rows of D (the last
+// dim), in parallel chunks; nothing for an empty x.
+template <class Rows>
+static void over_rows(ThreadPool& pool, const Tensor& out, const Tensor& x, Rows&& rows_fn) {
   const int64_t D = x.dim(-1);
   if (x.numel() == 0 || D == 0) return;
   const int64_t rows = x.numel() / D;
-  const std::vector<float> w = to_f32_vector(weight);  // [D]
-  [[maybe_unused]] const bool simd = has_avx2();
   dispatch_float(x.dtype, [&](auto tag) {
     using T = decltype(tag);
     T* o = out.data<T>();
     const T* xp = x.data<T>();
-    pool.parallel_for(rows, row_grain(D), [&](int64_t r0, int64_t r1) {
+    pool.parallel_for(rows, row_grain(D), [&](int64_t r0, int64_t r1) { rows_fn(o, xp, D, r0, r1); });
+  });
+}
+
+void rmsnorm(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& weight, float eps) {
+  const std::vector<float> w = to_f32_vector(weight);  // [D]
+  [[maybe_unused]] const bool simd = has_avx2();
+  over_rows(pool, out, x, [&](auto* o, const auto* xp, int64_t D, int64_t r0, int64_t r1) {
 #if IGNIS_X86
-      if (simd) return rmsnorm_rows_avx2(o, xp, w.data(), D, eps, r0, r1);
+    if (simd) return rmsnorm_rows_avx2(o, xp, w.data(), D, eps, r0, r1);
 #endif
-      rmsnorm_rows_scalar(o, xp, w.data(), D, eps, r0, r1);
-    });
+    rmsnorm_rows_scalar(o, xp, w.data(), D, eps, r0, r1);
   });
 }
 
@@ -157,22 +164,14 @@ IGNIS_AVX2 static void layernorm_rows_avx2(T* out, const T* x, const float* w, c
 
 void layernorm(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& weight,
                const Tensor& bias, float eps) {
-  const int64_t D = x.dim(-1);
-  if (x.numel() == 0 || D == 0) return;
-  const int64_t rows = x.numel() / D;
   const std::vector<float> w = to_f32_vector(weight);  // [D]
   const std::vector<float> b = to_f32_vector(bias);    // [D]
   [[maybe_unused]] const bool simd = has_avx2();
-  dispatch_float(x.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    T* o = out.data<T>();
-    const T* xp = x.data<T>();
-    pool.parallel_for(rows, row_grain(D), [&](int64_t r0, int64_t r1) {
+  over_rows(pool, out, x, [&](auto* o, const auto* xp, int64_t D, int64_t r0, int64_t r1) {
 #if IGNIS_X86
-      if (simd) return layernorm_rows_avx2(o, xp, w.data(), b.data(), D, eps, r0, r1);
+    if (simd) return layernorm_rows_avx2(o, xp, w.data(), b.data(), D, eps, r0, r1);
 #endif
-      layernorm_rows_scalar(o, xp, w.data(), b.data(), D, eps, r0, r1);
-    });
+    layernorm_rows_scalar(o, xp, w.data(), b.data(), D, eps, r0, r1);
   });
 }
 
