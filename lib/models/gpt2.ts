@@ -5,7 +5,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { Tensor } from '../tensor';
-import { configNumber as need, disposeLinear, graphLinear, hostTensor, Linear, linearBytes, linearFromNK, readChecked, readHost, transposeCols, WeightOptions } from './weights';
+import { configNumber as need, disposeLinear, graphLinear, hostTensor, Linear, linearBytes, linearFromNK, readChecked, readHost, tensorBytes, transposeCols, WeightOptions } from './weights';
 
 export interface Gpt2Config {
   modelType: 'gpt2';
@@ -107,10 +107,9 @@ export async function loadGpt2(src: TensorSource, c: Gpt2Config, o: WeightOption
 }
 
 export function gpt2WeightBytes(w: Gpt2Weights): number {
-  const t = (x: Tensor) => x.size * (x.dtype === 'f32' ? 4 : 2);
-  let n = t(w.wte) + t(w.wpe) + t(w.lnf[0]) + t(w.lnf[1]) + (w.head.kind === 'tensor' && w.head.t === w.wte ? 0 : linearBytes(w.head));
+  let n = tensorBytes(w.wte) + tensorBytes(w.wpe) + tensorBytes(w.lnf[0]) + tensorBytes(w.lnf[1]) + (w.head.kind === 'tensor' && w.head.t === w.wte ? 0 : linearBytes(w.head));
   for (const b of w.blocks) {
-    for (const x of [b.ln1[0], b.ln1[1], b.ln2[0], b.ln2[1], b.qb, b.kb, b.vb, b.projB, b.fcB, b.outB]) n += t(x);
+    for (const x of [b.ln1[0], b.ln1[1], b.ln2[0], b.ln2[1], b.qb, b.kb, b.vb, b.projB, b.fcB, b.outB]) n += tensorBytes(x);
     for (const l of [b.q, b.k, b.v, b.proj, b.fc, b.out]) n += linearBytes(l);
   }
   return n;

@@ -4,7 +4,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { Tensor } from '../tensor';
-import { configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, WeightOptions } from './weights';
+import { configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, tensorBytes, WeightOptions } from './weights';
 
 export interface LlamaConfig {
   modelType: 'llama';
@@ -96,9 +96,9 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
 }
 
 export function llamaWeightBytes(w: LlamaWeights): number {
-  let n = w.embed.size * (w.embed.dtype === 'f32' ? 4 : 2) + w.norm.size * 4 + linearBytes(w.head);
+  let n = tensorBytes(w.embed) + tensorBytes(w.norm) + linearBytes(w.head);
   for (const l of w.layers) {
-    n += (l.ln1.size + l.ln2.size) * (l.ln1.dtype === 'f32' ? 4 : 2);
+    n += tensorBytes(l.ln1) + tensorBytes(l.ln2);
     for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) n += linearBytes(x);
   }
   return n;

@@ -1,7 +1,7 @@
 // Loading a checkpoint's linear layers in the form a model's graph multiplies by: packed f32
 // (packWeight), int8 (quantize), or the stored f16/bf16 tensor used through transposeB.
 import { IgnisError } from '../errors';
-import { FloatDType } from '../dtype';
+import { DTYPE_BYTES, FloatDType } from '../dtype';
 import { GraphBuilder, GraphNode, GraphWeight } from '../graph';
 import { PackedWeight, packWeight } from '../packed';
 import { QuantizedTensor, quantize } from '../quant';
@@ -18,10 +18,14 @@ export interface WeightOptions {
 /** A linear layer's weight, y = x @ W^T with W [N, K] (what nn.Linear stores). */
 export type Linear = { kind: 'tensor'; t: Tensor } | { kind: 'packed'; t: PackedWeight } | { kind: 'q'; t: QuantizedTensor };
 
+export function tensorBytes(t: Tensor): number {
+  return t.size * DTYPE_BYTES[t.dtype];
+}
+
 export function linearBytes(l: Linear): number {
-  if (l.kind === 'tensor') return l.t.size * (l.t.dtype === 'f32' ? 4 : 2);
-  if (l.kind === 'packed') return l.t.packed.size * 4;
-  return l.t.q.size + l.t.scales.size * 4;
+  if (l.kind === 'tensor') return tensorBytes(l.t);
+  if (l.kind === 'packed') return tensorBytes(l.t.packed);
+  return tensorBytes(l.t.q) + tensorBytes(l.t.scales);
 }
 
 export function disposeLinear(l: Linear): void {

@@ -53,6 +53,12 @@ forDevices((device) => {
           const { dir, w } = await checkpoint(cfg, stored);
           const m = await ignis.loadModel(dir, { ...opts, device, maxBatch: 3 });
           try {
+            if (label === 'bf16') {
+              // every tensor kept as stored, 2 bytes an element (the tied head counted once)
+              let params = 0;
+              for (const t of w.values()) params += t.data.length;
+              expect(m.memory().weights, `${name}: weight bytes`).toBe(2 * params);
+            }
             for (const [batch, seq] of [[1, 1], [3, 9], [2, 33]]) {
               const ids = randomIds(`${name} ${batch}x${seq}`, batch, seq, vocab);
               const logits = m.forward(ids);
