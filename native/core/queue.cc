@@ -3,7 +3,8 @@
 #include "queue.h"
 
 #include <chrono>
-#include <thread>
+
+#include "spin.h"
 
 namespace ignis {
 
@@ -61,9 +62,7 @@ void Queue::run() {
         // loop does, is back within this, and a condition-variable wake costs ~20-30 us on a VM.
         const uint64_t seen = pushed_.load(std::memory_order_acquire);
         lock.unlock();
-        const auto until = std::chrono::steady_clock::now() + kSpin;
-        while (pushed_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until)
-          std::this_thread::yield();
+        spin_until([&] { return pushed_.load(std::memory_order_acquire) != seen; }, kSpin);
         lock.lock();
       }
       cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });

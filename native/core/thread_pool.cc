@@ -1,6 +1,8 @@
 // Fork-join pool: parallel_for hands out contiguous chunks; the calling thread runs chunk 0.
 #include "thread_pool.h"
 
+#include "spin.h"
+
 #include <algorithm>
 #include <chrono>
 #include <thread>
@@ -29,19 +31,7 @@ static void chunk_range(int64_t n, int chunks, int i, int64_t* b, int64_t* e) {
 
 // Spinning (not sleeping) this long after a job: a kernel calls parallel_for several times in a
 // row (pack B, compute, ...), and a condition-variable wake costs tens of microseconds on a VM.
-// The spin yields rather than pauses: on a machine with as many threads as cores, the JS thread
-// that enqueues the next op gets the core back at once.
 static constexpr auto kSpin = std::chrono::microseconds(100);
-
-template <class Pred>
-static bool spin_until(Pred done, std::chrono::microseconds limit) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  for (int i = 0;; i++) {
-    if (done()) return true;
-    std::this_thread::yield();
-    if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) return done();
-  }
-}
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,
                               const std::function<void(int64_t, int64_t)>& fn) {
