@@ -4,8 +4,8 @@
 import { IgnisError } from '../errors';
 import { GraphBuilder, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
-import { Tensor } from '../tensor';
-import { configNumber as need, disposeLinear, graphLinear, hostTensor, Linear, linearBytes, linearFromNK, readChecked, readHost, tensorBytes, transposeCols, WeightOptions } from './weights';
+import { tensor, Tensor } from '../tensor';
+import { configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, readHost, tensorBytes, transposeCols, WeightOptions } from './weights';
 
 export interface Gpt2Config {
   modelType: 'gpt2';
@@ -71,11 +71,11 @@ export async function loadGpt2(src: TensorSource, c: Gpt2Config, o: WeightOption
   // Conv1D stores W [in, out] (y = x W + b); a linear weight here is [out, in].
   const conv = async (name: string, K: number, N: number, cols: [number, number][]) => {
     const host = await readHost(src, prefix + name, [K, N]);
-    return cols.map(([c0, c1]) => linearFromNK(hostTensor(transposeCols(host, K, N, c0, c1), [c1 - c0, K], o.quantize || o.dtype === 'f32' ? 'f32' : o.dtype, o.device), o));
+    return cols.map(([c0, c1]) => linearFromNK(tensor(transposeCols(host, K, N, c0, c1), { shape: [c1 - c0, K], dtype: act, device: o.device }), o));
   };
   const split = async (name: string, parts: number) => {
     const host = await readHost(src, prefix + name, [parts * E]);
-    return Array.from({ length: parts }, (_, i) => hostTensor(host.slice(i * E, (i + 1) * E), [E], act, o.device));
+    return Array.from({ length: parts }, (_, i) => tensor(host.slice(i * E, (i + 1) * E), { shape: [E], dtype: act, device: o.device }));
   };
   const wte = await readChecked(src, prefix + 'wte.weight', [c.vocab, E], act, o.device);
   const wpe = await readChecked(src, prefix + 'wpe.weight', [c.positions, E], act, o.device);

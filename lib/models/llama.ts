@@ -71,7 +71,7 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
   const act = o.quantize ? 'f32' : o.dtype;
   const vec = (name: string, n: number) => readChecked(src, name, [n], act, o.device);
   const lin = async (name: string, N: number, K: number) =>
-    linearFromNK(await readChecked(src, name, [N, K], o.quantize || o.dtype === 'f32' ? 'f32' : o.dtype, o.device), o);
+    linearFromNK(await readChecked(src, name, [N, K], act, o.device), o);
   const H = c.hidden, I = c.intermediate, qd = c.heads * c.headDim, kd = c.kvHeads * c.headDim;
   const embed = await readChecked(src, 'model.embed_tokens.weight', [c.vocab, H], act, o.device);
   const layers: Layer[] = [];

@@ -6,7 +6,7 @@ import { GraphBuilder, GraphNode, GraphWeight } from '../graph';
 import { PackedWeight, packWeight } from '../packed';
 import { QuantizedTensor, quantize } from '../quant';
 import { TensorSource } from '../safetensors';
-import { tensor, Tensor } from '../tensor';
+import { Tensor } from '../tensor';
 
 export interface WeightOptions {
   dtype: FloatDType;
@@ -90,10 +90,6 @@ export function transposeCols(a: Float32Array, rows: number, cols: number, c0: n
     for (let c = 0; c < w; c++) out[c * rows + r] = a[base + c];
   }
   return out;
-}
-
-export function hostTensor(data: Float32Array, shape: number[], dtype: FloatDType | 'f32', device: string): Tensor {
-  return tensor(data, { shape, dtype, device });
 }
 
 /** A number from config.json (or the fallback when the key is absent); E_FORMAT naming the key. */
