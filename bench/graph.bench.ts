@@ -126,7 +126,7 @@ interface FixedCost {
   stepsUs: number;
   fixedUs: number;
   fixedP90Us: number;
-  /** the part of the wall time before enqueue() returns (JS checks, the native call, output tensors) */
+  /** the part of the wall time before run() returns its promise (JS checks, the native call, output tensors) */
   enqueueUs: number;
 }
 
@@ -144,11 +144,11 @@ interface OverheadRow extends FixedCost {
  */
 async function fixedCost(model: ignis.Model, inputs: ignis.RunInputs, state: ignis.ModelState | undefined, n: number): Promise<FixedCost> {
   const once = async () => {
-    // model.run() split in two: what it does is enqueue(), then await every output's ready().
+    // run()'s synchronous part (checks, the plan enqueued, the output tensors made), then the wait.
     const t0 = performance.now();
-    const outs = model.enqueue(inputs, { state });
+    const done = model.run(inputs, { state });
     const t1 = performance.now();
-    await Promise.all(Object.values(outs).map((t) => t.ready()));
+    const outs = await done;
     const t2 = performance.now();
     for (const t of Object.values(outs)) t.dispose();
     return { wall: (t2 - t0) * 1e3, enqueue: (t1 - t0) * 1e3 };
@@ -270,14 +270,14 @@ export async function benchGraph(quick: boolean, peak: Peak, log: (s: string) =>
 
   printTable(
     'graph: fixed cost per run (CPU), microseconds: a profiled run\'s wall time (await model.run) minus its steps\' sum, paired per sample',
-    ['graph', 'steps', 'wall', 'steps sum', 'fixed', 'fixed p90', 'of it enqueue', 'run (no profile)', 'eager', 'eager/run'],
+    ['graph', 'steps', 'wall', 'steps sum', 'fixed', 'fixed p90', 'of it sync', 'run (no profile)', 'eager', 'eager/run'],
     overhead.map((r) => [
       r.name, String(r.steps), r.wallUs.toFixed(1), r.stepsUs.toFixed(1), r.fixedUs.toFixed(1), r.fixedP90Us.toFixed(1), r.enqueueUs.toFixed(1),
       r.runUs?.toFixed(1) ?? '-', r.eagerUs?.toFixed(1) ?? '-', r.runUs && r.eagerUs ? `${(r.eagerUs / r.runUs).toFixed(2)}x` : '-',
     ]),
   );
-  console.log('of it enqueue: the synchronous part, until model.enqueue() returns; the rest of the fixed cost is waiting: the queue');
-  console.log('hand-off to the device worker and ready()\'s trip back to the event loop. run (no profile): tinybench median of');
+  console.log('of it sync: the synchronous part, until model.run() returns its promise; the rest of the fixed cost is waiting: the queue');
+  console.log('hand-off to the device worker and the run\'s trip back to the event loop. run (no profile): tinybench median of');
   console.log('await model.run(). eager: the same ops called one by one (each validates, allocates its output and enqueues),');
   console.log('then one await ready().');
 }

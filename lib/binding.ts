@@ -11,7 +11,8 @@ export type Handle = { dispose(): void; readonly __ignisHandle?: never };
 export interface NativeBinding {
   init(errorClass: typeof IgnisError): void;
   compilePlan(description: object): Handle;
-  planRun(plan: Handle, inputs: Handle[], scalars: number[], state: Handle | null): [Handle, [number[], string, string]][];
+  /** with settled, a promise of the run's end follows the outputs */
+  planRun(plan: Handle, inputs: Handle[], scalars: number[], state: Handle | null, settled: boolean): unknown[];
   planState(plan: Handle): Handle;
   planMemory(plan: Handle): { weights: number; arena: number; state: number };
   planProfile(plan: Handle, on?: boolean): { op: string; ns: number }[];

@@ -768,39 +768,70 @@ export class Model {
    * data(), or use run()). Tensors for the inputs, numbers for the scalars.
    */
   enqueue(inputs: RunInputs, opts?: { state?: ModelState }): Record<string, Tensor> {
-    const op = 'run';
-    const plan = this.live(op);
-    if (typeof inputs !== 'object' || inputs === null) throw typeError(`model.${op}: inputs must be an object of tensors and scalars, got ${describe(inputs)}`);
-    const o = v.options<{ state?: ModelState }>(op, opts, ['state']);
-    for (const k of Object.keys(inputs))
-      if (!this.inputs.some((i) => i.name === k) && !this.scalars.includes(k))
-        throw new IgnisError('E_ARGUMENT', `model.${op}: unknown input '${k}' (inputs: ${[...this.inputs.map((i) => i.name), ...this.scalars].join(', ')})`);
-    const hs = this.inputs.map((i) => {
-      const t = inputs[i.name];
-      if (t === undefined) throw new IgnisError('E_ARGUMENT', `model.${op}: missing input '${i.name}' ${dimsStr(i.dims)} ${i.dtype}`);
-      if (!(t instanceof Tensor)) throw typeError(`model.${op}: input '${i.name}' must be a Tensor, got ${describe(t)}`);
-      return handle(op, `input '${i.name}'`, t);
-    });
-    const sc = this.scalars.map((name) => {
-      const x = inputs[name];
-      if (x === undefined) throw new IgnisError('E_ARGUMENT', `model.${op}: missing scalar '${name}'`);
-      return v.int(`model.${op}`, name, x, 0);
-    });
-    let st: Handle | null = null;
-    if (o.state !== undefined) {
-      if (!(o.state instanceof ModelState) || o.state.owner !== this) throw typeError(`model.${op}: state must come from this model's createState(), got ${describe(o.state)}`);
-      if (!o.state.handle) throw new IgnisError('E_DISPOSED', `model.${op}: the state was disposed`);
-      st = o.state.handle;
-    }
-    const outs = native().planRun(plan, hs, sc, st);
-    return Object.fromEntries(this.outputs.map((name, i) => [name, new Tensor(outs[i][0], outs[i][1])]));
+    return this.launch(inputs, opts, false).outs;
   }
 
   /** Enqueues the plan and resolves with its outputs once they are computed. */
   async run(inputs: RunInputs, opts?: { state?: ModelState }): Promise<Record<string, Tensor>> {
-    const outs = this.enqueue(inputs, opts);
-    await Promise.all(Object.values(outs).map((t) => t.ready()));
+    const { outs, done } = this.launch(inputs, opts, true);
+    await done;
     return outs;
+  }
+
+  // A run's JS side is on the path of every decode step, so the common case is checked in
+  // straight loops; anything unusual goes through the checks that name the problem.
+  private launch(inputs: RunInputs, opts: { state?: ModelState } | undefined, settled: boolean): { outs: Record<string, Tensor>; done?: Promise<void> } {
+    const op = 'run';
+    const plan = this.live(op);
+    if (typeof inputs !== 'object' || inputs === null) throw typeError(`model.${op}: inputs must be an object of tensors and scalars, got ${describe(inputs)}`);
+    let st: Handle | null = null;
+    if (opts !== undefined) {
+      const state = v.options<{ state?: ModelState }>(op, opts, ['state']).state;
+      if (state !== undefined) {
+        if (!(state instanceof ModelState) || state.owner !== this) throw typeError(`model.${op}: state must come from this model's createState(), got ${describe(state)}`);
+        if (!state.handle) throw new IgnisError('E_DISPOSED', `model.${op}: the state was disposed`);
+        st = state.handle;
+      }
+    }
+    const hs: Handle[] = new Array(this.inputs.length);
+    for (let i = 0; i < hs.length; i++) {
+      const t = inputs[this.inputs[i].name];
+      hs[i] = t instanceof Tensor && t._h !== null ? t._h : this.badInput(op, inputs, i, t);
+    }
+    const sc: number[] = new Array(this.scalars.length);
+    for (let i = 0; i < sc.length; i++) {
+      const x = inputs[this.scalars[i]];
+      if (x === undefined) {
+        this.unknownInput(op, inputs);
+        throw new IgnisError('E_ARGUMENT', `model.${op}: missing scalar '${this.scalars[i]}'`);
+      }
+      sc[i] = v.int(`model.${op}`, this.scalars[i], x, 0);
+    }
+    // Every expected name was present, so more keys than names means an unknown one.
+    if (Object.keys(inputs).length !== hs.length + sc.length) this.unknownInput(op, inputs);
+    const r = native().planRun(plan, hs, sc, st, settled);
+    const outs: Record<string, Tensor> = {};
+    for (let i = 0; i < this.outputs.length; i++) {
+      const [h, meta] = r[i] as [Handle, [number[], string, string]];
+      outs[this.outputs[i]] = new Tensor(h, meta);
+    }
+    return { outs, done: settled ? (r[this.outputs.length] as Promise<void>) : undefined };
+  }
+
+  private unknownInput(op: string, inputs: RunInputs): void {
+    for (const k of Object.keys(inputs))
+      if (!this.inputs.some((i) => i.name === k) && !this.scalars.includes(k))
+        throw new IgnisError('E_ARGUMENT', `model.${op}: unknown input '${k}' (inputs: ${[...this.inputs.map((i) => i.name), ...this.scalars].join(', ')})`);
+  }
+
+  private badInput(op: string, inputs: RunInputs, i: number, t: unknown): never {
+    const { name, dims, dtype } = this.inputs[i];
+    if (t === undefined) {
+      this.unknownInput(op, inputs);
+      throw new IgnisError('E_ARGUMENT', `model.${op}: missing input '${name}' ${dimsStr(dims)} ${dtype}`);
+    }
+    if (!(t instanceof Tensor)) throw typeError(`model.${op}: input '${name}' must be a Tensor, got ${describe(t)}`);
+    return handle(op, `input '${name}'`, t) as never; // a disposed tensor: handle() throws E_DISPOSED
   }
 
   dispose(): void {

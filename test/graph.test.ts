@@ -520,6 +520,21 @@ function msg(fn: () => unknown): string {
   return '(no error)';
 }
 
+/** embedding -> cached causal attention (one scalar, one KV cache), with good and bad (id 99) ids. */
+async function cachedAttention(c: Case) {
+  const table = await input(c, [10, 8], 'f32', DEV);
+  const g = ignis.graph();
+  const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
+  const position = g.scalar('position');
+  const cache = g.kvCache('c', { batch: 'batch', maxSeq: 6, heads: 2, headDim: 4 });
+  const e = g.reshape(g.embedding(ids, g.weight('table', table.t)), ['batch', 'seq', 2, 4]);
+  g.output('y', g.attention(e, e, e, { causal: true, cache, position }));
+  const model = await g.compile({ maxBatch: 1, maxSeq: 6 });
+  const good = ignis.tensor(new Int32Array([1, 2]), { shape: [1, 2] });
+  const bad = ignis.tensor(new Int32Array([3, 99]), { shape: [1, 2] });
+  return { table, model, good, bad };
+}
+
 describe('graph: errors', () => {
   it('build: shapes, dtypes, foreign nodes, reshape symbols, cache without position, duplicate outputs', () => {
     const g = ignis.graph();
@@ -729,16 +744,7 @@ describe('graph: errors', () => {
 
   it('a run that fails mid-way leaves its state (KV caches) failed: later runs with it reject; a fresh state works', async () => {
     const c = testCase(FILE, 'graph kernel error with state');
-    const table = await input(c, [10, 8], 'f32', DEV);
-    const g = ignis.graph();
-    const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
-    const position = g.scalar('position');
-    const cache = g.kvCache('c', { batch: 'batch', maxSeq: 6, heads: 2, headDim: 4 });
-    const e = g.reshape(g.embedding(ids, g.weight('table', table.t)), ['batch', 'seq', 2, 4]);
-    g.output('y', g.attention(e, e, e, { causal: true, cache, position }));
-    const model = await g.compile({ maxBatch: 1, maxSeq: 6 });
-    const good = ignis.tensor(new Int32Array([1, 2]), { shape: [1, 2] });
-    const bad = ignis.tensor(new Int32Array([3, 99]), { shape: [1, 2] });
+    const { model, good, bad } = await cachedAttention(c);
     const state = model.createState();
     const { call } = absorbOnce('E_INDEX');
     const failed = model.enqueue({ ids: bad, position: 0 }, { state });
@@ -750,6 +756,28 @@ describe('graph: errors', () => {
     const d = await ok.y.data();
     expect(d.every(Number.isFinite), c.ctx).toBe(true);
     model.dispose();
+  });
+
+  it('run() rejects with the error of a failed run, of a failed state, and of an input a failed op made; resolves after', async () => {
+    const c = testCase(FILE, 'graph run rejects');
+    const { table, model, good, bad } = await cachedAttention(c);
+    const { call } = absorbOnce('E_INDEX');
+    const state = model.createState();
+    await expect(model.run({ ids: bad, position: 0 }, { state }), c.ctx).rejects.toMatchObject({ code: 'E_INDEX', message: expect.stringContaining('id 99') });
+    await expect(call(() => model.run({ ids: good, position: 2 }, { state })), `${c.ctx}: the failed state`).rejects.toMatchObject({ code: 'E_INDEX' });
+    // An input whose producing op failed: the run skips its steps and rejects with that error.
+    const poisoned = call(() => ignis.embedding(bad, table.t)); // [1, 2, 8]: fails on the device
+    const g2 = ignis.graph();
+    g2.output('z', g2.gelu(g2.input('x', { shape: [1, 2, 8] })));
+    const m2 = await g2.compile({ device: 'cpu' });
+    await expect(call(() => m2.run({ x: poisoned })), `${c.ctx}: poisoned input`).rejects.toMatchObject({ code: 'E_INDEX' });
+    // The queue's error was taken once; fresh runs resolve with correct outputs.
+    const fresh = model.createState();
+    const { y } = await call(() => model.run({ ids: good, position: 0 }, { state: fresh }));
+    const eg = ignis.embedding(good, table.t).reshape([1, 2, 2, 4]);
+    await same(y, ignis.attention(eg, eg, eg, { causal: true }), `${c.ctx}: a fresh state`);
+    model.dispose();
+    m2.dispose();
   });
 });
 

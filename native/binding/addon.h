@@ -3,6 +3,7 @@
 #pragma once
 #include <napi.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -56,6 +57,23 @@ double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name);
 int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name);
 std::string arg_string(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+// A promise the device worker settles: settle(error) on the worker hands it to the JS thread,
+// which resolves it (with undefined, or with the data a read copied) or rejects it with the
+// error. Make it (held by a unique_ptr), pass settle() to the work, and once that work is
+// enqueued release it and call armed(), which keeps the event loop alive until delivery.
+struct ReadJob {
+  Napi::Promise::Deferred deferred;
+  Napi::Reference<Napi::ArrayBuffer> buffer;  // a read's destination; empty when only waiting
+  DType type = DType::f32;
+  size_t count = 0;
+  KernelError error;
+  bool ready_only = true;  // resolve with undefined, nothing copied
+
+  explicit ReadJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  std::function<void(KernelError)> settle(Napi::Env env);
+  void armed(Napi::Env env);
+};
 
 // Wraps a core tensor in a new JS handle object.
 Napi::Object wrap(Napi::Env env, Tensor t);

@@ -196,7 +196,9 @@ static Napi::Value CompilePlan(const Napi::CallbackInfo& info) {
   });
 }
 
-// planRun(plan, inputs[], scalars[], state handle | null) -> [[handle, meta], ...] per output
+// planRun(plan, inputs[], scalars[], state handle | null, settled) -> [[handle, meta], ...] per
+// output, and with settled a last element: a promise that resolves once the run is over (or
+// rejects with its error)
 static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -213,16 +215,23 @@ static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
       if (h->disposed) throw ignis_error(env, Error(ErrorCode::Disposed, "model.run: the state was disposed"));
       state = h->tensors;
     }
+    std::unique_ptr<ReadJob> done;  // the worker's once the plan is enqueued
+    if (arg_bool(info, 4, "settled")) done = std::make_unique<ReadJob>(env);
     // [handle, meta] per output, made before the plan is enqueued
     Napi::Array r = Napi::Array::New(env);
-    plan.run(inputs, scalars, state, [&](const std::vector<Tensor>& outs) {
-      for (size_t i = 0; i < outs.size(); i++) {
-        Napi::Array pair = Napi::Array::New(env, 2);
-        pair.Set(0u, wrap(env, outs[i]));
-        pair.Set(1u, meta_of(env, outs[i]));
-        r.Set(uint32_t(i), pair);
-      }
-    });
+    plan.run(
+        inputs, scalars, state,
+        [&](const std::vector<Tensor>& outs) {
+          for (size_t i = 0; i < outs.size(); i++) {
+            Napi::Array pair = Napi::Array::New(env, 2);
+            pair.Set(0u, wrap(env, outs[i]));
+            pair.Set(1u, meta_of(env, outs[i]));
+            r.Set(uint32_t(i), pair);
+          }
+          if (done) r.Set(uint32_t(outs.size()), done->deferred.Promise());
+        },
+        done ? done->settle(env) : nullptr);
+    if (done) done.release()->armed(env);
     return r;
   });
 }

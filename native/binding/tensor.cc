@@ -92,14 +92,18 @@ static Napi::Value To(const Napi::CallbackInfo& info) {
   });
 }
 
-struct ReadJob {
-  Napi::Promise::Deferred deferred;
-  Napi::Reference<Napi::ArrayBuffer> buffer;
-  DType type;
-  size_t count;
-  KernelError error;
-  bool ready_only = false;  // ready(): resolve with undefined, nothing copied
-};
+std::function<void(KernelError)> ReadJob::settle(Napi::Env env) {
+  ReadTsfn tsfn = addon(env).reads;
+  return [tsfn, job = this](KernelError e) mutable {
+    job->error = std::move(e);
+    tsfn.NonBlockingCall(job);
+  };
+}
+
+void ReadJob::armed(Napi::Env env) {
+  AddonData& d = addon(env);
+  if (d.pending_reads++ == 0) d.reads.Ref(env);
+}
 
 // Runs on the JS thread once the device worker has filled the buffer (or failed).
 void deliver_read(Napi::Env env, Napi::Function, std::nullptr_t*, ReadJob* job) {
@@ -132,26 +136,21 @@ static Napi::Value Read(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Tensor x = arg_tensor(info, 0, "tensor");
     const bool ready_only = arg_bool(info, 1, "readyOnly");
-    AddonData& d = addon(env);
-    DType type = ops::read_type(x.dtype);
-    size_t count = ready_only ? 0 : size_t(x.numel());
-    // The worker writes straight into the ArrayBuffer the promise resolves with; JS cannot
-    // see it until then, and the reference keeps it alive meanwhile.
-    Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, count * dtype_size(type));
-    auto* job = new ReadJob{Napi::Promise::Deferred::New(env), Napi::Persistent(buf), type, count, nullptr, ready_only};
-    Napi::Promise promise = job->deferred.Promise();
-    void* dst = ready_only ? nullptr : buf.Data();
-    ReadTsfn tsfn = d.reads;
-    try {
-      ops::read(*d.runtime, x, dst, [tsfn, job](KernelError e) mutable {
-        job->error = std::move(e);
-        tsfn.NonBlockingCall(job);
-      });
-    } catch (...) {
-      delete job;
-      throw;
+    auto job = std::make_unique<ReadJob>(env);  // the worker's once enqueued
+    void* dst = nullptr;
+    if (!ready_only) {
+      // The worker writes straight into the ArrayBuffer the promise resolves with; JS cannot
+      // see it until then, and the reference keeps it alive meanwhile.
+      job->type = ops::read_type(x.dtype);
+      job->count = size_t(x.numel());
+      job->ready_only = false;
+      Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, job->count * dtype_size(job->type));
+      job->buffer = Napi::Persistent(buf);
+      dst = buf.Data();
     }
-    if (d.pending_reads++ == 0) d.reads.Ref(env);
+    Napi::Promise promise = job->deferred.Promise();
+    ops::read(*addon(env).runtime, x, dst, job->settle(env));
+    job.release()->armed(env);
     return promise;
   });
 }

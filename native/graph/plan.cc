@@ -221,16 +221,28 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
   }
   if (spec.arena_bytes > 0) arena_ = empty({spec.arena_bytes}, DType::i8, spec.device);
   // The views every run binds in place: weights and arena slices fixed now, the rest per run.
-  views_ = std::make_shared<std::vector<Tensor>>(nb);
+  views_ = std::make_shared<Views>();
+  views_->buf.resize(nb);
   for (size_t b = 0; b < nb; b++) {
     const Buffer& buf = spec.buffers[b];
-    Tensor& t = (*views_)[b];
+    Tensor& t = views_->buf[b];
     t.dtype = buf.dtype;
     if (buf.kind == Buffer::weight) {
       t = spec.weights[size_t(buf.index)];
     } else if (buf.kind == Buffer::arena) {
       t.storage = arena_.storage;
       t.offset = size_t(buf.offset);
+    } else {
+      if (buf.kind == Buffer::view && size_t(buf.index) >= b)
+        fail(ErrorCode::Internal, "graph: view " + std::to_string(b) + " comes before the buffer it views");
+      views_->per_run.push_back(int(b));
+    }
+    if (buf.kind != Buffer::weight) {
+      t.shape.assign(buf.dims.size(), 0);
+      if (std::any_of(buf.dims.begin(), buf.dims.end(), [](int64_t d) { return d < 0; }))
+        views_->symbolic.push_back(int(b));
+      else
+        t.shape.assign(buf.dims.begin(), buf.dims.end());
     }
   }
   spec_ = std::make_shared<const PlanSpec>(std::move(spec));
@@ -261,7 +273,8 @@ std::vector<Tensor> Plan::make_state() {
 
 std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vector<int64_t>& scalars,
                               std::shared_ptr<const std::vector<Tensor>> state_ptr,
-                              const std::function<void(const std::vector<Tensor>&)>& before_launch) {
+                              const std::function<void(const std::vector<Tensor>&)>& before_launch,
+                              std::function<void(KernelError)> on_done) {
   static const std::vector<Tensor> kNone;
   const std::vector<Tensor>& state = state_ptr ? *state_ptr : kNone;
   const PlanSpec& spec = *spec_;
@@ -368,7 +381,7 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
   for (const auto& r : roots) out_list.push_back(r.second);
   ThreadPool& pool = rt_.pool();
   std::shared_ptr<const PlanSpec> keep = spec_;
-  std::shared_ptr<std::vector<Tensor>> views = views_;
+  std::shared_ptr<Views> views = views_;
   std::shared_ptr<Profile> prof = profile_->on ? profile_ : nullptr;
   if (before_launch) before_launch(outs);
   std::vector<Tensor> in_list(inputs);
@@ -383,36 +396,36 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
                     return;
                   }
                 // Runs of one plan are serialized on its queue, so this task owns the views: bind
-                // this run's tensors and shapes in place (no allocation once warm) and let go of
-                // the run's tensors when done, even if a kernel throws.
-                std::vector<Tensor>& buf = *views;
+                // this run's tensors (and its shapes, when its symbols changed) in place, with no
+                // allocation, and let go of the run's tensors when done, even if a kernel throws.
+                Views& v = *views;
+                std::vector<Tensor>& buf = v.buf;
                 struct Release {
-                  const PlanSpec& spec;
-                  std::vector<Tensor>& buf;
+                  Views& v;
                   ~Release() {
-                    for (size_t b = 0; b < buf.size(); b++) {
-                      const Buffer::Kind k = spec.buffers[b].kind;
-                      if (k != Buffer::weight && k != Buffer::arena) buf[b].storage.reset();
-                    }
+                    for (int b : v.per_run) v.buf[size_t(b)].storage.reset();
                   }
-                } release{spec, buf};
-                for (const auto& r : roots) buf[size_t(r.first)] = r.second;
-                for (size_t b = 0; b < buf.size(); b++) {
-                  const Buffer& s = spec.buffers[b];
-                  Tensor& t = buf[b];
+                } release{v};
+                if (v.sym != sym) {
+                  for (int b : v.symbolic) {
+                    const Dims& dims = spec.buffers[size_t(b)].dims;
+                    Shape& shape = buf[size_t(b)].shape;
+                    for (size_t d = 0; d < dims.size(); d++) shape[d] = dims[d] >= 0 ? dims[d] : sym[size_t(-1 - dims[d])];
+                  }
+                  v.sym = sym;
+                }
+                for (const auto& r : roots) buf[size_t(r.first)].storage = r.second.storage;
+                for (int b : v.per_run) {
+                  const Buffer& s = spec.buffers[size_t(b)];
+                  Tensor& t = buf[size_t(b)];
                   switch (s.kind) {
-                    case Buffer::weight: continue;
-                    case Buffer::output: continue;  // bound above
-                    case Buffer::input: t = inputs[size_t(s.index)]; continue;
+                    case Buffer::input: t.storage = inputs[size_t(s.index)].storage, t.offset = inputs[size_t(s.index)].offset; break;
                     case Buffer::state: t.storage = state[size_t(s.index)].storage, t.offset = 0; break;
                     case Buffer::view:
                       t.storage = buf[size_t(s.index)].storage, t.offset = buf[size_t(s.index)].offset;
                       break;
-                    case Buffer::arena: break;
+                    default: break;  // output: bound above, offset 0
                   }
-                  t.shape.resize(s.dims.size());
-                  for (size_t d = 0; d < s.dims.size(); d++)
-                    t.shape[d] = s.dims[d] >= 0 ? s.dims[d] : sym[size_t(-1 - s.dims[d])];
                 }
                 std::vector<int64_t> times;
                 if (prof) times.reserve(spec.steps.size());
@@ -505,7 +518,8 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
                   std::lock_guard<std::mutex> lock(prof->mu);
                   prof->last = std::move(times);
                 }
-              });
+              },
+              std::move(on_done));
   return outs;
 }
 

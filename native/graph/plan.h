@@ -85,10 +85,12 @@ class Plan {
   // the scalars (E_RANGE) and the state; allocates the outputs and enqueues the whole plan.
   // before_launch(outputs) runs once everything is checked and allocated, just before the
   // plan is enqueued: the binding makes the JS objects there, so the calling thread is done
-  // before the kernels take the cores.
+  // before the kernels take the cores. on_done, when given, is called on the worker when the
+  // run is over, with the error its outputs carry (or none).
   std::vector<Tensor> run(const std::vector<Tensor>& inputs, const std::vector<int64_t>& scalars,
                           std::shared_ptr<const std::vector<Tensor>> state,
-                          const std::function<void(const std::vector<Tensor>&)>& before_launch = {});
+                          const std::function<void(const std::vector<Tensor>&)>& before_launch = {},
+                          std::function<void(KernelError)> on_done = {});
   // Fresh state tensors (zero-filled), one set per independent sequence batch.
   std::vector<Tensor> make_state();
 
@@ -106,7 +108,17 @@ class Plan {
   ops::Runtime& rt_;
   std::shared_ptr<const PlanSpec> spec_;
   Tensor arena_;
-  std::shared_ptr<std::vector<Tensor>> views_;  // one tensor per buffer, used by the queued runs
+  // One tensor per buffer, used by the queued runs (which the plan's queue serializes). Weights
+  // and arena slices are bound at compile; a run binds only the buffers in per_run (inputs,
+  // outputs, state, views) and re-resolves the symbolic shapes only when its symbols differ
+  // from the last run's.
+  struct Views {
+    std::vector<Tensor> buf;
+    std::vector<int> per_run;   // buffer ids, ascending (a view follows the buffer it views)
+    std::vector<int> symbolic;  // buffer ids whose shape has a symbol
+    std::vector<int64_t> sym;   // the symbols buf's shapes hold; empty before the first run
+  };
+  std::shared_ptr<Views> views_;
   struct Profile {
     std::atomic<bool> on{false};
     mutable std::mutex mu;

@@ -1,8 +1,10 @@
 // launch(): enqueue a kernel on a device queue so that failures flow the way the execution
 // model says. If an input came from a failed op, the kernel is skipped and its outputs carry
 // the same error; if the kernel throws, its outputs carry the error and so does the queue
-// (the next call on the device throws it).
+// (the next call on the device throws it). done, when given, is called on the worker once the
+// task is over, with the error the first output carries (or none).
 #pragma once
+#include <functional>
 #include <new>
 #include <utility>
 #include <vector>
@@ -12,28 +14,33 @@
 namespace ignis::ops {
 
 template <class Fn>
-void launch(Queue& q, std::vector<Tensor> inputs, std::vector<Tensor> outputs, Fn&& fn) {
-  q.enqueue([&q, inputs = std::move(inputs), outputs = std::move(outputs),
-             fn = std::forward<Fn>(fn)]() mutable {
-    for (const Tensor& in : inputs) {
-      if (KernelError e = in.storage->error()) {
-        for (const Tensor& out : outputs) out.storage->set_error(e);
-        return;
+void launch(Queue& q, std::vector<Tensor> inputs, std::vector<Tensor> outputs, Fn&& fn,
+            std::function<void(KernelError)> done = {}) {
+  q.enqueue([&q, inputs = std::move(inputs), outputs = std::move(outputs), fn = std::forward<Fn>(fn),
+             done = std::move(done)]() mutable {
+    auto body = [&] {
+      for (const Tensor& in : inputs) {
+        if (KernelError e = in.storage->error()) {
+          for (const Tensor& out : outputs) out.storage->set_error(e);
+          return;
+        }
       }
-    }
-    KernelError err;
-    try {
-      fn();
-      return;
-    } catch (const Error& e) {
-      err = std::make_shared<const Error>(e);
-    } catch (const std::bad_alloc&) {
-      err = std::make_shared<const Error>(ErrorCode::OOM, "out of host memory while a kernel ran");
-    } catch (const std::exception& e) {
-      err = std::make_shared<const Error>(ErrorCode::Internal, e.what());
-    }
-    for (const Tensor& out : outputs) out.storage->set_error(err);
-    q.set_error(err);
+      KernelError err;
+      try {
+        fn();
+        return;
+      } catch (const Error& e) {
+        err = std::make_shared<const Error>(e);
+      } catch (const std::bad_alloc&) {
+        err = std::make_shared<const Error>(ErrorCode::OOM, "out of host memory while a kernel ran");
+      } catch (const std::exception& e) {
+        err = std::make_shared<const Error>(ErrorCode::Internal, e.what());
+      }
+      for (const Tensor& out : outputs) out.storage->set_error(err);
+      q.set_error(err);
+    };
+    body();
+    if (done) done(outputs.empty() ? nullptr : outputs[0].storage->error());
   });
 }
 
