@@ -16,8 +16,8 @@ export interface NativeBinding {
   planState(plan: Handle): Handle;
   planMemory(plan: Handle): { weights: number; arena: number; state: number };
   planProfile(plan: Handle, on?: boolean): { op: string; ns: number }[];
-  memoryCpu(): { allocated: number; reserved: number; peak: number };
-  emptyCacheCpu(): number;
+  memory(device: string): { allocated: number; reserved: number; peak: number };
+  emptyCache(device: string): number;
   info(): {
     napi: number;
     cpu: { simd: string; threads: number };

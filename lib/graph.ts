@@ -513,8 +513,6 @@ function compileGraph(g: GraphBuilder, opts: CompileOptions): Model {
   for (const k of Object.keys(o))
     if (k !== 'device' && k !== 'max' && !/^max[A-Z]/.test(k)) throw typeError(`graph.${op}: unknown option '${k}' (device, max, max<Symbol>)`);
   const device = v.device(op, o.device);
-  // A plan's steps call the CPU kernels (native/graph/plan.cc): on another device they would read device memory.
-  if (device !== 'cpu') throw new IgnisError('E_DEVICE', `graph.${op}: compiled graphs run on the CPU only for now, got device '${device}'`);
   if (!g.outputs.length) throw new IgnisError('E_ARGUMENT', `graph.${op}: the graph has no outputs (call graph.output())`);
 
   // Symbols and their maxima.

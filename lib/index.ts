@@ -54,19 +54,17 @@ export interface MemoryStats {
 /**
  * Memory of a device's caching allocator. On the CPU, buffers of 4 KiB and up are kept when
  * freed (up to IGNIS_CPU_CACHE_BYTES, default 1 GiB) so the next tensor of that size costs no
- * system allocation, page faults or zeroing.
+ * system allocation, page faults or zeroing. On CUDA every block is kept, in size bins
+ * (512-byte steps to 1 MiB, then quarter powers of two), and reused for the next tensor of
+ * its bin; a failed allocation empties the cache and tries once more before E_OOM.
  */
 export function memory(device: string = 'cpu'): MemoryStats {
-  const d = v.device('memory', device);
-  if (d !== 'cpu') throw new IgnisError('E_DEVICE', `memory: the CUDA backend is not available in this build yet (asked for '${d}')`);
-  return native().memoryCpu();
+  return native().memory(v.device('memory', device));
 }
 
-/** Frees the buffers a device's caching allocator keeps; returns the bytes freed. */
+/** Frees the buffers a device's caching allocator keeps (on CUDA: every device's); returns the bytes freed. */
 export function emptyCache(device: string = 'cpu'): number {
-  const d = v.device('emptyCache', device);
-  if (d !== 'cpu') throw new IgnisError('E_DEVICE', `emptyCache: the CUDA backend is not available in this build yet (asked for '${d}')`);
-  return native().emptyCacheCpu();
+  return native().emptyCache(v.device('emptyCache', device));
 }
 
 /** The best device present: 'cuda' when CUDA is usable, else 'cpu'. */

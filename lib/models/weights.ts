@@ -48,7 +48,7 @@ export function linearFromNK(w: Tensor, o: WeightOptions): Linear {
     w.dispose();
     return { kind: 'q', t: q };
   }
-  if (o.dtype === 'f32') {
+  if (o.dtype === 'f32' && w.device === 'cpu') {
     const p = packWeight(w, { transposeB: true });
     w.dispose();
     return { kind: 'packed', t: p };

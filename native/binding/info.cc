@@ -33,6 +33,7 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
     d.Set("name", a.devices[i].name);
     d.Set("computeCapability", std::to_string(a.devices[i].major) + "." + std::to_string(a.devices[i].minor));
     d.Set("memoryBytes", double(a.devices[i].memory_bytes));
+    d.Set("multiprocessors", a.devices[i].sm_count);
     devices.Set(uint32_t(i), d);
   }
 #else
@@ -45,26 +46,50 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
   return r;
 }
 
-// memoryCpu() -> { allocated, reserved, peak } of the host caching allocator (bytes)
-static Napi::Value MemoryCpu(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const host_cache::Stats s = host_cache::stats();
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("allocated", double(s.allocated));
-  r.Set("reserved", double(s.reserved));
-  r.Set("peak", double(s.peak));
-  return r;
+// memory(device) -> { allocated, reserved, peak } of the device's caching allocator (bytes)
+static Napi::Value Memory(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const Device d = arg_device(info, 0);
+    double allocated = 0, reserved = 0, peak = 0;
+    if (d.kind == Device::CPU) {
+      const host_cache::Stats s = host_cache::stats();
+      allocated = double(s.allocated), reserved = double(s.reserved), peak = double(s.peak);
+    } else {
+      addon(env).runtime->queue(d);  // E_DEVICE, saying why, for a device that is not usable
+#ifdef IGNIS_WITH_CUDA
+      const cuda::MemoryStats s = cuda::memory(d.index);
+      allocated = double(s.allocated), reserved = double(s.reserved), peak = double(s.peak);
+#endif
+    }
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("allocated", allocated);
+    r.Set("reserved", reserved);
+    r.Set("peak", peak);
+    return r;
+  });
 }
 
-// emptyCacheCpu() -> bytes returned to the system
-static Napi::Value EmptyCacheCpu(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), double(host_cache::empty()));
+// emptyCache(device) -> bytes returned to the system (the CPU's cache, or the CUDA devices')
+static Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    const Device d = arg_device(info, 0);
+    if (d.kind == Device::CPU) return Napi::Number::New(info.Env(), double(host_cache::empty()));
+    addon(info.Env()).runtime->queue(d);
+    double freed = 0;
+#ifdef IGNIS_WITH_CUDA
+    const int64_t before = cuda::memory(d.index).reserved;
+    cuda::empty_cache();
+    freed = double(before - cuda::memory(d.index).reserved);
+#endif
+    return Napi::Number::New(info.Env(), freed);
+  });
 }
 
 void register_info(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info, "info"));
-  exports.Set("memoryCpu", Napi::Function::New(env, MemoryCpu, "memoryCpu"));
-  exports.Set("emptyCacheCpu", Napi::Function::New(env, EmptyCacheCpu, "emptyCacheCpu"));
+  exports.Set("memory", Napi::Function::New(env, Memory, "memory"));
+  exports.Set("emptyCache", Napi::Function::New(env, EmptyCache, "emptyCache"));
 }
 
 }  // namespace ignis::binding

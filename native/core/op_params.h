@@ -26,6 +26,10 @@ struct AttentionParams {
   float scale = 0.f;   // softmax(scale * Q K^T); the entry point fills 1/sqrt(headDim) if unset
   int64_t kv_len = 0;  // keys/values attended: rows [0, kv_len) of k and v
   int64_t q_pos0 = 0;  // absolute position of query row 0 (causal: row i sees keys <= q_pos0 + i)
+  // CUDA graphs only: a device pointer to a position that kv_len and q_pos0 are both increased
+  // by when the kernel runs (a replayed graph reads the run's position there); the launch is
+  // then sized for k's full rows. Null everywhere else.
+  const int64_t* pos_dev = nullptr;
 };
 
 }  // namespace ignis

@@ -1,25 +1,29 @@
-// Device discovery through the static CUDA runtime. With no driver or no GPU the probe says
-// why and ignis runs on the CPU; nothing here can take the process down.
+// The CUDA runtime of ignis: device discovery, and per device one non-blocking stream (the
+// device's queue issues every kernel there), a caching allocator, pinned staging for uploads,
+// the host-mapped fault record, and graph capture. Nothing here can take the process down:
+// every CUDA call is checked and a failure becomes an ignis::Error.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <array>
+#include <cstring>
 #include <mutex>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "../core/error.h"
+#include "common.cuh"
 #include "runtime.h"
 
 namespace ignis::cuda {
-
-static std::string describe(cudaError_t e) {
-  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
-}
 
 static Availability do_probe() {
   Availability a;
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky-free error so later calls start clean
+    cudaGetLastError();  // not sticky: clear it so later calls start clean
     a.reason = e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver
                    ? "no usable NVIDIA driver or GPU was found (" + describe(e) + ")"
                    : "the CUDA driver could not be initialized (" + describe(e) + ")";
@@ -28,16 +32,19 @@ static Availability do_probe() {
   for (int i = 0; i < count; i++) {
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
-    a.devices.push_back({prop.name, prop.major, prop.minor, size_t(prop.totalGlobalMem)});
+    a.devices.push_back({prop.name, prop.major, prop.minor, size_t(prop.totalGlobalMem), prop.multiProcessorCount});
   }
   if (a.devices.empty()) {
     a.reason = "the driver reports no CUDA devices";
     return a;
   }
-  // The kernels of the CUDA backend land in a later release; until then CUDA devices are
-  // listed but ops run on the CPU.
-  a.reason = "found " + std::to_string(a.devices.size()) +
-             " CUDA device(s), but this build's CUDA kernels are not implemented yet; ops run on the CPU";
+  for (const DeviceInfo& d : a.devices)
+    if (d.major < 8) {
+      a.reason = "cuda device " + d.name + " has compute capability " + std::to_string(d.major) + "." +
+                 std::to_string(d.minor) + "; ignis's CUDA kernels need 8.0 (Ampere) or newer";
+      return a;
+    }
+  a.usable = true;
   return a;
 }
 
@@ -48,25 +55,284 @@ const Availability& probe() {
   return a;
 }
 
-void* device_alloc(int device, size_t bytes) {
-  cudaError_t e = cudaSetDevice(device);
-  if (e != cudaSuccess) fail(ErrorCode::Cuda, "cudaSetDevice(" + std::to_string(device) + "): " + describe(e));
-  void* p = nullptr;
-  e = cudaMalloc(&p, bytes ? bytes : 1);
-  if (e == cudaErrorMemoryAllocation) {
-    cudaGetLastError();
-    size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    fail(ErrorCode::OOM, "out of memory on cuda:" + std::to_string(device) + " allocating " +
-                             std::to_string(bytes) + " bytes (" + std::to_string(free_b) + " free of " +
-                             std::to_string(total_b) + ")");
+static void set_device(int device) { IGNIS_CUDA_CHECK(cudaSetDevice(device)); }
+
+// --- per-device state ---------------------------------------------------------------------------
+
+namespace {
+
+// Bins: 512-byte steps up to 1 MiB, then four steps per power of two (at most 25% over).
+size_t bin_of(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  if (bytes <= (size_t(1) << 20)) return (bytes + 511) & ~size_t(511);
+  size_t p = size_t(1) << (63 - __builtin_clzll(bytes));
+  const size_t step = p / 4;
+  return (bytes + step - 1) / step * step;
+}
+
+struct Staging {
+  void* host = nullptr;  // pinned
+  size_t bytes = 0;
+  cudaEvent_t done = nullptr;  // recorded after the upload that reads it
+  bool used = false;
+};
+
+constexpr size_t kStagingChunk = size_t(16) << 20;
+constexpr int kStagingChunks = 4;
+
+struct DeviceState {
+  int index = 0;
+  cudaStream_t stream = nullptr;
+  Fault* fault_host = nullptr;  // mapped, pinned
+  Fault* fault_dev = nullptr;
+  KernelError pending_fault;    // a fault found by a synchronization, until the next call takes it
+  int sm_count = 0, cc = 0;
+  size_t smem_optin = 0;
+
+  std::mutex mem_mu;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // bin -> cached blocks
+  MemoryStats stats;
+
+  std::mutex staging_mu;
+  std::array<Staging, kStagingChunks> staging;
+  int next_staging = 0;
+};
+
+std::mutex g_devices_mu;
+// By index, made on first use; never destroyed, so a tensor freed during process exit still
+// finds its device's allocator.
+std::vector<std::unique_ptr<DeviceState>>& g_devices = *new std::vector<std::unique_ptr<DeviceState>>();
+
+DeviceState& state(int device) {
+  const Availability& a = probe();
+  if (!a.usable) fail(ErrorCode::Device, "cuda:" + std::to_string(device) + " is not available: " + a.reason);
+  if (device < 0 || device >= int(a.devices.size()))
+    fail(ErrorCode::Device, "cuda:" + std::to_string(device) + " does not exist: " +
+                                std::to_string(a.devices.size()) + " CUDA device(s) found");
+  std::lock_guard<std::mutex> lock(g_devices_mu);
+  if (g_devices.empty()) g_devices.resize(a.devices.size());
+  std::unique_ptr<DeviceState>& s = g_devices[size_t(device)];
+  if (!s) {
+    auto d = std::make_unique<DeviceState>();
+    d->index = device;
+    set_device(device);
+    IGNIS_CUDA_CHECK(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
+    IGNIS_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&d->fault_host), sizeof(Fault), cudaHostAllocMapped));
+    std::memset(d->fault_host, 0, sizeof(Fault));
+    IGNIS_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&d->fault_dev), d->fault_host, 0));
+    int v = 0;
+    IGNIS_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device));
+    d->sm_count = v;
+    int major = 0, minor = 0;
+    IGNIS_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    IGNIS_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    d->cc = 10 * major + minor;
+    IGNIS_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    d->smem_optin = size_t(v);
+    s = std::move(d);
   }
-  if (e != cudaSuccess) fail(ErrorCode::Cuda, "cudaMalloc: " + describe(e));
+  return *s;
+}
+
+// The fault a kernel recorded, as the error the CPU kernel would have thrown (and cleared).
+KernelError take_fault(DeviceState& d) {
+  Fault f = *d.fault_host;  // read after a stream synchronization
+  if (f.code <= 0) return nullptr;
+  std::memset(d.fault_host, 0, sizeof(Fault));
+  const ErrorCode code = ErrorCode(f.code - 1);
+  std::string msg;
+  switch (FaultOp(f.op)) {
+    case FaultOp::embedding:
+      msg = "embedding: id " + std::to_string(f.value) + " at flat position " + std::to_string(f.index) +
+            " is outside the table's " + std::to_string(f.limit) + " rows";  // as the CPU says it
+      break;
+    default: msg = "a CUDA kernel found bad data"; break;
+  }
+  return std::make_shared<const Error>(code, msg);
+}
+
+}  // namespace
+
+// --- memory --------------------------------------------------------------------------------------
+
+static void release_cached(DeviceState& d) {  // with mem_mu held
+  for (auto& [bin, blocks] : d.free_blocks) {
+    for (void* p : blocks) {
+      cudaFree(p);
+      d.stats.reserved -= int64_t(bin);
+    }
+    blocks.clear();
+  }
+}
+
+void* device_alloc(int device, size_t bytes) {
+  DeviceState& d = state(device);
+  const size_t bin = bin_of(bytes);
+  std::lock_guard<std::mutex> lock(d.mem_mu);
+  auto it = d.free_blocks.find(bin);
+  void* p = nullptr;
+  if (it != d.free_blocks.end() && !it->second.empty()) {
+    p = it->second.back();
+    it->second.pop_back();
+  } else {
+    set_device(device);
+    cudaError_t e = cudaMalloc(&p, bin);
+    if (e == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // an allocation failure is not sticky
+      IGNIS_CUDA_CHECK(cudaStreamSynchronize(d.stream));  // cached blocks may still be in use
+      release_cached(d);
+      e = cudaMalloc(&p, bin);
+    }
+    if (e == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      fail(ErrorCode::OOM, "out of memory on cuda:" + std::to_string(device) + " allocating " + std::to_string(bytes) +
+                               " bytes (" + std::to_string(free_b) + " of " + std::to_string(total_b) + " free)");
+    }
+    if (e != cudaSuccess) fail(ErrorCode::Cuda, "cudaMalloc(" + std::to_string(bin) + "): " + describe(e));
+    d.stats.reserved += int64_t(bin);
+  }
+  d.stats.allocated += int64_t(bin);
+  d.stats.peak = std::max(d.stats.peak, d.stats.allocated);
   return p;
 }
 
-void device_free(int device, void* p, size_t) {
-  if (cudaSetDevice(device) == cudaSuccess) cudaFree(p);
+void device_free(int device, void* p, size_t bytes) {
+  if (!p) return;
+  DeviceState& d = state(device);
+  const size_t bin = bin_of(bytes);
+  std::lock_guard<std::mutex> lock(d.mem_mu);
+  d.free_blocks[bin].push_back(p);
+  d.stats.allocated -= int64_t(bin);
+}
+
+MemoryStats memory(int device) {
+  DeviceState& d = state(device);
+  std::lock_guard<std::mutex> lock(d.mem_mu);
+  return d.stats;
+}
+
+void empty_cache() {
+  std::vector<DeviceState*> ds;
+  {
+    std::lock_guard<std::mutex> lock(g_devices_mu);
+    for (auto& d : g_devices)
+      if (d) ds.push_back(d.get());
+  }
+  for (DeviceState* d : ds) {
+    std::lock_guard<std::mutex> lock(d->mem_mu);
+    set_device(d->index);
+    // A cached block may still be read by queued kernels: cudaFree waits for the device.
+    release_cached(*d);
+  }
+}
+
+// --- the stream ----------------------------------------------------------------------------------
+
+Launch launch_for(int device, std::vector<std::shared_ptr<Storage>>* keep) {
+  DeviceState& d = state(device);
+  set_device(device);
+  Launch L;
+  L.device = device;
+  L.stream = d.stream;
+  L.fault = d.fault_dev;
+  L.sm_count = d.sm_count;
+  L.cc = d.cc;
+  L.smem_optin = d.smem_optin;
+  L.keep = keep;
+  return L;
+}
+
+void* Launch::scratch(size_t bytes) const {
+  if (!keep) fail(ErrorCode::Internal, "a CUDA kernel asked for scratch memory outside a task");
+  Tensor t = empty({int64_t(std::max<size_t>(bytes, 1))}, DType::i8, Device{Device::CUDA, device});
+  keep->push_back(t.storage);
+  return t.raw();
+}
+
+void upload(int device, void* dst, const void* src, size_t bytes) {
+  DeviceState& d = state(device);
+  set_device(device);
+  std::lock_guard<std::mutex> lock(d.staging_mu);
+  for (size_t off = 0; off < bytes; off += kStagingChunk) {
+    const size_t n = std::min(kStagingChunk, bytes - off);
+    Staging& s = d.staging[size_t(d.next_staging)];
+    d.next_staging = (d.next_staging + 1) % kStagingChunks;
+    if (!s.host) {
+      IGNIS_CUDA_CHECK(cudaHostAlloc(&s.host, kStagingChunk, cudaHostAllocDefault));
+      IGNIS_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+      s.bytes = kStagingChunk;
+    } else if (s.used) {
+      // The chunk's last upload must have read it: only waits when several chunks of uploads
+      // are still queued behind the stream's kernels (loading weights).
+      IGNIS_CUDA_CHECK(cudaEventSynchronize(s.done));
+    }
+    std::memcpy(s.host, static_cast<const char*>(src) + off, n);
+    IGNIS_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + off, s.host, n, cudaMemcpyHostToDevice, d.stream));
+    IGNIS_CUDA_CHECK(cudaEventRecord(s.done, d.stream));
+    s.used = true;
+  }
+}
+
+void synchronize(int device) {
+  DeviceState& d = state(device);
+  set_device(device);
+  IGNIS_CUDA_CHECK(cudaStreamSynchronize(d.stream));
+  if (KernelError f = take_fault(d)) d.pending_fault = f;
+  if (d.pending_fault) throw Error(*d.pending_fault);
+}
+
+void download(int device, void* dst, const void* src, size_t bytes) {
+  DeviceState& d = state(device);
+  set_device(device);
+  if (bytes) IGNIS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, d.stream));
+  synchronize(device);
+}
+
+void clear_fault(int device) {
+  if (!probe().usable) return;
+  state(device).pending_fault = nullptr;
+}
+
+void copy_async(const Launch& L, void* dst, const void* src, size_t bytes) {
+  if (bytes) IGNIS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_of(L)));
+}
+
+// --- graphs --------------------------------------------------------------------------------------
+
+Launch Graph::begin(std::vector<std::shared_ptr<Storage>>* keep) {
+  Launch L = launch_for(device_, keep);
+  // Relaxed: scratch allocations during the recording may call cudaMalloc.
+  IGNIS_CUDA_CHECK(cudaStreamBeginCapture(stream_of(L), cudaStreamCaptureModeRelaxed));
+  return L;
+}
+
+void Graph::end() {
+  cudaStream_t s = state(device_).stream;
+  cudaGraph_t g = nullptr;
+  IGNIS_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+  graph_ = g;
+  cudaGraphExec_t exec = nullptr;
+  IGNIS_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+  exec_ = exec;
+}
+
+void Graph::abort() {
+  cudaGraph_t g = nullptr;
+  cudaStreamEndCapture(state(device_).stream, &g);
+  if (g) cudaGraphDestroy(g);
+  cudaGetLastError();
+}
+
+void Graph::replay() {
+  set_device(device_);
+  IGNIS_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), state(device_).stream));
+}
+
+Graph::~Graph() {
+  if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+  if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
 }
 
 }  // namespace ignis::cuda

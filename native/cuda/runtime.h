@@ -1,9 +1,15 @@
 // CUDA runtime glue seen from host C++ (no CUDA headers here, so .cc files can include it):
-// device discovery for info() and device memory for Storage.
+// device discovery, and per device one stream (the device's in-order queue), a caching
+// allocator, pinned staging for host <-> device copies, and the fault record kernels report
+// bad data through. Every CUDA call is checked; failures throw E_CUDA, E_OOM or E_DEVICE.
 #pragma once
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "kernels.h"
 
 namespace ignis::cuda {
 
@@ -11,6 +17,7 @@ struct DeviceInfo {
   std::string name;
   int major = 0, minor = 0;  // compute capability
   size_t memory_bytes = 0;
+  int sm_count = 0;
 };
 
 struct Availability {
@@ -19,10 +26,78 @@ struct Availability {
   std::vector<DeviceInfo> devices;
 };
 
-// Asks the driver once (cached): how many devices, what they are, and whether ignis can use them.
+// Asks the driver once (cached): how many devices, what they are, and whether ignis can use
+// them (compute capability 8.0 or newer: the kernels use mma.sync and cp.async).
 const Availability& probe();
 
-void* device_alloc(int device, size_t bytes);   // throws E_OOM / E_CUDA
+// --- memory: a caching allocator per device ------------------------------------------------------
+// Sizes are rounded up into bins (512 B steps below 1 MiB, then quarter powers of two) and a
+// freed block goes back to its bin for the next request of that bin. All work on a device is
+// ordered on its one stream, so a block freed while queued kernels still use it is only
+// reused by work queued after them. When cudaMalloc fails the cache is emptied and the
+// allocation retried once; then E_OOM names the bytes asked and the bytes free.
+void* device_alloc(int device, size_t bytes);
 void device_free(int device, void* p, size_t bytes);
+struct MemoryStats {
+  int64_t allocated = 0;  // bytes in live blocks (as rounded)
+  int64_t reserved = 0;   // bytes held from the driver: live + cached
+  int64_t peak = 0;       // the most `allocated` has been
+};
+MemoryStats memory(int device);
+// Returns every cached (free) block of every initialized device to the driver.
+void empty_cache();
+
+// --- the stream ----------------------------------------------------------------------------------
+// The launch context of a device (its stream, fault record, properties); scratch memory
+// requested through it is appended to *keep.
+Launch launch_for(int device, std::vector<std::shared_ptr<Storage>>* keep);
+// host -> device: copies src into pinned staging at once (the caller may reuse src when this
+// returns) and enqueues the upload on the device's stream.
+void upload(int device, void* dst, const void* src, size_t bytes);
+// device -> host: enqueues the copy and waits for the stream (call from the device's worker,
+// never from the JS thread). Throws a fault a kernel recorded, or the CUDA error the stream
+// hit. A fault stays pending, failing every synchronization, until clear_fault().
+void download(int device, void* dst, const void* src, size_t bytes);
+// Waits for everything queued on the device; throws the CUDA error the stream hit, or the
+// fault a kernel recorded (pending until clear_fault()).
+void synchronize(int device);
+// Forgets the fault a synchronization found (the next call on the device has thrown it).
+void clear_fault(int device);
+// device -> device on the stream (same device, or peer).
+void copy_async(const Launch& L, void* dst, const void* src, size_t bytes);
+
+// --- CUDA graphs ---------------------------------------------------------------------------------
+// A captured sequence of launches on one device's stream, replayed as one launch. capture()
+// records what record(L) enqueues (nothing runs while recording) and instantiates it.
+class Graph {
+ public:
+  Graph() = default;
+  ~Graph();
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  template <class Fn>
+  static std::unique_ptr<Graph> capture(int device, std::vector<std::shared_ptr<Storage>>* keep, Fn&& record) {
+    auto g = std::make_unique<Graph>();
+    g->device_ = device;
+    Launch L = g->begin(keep);
+    try {
+      record(L);
+    } catch (...) {
+      g->abort();
+      throw;
+    }
+    g->end();
+    return g;
+  }
+  void replay();
+
+ private:
+  Launch begin(std::vector<std::shared_ptr<Storage>>* keep);
+  void end();
+  void abort();
+  int device_ = 0;
+  void* graph_ = nullptr;  // cudaGraph_t
+  void* exec_ = nullptr;   // cudaGraphExec_t
+};
 
 }  // namespace ignis::cuda

@@ -10,6 +10,7 @@
 #include "../cpu/cpu.h"
 #include "../ops/launch.h"
 #include "../ops/ops.h"
+#include "cuda_graphs.h"
 
 namespace ignis::graph {
 namespace {
@@ -155,9 +156,114 @@ void check_step(size_t i, const Step& s, const std::vector<Shape>& sh, const std
 
 int64_t nbytes(const Shape& s, DType t) { return shape_numel(s) * int64_t(dtype_size(t)); }
 
+// One step on the views: the CPU kernel with e.pool, or on a CUDA device the CUDA kernel on
+// e.cuda's stream. pos: the step's run-time integer (0 when it has none); while a CUDA graph
+// records, pos is 0 and pos_dev points at the integer on the device.
+void run_step(const ops::Exec& e, const Step& s, const std::vector<Tensor>& buf, int64_t pos,
+              const int64_t* pos_dev = nullptr) {
+  auto T = [&](int b) -> const Tensor& { return buf[size_t(b)]; };
+  auto opt = [&](size_t k) -> const Tensor* { return k < s.in.size() && s.in[k] >= 0 ? &buf[size_t(s.in[k])] : nullptr; };
+  auto copy = [&](void* dst, const void* src, size_t n) {
+    IGNIS_ON_CUDA(e, cuda::copy_async(*e.cuda, dst, src, n));
+    std::memcpy(dst, src, n);
+  };
+  const Tensor& out = T(s.out);
+  const Tensor& x = T(s.in[0]);
+  switch (s.op) {
+    case Op::matmul: {
+      MatmulParams p;
+      p.transpose_b = s.p[0] != 0;
+      p.activation = Activation(int(s.p[1]));
+      IGNIS_ON_CUDA(e, cuda::matmul(*e.cuda, out, x, T(s.in[1]), opt(2), p));
+      cpu::matmul(e.pool, out, x, T(s.in[1]), opt(2), p);
+      return;
+    }
+    case Op::matmul_q: {
+      const Activation act = Activation(int(s.p[1]));
+      IGNIS_ON_CUDA(e, cuda::matmul_q(*e.cuda, out, x, T(s.in[1]), T(s.in[2]), int64_t(s.p[0]), opt(3), act));
+      cpu::matmul_q(e.pool, out, x, T(s.in[1]), T(s.in[2]), int64_t(s.p[0]), opt(3), act);
+      return;
+    }
+    case Op::matmul_packed:  // compile refuses packed weights on CUDA
+      cpu::matmul_packed(e.pool, out, x, T(s.in[1]), opt(2), Activation(int(s.p[1])));
+      return;
+    case Op::attention: {
+      AttentionParams p;
+      p.causal = s.p[0] != 0;
+      p.scale = s.p[1] > 0 ? float(s.p[1]) : 1.f / std::sqrt(float(x.dim(3)));
+      const Tensor& k = T(s.in[1]);
+      if (const Tensor* ck = opt(3)) {
+        const Tensor& cv = T(s.in[4]);
+        p.kv_len = pos + k.dim(1);
+        p.q_pos0 = pos;
+        p.pos_dev = pos_dev;
+        IGNIS_ON_CUDA(e, {
+          cuda::kv_append(*e.cuda, *ck, cv, k, T(s.in[2]), pos, pos_dev);
+          cuda::attention(*e.cuda, out, x, *ck, cv, p);
+        });
+        cpu::kv_append(e.pool, *ck, cv, k, T(s.in[2]), pos);
+        cpu::attention(e.pool, out, x, *ck, cv, p);
+      } else {
+        p.kv_len = k.dim(1);
+        p.q_pos0 = std::max<int64_t>(0, k.dim(1) - x.dim(1));
+        IGNIS_ON_CUDA(e, cuda::attention(*e.cuda, out, x, k, T(s.in[2]), p));
+        cpu::attention(e.pool, out, x, k, T(s.in[2]), p);
+      }
+      return;
+    }
+    case Op::rmsnorm:
+      IGNIS_ON_CUDA(e, cuda::rmsnorm(*e.cuda, out, x, T(s.in[1]), float(s.p[0])));
+      cpu::rmsnorm(e.pool, out, x, T(s.in[1]), float(s.p[0]));
+      return;
+    case Op::layernorm:
+      IGNIS_ON_CUDA(e, cuda::layernorm(*e.cuda, out, x, T(s.in[1]), T(s.in[2]), float(s.p[0])));
+      cpu::layernorm(e.pool, out, x, T(s.in[1]), T(s.in[2]), float(s.p[0]));
+      return;
+    case Op::activation:
+      IGNIS_ON_CUDA(e, cuda::activation(*e.cuda, out, x, Activation(int(s.p[0]))));
+      cpu::activation(e.pool, out, x, Activation(int(s.p[0])));
+      return;
+    case Op::softmax:
+      IGNIS_ON_CUDA(e, cuda::softmax(*e.cuda, out, x, int(s.p[0])));
+      cpu::softmax(e.pool, out, x, int(s.p[0]));
+      return;
+    case Op::rope:
+      IGNIS_ON_CUDA(e, cuda::rope(*e.cuda, out, x, pos + int64_t(s.p[1]), float(s.p[0]), pos_dev));
+      cpu::rope(e.pool, out, x, pos + int64_t(s.p[1]), float(s.p[0]));
+      return;
+    case Op::embedding:
+      IGNIS_ON_CUDA(e, cuda::embedding(*e.cuda, out, x, T(s.in[1])));
+      cpu::embedding(e.pool, out, x, T(s.in[1]));
+      return;
+    case Op::binary:
+      IGNIS_ON_CUDA(e, cuda::binary(*e.cuda, out, x, T(s.in[1]), BinaryOp(int(s.p[0]))));
+      cpu::binary(e.pool, out, x, T(s.in[1]), BinaryOp(int(s.p[0])));
+      return;
+    case Op::cast:
+      IGNIS_ON_CUDA(e, cuda::cast(*e.cuda, out, x));
+      cpu::cast(e.pool, out, x);
+      return;
+    case Op::rows: {  // out = x[pos + p0 : pos + p0 + out rows]
+      const int64_t row = x.numel() / std::max<int64_t>(1, x.dim(0));
+      const size_t rb = size_t(row) * dtype_size(x.dtype);
+      copy(out.raw(), static_cast<const char*>(x.raw()) + size_t(pos + int64_t(s.p[0])) * rb, size_t(out.dim(0)) * rb);
+      return;
+    }
+    case Op::last: {  // out[b] = x[b, S - 1]
+      const int64_t B = x.dim(0), S = x.dim(1);
+      const size_t rb = size_t(x.numel() / std::max<int64_t>(1, B * S)) * dtype_size(x.dtype);
+      for (int64_t b = 0; b < B; b++)
+        copy(static_cast<char*>(out.raw()) + size_t(b) * rb, static_cast<const char*>(x.raw()) + size_t(b * S + S - 1) * rb, rb);
+      return;
+    }
+    default: return;
+  }
+}
+
 }  // namespace
 
 Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
+  rt.queue(spec.device);  // E_DEVICE, saying why, for a device that is not usable
   const size_t nb = spec.buffers.size();
   const size_t nsym = spec.symbol_max.size();
   for (int64_t m : spec.symbol_max)
@@ -245,6 +351,7 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
         t.shape.assign(buf.dims.begin(), buf.dims.end());
     }
   }
+  if (CudaGraphs::usable(spec)) graphs_ = std::make_shared<CudaGraphs>();
   spec_ = std::make_shared<const PlanSpec>(std::move(spec));
 }
 
@@ -379,14 +486,14 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
   // and marked inside the task, so a run copies one pointer for them, not every cache tensor.
   std::vector<Tensor> out_list;
   for (const auto& r : roots) out_list.push_back(r.second);
-  ThreadPool& pool = rt_.pool();
   std::shared_ptr<const PlanSpec> keep = spec_;
   std::shared_ptr<Views> views = views_;
   std::shared_ptr<Profile> prof = profile_->on ? profile_ : nullptr;
+  std::shared_ptr<CudaGraphs> graphs = prof ? nullptr : graphs_;  // a profiled run times its steps eagerly
   if (before_launch) before_launch(outs);
   std::vector<Tensor> in_list(inputs);
-  ops::launch(rt_.queue(spec.device), std::move(in_list), std::move(out_list),
-              [&pool, keep, views, prof, inputs, state_ptr, roots = std::move(roots), sym = std::move(sym), scalars] {
+  ops::launch(rt_, spec.device, std::move(in_list), std::move(out_list),
+              [keep, views, prof, graphs, inputs, state_ptr, roots = std::move(roots), sym = std::move(sym), scalars](const ops::Exec& e) {
                 const PlanSpec& spec = *keep;
                 static const std::vector<Tensor> kNone;
                 const std::vector<Tensor>& state = state_ptr ? *state_ptr : kNone;
@@ -414,101 +521,59 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
                   }
                   v.sym = sym;
                 }
-                for (const auto& r : roots) buf[size_t(r.first)].storage = r.second.storage;
-                for (int b : v.per_run) {
-                  const Buffer& s = spec.buffers[size_t(b)];
-                  Tensor& t = buf[size_t(b)];
-                  switch (s.kind) {
-                    case Buffer::input: t.storage = inputs[size_t(s.index)].storage, t.offset = inputs[size_t(s.index)].offset; break;
-                    case Buffer::state: t.storage = state[size_t(s.index)].storage, t.offset = 0; break;
-                    case Buffer::view:
-                      t.storage = buf[size_t(s.index)].storage, t.offset = buf[size_t(s.index)].offset;
-                      break;
-                    default: break;  // output: bound above, offset 0
+                // inputs[i] and root tensors (in roots' order) into the views, then the views of them
+                auto bind = [&](const std::vector<Tensor>& ins, const std::vector<Tensor>& rts) {
+                  for (size_t i = 0; i < roots.size(); i++) buf[size_t(roots[i].first)].storage = rts[i].storage;
+                  for (int b : v.per_run) {
+                    const Buffer& s = spec.buffers[size_t(b)];
+                    Tensor& t = buf[size_t(b)];
+                    switch (s.kind) {
+                      case Buffer::input: t.storage = ins[size_t(s.index)].storage, t.offset = ins[size_t(s.index)].offset; break;
+                      case Buffer::state: t.storage = state[size_t(s.index)].storage, t.offset = 0; break;
+                      case Buffer::view:
+                        t.storage = buf[size_t(s.index)].storage, t.offset = buf[size_t(s.index)].offset;
+                        break;
+                      default: break;  // output: bound above, offset 0
+                    }
                   }
-                }
+                };
+                std::vector<Tensor> root_tensors;
+                for (const auto& r : roots) root_tensors.push_back(r.second);
+                bind(inputs, root_tensors);
                 std::vector<int64_t> times;
                 if (prof) times.reserve(spec.steps.size());
+#ifdef IGNIS_WITH_CUDA
+                // On CUDA the steps only queue kernels: a profiled run waits for each, and every
+                // run waits for its end, so a fault a kernel recorded (an id out of range) fails
+                // this run and its state, as on the CPU.
+                auto wait = [&] { if (e.cuda) cuda::synchronize(e.cuda->device); };
+#else
+                auto wait = [] {};
+#endif
                 auto t0 = std::chrono::steady_clock::now();
-                auto T = [&](int b) -> const Tensor& { return buf[size_t(b)]; };
-                auto opt = [&](const Step& s, size_t k) -> const Tensor* {
-                  return k < s.in.size() && s.in[k] >= 0 ? &buf[size_t(s.in[k])] : nullptr;
-                };
                 // A kernel error mid-run leaves the caches half written: they carry the error too.
-                auto mark_state = [&](KernelError e) {
-                  for (const Tensor& t : state) t.storage->set_error(e);
+                auto mark_state = [&](KernelError err) {
+                  for (const Tensor& t : state) t.storage->set_error(err);
                 };
                 try {
-                for (const Step& s : spec.steps) {
-                  const Tensor& out = T(s.out);
-                  const Tensor& x = T(s.in[0]);
-                  const int64_t pos = s.scalar >= 0 ? scalars[size_t(s.scalar)] : 0;
-                  switch (s.op) {
-                    case Op::matmul: {
-                      MatmulParams p;
-                      p.transpose_b = s.p[0] != 0;
-                      p.activation = Activation(int(s.p[1]));
-                      cpu::matmul(pool, out, x, T(s.in[1]), opt(s, 2), p);
-                      break;
+                  if (graphs && e.cuda) {
+                    graphs->run(e, sym, state, inputs, root_tensors, scalars, bind,
+                                [&](const ops::Exec& ge, const int64_t* pos_dev) {
+                                  for (const Step& s : spec.steps)
+                                    run_step(ge, s, buf, 0, s.scalar >= 0 ? pos_dev + s.scalar : nullptr);
+                                });
+                  } else for (const Step& s : spec.steps) {
+                    run_step(e, s, buf, s.scalar >= 0 ? scalars[size_t(s.scalar)] : 0);
+                    if (prof) {
+                      wait();
+                      const auto t1 = std::chrono::steady_clock::now();
+                      times.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+                      t0 = t1;
                     }
-                    case Op::matmul_q:
-                      cpu::matmul_q(pool, out, x, T(s.in[1]), T(s.in[2]), int64_t(s.p[0]), opt(s, 3),
-                                    Activation(int(s.p[1])));
-                      break;
-                    case Op::matmul_packed:
-                      cpu::matmul_packed(pool, out, x, T(s.in[1]), opt(s, 2), Activation(int(s.p[1])));
-                      break;
-                    case Op::attention: {
-                      AttentionParams p;
-                      p.causal = s.p[0] != 0;
-                      p.scale = s.p[1] > 0 ? float(s.p[1]) : 1.f / std::sqrt(float(x.dim(3)));
-                      const Tensor& k = T(s.in[1]);
-                      if (const Tensor* ck = opt(s, 3)) {
-                        const Tensor& cv = T(s.in[4]);
-                        cpu::kv_append(pool, *ck, cv, k, T(s.in[2]), pos);
-                        p.kv_len = pos + k.dim(1);
-                        p.q_pos0 = pos;
-                        cpu::attention(pool, out, x, *ck, cv, p);
-                      } else {
-                        p.kv_len = k.dim(1);
-                        p.q_pos0 = std::max<int64_t>(0, k.dim(1) - x.dim(1));
-                        cpu::attention(pool, out, x, k, T(s.in[2]), p);
-                      }
-                      break;
-                    }
-                    case Op::rmsnorm: cpu::rmsnorm(pool, out, x, T(s.in[1]), float(s.p[0])); break;
-                    case Op::layernorm: cpu::layernorm(pool, out, x, T(s.in[1]), T(s.in[2]), float(s.p[0])); break;
-                    case Op::activation: cpu::activation(pool, out, x, Activation(int(s.p[0]))); break;
-                    case Op::softmax: cpu::softmax(pool, out, x, int(s.p[0])); break;
-                    case Op::rope: cpu::rope(pool, out, x, pos + int64_t(s.p[1]), float(s.p[0])); break;
-                    case Op::embedding: cpu::embedding(pool, out, x, T(s.in[1])); break;
-                    case Op::binary: cpu::binary(pool, out, x, T(s.in[1]), BinaryOp(int(s.p[0]))); break;
-                    case Op::cast: cpu::cast(pool, out, x); break;
-                    case Op::rows: {
-                      const int64_t row = x.numel() / std::max<int64_t>(1, x.dim(0));
-                      const size_t rb = size_t(row) * dtype_size(x.dtype);
-                      std::memcpy(out.raw(), static_cast<const char*>(x.raw()) + size_t(pos + int64_t(s.p[0])) * rb,
-                                  size_t(out.dim(0)) * rb);
-                      break;
-                    }
-                    case Op::last: {
-                      const int64_t B = x.dim(0), S = x.dim(1);
-                      const size_t rb = size_t(x.numel() / std::max<int64_t>(1, B * S)) * dtype_size(x.dtype);
-                      for (int64_t b = 0; b < B; b++)
-                        std::memcpy(static_cast<char*>(out.raw()) + size_t(b) * rb,
-                                    static_cast<const char*>(x.raw()) + size_t(b * S + S - 1) * rb, rb);
-                      break;
-                    }
-                    default: break;
                   }
-                  if (prof) {
-                    const auto t1 = std::chrono::steady_clock::now();
-                    times.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
-                    t0 = t1;
-                  }
-                }
-                } catch (const Error& e) {
-                  mark_state(std::make_shared<const Error>(e));
+                  wait();
+                } catch (const Error& err) {
+                  mark_state(std::make_shared<const Error>(err));
                   throw;
                 } catch (...) {
                   mark_state(std::make_shared<const Error>(ErrorCode::Internal, "a run with this state failed"));

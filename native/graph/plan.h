@@ -74,6 +74,8 @@ struct PlanSpec {
   int64_t arena_bytes = 0;
 };
 
+class CudaGraphs;
+
 class Plan {
  public:
   // Validates the spec (every step's shapes and dtypes at the symbols' maxima and at a second,
@@ -119,6 +121,7 @@ class Plan {
     std::vector<int64_t> sym;   // the symbols buf's shapes hold; empty before the first run
   };
   std::shared_ptr<Views> views_;
+  std::shared_ptr<CudaGraphs> graphs_;  // on a CUDA device, when the plan can be captured
   struct Profile {
     std::atomic<bool> on{false};
     mutable std::mutex mu;

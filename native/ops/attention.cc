@@ -28,8 +28,10 @@ Tensor attention(Runtime& rt, const Tensor& q, const Tensor& k, const Tensor& v,
     fail(ErrorCode::Argument, "attention: kv_len " + std::to_string(p.kv_len) + " does not fit k " + shape_str(k.shape));
   if (!(p.scale > 0.f) || !std::isfinite(p.scale)) p.scale = 1.f / std::sqrt(float(q.dim(3)));
   Tensor out = empty(q.shape, q.dtype, q.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(q.device()), {q, k, v}, {out}, [&pool, out, q, k, v, p] { cpu::attention(pool, out, q, k, v, p); });
+  launch(rt, q.device(), {q, k, v}, {out}, [out, q, k, v, p](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::attention(*e.cuda, out, q, k, v, p));
+    cpu::attention(e.pool, out, q, k, v, p);
+  });
   return out;
 }
 
@@ -49,9 +51,10 @@ void kv_append(Runtime& rt, const Tensor& cache_k, const Tensor& cache_v, const 
     fail(ErrorCode::Argument, "attention: writing " + std::to_string(k.dim(1)) + " rows at position " +
                                   std::to_string(position) + " overflows the cache's " +
                                   std::to_string(cache_k.dim(1)) + " rows");
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(k.device()), {k, v}, {cache_k, cache_v},
-         [&pool, cache_k, cache_v, k, v, position] { cpu::kv_append(pool, cache_k, cache_v, k, v, position); });
+  launch(rt, k.device(), {k, v}, {cache_k, cache_v}, [cache_k, cache_v, k, v, position](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::kv_append(*e.cuda, cache_k, cache_v, k, v, position));
+    cpu::kv_append(e.pool, cache_k, cache_v, k, v, position);
+  });
 }
 
 }  // namespace ignis::ops

@@ -39,9 +39,10 @@ Tensor rmsnorm(Runtime& rt, const Tensor& x, const Tensor& weight, float eps) {
   check_rank(op, "x", x, 1, 8);
   check_row_param(op, "weight", x, weight);
   Tensor out = empty(x.shape, x.dtype, x.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(x.device()), {x, weight}, {out},
-         [&pool, out, x, weight, eps] { cpu::rmsnorm(pool, out, x, weight, eps); });
+  launch(rt, x.device(), {x, weight}, {out}, [out, x, weight, eps](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::rmsnorm(*e.cuda, out, x, weight, eps));
+    cpu::rmsnorm(e.pool, out, x, weight, eps);
+  });
   return out;
 }
 
@@ -53,9 +54,10 @@ Tensor layernorm(Runtime& rt, const Tensor& x, const Tensor& weight, const Tenso
   check_row_param(op, "weight", x, weight);
   check_row_param(op, "bias", x, bias);
   Tensor out = empty(x.shape, x.dtype, x.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(x.device()), {x, weight, bias}, {out},
-         [&pool, out, x, weight, bias, eps] { cpu::layernorm(pool, out, x, weight, bias, eps); });
+  launch(rt, x.device(), {x, weight, bias}, {out}, [out, x, weight, bias, eps](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::layernorm(*e.cuda, out, x, weight, bias, eps));
+    cpu::layernorm(e.pool, out, x, weight, bias, eps);
+  });
   return out;
 }
 
@@ -63,8 +65,10 @@ Tensor activation(Runtime& rt, const Tensor& x, Activation act) {
   rt.throw_pending(x.device());
   check_float(kActivationNames[size_t(act)], "x", x);
   Tensor out = empty(x.shape, x.dtype, x.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(x.device()), {x}, {out}, [&pool, out, x, act] { cpu::activation(pool, out, x, act); });
+  launch(rt, x.device(), {x}, {out}, [out, x, act](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::activation(*e.cuda, out, x, act));
+    cpu::activation(e.pool, out, x, act);
+  });
   return out;
 }
 
@@ -77,8 +81,10 @@ Tensor softmax(Runtime& rt, const Tensor& x, int axis) {
   if (axis < 0 || axis >= x.rank())
     fail(ErrorCode::Argument, "softmax: axis out of range for x " + shape_str(x.shape));
   Tensor out = empty(x.shape, x.dtype, x.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(x.device()), {x}, {out}, [&pool, out, x, axis] { cpu::softmax(pool, out, x, axis); });
+  launch(rt, x.device(), {x}, {out}, [out, x, axis](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::softmax(*e.cuda, out, x, axis));
+    cpu::softmax(e.pool, out, x, axis);
+  });
   return out;
 }
 
@@ -90,9 +96,10 @@ Tensor rope(Runtime& rt, const Tensor& x, int64_t position, float theta) {
   if (x.dim(3) % 2 != 0)
     fail(ErrorCode::Shape, "rope: headDim must be even, got x " + shape_str(x.shape));
   Tensor out = empty(x.shape, x.dtype, x.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(x.device()), {x}, {out},
-         [&pool, out, x, position, theta] { cpu::rope(pool, out, x, position, theta); });
+  launch(rt, x.device(), {x}, {out}, [out, x, position, theta](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::rope(*e.cuda, out, x, position, theta));
+    cpu::rope(e.pool, out, x, position, theta);
+  });
   return out;
 }
 
@@ -106,9 +113,10 @@ Tensor embedding(Runtime& rt, const Tensor& ids, const Tensor& table) {
   Shape out_shape = ids.shape;
   out_shape.push_back(table.dim(1));
   Tensor out = empty(out_shape, table.dtype, table.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(ids.device()), {ids, table}, {out},
-         [&pool, out, ids, table] { cpu::embedding(pool, out, ids, table); });
+  launch(rt, ids.device(), {ids, table}, {out}, [out, ids, table](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::embedding(*e.cuda, out, ids, table));
+    cpu::embedding(e.pool, out, ids, table);
+  });
   return out;
 }
 
@@ -120,8 +128,10 @@ Tensor binary(Runtime& rt, const Tensor& a, const Tensor& b, BinaryOp op_kind) {
   check_same_dtype(op, "a", a, "b", b);
   Shape shape = broadcast_shapes(a.shape, b.shape, op);
   Tensor out = empty(shape, a.dtype, a.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(a.device()), {a, b}, {out}, [&pool, out, a, b, op_kind] { cpu::binary(pool, out, a, b, op_kind); });
+  launch(rt, a.device(), {a, b}, {out}, [out, a, b, op_kind](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::binary(*e.cuda, out, a, b, op_kind));
+    cpu::binary(e.pool, out, a, b, op_kind);
+  });
   return out;
 }
 

@@ -37,12 +37,13 @@ Tensor matmul(Runtime& rt, const Tensor& a, const Tensor& b, const Tensor* bias,
                                  "] for an output " + shape_str(out_shape));
   }
   Tensor out = empty(out_shape, a.dtype, a.device());
-  ThreadPool& pool = rt.pool();
   std::vector<Tensor> inputs{a, b};
   Tensor bias_t = bias ? *bias : Tensor{};
   if (bias) inputs.push_back(bias_t);
-  launch(rt.queue(a.device()), inputs, {out}, [&pool, out, a, b, bias_t, p] {
-    cpu::matmul(pool, out, a, b, bias_t.defined() ? &bias_t : nullptr, p);
+  launch(rt, a.device(), inputs, {out}, [out, a, b, bias_t, p](const Exec& e) {
+    const Tensor* bp = bias_t.defined() ? &bias_t : nullptr;
+    IGNIS_ON_CUDA(e, cuda::matmul(*e.cuda, out, a, b, bp, p));
+    cpu::matmul(e.pool, out, a, b, bp, p);
   });
   return out;
 }
@@ -62,9 +63,10 @@ std::pair<Tensor, Tensor> quantize(Runtime& rt, const Tensor& w, int64_t group) 
   check_group(op, K, group);
   Tensor q = empty({N, K}, DType::i8, w.device());
   Tensor scales = empty({N, K / group}, DType::f32, w.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(w.device()), {w}, {q, scales},
-         [&pool, q, scales, w, group] { cpu::quantize(pool, q, scales, w, group); });
+  launch(rt, w.device(), {w}, {q, scales}, [q, scales, w, group](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::quantize(*e.cuda, q, scales, w, group));
+    cpu::quantize(e.pool, q, scales, w, group);
+  });
   return {q, scales};
 }
 
@@ -85,14 +87,15 @@ Tensor dequantize(Runtime& rt, const Tensor& q, const Tensor& scales, int64_t gr
   check_quantized(op, q, scales, group);
   if (!is_float(dtype)) fail(ErrorCode::DType, std::string(op) + ": dtype must be f32, f16 or bf16");
   Tensor out = empty(q.shape, dtype, q.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(q.device()), {q, scales}, {out},
-         [&pool, out, q, scales, group] { cpu::dequantize(pool, out, q, scales, group); });
+  launch(rt, q.device(), {q, scales}, {out}, [out, q, scales, group](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::dequantize(*e.cuda, out, q, scales, group));
+    cpu::dequantize(e.pool, out, q, scales, group);
+  });
   return out;
 }
 
 // out [..., N] for x [..., K] times a prepared weight: checks bias [N] (x's device and dtype),
-// allocates out and enqueues kernel(out, bias or null), which holds the weight's tensors.
+// allocates out and enqueues kernel(exec, out, bias or null), which holds the weight's tensors.
 template <class Kernel>
 static Tensor weight_product(Runtime& rt, const Tensor& x, int64_t N, const Tensor* bias,
                              std::vector<Tensor> inputs, Kernel kernel) {
@@ -107,8 +110,8 @@ static Tensor weight_product(Runtime& rt, const Tensor& x, int64_t N, const Tens
   Tensor out = empty(out_shape, x.dtype, x.device());
   Tensor bias_t = bias ? *bias : Tensor{};
   if (bias) inputs.push_back(bias_t);
-  launch(rt.queue(x.device()), inputs, {out}, [out, bias_t, kernel] {
-    kernel(out, bias_t.defined() ? &bias_t : nullptr);
+  launch(rt, x.device(), inputs, {out}, [out, bias_t, kernel](const Exec& e) {
+    kernel(e, out, bias_t.defined() ? &bias_t : nullptr);
   });
   return out;
 }
@@ -125,23 +128,25 @@ Tensor matmul_q(Runtime& rt, const Tensor& x, const Tensor& q, const Tensor& sca
   if (x.dim(-1) != K)
     fail_shapes(op, "x", x, "quantized weight", q, "do not fit: x has K = " + std::to_string(x.dim(-1)) +
                                                       ", the weight [N, K] has K = " + std::to_string(K));
-  ThreadPool& pool = rt.pool();
   return weight_product(rt, x, N, bias, {x, q, scales},
-                        [&pool, x, q, scales, group, act](const Tensor& out, const Tensor* b) {
-                          cpu::matmul_q(pool, out, x, q, scales, group, b, act);
+                        [x, q, scales, group, act](const Exec& e, const Tensor& out, const Tensor* b) {
+                          IGNIS_ON_CUDA(e, cuda::matmul_q(*e.cuda, out, x, q, scales, group, b, act));
+                          cpu::matmul_q(e.pool, out, x, q, scales, group, b, act);
                         });
 }
 
 Tensor pack_weight(Runtime& rt, const Tensor& b, bool transpose_b) {
   const char* op = "packWeight";
   rt.throw_pending(b.device());
+  if (b.device().kind != Device::CPU)
+    fail(ErrorCode::Device, std::string(op) + ": packed weights are the CPU GEMM's layout; on " + b.device().name() +
+                                " pass the weight tensor to matmul itself");
   check_float(op, "b", b);
   check_rank(op, "b", b, 2, 2);
   const int64_t K = transpose_b ? b.dim(1) : b.dim(0), N = transpose_b ? b.dim(0) : b.dim(1);
   Tensor out = empty({(N + 15) / 16, K, 16}, DType::f32, b.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(b.device()), {b}, {out},
-         [&pool, out, b, transpose_b] { cpu::pack_weight(pool, out, b, transpose_b); });
+  launch(rt, b.device(), {b}, {out},
+         [out, b, transpose_b](const Exec& e) { cpu::pack_weight(e.pool, out, b, transpose_b); });
   return out;
 }
 
@@ -161,9 +166,8 @@ Tensor matmul_packed(Runtime& rt, const Tensor& x, const Tensor& packed, int64_t
     fail(ErrorCode::Shape, std::string(op) + ": x " + shape_str(x.shape) + " and the packed weight [K, N] = [" +
                                std::to_string(K) + ", " + std::to_string(N) + "] do not fit: x has K = " +
                                std::to_string(x.dim(-1)) + ", the weight has K = " + std::to_string(K));
-  ThreadPool& pool = rt.pool();
-  return weight_product(rt, x, N, bias, {x, packed}, [&pool, x, packed, act](const Tensor& out, const Tensor* b) {
-    cpu::matmul_packed(pool, out, x, packed, b, act);
+  return weight_product(rt, x, N, bias, {x, packed}, [x, packed, act](const Exec& e, const Tensor& out, const Tensor* b) {
+    cpu::matmul_packed(e.pool, out, x, packed, b, act);
   });
 }
 

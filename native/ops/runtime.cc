@@ -39,7 +39,8 @@ Runtime::Runtime(int threads)
       cpu_queue_(std::make_unique<Queue>("cpu")) {}
 
 Runtime::~Runtime() {
-  cpu_queue_.reset();  // joins the worker before the pool it uses goes away
+  cuda_queues_.clear();  // join the workers before the pool they use goes away
+  cpu_queue_.reset();
   pool_.reset();
 }
 
@@ -48,17 +49,26 @@ Queue& Runtime::queue(Device d) {
 #ifdef IGNIS_WITH_CUDA
   const cuda::Availability& a = cuda::probe();
   if (!a.usable) fail(ErrorCode::Device, "device " + d.name() + " is not available: " + a.reason);
-  if (d.index >= int(a.devices.size()))
-    fail(ErrorCode::Device, "device " + d.name() + " does not exist: " +
-                                std::to_string(a.devices.size()) + " CUDA device(s) found");
-  fail(ErrorCode::Device, "device " + d.name() + " is not available: " + a.reason);
+  if (d.index < 0 || d.index >= int(a.devices.size()))
+    fail(ErrorCode::Device, "device " + d.name() + " does not exist: " + std::to_string(a.devices.size()) +
+                                " CUDA device(s) found");
+  std::lock_guard<std::mutex> lock(cuda_mu_);
+  if (cuda_queues_.size() < a.devices.size()) cuda_queues_.resize(a.devices.size());
+  std::unique_ptr<Queue>& q = cuda_queues_[size_t(d.index)];
+  if (!q) q = std::make_unique<Queue>(d.name());
+  return *q;
 #else
   fail(ErrorCode::Device, "device " + d.name() + " is not available: " IGNIS_NO_CUDA_REASON);
 #endif
 }
 
 void Runtime::throw_pending(Device d) {
-  if (KernelError e = queue(d).take_error()) throw Error(*e);
+  if (KernelError e = queue(d).take_error()) {
+#ifdef IGNIS_WITH_CUDA
+    if (d.kind == Device::CUDA) cuda::clear_fault(d.index);  // thrown now: later reads may succeed
+#endif
+    throw Error(*e);
+  }
 }
 
 }  // namespace ignis::ops

@@ -1,8 +1,11 @@
 // Runtime: what one loaded copy of the addon owns (no globals, so worker_threads each get
-// their own): the CPU thread pool and one execution queue per device.
+// their own): the CPU thread pool and one execution queue per device. A CUDA device's queue
+// is a worker like the CPU's whose tasks issue kernels to the device's stream.
 #pragma once
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "../core/queue.h"
 #include "../core/thread_pool.h"
@@ -25,6 +28,8 @@ class Runtime {
  private:
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Queue> cpu_queue_;
+  std::mutex cuda_mu_;
+  std::vector<std::unique_ptr<Queue>> cuda_queues_;  // by device index, made on first use
 };
 
 }  // namespace ignis::ops

@@ -1,6 +1,8 @@
 // Entry points that make, convert, move and read tensors.
 #include <algorithm>
 #include <cstring>
+#include <future>
+#include <vector>
 
 #include "../cpu/cpu.h"
 #include "check.h"
@@ -11,9 +13,16 @@ namespace ignis::ops {
 
 Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shape, DType dtype,
                  Device device) {
-  Queue& q = rt.queue(device);
-  (void)q;
-  if (device.kind != Device::CPU) fail(ErrorCode::Device, "from_host: only the CPU is supported");
+  rt.queue(device);  // throws E_DEVICE for a device that is not usable
+  if (device.kind != Device::CPU) {
+    // Converted on the host, then uploaded through pinned staging on the device's stream.
+    Tensor dev = empty(shape, dtype, device);
+    Tensor host = from_host(rt, src, src_type, shape, dtype, Device{});
+#ifdef IGNIS_WITH_CUDA
+    cuda::upload(device.index, dev.raw(), host.raw(), host.nbytes());
+#endif
+    return dev;
+  }
   Tensor t = empty(shape, dtype, device);
   size_t n = size_t(t.numel());
   if (src_type == dtype) {
@@ -41,8 +50,10 @@ Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shap
 Tensor full(Runtime& rt, const Shape& shape, DType dtype, Device device, double value) {
   rt.throw_pending(device);
   Tensor t = empty(shape, dtype, device);
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(device), {}, {t}, [&pool, t, value] { cpu::fill(pool, t, value); });
+  launch(rt, device, {}, {t}, [t, value](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::fill(*e.cuda, t, value));
+    cpu::fill(e.pool, t, value);
+  });
   return t;
 }
 
@@ -51,8 +62,10 @@ Tensor randn(Runtime& rt, const Shape& shape, DType dtype, Device device, uint64
   if (!is_float(dtype))
     fail(ErrorCode::DType, std::string("randn: dtype must be f32, f16 or bf16, got ") + dtype_name(dtype));
   Tensor t = empty(shape, dtype, device);
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(device), {}, {t}, [&pool, t, seed] { cpu::randn(pool, t, seed); });
+  launch(rt, device, {}, {t}, [t, seed](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::randn(*e.cuda, t, seed));
+    cpu::randn(e.pool, t, seed);
+  });
   return t;
 }
 
@@ -62,16 +75,39 @@ Tensor cast(Runtime& rt, const Tensor& x, DType dtype) {
     fail(ErrorCode::DType, std::string("cast: cannot cast ") + dtype_name(x.dtype) + " to " + dtype_name(dtype) +
                                " (casts are between f32, f16 and bf16)");
   Tensor out = empty(x.shape, dtype, x.device());
-  ThreadPool& pool = rt.pool();
-  launch(rt.queue(x.device()), {x}, {out}, [&pool, out, x] { cpu::cast(pool, out, x); });
+  launch(rt, x.device(), {x}, {out}, [out, x](const Exec& e) {
+    IGNIS_ON_CUDA(e, cuda::cast(*e.cuda, out, x));
+    cpu::cast(e.pool, out, x);
+  });
   return out;
 }
 
+// A copy between the CPU and a CUDA device: the side that holds x runs the copy once x is
+// computed (its queue is in order), and the other side's queue waits for that before any
+// later op there can touch the copy.
 Tensor to_device(Runtime& rt, const Tensor& x, Device device) {
   rt.queue(device);  // throws E_DEVICE for a device that is not usable
   if (device == x.device()) return x;
-  fail(ErrorCode::Device, "to: copies between " + x.device().name() + " and " + device.name() +
-                              " are not supported by this build");
+  if (x.device().kind == device.kind)
+    fail(ErrorCode::Device, "to: copies between " + x.device().name() + " and " + device.name() +
+                                " are not supported (go through the CPU)");
+  rt.throw_pending(x.device());
+  Tensor out = empty(x.shape, x.dtype, device);
+#ifdef IGNIS_WITH_CUDA
+  auto copied = std::make_shared<std::promise<void>>();
+  std::shared_future<void> ready = copied->get_future().share();
+  launch(
+      rt, x.device(), {x}, {out},
+      [x, out](const Exec&) {
+        if (out.device().kind == Device::CUDA)
+          cuda::upload(out.device().index, out.raw(), x.raw(), x.nbytes());
+        else
+          cuda::download(x.device().index, out.raw(), x.raw(), x.nbytes());
+      },
+      [copied](KernelError) { copied->set_value(); });
+  rt.queue(device).enqueue([ready] { ready.wait(); });
+#endif
+  return out;
 }
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
@@ -88,16 +124,39 @@ DType read_type(DType t) { return is_float(t) ? DType::f32 : t; }
 
 void read(Runtime& rt, const Tensor& x, void* dst, std::function<void(KernelError)> done) {
   Queue& q = rt.queue(x.device());
-  q.enqueue([x, dst, done = std::move(done)] {
+  q.enqueue([&q, x, dst, done = std::move(done)] {
     if (KernelError e = x.storage->error()) {
       done(e);
       return;
     }
-    if (!dst) {  // only waiting for x
-    } else if (is_float(x.dtype))
+    if (x.device().kind == Device::CUDA) {
+#ifdef IGNIS_WITH_CUDA
+      // Waits for the stream: a kernel fault or a CUDA error found here rejects this read and
+      // is thrown by the next call on the device.
+      try {
+        const int dev = x.device().index;
+        if (!dst) {
+          cuda::synchronize(dev);
+        } else if (is_float(x.dtype) && x.dtype != DType::f32) {
+          std::vector<char> raw(x.nbytes());
+          cuda::download(dev, raw.data(), x.raw(), raw.size());
+          convert_to_f32(raw.data(), x.dtype, static_cast<float*>(dst), size_t(x.numel()));
+        } else {
+          cuda::download(dev, dst, x.raw(), x.nbytes());
+        }
+      } catch (const Error& e) {
+        KernelError err = std::make_shared<const Error>(e);
+        q.set_error(err);
+        done(err);
+        return;
+      }
+#endif
+    } else if (!dst) {  // only waiting for x
+    } else if (is_float(x.dtype)) {
       convert_to_f32(x.raw(), x.dtype, static_cast<float*>(dst), size_t(x.numel()));
-    else
+    } else {
       std::memcpy(dst, x.raw(), x.nbytes());
+    }
     done(nullptr);
   });
 }

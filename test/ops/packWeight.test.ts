@@ -35,6 +35,13 @@ const cases: PackCase[] = [
 ];
 
 forDevices((dev) => {
+  if (dev === 'cuda') {
+    // The packed layout is the CPU GEMM's: on CUDA the weight itself goes to matmul.
+    it('packWeight on cuda is E_DEVICE, naming what to do instead', () => {
+      expectThrows(() => ignis.packWeight(ignis.randn([4, 3], { device: 'cuda' })), 'IgnisError', 'E_DEVICE', 'packWeight cuda');
+    });
+    return;
+  }
   for (const dtype of FLOAT_DTYPES) {
     describe(dtype, () => {
       for (const pc of cases) {

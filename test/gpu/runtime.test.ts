@@ -1,0 +1,104 @@
+// The CUDA runtime seen from JS: the caching allocator's figures, emptyCache, out-of-memory
+// that leaves the device working, copies between the CPU and the device, a kernel's bad-data
+// fault reported once, and a compiled graph on the device. Skipped (visibly) without a GPU.
+import { describe, expect, it } from 'vitest';
+import * as ignis from '../../lib/index';
+import { absorbOnce, expectThrows, FLOAT_DTYPES, skipDevice } from '../helpers';
+
+const DEV = 'cuda';
+
+describe.skipIf(skipDevice('cuda'))('cuda runtime', () => {
+  it('memory(): allocated grows by a tensor (rounded into its bin), drops on dispose; the block stays reserved until emptyCache()', async () => {
+    const before = ignis.memory(DEV);
+    expect(before.reserved).toBeGreaterThanOrEqual(before.allocated);
+    const n = 3 * (1 << 20) + 12345; // f32: 12 MiB and a bit, in a quarter-power-of-two bin (<= 25% over)
+    const bytes = n * 4;
+    const t = ignis.zeros([n], { device: DEV });
+    await t.ready();
+    const mid = ignis.memory(DEV);
+    expect(mid.allocated - before.allocated).toBeGreaterThanOrEqual(bytes);
+    expect(mid.allocated - before.allocated).toBeLessThanOrEqual(bytes * 1.25);
+    expect(mid.peak).toBeGreaterThanOrEqual(mid.allocated);
+    t.dispose();
+    const after = ignis.memory(DEV);
+    expect(after.allocated).toBe(before.allocated);
+    expect(after.reserved).toBe(mid.reserved); // cached, not returned
+    const again = ignis.zeros([n], { device: DEV }); // the same bin: the cached block, no new reserve
+    await again.ready();
+    expect(ignis.memory(DEV).reserved).toBe(mid.reserved);
+    again.dispose();
+    const freed = ignis.emptyCache(DEV);
+    expect(freed).toBeGreaterThanOrEqual(bytes);
+    expect(ignis.memory(DEV).reserved).toBe(mid.reserved - freed);
+  });
+
+  it('an allocation larger than the device is E_OOM naming the bytes; the device keeps working', async () => {
+    const total = ignis.info().cuda.devices[0].memoryBytes;
+    const n = Math.ceil((total * 2) / 4);
+    let err: unknown;
+    try {
+      ignis.zeros([n], { device: DEV });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'E_OOM', message: expect.stringContaining(String(n * 4)) });
+    const x = ignis.full([1000], 2.5, { device: DEV });
+    expect((await x.data()).every((v) => v === 2.5)).toBe(true);
+  });
+
+  it('to(): CPU -> cuda -> CPU is bit for bit, every dtype, awkward sizes', async () => {
+    for (const dtype of [...FLOAT_DTYPES, 'i32', 'i8'] as const)
+      for (const n of [1, 7, 33, 129, 100003]) {
+        const host = dtype === 'i32' || dtype === 'i8'
+          ? ignis.tensor(Array.from({ length: n }, (_, i) => ((i * 37) % 200) - 100), { shape: [n], dtype })
+          : ignis.randn([n], { dtype, seed: n });
+        const back = host.to(DEV).to('cpu');
+        expect(Array.from(await back.data()), `${dtype} [${n}]`).toEqual(Array.from(await host.data()));
+      }
+  });
+
+  it('randn on cuda gives the CPU samples, element for element', async () => {
+    for (const dtype of FLOAT_DTYPES) {
+      const a = await ignis.randn([1000, 33], { dtype, seed: 42 }).data();
+      const b = await ignis.randn([1000, 33], { dtype, seed: 42, device: DEV }).data();
+      expect(Array.from(b), dtype).toEqual(Array.from(a));
+    }
+  });
+
+  it('an embedding id out of range rejects the read with E_INDEX; the next call throws it once; later work is right', async () => {
+    const table = ignis.randn([10, 8], { seed: 1, device: DEV });
+    const bad = ignis.tensor(new Int32Array([1, 99]), { shape: [2], device: DEV });
+    const good = ignis.tensor(new Int32Array([3, 4]), { shape: [2], device: DEV });
+    const e = ignis.embedding(bad, table);
+    await expect(e.data()).rejects.toMatchObject({ code: 'E_INDEX', message: expect.stringContaining('id 99') });
+    const { call, thrown } = absorbOnce('E_INDEX');
+    const ok = call(() => ignis.embedding(good, table));
+    expect(thrown()).toBe(1);
+    const want = await ignis.embedding(good.to('cpu'), table.to('cpu')).data();
+    expect(Array.from(await ok.data())).toEqual(Array.from(want));
+  });
+
+  it('a graph compiled for cuda runs and matches the CPU graph', async () => {
+    const build = (device: string) => {
+      const g = ignis.graph();
+      const x = g.input('x', { shape: ['batch', 64] });
+      const w = g.weight('w', ignis.randn([64, 48], { seed: 3, device }));
+      const nw = g.weight('nw', ignis.randn([48], { seed: 4, device }));
+      g.output('y', g.silu(g.rmsnorm(g.matmul(x, w), nw)));
+      return g.compile({ device, maxBatch: 9 });
+    };
+    const [cpu, gpu] = await Promise.all([build('cpu'), build(DEV)]);
+    for (const b of [1, 7, 9]) {
+      const x = ignis.randn([b, 64], { seed: b });
+      const want = await (await cpu.run({ x })).y.data();
+      const got = await (await gpu.run({ x: x.to(DEV) })).y.data();
+      let err = 0, scale = 0;
+      for (let i = 0; i < want.length; i++) {
+        err = Math.max(err, Math.abs(got[i] - want[i]));
+        scale = Math.max(scale, Math.abs(want[i]));
+      }
+      expect(err / scale, `batch ${b}`).toBeLessThan(1e-5);
+    }
+    expectThrows(() => ignis.packWeight(ignis.randn([4, 4], { device: DEV })), 'IgnisError', 'E_DEVICE', 'packWeight on cuda');
+  });
+});
