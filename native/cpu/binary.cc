@@ -1,62 +1,18 @@
-// add and mul with numpy broadcasting. The shapes are reduced to a plan: out's dims with size-1
-// dims dropped and mergeable neighbours coalesced, each with a's and b's element strides (0 where
-// broadcast). Out is then walked flat in segments of the innermost dim, where a and b each have
-// stride 1 or 0: same shapes become one segment, a [M, N] + b [N] rows of N, a scalar a stride 0.
+// add and mul with numpy broadcasting. The shapes are reduced to a plan (core/broadcast.h): out's
+// dims with size-1 dims dropped and mergeable neighbours coalesced, each with a's and b's element
+// strides (0 where broadcast). Out is then walked flat in segments of the innermost dim, where a
+// and b each have stride 1 or 0: same shapes become one segment, a [M, N] + b [N] rows of N, a
+// scalar a stride 0.
 #include <algorithm>
 #include <vector>
 
+#include "../core/broadcast.h"
 #include "cpu.h"
 #include "elementwise.h"
 
 namespace ignis::cpu {
 
 namespace {
-
-struct BroadcastPlan {
-  std::vector<int64_t> size, stride_a, stride_b;  // [rank], outermost first
-};
-
-// Element strides of t for out's dims (t right-aligned against out; 0 where t has size 1).
-std::vector<int64_t> broadcast_strides(const Tensor& t, int rank) {
-  std::vector<int64_t> st(size_t(rank), 0);
-  int64_t s = 1;
-  for (int i = t.rank() - 1; i >= 0; i--) {
-    const int o = rank - t.rank() + i;
-    st[size_t(o)] = t.shape[size_t(i)] == 1 ? 0 : s;
-    s *= t.shape[size_t(i)];
-  }
-  return st;
-}
-
-BroadcastPlan make_plan(const Tensor& out, const Tensor& a, const Tensor& b) {
-  const int rank = out.rank();
-  const std::vector<int64_t> sa = broadcast_strides(a, rank), sb = broadcast_strides(b, rank);
-  BroadcastPlan p;  // built innermost first, reversed at the end
-  for (int i = rank - 1; i >= 0; i--) {
-    const int64_t n = out.shape[size_t(i)];
-    if (n == 1) continue;
-    if (!p.size.empty()) {
-      // Dim i folds into the inner one when both operands step through it contiguously.
-      const int64_t inner = p.size.back();
-      if (sa[size_t(i)] == p.stride_a.back() * inner && sb[size_t(i)] == p.stride_b.back() * inner) {
-        p.size.back() *= n;
-        continue;
-      }
-    }
-    p.size.push_back(n);
-    p.stride_a.push_back(sa[size_t(i)]);
-    p.stride_b.push_back(sb[size_t(i)]);
-  }
-  if (p.size.empty()) {  // a single element
-    p.size.push_back(1);
-    p.stride_a.push_back(0);
-    p.stride_b.push_back(0);
-  }
-  std::reverse(p.size.begin(), p.size.end());
-  std::reverse(p.stride_a.begin(), p.stride_a.end());
-  std::reverse(p.stride_b.begin(), p.stride_b.end());
-  return p;
-}
 
 template <BinaryOp OP>
 inline float apply_op(float a, float b) {
@@ -137,7 +93,7 @@ void binary_typed(ThreadPool& pool, T* o, const T* a, const T* b, const Broadcas
 void binary(ThreadPool& pool, const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
   const int64_t total = out.numel();
   if (total == 0) return;
-  const BroadcastPlan p = make_plan(out, a, b);
+  const BroadcastPlan p = make_broadcast_plan(out, a, b);
   dispatch_float(out.dtype, [&](auto tag) {
     using T = decltype(tag);
     T* o = out.data<T>();
