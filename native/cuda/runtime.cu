@@ -301,28 +301,31 @@ void copy_async(const Launch& L, void* dst, const void* src, size_t bytes) {
 
 // --- graphs --------------------------------------------------------------------------------------
 
-Launch Graph::begin(std::vector<std::shared_ptr<Storage>>* keep) {
-  Launch L = launch_for(device_, keep);
+std::unique_ptr<Graph> Graph::capture(int device, std::vector<std::shared_ptr<Storage>>* keep,
+                                      const std::function<void(const Launch&)>& record) {
+  DeviceState& d = state(device);
+  // upload() issues on this stream from the JS thread: hold it off while recording.
+  std::lock_guard<std::mutex> lock(d.staging_mu);
+  Launch L = launch_for(device, keep);
   // Relaxed: scratch allocations during the recording may call cudaMalloc.
-  IGNIS_CUDA_CHECK(cudaStreamBeginCapture(stream_of(L), cudaStreamCaptureModeRelaxed));
-  return L;
-}
-
-void Graph::end() {
-  cudaStream_t s = state(device_).stream;
+  IGNIS_CUDA_CHECK(cudaStreamBeginCapture(d.stream, cudaStreamCaptureModeRelaxed));
   cudaGraph_t g = nullptr;
-  IGNIS_CUDA_CHECK(cudaStreamEndCapture(s, &g));
-  graph_ = g;
+  try {
+    record(L);
+  } catch (...) {
+    cudaStreamEndCapture(d.stream, &g);
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError();
+    throw;
+  }
+  IGNIS_CUDA_CHECK(cudaStreamEndCapture(d.stream, &g));
+  auto out = std::make_unique<Graph>();
+  out->device_ = device;
+  out->graph_ = g;
   cudaGraphExec_t exec = nullptr;
   IGNIS_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
-  exec_ = exec;
-}
-
-void Graph::abort() {
-  cudaGraph_t g = nullptr;
-  cudaStreamEndCapture(state(device_).stream, &g);
-  if (g) cudaGraphDestroy(g);
-  cudaGetLastError();
+  out->exec_ = exec;
+  return out;
 }
 
 void Graph::replay() {

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,33 +69,19 @@ void copy_async(const Launch& L, void* dst, const void* src, size_t bytes);
 
 // --- CUDA graphs ---------------------------------------------------------------------------------
 // A captured sequence of launches on one device's stream, replayed as one launch. capture()
-// records what record(L) enqueues (nothing runs while recording) and instantiates it.
+// records what record(L) enqueues (nothing runs while recording) and instantiates it. Uploads
+// from other threads wait while a capture is recording, so they are not recorded into it.
 class Graph {
  public:
   Graph() = default;
   ~Graph();
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
-  template <class Fn>
-  static std::unique_ptr<Graph> capture(int device, std::vector<std::shared_ptr<Storage>>* keep, Fn&& record) {
-    auto g = std::make_unique<Graph>();
-    g->device_ = device;
-    Launch L = g->begin(keep);
-    try {
-      record(L);
-    } catch (...) {
-      g->abort();
-      throw;
-    }
-    g->end();
-    return g;
-  }
+  static std::unique_ptr<Graph> capture(int device, std::vector<std::shared_ptr<Storage>>* keep,
+                                        const std::function<void(const Launch&)>& record);
   void replay();
 
  private:
-  Launch begin(std::vector<std::shared_ptr<Storage>>* keep);
-  void end();
-  void abort();
   int device_ = 0;
   void* graph_ = nullptr;  // cudaGraph_t
   void* exec_ = nullptr;   // cudaGraphExec_t
