@@ -1,5 +1,10 @@
-// dtype names and the f16 <-> f32 conversions (bit-exact, round to nearest even).
+// dtype names, the f16 <-> f32 conversions (bit-exact, round to nearest even) and fill bits.
 #include "dtype.h"
+
+#include <cmath>
+#include <limits>
+
+#include "error.h"
 
 #include "../cpu/elementwise.h"
 
@@ -118,6 +123,28 @@ void convert_from_f32(const float* src, void* dst, DType t, size_t n) {
     }
     default:
       return;
+  }
+}
+
+// value truncated toward zero and clamped to I's range; NaN -> 0.
+template <class I>
+static I to_int(double value) {
+  if (std::isnan(value)) return 0;
+  const double t = std::trunc(value);
+  if (t <= double(std::numeric_limits<I>::min())) return std::numeric_limits<I>::min();
+  if (t >= double(std::numeric_limits<I>::max())) return std::numeric_limits<I>::max();
+  return I(t);
+}
+
+uint32_t fill_bits(DType dtype, double value) {
+  const float f = float(value);
+  switch (dtype) {
+    case DType::f32: return f32_to_bits(f);
+    case DType::f16: return f32_to_f16_bits(f);
+    case DType::bf16: return f32_to_bf16_bits(f);
+    case DType::i8: return uint8_t(to_int<int8_t>(value));
+    case DType::i32: return uint32_t(to_int<int32_t>(value));
+    default: fail(ErrorCode::Internal, "fill: unknown dtype");
   }
 }
 

@@ -43,6 +43,11 @@ inline uint16_t f32_to_bf16_bits(float f) {
   return uint16_t(u >> 16);
 }
 
+// The bits one element of `dtype` holds after a fill with `value`: floats rounded to nearest
+// even, i8/i32 truncated toward zero and clamped (NaN -> 0). The element is the low
+// dtype_size(dtype) bytes of the result (little-endian).
+uint32_t fill_bits(DType dtype, double value);
+
 template <class T> inline T from_f32(float x);
 template <> inline float from_f32<float>(float x) { return x; }
 template <> inline bf16 from_f32<bf16>(float x) { return bf16{f32_to_bf16_bits(x)}; }

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 
 #include "../core/random.h"
 #include "cpu.h"
@@ -19,26 +18,13 @@ static void fill_pattern(ThreadPool& pool, void* dst, int64_t n, U pattern) {
                     [&](int64_t b, int64_t e) { std::fill(p + b, p + e, pattern); });
 }
 
-// value truncated toward zero and clamped to [lo, hi]; NaN -> 0.
-template <class I>
-static I to_int(double value) {
-  if (std::isnan(value)) return 0;
-  const double t = std::trunc(value);
-  if (t <= double(std::numeric_limits<I>::min())) return std::numeric_limits<I>::min();
-  if (t >= double(std::numeric_limits<I>::max())) return std::numeric_limits<I>::max();
-  return I(t);
-}
-
 void fill(ThreadPool& pool, const Tensor& out, double value) {
   const int64_t n = out.numel();
-  const float f = float(value);
-  switch (out.dtype) {
-    case DType::f32: return fill_pattern<uint32_t>(pool, out.raw(), n, f32_to_bits(f));
-    case DType::f16: return fill_pattern<uint16_t>(pool, out.raw(), n, f32_to_f16_bits(f));
-    case DType::bf16: return fill_pattern<uint16_t>(pool, out.raw(), n, f32_to_bf16_bits(f));
-    case DType::i8: return fill_pattern<int8_t>(pool, out.raw(), n, to_int<int8_t>(value));
-    case DType::i32: return fill_pattern<int32_t>(pool, out.raw(), n, to_int<int32_t>(value));
-    default: fail(ErrorCode::Internal, "fill: unknown dtype");
+  const uint32_t bits = fill_bits(out.dtype, value);
+  switch (dtype_size(out.dtype)) {
+    case 4: return fill_pattern<uint32_t>(pool, out.raw(), n, bits);
+    case 2: return fill_pattern<uint16_t>(pool, out.raw(), n, uint16_t(bits));
+    default: return fill_pattern<uint8_t>(pool, out.raw(), n, uint8_t(bits));
   }
 }
 

@@ -4,7 +4,6 @@
 // (float <-> float conversion in f32, or a device copy).
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <type_traits>
 
 #include "../core/random.h"
@@ -36,16 +35,6 @@ void fill_cuda(const Launch& L, void* out, int64_t n, U value) {
   else
     fill_kernel<U, false><<<grid_stride_blocks(L, n, 1, kThreads), kThreads, 0, stream_of(L)>>>(o, value, n);
   check_launch("fill_kernel");
-}
-
-// value truncated toward zero and clamped to [lo, hi]; NaN -> 0 (as cpu::fill).
-template <class I>
-I to_int(double value) {
-  if (std::isnan(value)) return 0;
-  const double t = std::trunc(value);
-  if (t <= double(std::numeric_limits<I>::min())) return std::numeric_limits<I>::min();
-  if (t >= double(std::numeric_limits<I>::max())) return std::numeric_limits<I>::max();
-  return I(t);
 }
 
 // ---- randn: out[i] = randn_at(key, i), rounded to T ----
@@ -134,14 +123,11 @@ void cast_cuda(const Launch& L, O* out, const I* x, int64_t n) {
 void fill(const Launch& L, const Tensor& out, double value) {
   const int64_t n = out.numel();
   if (n == 0) return;
-  const float f = float(value);
-  switch (out.dtype) {
-    case DType::f32: return fill_cuda<uint32_t>(L, out.raw(), n, f32_to_bits(f));
-    case DType::f16: return fill_cuda<uint16_t>(L, out.raw(), n, f32_to_f16_bits(f));
-    case DType::bf16: return fill_cuda<uint16_t>(L, out.raw(), n, f32_to_bf16_bits(f));
-    case DType::i8: return fill_cuda<int8_t>(L, out.raw(), n, to_int<int8_t>(value));
-    case DType::i32: return fill_cuda<int32_t>(L, out.raw(), n, to_int<int32_t>(value));
-    default: fail(ErrorCode::Internal, "fill: unknown dtype");
+  const uint32_t bits = fill_bits(out.dtype, value);  // the CPU's bits, element for element
+  switch (dtype_size(out.dtype)) {
+    case 4: return fill_cuda<uint32_t>(L, out.raw(), n, bits);
+    case 2: return fill_cuda<uint16_t>(L, out.raw(), n, uint16_t(bits));
+    default: return fill_cuda<uint8_t>(L, out.raw(), n, uint8_t(bits));
   }
 }
 
