@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "../cpu/cpu.h"
+#include "../ops/kernel.h"
 #include "../ops/launch.h"
 #include "../ops/ops.h"
 #include "cuda_graphs.h"
@@ -156,17 +157,14 @@ void check_step(size_t i, const Step& s, const std::vector<Shape>& sh, const std
 
 int64_t nbytes(const Shape& s, DType t) { return shape_numel(s) * int64_t(dtype_size(t)); }
 
-// One step on the views: the CPU kernel with e.pool, or on a CUDA device the CUDA kernel on
-// e.cuda's stream. pos: the step's run-time integer (0 when it has none); while a CUDA graph
-// records, pos is 0 and pos_dev points at the integer on the device.
+// One step on the views, through ops::kernel (the CPU kernel, or the CUDA kernel on e.cuda's
+// stream). pos: the step's run-time integer (0 when it has none); while a CUDA graph records,
+// pos is 0 and pos_dev points at the integer on the device.
 void run_step(const ops::Exec& e, const Step& s, const std::vector<Tensor>& buf, int64_t pos,
               const int64_t* pos_dev = nullptr) {
+  namespace k = ops::kernel;
   auto T = [&](int b) -> const Tensor& { return buf[size_t(b)]; };
-  auto opt = [&](size_t k) -> const Tensor* { return k < s.in.size() && s.in[k] >= 0 ? &buf[size_t(s.in[k])] : nullptr; };
-  auto copy = [&](void* dst, const void* src, size_t n) {
-    IGNIS_ON_CUDA(e, cuda::copy_async(*e.cuda, dst, src, n));
-    std::memcpy(dst, src, n);
-  };
+  auto opt = [&](size_t i) -> const Tensor* { return i < s.in.size() && s.in[i] >= 0 ? &buf[size_t(s.in[i])] : nullptr; };
   const Tensor& out = T(s.out);
   const Tensor& x = T(s.in[0]);
   switch (s.op) {
@@ -174,86 +172,49 @@ void run_step(const ops::Exec& e, const Step& s, const std::vector<Tensor>& buf,
       MatmulParams p;
       p.transpose_b = s.p[0] != 0;
       p.activation = Activation(int(s.p[1]));
-      IGNIS_ON_CUDA(e, cuda::matmul(*e.cuda, out, x, T(s.in[1]), opt(2), p));
-      cpu::matmul(e.pool, out, x, T(s.in[1]), opt(2), p);
-      return;
+      return k::matmul(e, out, x, T(s.in[1]), opt(2), p);
     }
-    case Op::matmul_q: {
-      const Activation act = Activation(int(s.p[1]));
-      IGNIS_ON_CUDA(e, cuda::matmul_q(*e.cuda, out, x, T(s.in[1]), T(s.in[2]), int64_t(s.p[0]), opt(3), act));
-      cpu::matmul_q(e.pool, out, x, T(s.in[1]), T(s.in[2]), int64_t(s.p[0]), opt(3), act);
-      return;
-    }
-    case Op::matmul_packed:  // compile refuses packed weights on CUDA
-      cpu::matmul_packed(e.pool, out, x, T(s.in[1]), opt(2), Activation(int(s.p[1])));
-      return;
+    case Op::matmul_q:
+      return k::matmul_q(e, out, x, T(s.in[1]), T(s.in[2]), int64_t(s.p[0]), opt(3), Activation(int(s.p[1])));
+    case Op::matmul_packed:  // a CPU layout: weights on a CUDA device are never packed
+      return cpu::matmul_packed(e.pool, out, x, T(s.in[1]), opt(2), Activation(int(s.p[1])));
     case Op::attention: {
       AttentionParams p;
       p.causal = s.p[0] != 0;
       p.scale = s.p[1] > 0 ? float(s.p[1]) : 1.f / std::sqrt(float(x.dim(3)));
-      const Tensor& k = T(s.in[1]);
+      const Tensor& kt = T(s.in[1]);
       if (const Tensor* ck = opt(3)) {
         const Tensor& cv = T(s.in[4]);
-        p.kv_len = pos + k.dim(1);
+        p.kv_len = pos + kt.dim(1);
         p.q_pos0 = pos;
         p.pos_dev = pos_dev;
-        IGNIS_ON_CUDA(e, {
-          cuda::kv_append(*e.cuda, *ck, cv, k, T(s.in[2]), pos, pos_dev);
-          cuda::attention(*e.cuda, out, x, *ck, cv, p);
-        });
-        cpu::kv_append(e.pool, *ck, cv, k, T(s.in[2]), pos);
-        cpu::attention(e.pool, out, x, *ck, cv, p);
-      } else {
-        p.kv_len = k.dim(1);
-        p.q_pos0 = std::max<int64_t>(0, k.dim(1) - x.dim(1));
-        IGNIS_ON_CUDA(e, cuda::attention(*e.cuda, out, x, k, T(s.in[2]), p));
-        cpu::attention(e.pool, out, x, k, T(s.in[2]), p);
+        k::kv_append(e, *ck, cv, kt, T(s.in[2]), pos, pos_dev);
+        return k::attention(e, out, x, *ck, cv, p);
       }
-      return;
+      p.kv_len = kt.dim(1);
+      p.q_pos0 = std::max<int64_t>(0, kt.dim(1) - x.dim(1));
+      return k::attention(e, out, x, kt, T(s.in[2]), p);
     }
-    case Op::rmsnorm:
-      IGNIS_ON_CUDA(e, cuda::rmsnorm(*e.cuda, out, x, T(s.in[1]), float(s.p[0])));
-      cpu::rmsnorm(e.pool, out, x, T(s.in[1]), float(s.p[0]));
-      return;
-    case Op::layernorm:
-      IGNIS_ON_CUDA(e, cuda::layernorm(*e.cuda, out, x, T(s.in[1]), T(s.in[2]), float(s.p[0])));
-      cpu::layernorm(e.pool, out, x, T(s.in[1]), T(s.in[2]), float(s.p[0]));
-      return;
-    case Op::activation:
-      IGNIS_ON_CUDA(e, cuda::activation(*e.cuda, out, x, Activation(int(s.p[0]))));
-      cpu::activation(e.pool, out, x, Activation(int(s.p[0])));
-      return;
-    case Op::softmax:
-      IGNIS_ON_CUDA(e, cuda::softmax(*e.cuda, out, x, int(s.p[0])));
-      cpu::softmax(e.pool, out, x, int(s.p[0]));
-      return;
-    case Op::rope:
-      IGNIS_ON_CUDA(e, cuda::rope(*e.cuda, out, x, pos + int64_t(s.p[1]), float(s.p[0]), pos_dev));
-      cpu::rope(e.pool, out, x, pos + int64_t(s.p[1]), float(s.p[0]));
-      return;
-    case Op::embedding:
-      IGNIS_ON_CUDA(e, cuda::embedding(*e.cuda, out, x, T(s.in[1])));
-      cpu::embedding(e.pool, out, x, T(s.in[1]));
-      return;
-    case Op::binary:
-      IGNIS_ON_CUDA(e, cuda::binary(*e.cuda, out, x, T(s.in[1]), BinaryOp(int(s.p[0]))));
-      cpu::binary(e.pool, out, x, T(s.in[1]), BinaryOp(int(s.p[0])));
-      return;
-    case Op::cast:
-      IGNIS_ON_CUDA(e, cuda::cast(*e.cuda, out, x));
-      cpu::cast(e.pool, out, x);
-      return;
+    case Op::rmsnorm: return k::rmsnorm(e, out, x, T(s.in[1]), float(s.p[0]));
+    case Op::layernorm: return k::layernorm(e, out, x, T(s.in[1]), T(s.in[2]), float(s.p[0]));
+    case Op::activation: return k::activation(e, out, x, Activation(int(s.p[0])));
+    case Op::softmax: return k::softmax(e, out, x, int(s.p[0]));
+    case Op::rope: return k::rope(e, out, x, pos + int64_t(s.p[1]), float(s.p[0]), pos_dev);
+    case Op::embedding: return k::embedding(e, out, x, T(s.in[1]));
+    case Op::binary: return k::binary(e, out, x, T(s.in[1]), BinaryOp(int(s.p[0])));
+    case Op::cast: return k::cast(e, out, x);
     case Op::rows: {  // out = x[pos + p0 : pos + p0 + out rows]
       const int64_t row = x.numel() / std::max<int64_t>(1, x.dim(0));
       const size_t rb = size_t(row) * dtype_size(x.dtype);
-      copy(out.raw(), static_cast<const char*>(x.raw()) + size_t(pos + int64_t(s.p[0])) * rb, size_t(out.dim(0)) * rb);
-      return;
+      return k::copy(e, out.raw(), static_cast<const char*>(x.raw()) + size_t(pos + int64_t(s.p[0])) * rb,
+                     size_t(out.dim(0)) * rb);
     }
     case Op::last: {  // out[b] = x[b, S - 1]
       const int64_t B = x.dim(0), S = x.dim(1);
       const size_t rb = size_t(x.numel() / std::max<int64_t>(1, B * S)) * dtype_size(x.dtype);
       for (int64_t b = 0; b < B; b++)
-        copy(static_cast<char*>(out.raw()) + size_t(b) * rb, static_cast<const char*>(x.raw()) + size_t(b * S + S - 1) * rb, rb);
+        k::copy(e, static_cast<char*>(out.raw()) + size_t(b) * rb,
+                static_cast<const char*>(x.raw()) + size_t(b * S + S - 1) * rb, rb);
       return;
     }
     default: return;

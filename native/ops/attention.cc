@@ -3,6 +3,7 @@
 
 #include "../cpu/cpu.h"
 #include "check.h"
+#include "kernel.h"
 #include "launch.h"
 #include "ops.h"
 
@@ -29,8 +30,7 @@ Tensor attention(Runtime& rt, const Tensor& q, const Tensor& k, const Tensor& v,
   if (!(p.scale > 0.f) || !std::isfinite(p.scale)) p.scale = 1.f / std::sqrt(float(q.dim(3)));
   Tensor out = empty(q.shape, q.dtype, q.device());
   launch(rt, q.device(), {q, k, v}, {out}, [out, q, k, v, p](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::attention(*e.cuda, out, q, k, v, p));
-    cpu::attention(e.pool, out, q, k, v, p);
+    kernel::attention(e, out, q, k, v, p);
   });
   return out;
 }
@@ -52,8 +52,7 @@ void kv_append(Runtime& rt, const Tensor& cache_k, const Tensor& cache_v, const 
                                   std::to_string(position) + " overflows the cache's " +
                                   std::to_string(cache_k.dim(1)) + " rows");
   launch(rt, k.device(), {k, v}, {cache_k, cache_v}, [cache_k, cache_v, k, v, position](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::kv_append(*e.cuda, cache_k, cache_v, k, v, position));
-    cpu::kv_append(e.pool, cache_k, cache_v, k, v, position);
+    kernel::kv_append(e, cache_k, cache_v, k, v, position);
   });
 }
 

@@ -4,6 +4,7 @@
 
 #include "../cpu/cpu.h"
 #include "check.h"
+#include "kernel.h"
 #include "launch.h"
 #include "ops.h"
 
@@ -40,8 +41,7 @@ Tensor rmsnorm(Runtime& rt, const Tensor& x, const Tensor& weight, float eps) {
   check_row_param(op, "weight", x, weight);
   Tensor out = empty(x.shape, x.dtype, x.device());
   launch(rt, x.device(), {x, weight}, {out}, [out, x, weight, eps](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::rmsnorm(*e.cuda, out, x, weight, eps));
-    cpu::rmsnorm(e.pool, out, x, weight, eps);
+    kernel::rmsnorm(e, out, x, weight, eps);
   });
   return out;
 }
@@ -55,8 +55,7 @@ Tensor layernorm(Runtime& rt, const Tensor& x, const Tensor& weight, const Tenso
   check_row_param(op, "bias", x, bias);
   Tensor out = empty(x.shape, x.dtype, x.device());
   launch(rt, x.device(), {x, weight, bias}, {out}, [out, x, weight, bias, eps](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::layernorm(*e.cuda, out, x, weight, bias, eps));
-    cpu::layernorm(e.pool, out, x, weight, bias, eps);
+    kernel::layernorm(e, out, x, weight, bias, eps);
   });
   return out;
 }
@@ -66,8 +65,7 @@ Tensor activation(Runtime& rt, const Tensor& x, Activation act) {
   check_float(kActivationNames[size_t(act)], "x", x);
   Tensor out = empty(x.shape, x.dtype, x.device());
   launch(rt, x.device(), {x}, {out}, [out, x, act](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::activation(*e.cuda, out, x, act));
-    cpu::activation(e.pool, out, x, act);
+    kernel::activation(e, out, x, act);
   });
   return out;
 }
@@ -82,8 +80,7 @@ Tensor softmax(Runtime& rt, const Tensor& x, int axis) {
     fail(ErrorCode::Argument, "softmax: axis out of range for x " + shape_str(x.shape));
   Tensor out = empty(x.shape, x.dtype, x.device());
   launch(rt, x.device(), {x}, {out}, [out, x, axis](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::softmax(*e.cuda, out, x, axis));
-    cpu::softmax(e.pool, out, x, axis);
+    kernel::softmax(e, out, x, axis);
   });
   return out;
 }
@@ -97,8 +94,7 @@ Tensor rope(Runtime& rt, const Tensor& x, int64_t position, float theta) {
     fail(ErrorCode::Shape, "rope: headDim must be even, got x " + shape_str(x.shape));
   Tensor out = empty(x.shape, x.dtype, x.device());
   launch(rt, x.device(), {x}, {out}, [out, x, position, theta](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::rope(*e.cuda, out, x, position, theta));
-    cpu::rope(e.pool, out, x, position, theta);
+    kernel::rope(e, out, x, position, theta);
   });
   return out;
 }
@@ -114,8 +110,7 @@ Tensor embedding(Runtime& rt, const Tensor& ids, const Tensor& table) {
   out_shape.push_back(table.dim(1));
   Tensor out = empty(out_shape, table.dtype, table.device());
   launch(rt, ids.device(), {ids, table}, {out}, [out, ids, table](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::embedding(*e.cuda, out, ids, table));
-    cpu::embedding(e.pool, out, ids, table);
+    kernel::embedding(e, out, ids, table);
   });
   return out;
 }
@@ -129,8 +124,7 @@ Tensor binary(Runtime& rt, const Tensor& a, const Tensor& b, BinaryOp op_kind) {
   Shape shape = broadcast_shapes(a.shape, b.shape, op);
   Tensor out = empty(shape, a.dtype, a.device());
   launch(rt, a.device(), {a, b}, {out}, [out, a, b, op_kind](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::binary(*e.cuda, out, a, b, op_kind));
-    cpu::binary(e.pool, out, a, b, op_kind);
+    kernel::binary(e, out, a, b, op_kind);
   });
   return out;
 }

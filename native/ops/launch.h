@@ -5,7 +5,8 @@
 // task is over, with the error the first output carries (or none).
 //
 // The kernel is fn(const Exec&): on the CPU it runs with e.pool; on a CUDA device e.cuda is
-// the device's launch context (its stream) and fn enqueues the CUDA kernels there. Scratch
+// the device's launch context (its stream) and fn enqueues the CUDA kernels there (kernel.h
+// does that choice once per op). Scratch
 // memory a CUDA kernel asks for lives until the task ends (stream order keeps reuse safe).
 #pragma once
 #include <functional>
@@ -26,18 +27,6 @@ struct Exec {
   ThreadPool& pool;
   const cuda::Launch* cuda;  // null on the CPU
 };
-
-// In a kernel lambda: `IGNIS_ON_CUDA(e, cuda::op(*e.cuda, ...));` before the CPU call. A build
-// without the CUDA backend compiles it away (no CUDA device can exist there).
-#ifdef IGNIS_WITH_CUDA
-#define IGNIS_ON_CUDA(e, call) \
-  if ((e).cuda) {              \
-    call;                      \
-    return;                    \
-  }
-#else
-#define IGNIS_ON_CUDA(e, call)
-#endif
 
 template <class Fn>
 void launch(Runtime& rt, Device device, std::vector<Tensor> inputs, std::vector<Tensor> outputs, Fn&& fn,

@@ -1,6 +1,7 @@
 // Entry points of matmul and the int8 weight ops: shape/dtype checks, output allocation, enqueue.
 #include "../cpu/cpu.h"
 #include "check.h"
+#include "kernel.h"
 #include "launch.h"
 #include "ops.h"
 
@@ -42,8 +43,7 @@ Tensor matmul(Runtime& rt, const Tensor& a, const Tensor& b, const Tensor* bias,
   if (bias) inputs.push_back(bias_t);
   launch(rt, a.device(), inputs, {out}, [out, a, b, bias_t, p](const Exec& e) {
     const Tensor* bp = bias_t.defined() ? &bias_t : nullptr;
-    IGNIS_ON_CUDA(e, cuda::matmul(*e.cuda, out, a, b, bp, p));
-    cpu::matmul(e.pool, out, a, b, bp, p);
+    kernel::matmul(e, out, a, b, bp, p);
   });
   return out;
 }
@@ -64,8 +64,7 @@ std::pair<Tensor, Tensor> quantize(Runtime& rt, const Tensor& w, int64_t group) 
   Tensor q = empty({N, K}, DType::i8, w.device());
   Tensor scales = empty({N, K / group}, DType::f32, w.device());
   launch(rt, w.device(), {w}, {q, scales}, [q, scales, w, group](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::quantize(*e.cuda, q, scales, w, group));
-    cpu::quantize(e.pool, q, scales, w, group);
+    kernel::quantize(e, q, scales, w, group);
   });
   return {q, scales};
 }
@@ -88,8 +87,7 @@ Tensor dequantize(Runtime& rt, const Tensor& q, const Tensor& scales, int64_t gr
   if (!is_float(dtype)) fail(ErrorCode::DType, std::string(op) + ": dtype must be f32, f16 or bf16");
   Tensor out = empty(q.shape, dtype, q.device());
   launch(rt, q.device(), {q, scales}, {out}, [out, q, scales, group](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::dequantize(*e.cuda, out, q, scales, group));
-    cpu::dequantize(e.pool, out, q, scales, group);
+    kernel::dequantize(e, out, q, scales, group);
   });
   return out;
 }
@@ -130,8 +128,7 @@ Tensor matmul_q(Runtime& rt, const Tensor& x, const Tensor& q, const Tensor& sca
                                                       ", the weight [N, K] has K = " + std::to_string(K));
   return weight_product(rt, x, N, bias, {x, q, scales},
                         [x, q, scales, group, act](const Exec& e, const Tensor& out, const Tensor* b) {
-                          IGNIS_ON_CUDA(e, cuda::matmul_q(*e.cuda, out, x, q, scales, group, b, act));
-                          cpu::matmul_q(e.pool, out, x, q, scales, group, b, act);
+                          kernel::matmul_q(e, out, x, q, scales, group, b, act);
                         });
 }
 

@@ -6,6 +6,7 @@
 
 #include "../cpu/cpu.h"
 #include "check.h"
+#include "kernel.h"
 #include "launch.h"
 #include "ops.h"
 
@@ -51,8 +52,7 @@ Tensor full(Runtime& rt, const Shape& shape, DType dtype, Device device, double 
   rt.throw_pending(device);
   Tensor t = empty(shape, dtype, device);
   launch(rt, device, {}, {t}, [t, value](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::fill(*e.cuda, t, value));
-    cpu::fill(e.pool, t, value);
+    kernel::fill(e, t, value);
   });
   return t;
 }
@@ -63,8 +63,7 @@ Tensor randn(Runtime& rt, const Shape& shape, DType dtype, Device device, uint64
     fail(ErrorCode::DType, std::string("randn: dtype must be f32, f16 or bf16, got ") + dtype_name(dtype));
   Tensor t = empty(shape, dtype, device);
   launch(rt, device, {}, {t}, [t, seed](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::randn(*e.cuda, t, seed));
-    cpu::randn(e.pool, t, seed);
+    kernel::randn(e, t, seed);
   });
   return t;
 }
@@ -76,8 +75,7 @@ Tensor cast(Runtime& rt, const Tensor& x, DType dtype) {
                                " (casts are between f32, f16 and bf16)");
   Tensor out = empty(x.shape, dtype, x.device());
   launch(rt, x.device(), {x}, {out}, [out, x](const Exec& e) {
-    IGNIS_ON_CUDA(e, cuda::cast(*e.cuda, out, x));
-    cpu::cast(e.pool, out, x);
+    kernel::cast(e, out, x);
   });
   return out;
 }
