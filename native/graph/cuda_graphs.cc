@@ -62,7 +62,8 @@ void CudaGraphs::run(const ops::Exec& e, const std::vector<int64_t>& sym, const 
     en->state = state_key;
     for (const Tensor& t : inputs) en->inputs.push_back(empty(t.shape, t.dtype, t.device()));
     for (const Tensor& t : roots) en->roots.push_back(empty(t.shape, t.dtype, t.device()));
-    en->positions = empty({int64_t(std::max<size_t>(scalars.size(), 1) * sizeof(int64_t))}, DType::i8, inputs.empty() ? roots[0].device() : inputs[0].device());
+    en->positions = empty({int64_t(std::max<size_t>(scalars.size(), 1) * sizeof(int64_t))}, DType::i8,
+                          Device{Device::CUDA, L.device});
     bind(en->inputs, en->roots);
     const auto* pos = static_cast<const int64_t*>(en->positions.raw());
     en->graph = cuda::Graph::capture(L.device, &en->keep, [&](const cuda::Launch& G) { record(ops::Exec{e.pool, &G}, pos); });

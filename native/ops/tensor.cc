@@ -16,11 +16,12 @@ Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shap
                  Device device) {
   rt.queue(device);  // throws E_DEVICE for a device that is not usable
   if (device.kind != Device::CPU) {
-    // Converted on the host, then uploaded through pinned staging on the device's stream.
+    // Converted on the host when the dtypes differ, then uploaded through pinned staging on the
+    // device's stream.
     Tensor dev = empty(shape, dtype, device);
-    Tensor host = from_host(rt, src, src_type, shape, dtype, Device{});
+    Tensor host = src_type == dtype ? Tensor{} : from_host(rt, src, src_type, shape, dtype, Device{});
 #ifdef IGNIS_WITH_CUDA
-    cuda::upload(device.index, dev.raw(), host.raw(), host.nbytes());
+    cuda::upload(device.index, dev.raw(), host.defined() ? host.raw() : src, dev.nbytes());
 #endif
     return dev;
   }
