@@ -72,7 +72,6 @@ size_t bin_of(size_t bytes) {
 
 struct Staging {
   void* host = nullptr;  // pinned
-  size_t bytes = 0;
   cudaEvent_t done = nullptr;  // recorded after the upload that reads it
   bool used = false;
 };
@@ -262,7 +261,6 @@ void upload(int device, void* dst, const void* src, size_t bytes) {
     if (!s.host) {
       IGNIS_CUDA_CHECK(cudaHostAlloc(&s.host, kStagingChunk, cudaHostAllocDefault));
       IGNIS_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
-      s.bytes = kStagingChunk;
     } else if (s.used) {
       // The chunk's last upload must have read it: only waits when several chunks of uploads
       // are still queued behind the stream's kernels (loading weights).
