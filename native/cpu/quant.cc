@@ -3,6 +3,7 @@
 // int8 row once and converts it in registers; larger M dequantizes L2-sized tiles for the GEMM engine.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -67,6 +68,11 @@ void qgemv_scalar(int64_t M, int64_t K, int64_t group, const float* x, const int
 }
 
 #if IGNIS_X86
+// How far ahead of the loads each weight row stream is prefetched, in bytes. A row of a 4096-wide
+// weight is one 4 KB page, where the hardware prefetcher starts over, so a tile's four streams
+// each begin cold; prefetching where each stream goes next (past the row's end: the same row of
+// the next tile) keeps the misses in flight. Measured on Zen 3: +12% from DRAM, flat 512-16384.
+constexpr int64_t kPrefetchBytes = 1024;
 IGNIS_AVX2 inline __m256 load8_i8(const int8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
@@ -82,6 +88,14 @@ IGNIS_AVX2 inline void qdot_tile(int64_t K, int64_t group, const float* x, const
   float tail[MM][R] = {};
   for (int64_t g = 0; g < G; g++) {
     const int64_t k0 = g * group;
+    {  // prefetch never faults, so the last tile's look past the weight's end is harmless
+      const int64_t a = k0 + kPrefetchBytes, row = a / K * R, off = a % K;
+      MATMUL_UNROLL
+      for (int r = 0; r < R; r++)
+        for (int64_t o = 0; o < group; o += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(q) + uintptr_t((row + r) * K + off + o)),
+                       _MM_HINT_T0);
+    }
     __m256 acc0[MM][R], acc1[MM][R];  // this group's x . q
     MATMUL_UNROLL
     for (int m = 0; m < MM; m++)
