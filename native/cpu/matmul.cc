@@ -461,6 +461,9 @@ void pack_b_nt(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, f
     // does not see a stream.
     for (int64_t j = 0; j < std::min<int64_t>(n, 64); j += 64 / int64_t(sizeof(T)))
       __builtin_prefetch(row + n + j);
+    // and this call's columns 8 rows down, the same kind of far-apart lines (+1.5% at 1024^3)
+    if (k + 8 < kc)
+      for (int64_t j = 0; j < n; j += 64 / int64_t(sizeof(T))) __builtin_prefetch(row + 8 * d.ld + j);
     for (int64_t j = 0; j < n; j += kNR) {
       const int64_t nr = std::min(kNR, n - j);
       float* o = dst + ((j / kNR) * kc + k) * kNR;
