@@ -105,7 +105,11 @@ async function benchModel(quick: boolean, log: (s: string) => void): Promise<{ r
       });
       // The fixed cost of the tiny graphs below, for a real decode step.
       log(`  graph: ${name}, fixed cost of a decode step`);
-      decodeCost.push({ name: `decode step, Llama ${name}`, ...(await fixedCost(model.step, { ids: one, position: PROMPT }, state, quick ? 40 : 300)) });
+      const logits = (await model.step.run({ ids: one, position: PROMPT }, { state })).logits;
+      const [fresh, given] = await fixedCost(model.step, { ids: one, position: PROMPT }, state, quick ? 40 : 300, [undefined, { logits }]);
+      logits.dispose();
+      decodeCost.push({ name: `decode step, Llama ${name}`, ...fresh });
+      decodeCost.push({ name: `decode step, Llama ${name}, logits given`, ...given });
     }
     return { rows, decodeCost };
   } finally {
@@ -140,38 +144,43 @@ interface OverheadRow extends FixedCost {
 /**
  * A run's fixed cost: with model.profile(true) each run records its steps' times; the wall time
  * of a run minus their sum is what the run costs besides its kernels (JS checks, the queue
- * hand-off, waking the worker, resolving the promise). Paired per sample.
+ * hand-off, waking the worker, resolving the promise). Paired per sample. One result per
+ * variant: undefined makes fresh outputs each run (disposed after), an object gives outputs to
+ * write into; the variants alternate run by run, so each sees the same machine.
  */
-async function fixedCost(model: ignis.Model, inputs: ignis.RunInputs, state: ignis.ModelState | undefined, n: number): Promise<FixedCost> {
-  const once = async () => {
+async function fixedCost(model: ignis.Model, inputs: ignis.RunInputs, state: ignis.ModelState | undefined, n: number,
+                         variants: (Record<string, ignis.Tensor> | undefined)[] = [undefined]): Promise<FixedCost[]> {
+  const once = async (outputs: Record<string, ignis.Tensor> | undefined) => {
     // run()'s synchronous part (checks, the plan enqueued, the output tensors made), then the wait.
     const t0 = performance.now();
-    const done = model.run(inputs, { state });
+    const done = model.run(inputs, outputs ? { state, outputs } : { state });
     const t1 = performance.now();
     const outs = await done;
     const t2 = performance.now();
-    for (const t of Object.values(outs)) t.dispose();
+    if (!outputs) for (const t of Object.values(outs)) t.dispose();
     return { wall: (t2 - t0) * 1e3, enqueue: (t1 - t0) * 1e3 };
   };
   model.profile(true);
   try {
-    for (let i = 0; i < Math.ceil(n / 10); i++) await once(); // warm-up
-    const wall: number[] = [], steps: number[] = [], fixed: number[] = [], enqueue: number[] = [];
-    let nSteps = 0;
+    for (let i = 0; i < Math.ceil(n / 10); i++) for (const o of variants) await once(o); // warm-up
+    const acc = variants.map(() => ({ wall: [] as number[], steps: [] as number[], fixed: [] as number[], enqueue: [] as number[], nSteps: 0 }));
     for (let i = 0; i < n; i++) {
-      const r = await once();
-      const prof = model.profile();
-      const sum = prof.reduce((a, s) => a + s.ns, 0) / 1e3;
-      nSteps = prof.length;
-      wall.push(r.wall);
-      enqueue.push(r.enqueue);
-      steps.push(sum);
-      fixed.push(r.wall - sum);
+      for (let k = 0; k < variants.length; k++) {
+        const r = await once(variants[k]);
+        const prof = model.profile();
+        const sum = prof.reduce((a, s) => a + s.ns, 0) / 1e3;
+        const a = acc[k];
+        a.nSteps = prof.length;
+        a.wall.push(r.wall);
+        a.enqueue.push(r.enqueue);
+        a.steps.push(sum);
+        a.fixed.push(r.wall - sum);
+      }
     }
-    return {
-      steps: nSteps, wallUs: percentile(wall, 50), stepsUs: percentile(steps, 50),
-      fixedUs: percentile(fixed, 50), fixedP90Us: percentile(fixed, 90), enqueueUs: percentile(enqueue, 50),
-    };
+    return acc.map((a) => ({
+      steps: a.nSteps, wallUs: percentile(a.wall, 50), stepsUs: percentile(a.steps, 50),
+      fixedUs: percentile(a.fixed, 50), fixedP90Us: percentile(a.fixed, 90), enqueueUs: percentile(a.enqueue, 50),
+    }));
   } finally {
     model.profile(false);
   }
@@ -233,7 +242,7 @@ async function benchOverhead(quick: boolean, log: (s: string) => void): Promise<
 
       const runUs = (await medianMs(run, quick)) * 1e3;
       const eagerUs = (await medianMs(runEager, quick)) * 1e3;
-      out.push({ name: c.name, ...(await fixedCost(c.model, { x }, undefined, quick ? 400 : 3000)), runUs, eagerUs });
+      out.push({ name: c.name, ...(await fixedCost(c.model, { x }, undefined, quick ? 400 : 3000))[0], runUs, eagerUs });
     } finally {
       c.model.dispose();
       c.dispose();

@@ -12,7 +12,7 @@ export interface NativeBinding {
   init(errorClass: typeof IgnisError): void;
   compilePlan(description: object): Handle;
   /** with settled, a promise of the run's end follows the outputs */
-  planRun(plan: Handle, inputs: Handle[], scalars: number[], state: Handle | null, settled: boolean): unknown[];
+  planRun(plan: Handle, inputs: Handle[], scalars: number[], state: Handle | null, settled: boolean, outputs?: (Handle | null)[]): unknown[];
   planState(plan: Handle): Handle;
   planMemory(plan: Handle): { weights: number; arena: number; state: number };
   planProfile(plan: Handle, on?: boolean): { op: string; ns: number }[];

@@ -684,6 +684,7 @@ function compileGraph(g: GraphBuilder, opts: CompileOptions): Model {
     inputNames,
     outputs,
     scalarNames: g.scalars.slice(),
+    outputNames: g.outputs.map((x) => x.name),
     weights,
     states,
     arenaBytes,
@@ -717,6 +718,18 @@ export class ModelState {
 }
 
 export type RunInputs = Record<string, Tensor | number>;
+
+export interface RunOptions {
+  /** the KV caches (from createState()) a model with attention caches needs */
+  state?: ModelState;
+  /**
+   * Tensors to write outputs into instead of making new ones (any subset, by output name):
+   * each must have the output's exact shape, dtype and device, and share no memory with the
+   * inputs, the state or the weights. The run returns them. A decode loop that reuses one
+   * logits tensor saves an allocation and a JS object per step.
+   */
+  outputs?: Record<string, Tensor>;
+}
 
 export class Model {
   readonly device: string;
@@ -765,12 +778,12 @@ export class Model {
    * Enqueues the whole plan and returns its outputs at once (not yet computed: await their
    * data(), or use run()). Tensors for the inputs, numbers for the scalars.
    */
-  enqueue(inputs: RunInputs, opts?: { state?: ModelState }): Record<string, Tensor> {
+  enqueue(inputs: RunInputs, opts?: RunOptions): Record<string, Tensor> {
     return this.launch(inputs, opts, false).outs;
   }
 
   /** Enqueues the plan and resolves with its outputs once they are computed. */
-  async run(inputs: RunInputs, opts?: { state?: ModelState }): Promise<Record<string, Tensor>> {
+  async run(inputs: RunInputs, opts?: RunOptions): Promise<Record<string, Tensor>> {
     const { outs, done } = this.launch(inputs, opts, true);
     await done;
     return outs;
@@ -778,18 +791,21 @@ export class Model {
 
   // A run's JS side is on the path of every decode step, so the common case is checked in
   // straight loops; anything unusual goes through the checks that name the problem.
-  private launch(inputs: RunInputs, opts: { state?: ModelState } | undefined, settled: boolean): { outs: Record<string, Tensor>; done?: Promise<void> } {
+  private launch(inputs: RunInputs, opts: RunOptions | undefined, settled: boolean): { outs: Record<string, Tensor>; done?: Promise<void> } {
     const op = 'run';
     const plan = this.live(op);
     if (typeof inputs !== 'object' || inputs === null) throw typeError(`model.${op}: inputs must be an object of tensors and scalars, got ${describe(inputs)}`);
     let st: Handle | null = null;
+    let given: Tensor[] | undefined;
     if (opts !== undefined) {
-      const state = v.options<{ state?: ModelState }>(op, opts, ['state']).state;
+      const o = v.options<RunOptions>(op, opts, ['state', 'outputs']);
+      const state = o.state;
       if (state !== undefined) {
         if (!(state instanceof ModelState) || state.owner !== this) throw typeError(`model.${op}: state must come from this model's createState(), got ${describe(state)}`);
         if (!state.handle) throw new IgnisError('E_DISPOSED', `model.${op}: the state was disposed`);
         st = state.handle;
       }
+      if (o.outputs !== undefined) given = this.givenOutputs(op, o.outputs);
     }
     const hs: Handle[] = new Array(this.inputs.length);
     for (let i = 0; i < hs.length; i++) {
@@ -807,13 +823,44 @@ export class Model {
     }
     // Every expected name was present, so more keys than names means an unknown one.
     if (Object.keys(inputs).length !== hs.length + sc.length) this.unknownInput(op, inputs);
-    const r = native().planRun(plan, hs, sc, st, settled);
+    let gh: (Handle | null)[] | undefined;
+    if (given) {
+      gh = new Array(given.length);
+      for (let i = 0; i < given.length; i++) gh[i] = given[i] ? given[i]._h : null;
+    }
+    const r = native().planRun(plan, hs, sc, st, settled, gh);
     const outs: Record<string, Tensor> = {};
     for (let i = 0; i < this.outputs.length; i++) {
+      if (given && given[i]) {
+        outs[this.outputs[i]] = given[i];
+        continue;
+      }
       const [h, meta] = r[i] as [Handle, [number[], string, string]];
       outs[this.outputs[i]] = new Tensor(h, meta);
     }
     return { outs, done: settled ? (r[this.outputs.length] as Promise<void>) : undefined };
+  }
+
+  // The outputs option as one slot per output (undefined: make a fresh one); native checks the
+  // shapes, dtypes and shared memory, naming the output.
+  private givenOutputs(op: string, outputs: unknown): Tensor[] {
+    if (typeof outputs !== 'object' || outputs === null || Array.isArray(outputs))
+      throw typeError(`model.${op}: outputs must be an object of tensors by output name, got ${describe(outputs)}`);
+    const o = outputs as Record<string, unknown>;
+    const given: Tensor[] = new Array(this.outputs.length);
+    let n = 0;
+    for (let i = 0; i < given.length; i++) {
+      const t = o[this.outputs[i]];
+      if (t === undefined) continue;
+      if (!(t instanceof Tensor)) throw typeError(`model.${op}: output '${this.outputs[i]}' must be a Tensor, got ${describe(t)}`);
+      handle(op, `output '${this.outputs[i]}'`, t); // a disposed tensor: E_DISPOSED
+      given[i] = t;
+      n++;
+    }
+    if (Object.keys(o).length !== n)
+      for (const k of Object.keys(o))
+        if (!this.outputs.includes(k)) throw new IgnisError('E_ARGUMENT', `model.${op}: unknown output '${k}' (outputs: ${this.outputs.join(', ')})`);
+    return given;
   }
 
   private unknownInput(op: string, inputs: RunInputs): void {

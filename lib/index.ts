@@ -17,7 +17,7 @@ export { loadModel, LanguageModel } from './models/index';
 export type { LoadModelOptions, GenerateOptions } from './models/index';
 export type { SamplingOptions } from './models/sampling';
 export { graph, GraphBuilder, GraphNode, GraphWeight, GraphScalar, GraphCache, Model, ModelState } from './graph';
-export type { Dim, GraphInputOptions, GraphMatmulOptions, GraphAttentionOptions, GraphRopeOptions, GraphKVCacheOptions, CompileOptions, RunInputs } from './graph';
+export type { Dim, GraphInputOptions, GraphMatmulOptions, GraphAttentionOptions, GraphRopeOptions, GraphKVCacheOptions, CompileOptions, RunInputs, RunOptions } from './graph';
 export type { PackWeightOptions } from './packed';
 export type { QuantizeOptions, DequantizeOptions } from './quant';
 export { KVCache, kvCache } from './kvcache';

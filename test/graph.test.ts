@@ -827,3 +827,145 @@ describe('graph: outputs that are inputs or weights', () => {
     model.dispose();
   });
 });
+
+// --- 7. outputs the caller gives -------------------------------------------------------------
+
+describe('graph: given outputs', () => {
+  /** y = softmax(gelu(x) @ w) [batch, 7] f32, and z = cast(x, bf16) [batch, 7]. */
+  async function twoOutputs(c: Case) {
+    const w = await input(c, [7, 7], 'f32', DEV);
+    const g = ignis.graph();
+    const x = g.input('x', { shape: ['batch', 7] });
+    g.output('y', g.softmax(g.matmul(g.gelu(x), g.weight('w', w.t))));
+    g.output('z', g.cast(g.mul(x, x), 'bf16'));
+    const model = await g.compile({ maxBatch: 3 });
+    const eager = (xt: Tensor) => ({ y: ignis.softmax(ignis.matmul(ignis.gelu(xt), w.t)), z: ignis.cast(ignis.mul(xt, xt), 'bf16') });
+    return { w, model, eager };
+  }
+  const poisoned = (shape: number[], dtype: 'f32' | 'bf16' = 'f32') => ignis.full(shape, NaN, { dtype, device: DEV });
+
+  it('runs write into the given tensors (poisoned first) and return them; a subset is given, the rest is fresh', async () => {
+    const c = testCase(FILE, 'graph given outputs');
+    const { model, eager } = await twoOutputs(c);
+    for (const B of [3, 1, 2]) {
+      const xi = await input(c, [B, 7], 'f32', DEV);
+      const y = poisoned([B, 7]), z = poisoned([B, 7], 'bf16');
+      const both = await model.run({ x: xi.t }, { outputs: { y, z } });
+      expect(both.y, `${c.ctx}: B=${B}, the same y object`).toBe(y);
+      expect(both.z).toBe(z);
+      const want = eager(xi.t);
+      await same(y, want.y, `${c.ctx}: B=${B}, given y`);
+      await same(z, want.z, `${c.ctx}: B=${B}, given z`);
+      const y2 = poisoned([B, 7]);
+      const some = await model.run({ x: xi.t }, { outputs: { y: y2 } });
+      expect(some.y).toBe(y2);
+      expect(some.z).not.toBe(z);
+      await same(y2, want.y, `${c.ctx}: B=${B}, y given alone`);
+      await same(some.z, want.z, `${c.ctx}: B=${B}, z fresh beside a given y`);
+      const none = await model.run({ x: xi.t }, { outputs: {} });
+      await same(none.y, want.y, `${c.ctx}: B=${B}, outputs {}`);
+    }
+    model.dispose();
+  });
+
+  it('runs queued into one output tensor, each read queued after its run, see their own results (queue order)', async () => {
+    const c = testCase(FILE, 'graph given outputs queued');
+    const { model, eager } = await twoOutputs(c);
+    const y = poisoned([2, 7]);
+    const xs: Input[] = [];
+    for (let i = 0; i < 6; i++) xs.push(await input(c, [2, 7], 'f32', DEV));
+    const reads = xs.map((xi) => {
+      model.enqueue({ x: xi.t }, { outputs: { y } });
+      return y.data();
+    });
+    for (let i = 0; i < xs.length; i++) await same(ignis.tensor(await reads[i], { shape: [2, 7] }), eager(xs[i].t).y, `${c.ctx}: run ${i}`);
+    // A given output outlives the model and a disposed weight.
+    model.dispose();
+    await same(y, eager(xs[5].t).y, `${c.ctx}: after dispose`);
+  });
+
+  it('bad outputs throw naming the output, and leave the tensor given untouched', async () => {
+    const c = testCase(FILE, 'graph given outputs errors');
+    const { w, model } = await twoOutputs(c);
+    const xi = await input(c, [2, 7], 'f32', DEV);
+    const x = xi.t;
+    const keep = await input(c, [2, 7], 'f32', DEV);
+    const run = (outputs: unknown) => () => model.enqueue({ x }, { outputs: outputs as Record<string, Tensor> });
+    const err = (outputs: unknown, kind: 'IgnisError' | 'TypeError', code: string, label: string, ...parts: string[]) => {
+      expectThrows(run(outputs), kind, code, label);
+      const m = msg(run(outputs));
+      for (const p of parts) expect(m, label).toContain(p);
+    };
+    err({ y: ignis.zeros([1, 7]) }, 'IgnisError', 'E_SHAPE', 'shape', "output 'y'", '[1, 7]', '[2, 7]');
+    err({ y: ignis.zeros([2, 7, 1]) }, 'IgnisError', 'E_SHAPE', 'rank', "output 'y'", '[2, 7, 1]');
+    err({ z: ignis.zeros([2, 7]) }, 'IgnisError', 'E_DTYPE', 'dtype', "output 'z'", 'f32', 'bf16');
+    err({ y: 3 }, 'TypeError', 'E_TYPE', 'a number', "output 'y'");
+    err([keep.t], 'TypeError', 'E_TYPE', 'an array');
+    err(null, 'TypeError', 'E_TYPE', 'null');
+    err({ q: keep.t }, 'IgnisError', 'E_ARGUMENT', 'unknown output', "'q'", 'y, z');
+    err({ y: x }, 'IgnisError', 'E_ARGUMENT', 'the input itself', "output 'y'", "input 'x'");
+    err({ y: x.reshape([7, 2]).reshape([2, 7]) }, 'IgnisError', 'E_ARGUMENT', 'a reshape of the input', "input 'x'");
+    const x3 = ignis.zeros([3, 7]);
+    expectThrows(() => model.enqueue({ x: x3 }, { outputs: { y: w.t.reshape([7, 7]).reshape([49]).reshape([7, 7]) } }), 'IgnisError', 'E_SHAPE', 'a weight of another shape');
+    const w3 = await input(c, [3, 7], 'f32', DEV);
+    const g3 = ignis.graph();
+    g3.output('y', g3.add(g3.input('x', { shape: [3, 7] }), g3.weight('w', w3.t)));
+    const m3 = await g3.compile();
+    expectThrows(() => m3.enqueue({ x: x3 }, { outputs: { y: w3.t } }), 'IgnisError', 'E_ARGUMENT', 'a weight');
+    expect(msg(() => m3.enqueue({ x: x3 }, { outputs: { y: w3.t } }))).toContain('weights');
+    await same(w3.t, w3.x, `${c.ctx}: the weight given as an output`);
+    m3.dispose();
+    err({ y: keep.t, z: keep.t }, 'IgnisError', 'E_DTYPE', 'one tensor for two outputs of two dtypes');
+    const gone = ignis.zeros([2, 7]);
+    gone.dispose();
+    err({ y: gone }, 'IgnisError', 'E_DISPOSED', 'disposed', "output 'y'");
+    expectThrows(() => model.enqueue({ x }, { outputs: { y: keep.t }, other: 1 } as never), 'TypeError', 'E_TYPE', 'unknown option');
+    await same(keep.t, keep.x, `${c.ctx}: the tensor given to failed calls`);
+    await same(x, xi.x, `${c.ctx}: the input`);
+    await same(w.t, w.x, `${c.ctx}: the weight`);
+
+    // Two outputs of one dtype: one tensor for both is refused; so is an output that is a
+    // reshape of another (they share one buffer).
+    const g = ignis.graph();
+    const xin = g.input('x', { shape: [2, 6] });
+    const d = g.mul(xin, xin);
+    g.output('a', g.gelu(xin));
+    g.output('b', g.silu(xin));
+    g.output('d', d);
+    g.output('dr', g.reshape(d, [3, 4]));
+    const m2 = await g.compile();
+    const x6 = ignis.randn([2, 6], { seed: 5 });
+    const shared = ignis.zeros([2, 6]);
+    expectThrows(() => m2.enqueue({ x: x6 }, { outputs: { a: shared, b: shared } }), 'IgnisError', 'E_ARGUMENT', 'one tensor for two outputs');
+    expect(msg(() => m2.enqueue({ x: x6 }, { outputs: { a: shared, b: shared } }))).toContain('another given output');
+    expectThrows(() => m2.enqueue({ x: x6 }, { outputs: { d: ignis.zeros([2, 6]) } }), 'IgnisError', 'E_ARGUMENT', 'an output a reshape shares');
+    expect(msg(() => m2.enqueue({ x: x6 }, { outputs: { dr: ignis.zeros([3, 4]) } }))).toContain("output 'd'");
+    const a = ignis.full([2, 6], NaN), b = ignis.full([2, 6], NaN);
+    const r = await m2.run({ x: x6 }, { outputs: { a, b } });
+    await same(a, ignis.gelu(x6), `${c.ctx}: a given`);
+    await same(b, ignis.silu(x6), `${c.ctx}: b given`);
+    await same(r.dr, ignis.mul(x6, x6).reshape([3, 4]), `${c.ctx}: dr beside given a and b`);
+    model.dispose();
+    m2.dispose();
+  });
+
+  it('a run that fails writes its error onto the given output; later runs into it reject with it; a fresh one works', async () => {
+    const c = testCase(FILE, 'graph given outputs kernel error');
+    const table = await input(c, [10, 8], 'f32', DEV);
+    const g = ignis.graph();
+    const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
+    g.output('e', g.gelu(g.embedding(ids, g.weight('table', table.t))));
+    const model = await g.compile({ maxBatch: 1, maxSeq: 2 });
+    const good = ignis.tensor(new Int32Array([1, 2]), { shape: [1, 2] });
+    const bad = ignis.tensor(new Int32Array([3, 99]), { shape: [1, 2] });
+    const e = poisoned([1, 2, 8]);
+    const { call } = absorbOnce('E_INDEX');
+    await expect(model.run({ ids: bad }, { outputs: { e } }), c.ctx).rejects.toMatchObject({ code: 'E_INDEX', message: expect.stringContaining('id 99') });
+    await expect(e.data(), `${c.ctx}: the given output`).rejects.toMatchObject({ code: 'E_INDEX' });
+    await expect(call(() => model.run({ ids: good }, { outputs: { e } })), `${c.ctx}: a failed output given again`).rejects.toMatchObject({ code: 'E_INDEX' });
+    const fresh = poisoned([1, 2, 8]);
+    await call(() => model.run({ ids: good }, { outputs: { e: fresh } }));
+    await same(fresh, ignis.gelu(ignis.embedding(good, table.t)), `${c.ctx}: a fresh output`);
+    model.dispose();
+  });
+});

@@ -125,21 +125,23 @@ export class LanguageModel {
     if (prompt.length > this.maxSeq)
       throw new IgnisError('E_ARGUMENT', `model.${op}: the prompt (${prompt.length} tokens) does not fit maxSeq ${this.maxSeq}`);
     const state = this.step.createState();
+    // The first step's logits [1, 1, vocab] are written over by every later step.
+    let logits: Tensor | undefined;
     try {
       let ids = this.ids(op, prompt);
       let position = 0;
       for (let n = 0; n < maxNew; n++) {
-        const { logits } = this.step.enqueue({ ids, position }, { state });
+        logits = this.step.enqueue({ ids, position }, logits ? { state, outputs: { logits } } : { state }).logits;
         position += ids.shape[1];
         ids.dispose();
         const row = (await logits.data()) as Float32Array;
-        logits.dispose();
         const token = sample(row, 0, this.vocabSize);
         yield token;
         if (stop.has(token) || position >= this.maxSeq) return;
         ids = tensor(new Int32Array([token]), { shape: [1, 1], dtype: 'i32', device: this.device });
       }
     } finally {
+      logits?.dispose();
       state.dispose();
     }
   }

@@ -165,6 +165,9 @@ static Napi::Value CompilePlan(const Napi::CallbackInfo& info) {
     Napi::Array in_names = array(field(d, "inputNames"), "inputNames");
     for (uint32_t i = 0; i < in_names.Length(); i++) spec.input_names.push_back(str(in_names.Get(i), "input name"));
     if (spec.input_names.size() != spec.inputs.size()) throw type_error(env, "graph description: inputNames");
+    Napi::Array out_names = array(field(d, "outputNames"), "outputNames");
+    for (uint32_t i = 0; i < out_names.Length(); i++) spec.output_names.push_back(str(out_names.Get(i), "output name"));
+    if (spec.output_names.size() != spec.outputs.size()) throw type_error(env, "graph description: outputNames");
     Napi::Array sc_names = array(field(d, "scalarNames"), "scalarNames");
     for (uint32_t i = 0; i < sc_names.Length(); i++) spec.scalar_names.push_back(str(sc_names.Get(i), "scalar name"));
     Napi::Array ws = array(field(d, "weights"), "weights");
@@ -217,12 +220,24 @@ static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
     }
     std::unique_ptr<ReadJob> done;  // the worker's once the plan is enqueued
     if (arg_bool(info, 4, "settled")) done = std::make_unique<ReadJob>(env);
-    // [handle, meta] per output, made before the plan is enqueued
+    // given outputs: undefined, or one slot per output (a tensor handle, or null for a fresh one)
+    std::vector<Tensor> given;
+    if (!info[5].IsUndefined()) {
+      Napi::Array g = array(info[5], "outputs");
+      given.resize(g.Length());
+      for (uint32_t i = 0; i < g.Length(); i++)
+        if (!g.Get(i).IsNull()) given[i] = value_tensor(env, g.Get(i), "output " + std::to_string(i));
+    }
+    // [handle, meta] per fresh output (null for a given one), made before the plan is enqueued
     Napi::Array r = Napi::Array::New(env);
     plan.run(
         inputs, scalars, state,
         [&](const std::vector<Tensor>& outs) {
           for (size_t i = 0; i < outs.size(); i++) {
+            if (i < given.size() && given[i].defined()) {
+              r.Set(uint32_t(i), env.Null());
+              continue;
+            }
             Napi::Array pair = Napi::Array::New(env, 2);
             pair.Set(0u, wrap(env, outs[i]));
             pair.Set(1u, meta_of(env, outs[i]));
@@ -230,7 +245,7 @@ static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
           }
           if (done) r.Set(uint32_t(outs.size()), done->deferred.Promise());
         },
-        done ? done->settle(env) : nullptr);
+        done ? done->settle(env) : nullptr, given.empty() ? nullptr : &given);
     if (done) done.release()->armed(env);
     return r;
   });

@@ -342,7 +342,7 @@ std::vector<Tensor> Plan::make_state() {
 std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vector<int64_t>& scalars,
                               std::shared_ptr<const std::vector<Tensor>> state_ptr,
                               const std::function<void(const std::vector<Tensor>&)>& before_launch,
-                              std::function<void(KernelError)> on_done) {
+                              std::function<void(KernelError)> on_done, const std::vector<Tensor>* given) {
   static const std::vector<Tensor> kNone;
   const std::vector<Tensor>& state = state_ptr ? *state_ptr : kNone;
   const PlanSpec& spec = *spec_;
@@ -399,13 +399,53 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
     return x >= 0 ? x : sym[size_t(-1 - x)];
   };
 
-  // The outputs: fresh tensors for their root buffers (a view's root is allocated once).
+  // The outputs: the caller's tensors where given, else fresh tensors for their root buffers
+  // (a view's root is allocated once).
+  const auto root_of = [&](size_t i) {
+    const Buffer& bs = spec.buffers[size_t(spec.outputs[i])];
+    return bs.kind == Buffer::view ? bs.index : spec.outputs[i];  // of kind output (checked at compile)
+  };
   std::vector<Tensor> outs(spec.outputs.size());
   std::vector<std::pair<int, Tensor>> roots;
+  std::vector<Tensor> given_list;  // checked for a failed op's error with the inputs
+  if (given) {
+    if (given->size() != spec.outputs.size())
+      fail(ErrorCode::Argument, std::string(op) + ": expected " + std::to_string(spec.outputs.size()) + " output slots");
+    for (size_t i = 0; i < given->size(); i++) {
+      const Tensor& t = (*given)[i];
+      if (!t.defined()) continue;
+      const int ob = spec.outputs[i];
+      const std::string what = std::string(op) + ": output '" + spec.output_names[i] + "' ";
+      for (size_t j = 0; j < spec.outputs.size(); j++)
+        if (j != i && root_of(j) == root_of(i))
+          fail(ErrorCode::Argument, what + "shares its buffer with output '" + spec.output_names[j] +
+                                        "' (one is a reshape of the other), so it cannot be given");
+      if (t.device() != spec.device)
+        fail(ErrorCode::Device, what + "is on " + t.device().name() + ", the model on " + spec.device.name());
+      if (t.dtype != spec.buffers[size_t(ob)].dtype)
+        fail(ErrorCode::DType, what + "is " + dtype_name(t.dtype) + ", the graph makes " + dtype_name(spec.buffers[size_t(ob)].dtype));
+      const Shape want = shape_of(ob);
+      if (t.shape != want) fail(ErrorCode::Shape, what + "is " + shape_str(t.shape) + ", this run makes " + shape_str(want));
+      // Kernels read the inputs, weights and state while they write the outputs: no memory in common.
+      const Storage* s = t.storage.get();
+      for (size_t k = 0; k < inputs.size(); k++)
+        if (inputs[k].storage.get() == s) fail(ErrorCode::Argument, what + "shares memory with input '" + spec.input_names[k] + "'");
+      for (const Tensor& x : state)
+        if (x.storage.get() == s) fail(ErrorCode::Argument, what + "shares memory with the model's state");
+      for (const Tensor& w : spec.weights)
+        if (w.storage.get() == s) fail(ErrorCode::Argument, what + "shares memory with one of the model's weights");
+      for (const Tensor& g : given_list)
+        if (g.storage.get() == s) fail(ErrorCode::Argument, what + "shares memory with another given output");
+      roots.emplace_back(root_of(i), t);
+      roots.back().second.shape = shape_of(root_of(i));
+      roots.back().second.dtype = spec.buffers[size_t(root_of(i))].dtype;
+      given_list.push_back(t);
+    }
+  }
   for (size_t i = 0; i < spec.outputs.size(); i++) {
     const int ob = spec.outputs[i];
     const Buffer& bs = spec.buffers[size_t(ob)];
-    const int root = bs.kind == Buffer::view ? bs.index : ob;  // of kind output (checked at compile)
+    const int root = root_of(i);
     auto it = std::find_if(roots.begin(), roots.end(), [&](const auto& r) { return r.first == root; });
     if (it == roots.end()) {
       roots.emplace_back(root, empty(shape_of(root), spec.buffers[size_t(root)].dtype, spec.device));
@@ -453,6 +493,7 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
   std::shared_ptr<CudaGraphs> graphs = prof ? nullptr : graphs_;  // a profiled run times its steps eagerly
   if (before_launch) before_launch(outs);
   std::vector<Tensor> in_list(inputs);
+  in_list.insert(in_list.end(), given_list.begin(), given_list.end());
   ops::launch(rt_, spec.device, std::move(in_list), std::move(out_list),
               [keep, views, prof, graphs, inputs, state_ptr, roots = std::move(roots), sym = std::move(sym), scalars](const ops::Exec& e) {
                 const PlanSpec& spec = *keep;
@@ -484,7 +525,10 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
                 }
                 // inputs[i] and root tensors (in roots' order) into the views, then the views of them
                 auto bind = [&](const std::vector<Tensor>& ins, const std::vector<Tensor>& rts) {
-                  for (size_t i = 0; i < roots.size(); i++) buf[size_t(roots[i].first)].storage = rts[i].storage;
+                  for (size_t i = 0; i < roots.size(); i++) {
+                    Tensor& t = buf[size_t(roots[i].first)];
+                    t.storage = rts[i].storage, t.offset = rts[i].offset;  // a given output may sit at an offset
+                  }
                   for (int b : v.per_run) {
                     const Buffer& s = spec.buffers[size_t(b)];
                     Tensor& t = buf[size_t(b)];
@@ -494,7 +538,7 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
                       case Buffer::view:
                         t.storage = buf[size_t(s.index)].storage, t.offset = buf[size_t(s.index)].offset;
                         break;
-                      default: break;  // output: bound above, offset 0
+                      default: break;  // output: bound above
                     }
                   }
                 };

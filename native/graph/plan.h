@@ -68,6 +68,7 @@ struct PlanSpec {
   std::vector<Step> steps;
   std::vector<int> inputs, outputs;   // buffer ids, in the run's order
   std::vector<std::string> input_names;
+  std::vector<std::string> output_names;
   std::vector<std::string> scalar_names;
   std::vector<Tensor> weights;
   std::vector<std::pair<DType, Shape>> states;  // the state tensors (KV caches), full size
@@ -85,6 +86,10 @@ class Plan {
 
   // Checks the inputs against their specs (E_SHAPE / E_DTYPE / E_DEVICE naming the input),
   // the scalars (E_RANGE) and the state; allocates the outputs and enqueues the whole plan.
+  // given, when not null, has one entry per output: a defined tensor is written in place of a
+  // fresh one (it must have the output's exact shape, dtype and device, its own buffer, and
+  // share no memory with the inputs, the state, the weights or another given output); a tensor
+  // that carries a failed op's error fails the run with it.
   // before_launch(outputs) runs once everything is checked and allocated, just before the
   // plan is enqueued: the binding makes the JS objects there, so the calling thread is done
   // before the kernels take the cores. on_done, when given, is called on the worker when the
@@ -92,7 +97,8 @@ class Plan {
   std::vector<Tensor> run(const std::vector<Tensor>& inputs, const std::vector<int64_t>& scalars,
                           std::shared_ptr<const std::vector<Tensor>> state,
                           const std::function<void(const std::vector<Tensor>&)>& before_launch = {},
-                          std::function<void(KernelError)> on_done = {});
+                          std::function<void(KernelError)> on_done = {},
+                          const std::vector<Tensor>* given = nullptr);
   // Fresh state tensors (zero-filled), one set per independent sequence batch.
   std::vector<Tensor> make_state();
 
