@@ -49,6 +49,7 @@ export interface NativeBinding {
   layernorm(x: Handle, weight: Handle, bias: Handle, eps: number): Handle;
   activation(x: Handle, name: string): Handle;
   softmax(x: Handle, axis: number): Handle;
+  argmax(x: Handle): Handle;
   rope(x: Handle, position: number, theta: number): Handle;
   embedding(ids: Handle, table: Handle): Handle;
   binary(a: Handle, b: Handle, op: string): Handle;

@@ -477,6 +477,16 @@ export class GraphBuilder {
     return this.push({ kind: 'op', op, in: [rx.id], shape, dtype: rx.dtype });
   }
 
+  /** i32 x.shape[:-1]: the index of each last-axis row's largest element (the first on ties; NaN above every number). */
+  argmax(x: GraphNode): GraphNode {
+    const op = 'argmax';
+    const rx = this.node(op, 'x', x);
+    this.float(op, 'x', rx);
+    if (rx.shape.length < 1) this.fail(op, `x (${rx.label}) needs rank >= 1`);
+    if (rx.shape[rx.shape.length - 1] === 0) this.fail(op, `x (${rx.label}) ${dimsStr(rx.shape)} has an empty last axis`);
+    return this.push({ kind: 'op', op, in: [rx.id], shape: rx.shape.slice(0, -1), dtype: 'i32' });
+  }
+
   output(name: string, node: GraphNode): void {
     if (typeof name !== 'string' || !name) throw typeError(`graph.output: name must be a non-empty string, got ${describe(name)}`);
     if (this.outputs.some((o) => o.name === name)) throw new IgnisError('E_ARGUMENT', `graph.output: '${name}' is already an output`);

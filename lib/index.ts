@@ -23,7 +23,7 @@ export type { QuantizeOptions, DequantizeOptions } from './quant';
 export { KVCache, kvCache } from './kvcache';
 export type { KVCacheOptions } from './kvcache';
 export {
-  matmul, attention, rmsnorm, layernorm, gelu, silu, relu, softmax, rope, embedding, add, mul, cast, ACTIVATIONS,
+  matmul, attention, rmsnorm, layernorm, gelu, silu, relu, softmax, argmax, rope, embedding, add, mul, cast, ACTIVATIONS,
 } from './ops';
 export type { MatmulOptions, AttentionOptions, NormOptions, SoftmaxOptions, RopeOptions, ActivationName } from './ops';
 export {

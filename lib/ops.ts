@@ -140,6 +140,17 @@ export function softmax(x: Tensor, opts?: SoftmaxOptions): Tensor {
   return new Tensor(native().softmax(hx, axis < 0 ? axis + x.rank : axis));
 }
 
+/**
+ * i32 x.shape[:-1]: the index of the largest element along x's last axis, the first on ties;
+ * NaN counts as above every number (numpy's rule). Greedy decoding: argmax of the logits.
+ */
+export function argmax(x: Tensor): Tensor {
+  const op = 'argmax';
+  const hx = handle(op, 'x', x);
+  if (x.rank < 1 || x.shape[x.rank - 1] === 0) throw new IgnisError('E_SHAPE', `${op}: x ${v.shapeStr(x.shape)} needs a non-empty last axis`);
+  return new Tensor(native().argmax(hx));
+}
+
 export interface RopeOptions {
   position?: number;
   theta?: number;

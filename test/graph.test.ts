@@ -114,7 +114,7 @@ async function blockWeights(c: Case, dtype: FloatDType): Promise<BlockWeights> {
   };
 }
 
-const STAGES = ['emb', 'pe', 'h', 'ln', 'rn', 'q', 'k', 'v', 'qr', 'kr', 'att', 'o', 'm', 'act', 'sm', 'sm1', 'y', 'last'] as const;
+const STAGES = ['emb', 'pe', 'h', 'ln', 'rn', 'q', 'k', 'v', 'qr', 'kr', 'att', 'o', 'm', 'act', 'sm', 'sm1', 'y', 'last', 'am'] as const;
 type Stage = (typeof STAGES)[number];
 
 /** The block as a graph; every stage an output (taps) or only y and last (all else in the arena). */
@@ -144,7 +144,8 @@ function blockGraph(w: BlockWeights, dtype: FloatDType, taps: boolean): ignis.Gr
   const sm1 = g.softmax(act, { axis: 1 });
   const y = g.cast(sm, OTHER[dtype]);
   const last = g.last(sm1); // [batch, 1, D]
-  const nodes: Record<Stage, Node> = { emb, pe, h, ln, rn, q, k, v: v4, qr, kr, att, o, m, act, sm, sm1, y, last };
+  const am = g.argmax(act); // [batch, seq] i32
+  const nodes: Record<Stage, Node> = { emb, pe, h, ln, rn, q, k, v: v4, qr, kr, att, o, m, act, sm, sm1, y, last, am };
   for (const s of STAGES) if (taps || s === 'y' || s === 'last') g.output(s, nodes[s]);
   return g;
 }
@@ -170,7 +171,8 @@ async function blockEager(w: BlockWeights, dtype: FloatDType, x: Tensor, ids: Te
   const sm1 = ignis.softmax(act, { axis: 1 });
   const y = ignis.cast(sm, OTHER[dtype]);
   const last = tensorOf(seqSlice(await sm1.data(), B, S, D, S - 1, S), [B, 1, D], dtype);
-  return { emb, pe, h, ln, rn, q, k, v, qr, kr, att, o, m, act, sm, sm1, y, last };
+  const am = ignis.argmax(act);
+  return { emb, pe, h, ln, rn, q, k, v, qr, kr, att, o, m, act, sm, sm1, y, last, am };
 }
 
 /**
@@ -204,6 +206,9 @@ async function checkStages(out: Record<string, Tensor>, w: BlockWeights, dtype: 
   await check(out.sm1, ref.softmax(gv.act, BSD, 1), tol, `${ctx} softmax axis 1`, meta);
   await check(out.y, { data: ref.roundTo(gv.sm, OTHER[dtype]), shape: BSD }, 0, `${ctx} cast`, { dtype: OTHER[dtype] });
   await check(out.last, { data: seqSlice(gv.sm1, B, S, D, S - 1, S), shape: [B, 1, D] }, 0, `${ctx} last`, meta);
+  const am = new Float64Array(B * S);
+  for (let r = 0; r < B * S; r++) for (let i = 1; i < D; i++) if (gv.act[r * D + i] > gv.act[r * D + am[r]]) am[r] = i;
+  await check(out.am, { data: am, shape: [B, S] }, 0, `${ctx} argmax`, { dtype: 'i32' });
 }
 
 describe('graph: every op', () => {

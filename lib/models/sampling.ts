@@ -50,14 +50,13 @@ export interface Sampler {
   (logits: Float32Array, offset: number, n: number): number;
 }
 
+/** The first index of the maximum of x [offset, offset + n); NaN above every number (as ignis.argmax). */
 export function argmax(x: Float32Array, offset: number, n: number): number {
-  let best = 0, bv = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const v = x[offset + i];
-    if (v > bv) {
-      bv = v;
-      best = i;
-    }
+  let best = 0;
+  for (let i = 1; i < n; i++) {
+    const v = x[offset + i], b = x[offset + best];
+    if (b !== b) break; // a NaN: the first one wins
+    if (v > b || v !== v) best = i;
   }
   return best;
 }

@@ -130,6 +130,13 @@ static Napi::Value Softmax(const Napi::CallbackInfo& info) {
   });
 }
 
+static Napi::Value Argmax(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Tensor x = arg_tensor(info, 0, "x");
+    return wrap(info.Env(), ops::argmax(rt(info), x));
+  });
+}
+
 static Napi::Value Rope(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Tensor x = arg_tensor(info, 0, "x");
@@ -166,6 +173,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("layernorm", Napi::Function::New(env, Layernorm, "layernorm"));
   exports.Set("activation", Napi::Function::New(env, ActivationOp, "activation"));
   exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
+  exports.Set("argmax", Napi::Function::New(env, Argmax, "argmax"));
   exports.Set("rope", Napi::Function::New(env, Rope, "rope"));
   exports.Set("embedding", Napi::Function::New(env, Embedding, "embedding"));
   exports.Set("binary", Napi::Function::New(env, Binary, "binary"));

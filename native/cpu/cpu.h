@@ -56,6 +56,9 @@ void layernorm(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tenso
 void activation(ThreadPool& pool, const Tensor& out, const Tensor& x, Activation act);
 // softmax along `axis` (0 <= axis < rank), numerically stable (max subtracted).
 void softmax(ThreadPool& pool, const Tensor& out, const Tensor& x, int axis);
+// out i32 [x.shape[:-1]] = the first index of each last-axis row's maximum, NaN above every
+// number (a row with NaN gives its first NaN); x float, its last axis >= 1.
+void argmax(ThreadPool& pool, const Tensor& out, const Tensor& x);
 // Rotary embedding, rotate-half (GPT-NeoX / Llama) form, on x [B, S, H, D] (D even): for
 // token s at position p = position + s and i < D/2, with f = theta^(-2i/D):
 //   out[i] = x[i] cos(p f) - x[i + D/2] sin(p f);  out[i + D/2] = x[i + D/2] cos(p f) + x[i] sin(p f)

@@ -75,6 +75,7 @@ void layernorm(const Launch& L, const Tensor& out, const Tensor& x, const Tensor
                float eps);
 void activation(const Launch& L, const Tensor& out, const Tensor& x, Activation act);
 void softmax(const Launch& L, const Tensor& out, const Tensor& x, int axis);
+void argmax(const Launch& L, const Tensor& out, const Tensor& x);  // argmax.cu
 // With position_dev (CUDA graphs), token s is at position + *position_dev + s.
 void rope(const Launch& L, const Tensor& out, const Tensor& x, int64_t position, float theta,
           const int64_t* position_dev = nullptr);

@@ -139,6 +139,9 @@ void check_step(size_t i, const Step& s, const std::vector<Shape>& sh, const std
     case Op::cast:
       need(out == x && is_float(odt) && is_float(D(0)), "cast");
       break;
+    case Op::argmax:
+      need(!x.empty() && x.back() >= 1 && out == Shape(x.begin(), x.end() - 1) && odt == DType::i32 && is_float(D(0)), "argmax");
+      break;
     case Op::rows: {
       need(!x.empty() && out.size() == x.size() && odt == D(0), "rows");
       need(std::equal(x.begin() + 1, x.end(), out.begin() + 1) && out[0] <= x[0], "rows shape");
@@ -203,6 +206,7 @@ void run_step(const ops::Exec& e, const Step& s, const std::vector<Tensor>& buf,
     case Op::embedding: return k::embedding(e, out, x, T(s.in[1]));
     case Op::binary: return k::binary(e, out, x, T(s.in[1]), BinaryOp(int(s.p[0])));
     case Op::cast: return k::cast(e, out, x);
+    case Op::argmax: return k::argmax(e, out, x);
     case Op::rows: {  // out = x[pos + p0 : pos + p0 + out rows]
       const int64_t row = x.numel() / std::max<int64_t>(1, x.dim(0));
       const size_t rb = size_t(row) * dtype_size(x.dtype);

@@ -33,11 +33,12 @@ enum class Op : uint8_t {
   cast,           // in: x
   rows,           // in: table [R, ...]        p: start offset; scalar: start -> table[start : start + count]
   last,           // in: x [B, S, ...]         -> x[:, S - 1 : S, ...]
+  argmax,         // in: x [..., n]            -> i32 [...]
   Count
 };
 inline constexpr const char* kOpNames[] = {"matmul",  "matmul_q", "matmul_packed", "attention", "rmsnorm",
                                            "layernorm", "activation", "softmax",   "rope",      "embedding",
-                                           "binary",  "cast",     "rows",          "last"};
+                                           "binary",  "cast",     "rows",          "last",      "argmax"};
 static_assert(sizeof(kOpNames) / sizeof(kOpNames[0]) == size_t(Op::Count), "every graph op needs a name");
 
 // A dimension: >= 0 a constant, < 0 the symbol -1 - d.

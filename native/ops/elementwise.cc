@@ -1,6 +1,7 @@
 // Entry points of the row-wise and elementwise ops: norms, activations, softmax, rope,
 // embedding and the broadcasting binary ops.
 #include <algorithm>
+#include <cstdint>
 
 #include "../cpu/cpu.h"
 #include "check.h"
@@ -81,6 +82,20 @@ Tensor softmax(Runtime& rt, const Tensor& x, int axis) {
   Tensor out = empty(x.shape, x.dtype, x.device());
   launch(rt, x.device(), {x}, {out}, [out, x, axis](const Exec& e) {
     kernel::softmax(e, out, x, axis);
+  });
+  return out;
+}
+
+Tensor argmax(Runtime& rt, const Tensor& x) {
+  const char* op = "argmax";
+  rt.throw_pending(x.device());
+  check_float(op, "x", x);
+  check_rank(op, "x", x, 1, 8);
+  if (x.dim(-1) < 1 || x.dim(-1) > INT32_MAX)
+    fail(ErrorCode::Shape, std::string(op) + ": x " + shape_str(x.shape) + " needs a last axis of 1 to 2^31 - 1 elements");
+  Tensor out = empty(Shape(x.shape.begin(), x.shape.end() - 1), DType::i32, x.device());
+  launch(rt, x.device(), {x}, {out}, [out, x](const Exec& e) {
+    kernel::argmax(e, out, x);
   });
   return out;
 }

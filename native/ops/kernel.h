@@ -68,6 +68,10 @@ inline void softmax(const Exec& e, const Tensor& out, const Tensor& x, int axis)
   IGNIS_ON_CUDA(e, cuda::softmax(*e.cuda, out, x, axis));
   cpu::softmax(e.pool, out, x, axis);
 }
+inline void argmax(const Exec& e, const Tensor& out, const Tensor& x) {
+  IGNIS_ON_CUDA(e, cuda::argmax(*e.cuda, out, x));
+  cpu::argmax(e.pool, out, x);
+}
 // position_dev: CUDA graphs only (see cuda::rope).
 inline void rope(const Exec& e, const Tensor& out, const Tensor& x, int64_t position, float theta,
                  const int64_t* position_dev = nullptr) {

@@ -50,6 +50,9 @@ Tensor rmsnorm(Runtime& rt, const Tensor& x, const Tensor& weight, float eps);
 Tensor layernorm(Runtime& rt, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
 Tensor activation(Runtime& rt, const Tensor& x, Activation act);
 Tensor softmax(Runtime& rt, const Tensor& x, int axis);
+// i32 x.shape[:-1]: the index of the largest element along the last axis (the first on ties;
+// NaN above every number). E_SHAPE for an empty last axis.
+Tensor argmax(Runtime& rt, const Tensor& x);
 Tensor rope(Runtime& rt, const Tensor& x, int64_t position, float theta);
 Tensor embedding(Runtime& rt, const Tensor& ids, const Tensor& table);
 Tensor binary(Runtime& rt, const Tensor& a, const Tensor& b, BinaryOp op);
