@@ -59,7 +59,7 @@ const median = (xs: number[]) => percentile(xs, 50);
  * taken under the same conditions on a machine whose speed drifts; a row is the median of its
  * rounds' medians.
  */
-async function benchModel(quick: boolean, log: (s: string) => void): Promise<{ rows: ModelRow[]; decodeCost: OverheadRow[] }> {
+async function benchModel(quick: boolean, log: (s: string) => void): Promise<{ rows: ModelRow[]; decodeCost: OverheadRow[]; generation: GenerateRow[] }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ignis-bench-'));
   const { hidden: H, layers: L, heads, kvHeads, intermediate: I, vocab: V } = SHAPE;
   const D = H / heads;
@@ -75,24 +75,17 @@ async function benchModel(quick: boolean, log: (s: string) => void): Promise<{ r
       const model = await ignis.loadModel(dir, { quantize, maxSeq: 256 });
       const state = model.step.createState();
       loaded.push({ name: quantize ? 'int8 (g128)' : 'f32', model, state });
-      const { logits } = await model.step.run({ ids: prompt, position: 0 }, { state }); // the cache holds the prompt
-      logits.dispose();
+      disposeAll(await model.step.run({ ids: prompt, position: 0 }, { state })); // the cache holds the prompt
     }
     const decode = loaded.map(() => [] as number[]), prefill = loaded.map(() => [] as number[]);
     const rounds = quick ? 2 : 3;
     for (let r = 0; r < rounds; r++)
       for (const [i, { name, model, state }] of loaded.entries()) {
         log(`  graph: ${name}, round ${r + 1} of ${rounds}`);
-        decode[i].push(await medianMs(async () => {
-          const { logits } = await model.step.run({ ids: one, position: PROMPT }, { state });
-          logits.dispose();
-        }, quick));
-        prefill[i].push(await medianMs(async () => {
-          const { logits } = await model.step.run({ ids: prompt, position: 0 }, { state });
-          logits.dispose();
-        }, quick));
+        decode[i].push(await medianMs(async () => disposeAll(await model.step.run({ ids: one, position: PROMPT }, { state })), quick));
+        prefill[i].push(await medianMs(async () => disposeAll(await model.step.run({ ids: prompt, position: 0 }, { state })), quick));
       }
-    const rows: ModelRow[] = [], decodeCost: OverheadRow[] = [];
+    const rows: ModelRow[] = [], decodeCost: OverheadRow[] = [], generation: GenerateRow[] = [];
     for (const [i, { name, model, state }] of loaded.entries()) {
       const weights = model.memory().weights - V * H * 4 + H * 4; // the embedding table is read one row a token
       rows.push({
@@ -105,13 +98,15 @@ async function benchModel(quick: boolean, log: (s: string) => void): Promise<{ r
       });
       // The fixed cost of the tiny graphs below, for a real decode step.
       log(`  graph: ${name}, fixed cost of a decode step`);
-      const logits = (await model.step.run({ ids: one, position: PROMPT }, { state })).logits;
-      const [fresh, given] = await fixedCost(model.step, { ids: one, position: PROMPT }, state, quick ? 40 : 300, [undefined, { logits }]);
-      logits.dispose();
+      const outs = await model.step.run({ ids: one, position: PROMPT }, { state });
+      const [fresh, given] = await fixedCost(model.step, { ids: one, position: PROMPT }, state, quick ? 40 : 300, [undefined, outs]);
+      disposeAll(outs);
       decodeCost.push({ name: `decode step, Llama ${name}`, ...fresh });
-      decodeCost.push({ name: `decode step, Llama ${name}, logits given`, ...given });
+      decodeCost.push({ name: `decode step, Llama ${name}, outputs given`, ...given });
+      log(`  graph: ${name}, greedy generation, pipelined and step by step`);
+      generation.push({ name, ...(await generateCost(model, quick)) });
     }
-    return { rows, decodeCost };
+    return { rows, decodeCost, generation };
   } finally {
     for (const { model, state } of loaded) {
       state.dispose();
@@ -123,6 +118,69 @@ async function benchModel(quick: boolean, log: (s: string) => void): Promise<{ r
   }
 }
 
+const disposeAll = (outs: Record<string, ignis.Tensor>) => {
+  for (const t of Object.values(outs)) t.dispose();
+};
+
+interface GenerateRow {
+  name: string;
+  /** median microseconds between tokens: generate() (greedy, each step queued before the last one's token is read) */
+  pipelinedUs: number;
+  /** the same tokens step by step: await each run, read the logits, argmax in JS, the next ids tensor */
+  stepwiseUs: number;
+  /** the step's kernels alone: the step-by-step runs' profiled step sums (the same positions) */
+  kernelsUs: number;
+}
+
+/**
+ * Greedy generation of GEN_TOKENS after a PROMPT-token prompt, two ways in alternating rounds:
+ * generate(), whose steps pick their token on the device and are queued one ahead, and the
+ * loop a caller of run() would write (what generate() did before), one step at a time.
+ */
+async function generateCost(model: ignis.LanguageModel, quick: boolean): Promise<Omit<GenerateRow, 'name'>> {
+  const n = quick ? 32 : 96;
+  const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 13) % SHAPE.vocab);
+  const gaps = (ts: number[]) => ts.slice(1).map((t, i) => (t - ts[i]) * 1e3);
+  const pipelined = async () => {
+    const ts: number[] = [];
+    for await (const _ of model.generate(prompt, { maxNewTokens: n })) ts.push(performance.now());
+    return gaps(ts);
+  };
+  const kernels: number[] = [];
+  const stepwise = async () => {
+    const ts: number[] = [];
+    const state = model.step.createState();
+    model.step.profile(true);
+    let ids = ignis.tensor(Int32Array.from(prompt), { shape: [1, PROMPT], dtype: 'i32' });
+    let position = 0;
+    try {
+      for (let k = 0; k < n; k++) {
+        const outs = await model.step.run({ ids, position }, { state });
+        if (k > 0) kernels.push(model.step.profile().reduce((a, x) => a + x.ns, 0) / 1e3);
+        position += ids.shape[1];
+        ids.dispose();
+        const row = (await outs.logits.data()) as Float32Array;
+        disposeAll(outs);
+        let best = 0;
+        for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+        ts.push(performance.now());
+        ids = ignis.tensor(new Int32Array([best]), { shape: [1, 1], dtype: 'i32' });
+      }
+    } finally {
+      model.step.profile(false);
+      ids.dispose();
+      state.dispose();
+    }
+    return gaps(ts);
+  };
+  const acc = { pipelined: [] as number[], stepwise: [] as number[] };
+  for (let r = 0; r < (quick ? 2 : 6); r++) {
+    if (r % 2) acc.stepwise.push(...(await stepwise())), acc.pipelined.push(...(await pipelined()));
+    else acc.pipelined.push(...(await pipelined())), acc.stepwise.push(...(await stepwise()));
+  }
+  return { pipelinedUs: median(acc.pipelined), stepwiseUs: median(acc.stepwise), kernelsUs: median(kernels) };
+}
+
 interface FixedCost {
   steps: number;
   /** medians over the samples, microseconds: a profiled run's wall time, its steps' sum, the difference (per sample) */
@@ -132,6 +190,8 @@ interface FixedCost {
   fixedP90Us: number;
   /** the part of the wall time before run() returns its promise (JS checks, the native call, output tensors) */
   enqueueUs: number;
+  /** runs enqueued back to back (the next queued while one runs): wall time per run minus the steps' sum */
+  queuedUs: number;
 }
 
 interface OverheadRow extends FixedCost {
@@ -157,7 +217,7 @@ async function fixedCost(model: ignis.Model, inputs: ignis.RunInputs, state: ign
     const t1 = performance.now();
     const outs = await done;
     const t2 = performance.now();
-    if (!outputs) for (const t of Object.values(outs)) t.dispose();
+    for (const [k, t] of Object.entries(outs)) if (!outputs || outputs[k] !== t) t.dispose();
     return { wall: (t2 - t0) * 1e3, enqueue: (t1 - t0) * 1e3 };
   };
   model.profile(true);
@@ -177,9 +237,24 @@ async function fixedCost(model: ignis.Model, inputs: ignis.RunInputs, state: ign
         a.fixed.push(r.wall - sum);
       }
     }
-    return acc.map((a) => ({
+    model.profile(false);
+    // Back to back: K runs enqueued at once, the last one awaited; its share of the wall time.
+    const K = 20;
+    const queued = variants.map(() => [] as number[]);
+    for (let r = 0; r < Math.max(3, Math.ceil(n / 60)); r++)
+      for (let k = 0; k < variants.length; k++) {
+        const outputs = variants[k];
+        const t0 = performance.now();
+        const runs: Record<string, ignis.Tensor>[] = [];
+        for (let i = 0; i < K; i++) runs.push(model.enqueue(inputs, outputs ? { state, outputs } : { state }));
+        await Object.values(runs[K - 1])[0].ready();
+        queued[k].push(((performance.now() - t0) * 1e3) / K);
+        for (const o of runs) for (const [name, t] of Object.entries(o)) if (!outputs || outputs[name] !== t) t.dispose();
+      }
+    return acc.map((a, k) => ({
       steps: a.nSteps, wallUs: percentile(a.wall, 50), stepsUs: percentile(a.steps, 50),
       fixedUs: percentile(a.fixed, 50), fixedP90Us: percentile(a.fixed, 90), enqueueUs: percentile(a.enqueue, 50),
+      queuedUs: percentile(queued[k], 50) - percentile(a.steps, 50),
     }));
   } finally {
     model.profile(false);
@@ -254,7 +329,7 @@ async function benchOverhead(quick: boolean, log: (s: string) => void): Promise<
 
 /** Runs the 'graph' area and prints its two tables; `peak` is what run.ts measured. */
 export async function benchGraph(quick: boolean, peak: Peak, log: (s: string) => void): Promise<void> {
-  const { rows: models, decodeCost } = await benchModel(quick, log);
+  const { rows: models, decodeCost, generation } = await benchModel(quick, log);
   const overhead = [...(await benchOverhead(quick, log)), ...decodeCost];
   log('');
 
@@ -279,14 +354,28 @@ export async function benchGraph(quick: boolean, peak: Peak, log: (s: string) =>
 
   printTable(
     'graph: fixed cost per run (CPU), microseconds: a profiled run\'s wall time (await model.run) minus its steps\' sum, paired per sample',
-    ['graph', 'steps', 'wall', 'steps sum', 'fixed', 'fixed p90', 'of it sync', 'run (no profile)', 'eager', 'eager/run'],
+    ['graph', 'steps', 'wall', 'steps sum', 'fixed', 'fixed p90', 'of it sync', 'queued', 'run (no profile)', 'eager', 'eager/run'],
     overhead.map((r) => [
-      r.name, String(r.steps), r.wallUs.toFixed(1), r.stepsUs.toFixed(1), r.fixedUs.toFixed(1), r.fixedP90Us.toFixed(1), r.enqueueUs.toFixed(1),
+      r.name, String(r.steps), r.wallUs.toFixed(1), r.stepsUs.toFixed(1), r.fixedUs.toFixed(1), r.fixedP90Us.toFixed(1), r.enqueueUs.toFixed(1), r.queuedUs.toFixed(1),
       r.runUs?.toFixed(1) ?? '-', r.eagerUs?.toFixed(1) ?? '-', r.runUs && r.eagerUs ? `${(r.eagerUs / r.runUs).toFixed(2)}x` : '-',
     ]),
   );
   console.log('of it sync: the synchronous part, until model.run() returns its promise; the rest of the fixed cost is waiting: the queue');
-  console.log('hand-off to the device worker and the run\'s trip back to the event loop. run (no profile): tinybench median of');
-  console.log('await model.run(). eager: the same ops called one by one (each validates, allocates its output and enqueues),');
-  console.log('then one await ready().');
+  console.log('hand-off to the device worker and the run\'s trip back to the event loop. queued: 20 runs enqueued back to back, one');
+  console.log('await for the last: wall time per run minus the steps\' sum (the JS side of a run overlaps the one before it; below');
+  console.log('0 where back-to-back steps run faster than the awaited, profiled ones). run (no profile): tinybench median of await');
+  console.log('model.run(). eager: the same ops called one by one (each validates, allocates its output and enqueues), then one');
+  console.log('await ready().');
+
+  printTable(
+    `graph: greedy generation after a ${PROMPT}-token prompt, microseconds a token (median gap between tokens), the two ways alternated`,
+    ['model', 'generate()', 'step by step', 'saved', 'step kernels', 'generate() beyond kernels'],
+    generation.map((r) => [
+      r.name, r.pipelinedUs.toFixed(0), r.stepwiseUs.toFixed(0), `${(r.stepwiseUs - r.pipelinedUs).toFixed(0)} (${(((r.stepwiseUs - r.pipelinedUs) / r.stepwiseUs) * 100).toFixed(1)}%)`,
+      r.kernelsUs.toFixed(0), (r.pipelinedUs - r.kernelsUs).toFixed(0),
+    ]),
+  );
+  console.log('generate(): each greedy step picks its token on the device (argmax) and is queued, reading the previous step\'s token');
+  console.log('tensor, before that token is read back. step by step: await model.run, read the logits, argmax in JS, a new ids tensor.');
+  console.log('step kernels: the sum of the step-by-step runs\' profiled steps (the same positions); beyond kernels: generate() minus that.');
 }

@@ -150,6 +150,7 @@ export function buildGpt2(g: GraphBuilder, c: Gpt2Config, w: Gpt2Weights, mode: 
   });
   let y = g.layernorm(x, g.weight('lnf.w', w.lnf[0]), g.weight('lnf.b', w.lnf[1]), { eps: c.eps });
   if (mode === 'step') y = g.last(y);
-  if (w.head.kind === 'tensor' && w.head.t === w.wte) g.output('logits', g.matmul(y, wte, { transposeB: true }));
-  else g.output('logits', linear(y, 'head', w.head));
+  const logits = w.head.kind === 'tensor' && w.head.t === w.wte ? g.matmul(y, wte, { transposeB: true }) : linear(y, 'head', w.head);
+  g.output('logits', logits);
+  if (mode === 'step') g.output('next', g.argmax(logits)); // [batch, 1]: the greedy token, fed to the next step
 }

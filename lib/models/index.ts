@@ -12,7 +12,7 @@ import { disposeSymbol, tensor, Tensor } from '../tensor';
 import * as v from '../validate';
 import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, Gpt2Weights, gpt2WeightBytes, loadGpt2 } from './gpt2';
 import { buildLlama, disposeLlama, LlamaConfig, llamaConfig, LlamaWeights, llamaWeightBytes, loadLlama } from './llama';
-import { makeSampler, SamplingOptions } from './sampling';
+import { argmax, makeSampler, SamplingOptions } from './sampling';
 
 export interface LoadModelOptions {
   device?: string;
@@ -110,6 +110,9 @@ export class LanguageModel {
   /**
    * Generates token ids after `prompt`, one per iteration: the prompt is run once (prefill),
    * then each new token is one step over the KV cache. Greedy unless a temperature is given.
+   * Greedy steps pick their token on the device (the step graph's argmax), so each step is
+   * queued, reading the previous step's token tensor, before that token is read back: the JS
+   * work of a step overlaps the kernels of the one before it.
    */
   async *generate(prompt: number[], opts?: GenerateOptions): AsyncGenerator<number, void, undefined> {
     const op = 'generate';
@@ -124,24 +127,55 @@ export class LanguageModel {
       throw typeError(`model.${op}: prompt must be a non-empty array of token ids, got ${describe(prompt)}`);
     if (prompt.length > this.maxSeq)
       throw new IgnisError('E_ARGUMENT', `model.${op}: the prompt (${prompt.length} tokens) does not fit maxSeq ${this.maxSeq}`);
+    if (maxNew === 0) return;
     const state = this.step.createState();
-    // The first step's logits [1, 1, vocab] are written over by every later step.
+    // The first step's outputs are written over by the later ones: logits [1, 1, vocab], and
+    // two next-token tensors [1, 1] used in turn (a step reads one while it writes the other).
     let logits: Tensor | undefined;
+    const next: Tensor[] = [];
+    let position = 0;
+    const enqueue = (ids: Tensor, k: number): Tensor => {
+      const outputs: Record<string, Tensor> = {};
+      if (logits) outputs.logits = logits;
+      if (next[k % 2]) outputs.next = next[k % 2];
+      const r = this.step.enqueue({ ids, position }, { state, outputs });
+      position += ids.shape[1];
+      logits = r.logits;
+      next[k % 2] = r.next;
+      return r.next;
+    };
     try {
-      let ids = this.ids(op, prompt);
-      let position = 0;
-      for (let n = 0; n < maxNew; n++) {
-        logits = this.step.enqueue({ ids, position }, logits ? { state, outputs: { logits } } : { state }).logits;
-        position += ids.shape[1];
+      const ids = this.ids(op, prompt);
+      let pending: Tensor;
+      try {
+        pending = enqueue(ids, 0);
+      } finally {
         ids.dispose();
-        const row = (await logits.data()) as Float32Array;
-        const token = sample(row, 0, this.vocabSize);
+      }
+      for (let n = 0; n < maxNew; n++) {
+        const more = n + 1 < maxNew && position < this.maxSeq;
+        let token: number;
+        if (sample === argmax) {
+          const cur = pending;
+          if (more) pending = enqueue(cur, n + 1); // queued behind step n, before its token is read
+          token = ((await cur.data()) as Int32Array)[0];
+        } else {
+          token = sample((await logits!.data()) as Float32Array, 0, this.vocabSize);
+          if (more) {
+            const t = tensor(new Int32Array([token]), { shape: [1, 1], dtype: 'i32', device: this.device });
+            try {
+              enqueue(t, n + 1);
+            } finally {
+              t.dispose();
+            }
+          }
+        }
         yield token;
-        if (stop.has(token) || position >= this.maxSeq) return;
-        ids = tensor(new Int32Array([token]), { shape: [1, 1], dtype: 'i32', device: this.device });
+        if (stop.has(token) || !more) return;
       }
     } finally {
       logits?.dispose();
+      for (const t of next) t.dispose();
       state.dispose();
     }
   }

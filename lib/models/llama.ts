@@ -144,5 +144,7 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
   });
   let y = g.rmsnorm(x, g.weight('norm', w.norm), { eps: c.eps });
   if (mode === 'step') y = g.last(y);
-  g.output('logits', linear(y, 'head', w.head));
+  const logits = linear(y, 'head', w.head);
+  g.output('logits', logits);
+  if (mode === 'step') g.output('next', g.argmax(logits)); // [batch, 1]: the greedy token, fed to the next step
 }

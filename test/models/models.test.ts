@@ -113,7 +113,16 @@ forDevices((device) => {
           const a = await run({ maxNewTokens: 12, temperature: 0.8, topK: 20, topP: 0.95, seed: 5 });
           expect(await run({ maxNewTokens: 12, temperature: 0.8, topK: 20, topP: 0.95, seed: 5 }), name).toEqual(a);
           const topK1 = await run({ maxNewTokens: 6, temperature: 1.5, topK: 1, seed: 9 });
-          expect(topK1, `${name}: topK 1 is greedy`).toEqual(await run({ maxNewTokens: 6 }));
+          const greedy = await run({ maxNewTokens: 8 });
+          expect(topK1, `${name}: topK 1 is greedy`).toEqual(greedy.slice(0, 6));
+          // greedy steps run ahead of the reads: a stop token or a break still ends cleanly
+          expect(await run({ maxNewTokens: 8, stop: [greedy[2]] }), `${name}: greedy stop`).toEqual(greedy.slice(0, greedy.indexOf(greedy[2]) + 1));
+          let k = 0;
+          for await (const t of m.generate(prompt, { maxNewTokens: 8 })) {
+            expect(t, `${name}: token ${k} before the break`).toBe(greedy[k]);
+            if (++k === 3) break;
+          }
+          expect(await run({ maxNewTokens: 8 }), `${name}: after a break`).toEqual(greedy);
           const stopped = await run({ maxNewTokens: 12, temperature: 0.8, topK: 20, topP: 0.95, seed: 5, stop: [a[3]] });
           expect(stopped, name).toEqual(a.slice(0, a.indexOf(a[3]) + 1));
           // two generators stepped alternately, each with its own state
