@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick]`: measures the machine's limits, then runs every benchmark area
+// `npm run bench [-- --quick] [--graph-only] [--only=mm,int8,...]`: measures the machine's limits, then runs every benchmark area
 // on ignis and its peers (onnxruntime-node, numpy) in this one run and prints a table per area.
 import * as os from 'node:os';
 import * as ignis from '../lib/index';
@@ -47,6 +47,9 @@ function table(title: string, rows: Row[], peak: Peak): void {
 async function main() {
   const quick = process.argv.includes('--quick');
   const graphOnly = process.argv.includes('--graph-only'); // skip the op tables and their peers
+  // --only=mm,int8: just those op areas (mm, decode, int8, attn, small; graph for the graph tables)
+  const onlyArg = process.argv.find((a) => a.startsWith('--only='));
+  const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : undefined;
   const t0 = performance.now();
   const info = ignis.info();
   console.log(`ignis ${info.version} | cpu ${info.cpu.simd} x${info.cpu.threads} | ${os.cpus()[0]?.model ?? '?'} | node ${process.version} | ${new Date().toISOString()}${quick ? ' | --quick' : ''}${graphOnly ? ' | --graph-only' : ''}`);
@@ -54,14 +57,14 @@ async function main() {
   const read = peak.readGBs ? `${peak.readGBs.toFixed(1)} GB/s read, ` : '';
   console.log(`machine peak: ${peak.fmaGflops ? `${peak.fmaGflops.toFixed(1)} GFLOP/s f32 FMA` : 'FMA peak not measured'}, ${read}${peak.copyGBs.toFixed(1)} GB/s copy (read + write) [${peak.source}]`);
   const progress = process.stderr.isTTY ? (s: string) => process.stderr.write(`\r\x1b[K${s}`) : () => {};
-  if (!graphOnly) await opTables(quick, peak, progress);
-  await benchGraph(quick, peak, progress);
+  if (!graphOnly && (!only || only.some((a) => a !== 'graph'))) await opTables(quick, peak, progress, only);
+  if (!only || only.includes('graph')) await benchGraph(quick, peak, progress);
   console.log(`\nbench wall time ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
-async function opTables(quick: boolean, peak: Peak, progress: (s: string) => void): Promise<void> {
+async function opTables(quick: boolean, peak: Peak, progress: (s: string) => void, only?: string[]): Promise<void> {
   console.log(`peers: ${ortStatus()}`);
-  const { rows, numpyStatus } = await benchOps(quick, progress);
+  const { rows, numpyStatus } = await benchOps(quick, progress, only);
   progress('');
   console.log(`       ${numpyStatus}`);
   console.log('Median ms per call: an ignis sample runs until the result is computed (await out.ready(): the');
