@@ -128,57 +128,65 @@ interface GenerateRow {
   pipelinedUs: number;
   /** the same tokens step by step: await each run, read the logits, argmax in JS, the next ids tensor */
   stepwiseUs: number;
-  /** the step's kernels alone: the step-by-step runs' profiled step sums (the same positions) */
-  kernelsUs: number;
+  /** per token in the steady state (tokens 8 to the last), medians over the rounds: wall time minus the steps' time */
+  pipelinedOverUs: number;
+  stepwiseOverUs: number;
 }
 
 /**
- * Greedy generation of GEN_TOKENS after a PROMPT-token prompt, two ways in alternating rounds:
+ * Greedy generation of n tokens after a PROMPT-token prompt, two ways in alternating rounds:
  * generate(), whose steps pick their token on the device and are queued one ahead, and the
- * loop a caller of run() would write (what generate() did before), one step at a time.
+ * loop a caller of run() would write (what generate() did before), one step at a time. The
+ * step graph is profiled throughout, so each round's kernel time is known exactly.
  */
 async function generateCost(model: ignis.LanguageModel, quick: boolean): Promise<Omit<GenerateRow, 'name'>> {
   const n = quick ? 32 : 96;
   const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 13) % SHAPE.vocab);
   const gaps = (ts: number[]) => ts.slice(1).map((t, i) => (t - ts[i]) * 1e3);
-  const pipelined = async () => {
-    const ts: number[] = [];
-    for await (const _ of model.generate(prompt, { maxNewTokens: n })) ts.push(performance.now());
-    return gaps(ts);
+  // ts: the time of each token; ks: the profiled steps' total (ns) then
+  const pipelined = async (ts: number[], ks: number[]) => {
+    for await (const _ of model.generate(prompt, { maxNewTokens: n })) ts.push(performance.now()), ks.push(model.step.profileTotal().ns);
   };
-  const kernels: number[] = [];
-  const stepwise = async () => {
-    const ts: number[] = [];
+  const stepwise = async (ts: number[], ks: number[]) => {
     const state = model.step.createState();
-    model.step.profile(true);
     let ids = ignis.tensor(Int32Array.from(prompt), { shape: [1, PROMPT], dtype: 'i32' });
     let position = 0;
     try {
       for (let k = 0; k < n; k++) {
         const outs = await model.step.run({ ids, position }, { state });
-        if (k > 0) kernels.push(model.step.profile().reduce((a, x) => a + x.ns, 0) / 1e3);
         position += ids.shape[1];
         ids.dispose();
         const row = (await outs.logits.data()) as Float32Array;
         disposeAll(outs);
         let best = 0;
         for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
-        ts.push(performance.now());
+        ts.push(performance.now()), ks.push(model.step.profileTotal().ns);
         ids = ignis.tensor(new Int32Array([best]), { shape: [1, 1], dtype: 'i32' });
       }
     } finally {
-      model.step.profile(false);
       ids.dispose();
       state.dispose();
     }
-    return gaps(ts);
   };
-  const acc = { pipelined: [] as number[], stepwise: [] as number[] };
-  for (let r = 0; r < (quick ? 2 : 6); r++) {
-    if (r % 2) acc.stepwise.push(...(await stepwise())), acc.pipelined.push(...(await pipelined()));
-    else acc.pipelined.push(...(await pipelined())), acc.stepwise.push(...(await stepwise()));
+  const ways = { pipelined, stepwise };
+  const acc = { pipelined: { gaps: [] as number[], over: [] as number[] }, stepwise: { gaps: [] as number[], over: [] as number[] } };
+  model.step.profile(true);
+  try {
+    for (let r = 0; r < (quick ? 2 : 6); r++)
+      for (const way of (r % 2 ? ['stepwise', 'pipelined'] : ['pipelined', 'stepwise']) as (keyof typeof ways)[]) {
+        const ts: number[] = [], ks: number[] = [];
+        await ways[way](ts, ks);
+        const a = 8, b = n - 1;
+        acc[way].gaps.push(...gaps(ts));
+        acc[way].over.push(((ts[b] - ts[a]) * 1e3 - (ks[b] - ks[a]) / 1e3) / (b - a));
+      }
+  } finally {
+    model.step.profile(false);
   }
-  return { pipelinedUs: median(acc.pipelined), stepwiseUs: median(acc.stepwise), kernelsUs: median(kernels) };
+  return {
+    pipelinedUs: median(acc.pipelined.gaps), stepwiseUs: median(acc.stepwise.gaps),
+    pipelinedOverUs: median(acc.pipelined.over), stepwiseOverUs: median(acc.stepwise.over),
+  };
 }
 
 interface FixedCost {
@@ -237,24 +245,25 @@ async function fixedCost(model: ignis.Model, inputs: ignis.RunInputs, state: ign
         a.fixed.push(r.wall - sum);
       }
     }
-    model.profile(false);
-    // Back to back: K runs enqueued at once, the last one awaited; its share of the wall time.
+    // Back to back: K runs enqueued at once, the last one awaited; the wall time minus the K
+    // runs' steps (profileTotal()), per run.
     const K = 20;
     const queued = variants.map(() => [] as number[]);
     for (let r = 0; r < Math.max(3, Math.ceil(n / 60)); r++)
       for (let k = 0; k < variants.length; k++) {
         const outputs = variants[k];
-        const t0 = performance.now();
+        const k0 = model.profileTotal().ns, t0 = performance.now();
         const runs: Record<string, ignis.Tensor>[] = [];
         for (let i = 0; i < K; i++) runs.push(model.enqueue(inputs, outputs ? { state, outputs } : { state }));
         await Object.values(runs[K - 1])[0].ready();
-        queued[k].push(((performance.now() - t0) * 1e3) / K);
+        const wallUs = (performance.now() - t0) * 1e3;
+        queued[k].push((wallUs - (model.profileTotal().ns - k0) / 1e3) / K);
         for (const o of runs) for (const [name, t] of Object.entries(o)) if (!outputs || outputs[name] !== t) t.dispose();
       }
     return acc.map((a, k) => ({
       steps: a.nSteps, wallUs: percentile(a.wall, 50), stepsUs: percentile(a.steps, 50),
       fixedUs: percentile(a.fixed, 50), fixedP90Us: percentile(a.fixed, 90), enqueueUs: percentile(a.enqueue, 50),
-      queuedUs: percentile(queued[k], 50) - percentile(a.steps, 50),
+      queuedUs: percentile(queued[k], 50),
     }));
   } finally {
     model.profile(false);
@@ -362,20 +371,20 @@ export async function benchGraph(quick: boolean, peak: Peak, log: (s: string) =>
   );
   console.log('of it sync: the synchronous part, until model.run() returns its promise; the rest of the fixed cost is waiting: the queue');
   console.log('hand-off to the device worker and the run\'s trip back to the event loop. queued: 20 runs enqueued back to back, one');
-  console.log('await for the last: wall time per run minus the steps\' sum (the JS side of a run overlaps the one before it; below');
-  console.log('0 where back-to-back steps run faster than the awaited, profiled ones). run (no profile): tinybench median of await');
-  console.log('model.run(). eager: the same ops called one by one (each validates, allocates its output and enqueues), then one');
-  console.log('await ready().');
+  console.log('await for the last: wall time minus the 20 runs\' steps (profileTotal()), per run; the JS side of a run overlaps the run');
+  console.log('before it. run (no profile): tinybench median of await model.run(). eager: the same ops called one by one (each');
+  console.log('validates, allocates its output and enqueues), then one await ready().');
 
   printTable(
     `graph: greedy generation after a ${PROMPT}-token prompt, microseconds a token (median gap between tokens), the two ways alternated`,
-    ['model', 'generate()', 'step by step', 'saved', 'step kernels', 'generate() beyond kernels'],
+    ['model', 'generate()', 'step by step', 'saved', 'beyond kernels: generate()', 'step by step'],
     generation.map((r) => [
       r.name, r.pipelinedUs.toFixed(0), r.stepwiseUs.toFixed(0), `${(r.stepwiseUs - r.pipelinedUs).toFixed(0)} (${(((r.stepwiseUs - r.pipelinedUs) / r.stepwiseUs) * 100).toFixed(1)}%)`,
-      r.kernelsUs.toFixed(0), (r.pipelinedUs - r.kernelsUs).toFixed(0),
+      r.pipelinedOverUs.toFixed(1), r.stepwiseOverUs.toFixed(1),
     ]),
   );
   console.log('generate(): each greedy step picks its token on the device (argmax) and is queued, reading the previous step\'s token');
   console.log('tensor, before that token is read back. step by step: await model.run, read the logits, argmax in JS, a new ids tensor.');
-  console.log('step kernels: the sum of the step-by-step runs\' profiled steps (the same positions); beyond kernels: generate() minus that.');
+  console.log('beyond kernels: per token from the 8th to the last, wall time minus the steps\' time between them (the step graph');
+  console.log('profiled throughout, model.profileTotal()), median of the rounds.');
 }

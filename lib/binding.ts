@@ -16,6 +16,7 @@ export interface NativeBinding {
   planState(plan: Handle): Handle;
   planMemory(plan: Handle): { weights: number; arena: number; state: number };
   planProfile(plan: Handle, on?: boolean): { op: string; ns: number }[];
+  planProfileTotal(plan: Handle): [number, number];
   memory(device: string): { allocated: number; reserved: number; peak: number };
   emptyCache(device: string): number;
   info(): {

@@ -779,6 +779,16 @@ export class Model {
     return native().planProfile(this.live('profile'), on);
   }
 
+  /**
+   * The profiled runs finished since profile(true) (turned on from off), and their steps' time
+   * summed: with runs queued back to back, wall time minus `ns` is what the runs cost beyond
+   * their kernels.
+   */
+  profileTotal(): { runs: number; ns: number } {
+    const [runs, ns] = native().planProfileTotal(this.live('profileTotal'));
+    return { runs, ns };
+  }
+
   /** Fresh state (zeroed KV caches) for one batch of sequences; runs with it queue in order. */
   createState(): ModelState {
     return new ModelState(this, native().planState(this.live('createState')));

@@ -974,3 +974,43 @@ describe('graph: given outputs', () => {
     model.dispose();
   });
 });
+
+// --- 8. profiling ----------------------------------------------------------------------------
+
+describe('graph: profiling', () => {
+  it('profile(true): each run records its steps in order; profileTotal() sums the runs since; profile(false) stops', async () => {
+    const c = testCase(FILE, 'graph profiling');
+    const w = await input(c, [9, 5], 'f32', DEV);
+    const g = ignis.graph();
+    g.output('y', g.softmax(g.matmul(g.gelu(g.input('x', { shape: ['batch', 9] })), g.weight('w', w.t))));
+    const model = await g.compile({ maxBatch: 4 });
+    const x = (await input(c, [3, 9], 'f32', DEV)).t;
+    await model.run({ x });
+    expect(model.profile(), 'before profiling').toEqual([]);
+    expect(model.profileTotal()).toEqual({ runs: 0, ns: 0 });
+    model.profile(true);
+    let sum = 0;
+    for (let i = 0; i < 5; i++) {
+      (await model.run({ x })).y.dispose();
+      const p = model.profile();
+      expect(p.map((s) => s.op)).toEqual(['activation', 'matmul', 'softmax']);
+      for (const s of p) expect(s.ns, c.ctx).toBeGreaterThan(0);
+      sum += p.reduce((a, s) => a + s.ns, 0);
+    }
+    expect(model.profileTotal(), c.ctx).toEqual({ runs: 5, ns: sum });
+    const queued = [];
+    for (let i = 0; i < 4; i++) queued.push(model.enqueue({ x }).y);
+    await queued[3].ready();
+    const after = model.profileTotal();
+    expect(after.runs).toBe(9);
+    expect(after.ns).toBeGreaterThan(sum);
+    model.profile(false);
+    await model.run({ x });
+    expect(model.profileTotal(), 'an unprofiled run adds nothing').toEqual(after);
+    model.profile(true);
+    expect(model.profileTotal(), 'turned on again: from zero').toEqual({ runs: 0, ns: 0 });
+    expectThrows(() => model.profile(1 as never), 'TypeError', 'E_TYPE', 'profile(1)');
+    model.dispose();
+    expectThrows(() => model.profileTotal(), 'IgnisError', 'E_DISPOSED', 'profileTotal of a disposed model');
+  });
+});

@@ -156,9 +156,12 @@ export class LanguageModel {
         const more = n + 1 < maxNew && position < this.maxSeq;
         let token: number;
         if (sample === argmax) {
+          // Queue order: step n, the read of its token, step n + 1 (which reads step n's token
+          // tensor), so the token comes back while step n + 1 runs.
           const cur = pending;
-          if (more) pending = enqueue(cur, n + 1); // queued behind step n, before its token is read
-          token = ((await cur.data()) as Int32Array)[0];
+          const read = cur.data();
+          if (more) pending = enqueue(cur, n + 1);
+          token = ((await read) as Int32Array)[0];
         } else {
           token = sample((await logits!.data()) as Float32Array, 0, this.vocabSize);
           if (more) {

@@ -293,6 +293,18 @@ static Napi::Value PlanProfile(const Napi::CallbackInfo& info) {
   });
 }
 
+// planProfileTotal(plan) -> [runs, ns]: the profiled runs finished since profiling was turned on
+static Napi::Value PlanProfileTotal(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const auto [runs, ns] = arg_plan(info, 0).profile_total();
+    Napi::Array r = Napi::Array::New(env, 2);
+    r.Set(0u, double(runs));
+    r.Set(1u, double(ns));
+    return r;
+  });
+}
+
 void register_graph(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = PlanHandle::Define(env);
   addon(env).plan_class = Napi::Persistent(cls);
@@ -302,6 +314,7 @@ void register_graph(Napi::Env env, Napi::Object exports) {
   exports.Set("planState", Napi::Function::New(env, PlanState, "planState"));
   exports.Set("planMemory", Napi::Function::New(env, PlanMemory, "planMemory"));
   exports.Set("planProfile", Napi::Function::New(env, PlanProfile, "planProfile"));
+  exports.Set("planProfileTotal", Napi::Function::New(env, PlanProfileTotal, "planProfileTotal"));
 }
 
 }  // namespace ignis::binding

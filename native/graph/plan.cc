@@ -320,9 +320,20 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
   spec_ = std::make_shared<const PlanSpec>(std::move(spec));
 }
 
+void Plan::set_profiling(bool on) {
+  std::lock_guard<std::mutex> lock(profile_->mu);
+  if (on && !profile_->on) profile_->runs = profile_->ns = 0;
+  profile_->on = on;
+}
+
 std::vector<int64_t> Plan::last_profile() const {
   std::lock_guard<std::mutex> lock(profile_->mu);
   return profile_->last;
+}
+
+std::pair<int64_t, int64_t> Plan::profile_total() const {
+  std::lock_guard<std::mutex> lock(profile_->mu);
+  return {profile_->runs, profile_->ns};
 }
 
 int64_t Plan::weight_bytes() const {
@@ -590,6 +601,8 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
                 }
                 if (prof) {
                   std::lock_guard<std::mutex> lock(prof->mu);
+                  prof->runs++;
+                  for (int64_t t : times) prof->ns += t;
                   prof->last = std::move(times);
                 }
               },

@@ -104,9 +104,11 @@ class Plan {
   std::vector<Tensor> make_state();
 
   // Profiling: while on, each run records every step's time (ns); last_profile() is the most
-  // recent finished run's, in step order (empty when none).
-  void set_profiling(bool on) { profile_->on = on; }
+  // recent finished run's, in step order (empty when none); profile_total() is {runs, ns}
+  // summed over the profiled runs finished since profiling was last turned on.
+  void set_profiling(bool on);
   std::vector<int64_t> last_profile() const;
+  std::pair<int64_t, int64_t> profile_total() const;
   const PlanSpec& spec() const { return *spec_; }
 
   int64_t arena_bytes() const { return spec_->arena_bytes; }
@@ -133,6 +135,7 @@ class Plan {
     std::atomic<bool> on{false};
     mutable std::mutex mu;
     std::vector<int64_t> last;
+    int64_t runs = 0, ns = 0;
   };
   std::shared_ptr<Profile> profile_ = std::make_shared<Profile>();
 };

@@ -123,6 +123,21 @@ forDevices((device) => {
             if (++k === 3) break;
           }
           expect(await run({ maxNewTokens: 8 }), `${name}: after a break`).toEqual(greedy);
+          // One step queued ahead, no more: while the caller holds token k, step k + 1 (of steps
+          // 0 = the prompt, 1, 2, ...) runs to its end, and step k + 2 is not queued yet. (That
+          // token k is read back before step k + 1 ends is timing, measured by the bench.)
+          m.step.profile(true);
+          try {
+            let j = 0;
+            for await (const t of m.generate(prompt, { maxNewTokens: 5 })) {
+              expect(t).toBe(greedy[j]);
+              await new Promise((r) => setTimeout(r, 20));
+              expect(m.step.profileTotal().runs, `${name}: steps run while token ${j} is held`).toBe(j < 4 ? j + 2 : j + 1);
+              j++;
+            }
+          } finally {
+            m.step.profile(false);
+          }
           const stopped = await run({ maxNewTokens: 12, temperature: 0.8, topK: 20, topP: 0.95, seed: 5, stop: [a[3]] });
           expect(stopped, name).toEqual(a.slice(0, a.indexOf(a[3]) + 1));
           // two generators stepped alternately, each with its own state
