@@ -42,12 +42,12 @@ void store_tile(const float* t, int64_t mr, int64_t nr, float* c, int64_t ldc, b
   }
 }
 
-// C [mr, nr] (=|+=) A panel [kc][kMR] @ B panel [kc][kNR]
+// C [mr, nr] (=|+=) A panel [kc][kMR] @ B panel [kc][kNR]; B is prefetched pf floats ahead
 using Kernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                        int64_t mr, int64_t nr, bool first);
+                        int64_t mr, int64_t nr, bool first, int64_t pf);
 
 void kernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t mr,
-                   int64_t nr, bool first) {
+                   int64_t nr, bool first, int64_t) {
   float t[kMR * kNR] = {};
   for (int64_t k = 0; k < kc; k++) {
     const float* ak = a + k * kMR;
@@ -60,14 +60,16 @@ void kernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t
   store_tile(t, mr, nr, c, ldc, first);
 }
 
-#if IGNIS_X86
-// How far ahead (floats) the kernel prefetches B: one line per k, 64 rows of the panel ahead.
+// How far ahead (floats) the kernel prefetches B by default: one line per k, 64 rows of the
+// panel ahead.
 constexpr int64_t kPrefetch = 64 * kNR;
+
+#if IGNIS_X86
 
 // R = mr rows of the tile (1..kMR): short tiles (M % 6, a decode batch) issue only their rows.
 template <int R>
 IGNIS_AVX2 void kernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                            int64_t mr, int64_t nr, bool first) {
+                            int64_t mr, int64_t nr, bool first, int64_t pf) {
   __m256 acc[R][2];
   MATMUL_UNROLL
   for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
@@ -79,8 +81,8 @@ IGNIS_AVX2 void kernel_avx2(int64_t kc, const float* a, const float* b, float* c
     for (int r = 0; r < R; r++) odd[r][0] = odd[r][1] = _mm256_setzero_ps();
     for (; k + 2 <= kc; k += 2) {
       // B streams from memory here (decode against a packed weight): fetch 4 KB ahead.
-      _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetch), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetch + kNR), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(b + pf), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(b + pf + kNR), _MM_HINT_T0);
       const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
       const __m256 b2 = _mm256_loadu_ps(b + kNR), b3 = _mm256_loadu_ps(b + kNR + 8);
       MATMUL_UNROLL
@@ -101,7 +103,7 @@ IGNIS_AVX2 void kernel_avx2(int64_t kc, const float* a, const float* b, float* c
     }
   }
   for (; k < kc; k++) {
-    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetch), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + pf), _MM_HINT_T0);
     const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
     MATMUL_UNROLL
     for (int r = 0; r < R; r++) {  // C[r, :] += A[r, k] * B[k, :]
@@ -283,11 +285,11 @@ void run(ThreadPool* pool, const Problem& p) {
       // ap + i * kc) @ the B panel bp; after the last K block each tile goes through the epilogue
       // into out while it is in L1.
       auto tiles = [&](const float* ap, int64_t rows, int64_t row0, const float* bp, int64_t j, int64_t nr,
-                       int64_t kc, bool first, bool last) {
+                       int64_t kc, bool first, bool last, int64_t pf = kPrefetch) {
         for (int64_t i = 0; i < rows; i += kMR) {
           const int64_t mr = std::min(kMR, rows - i);
           float* c = C + (row0 + i) * ldc + j;
-          kernels[mr](kc, ap + i * kc, bp, c, ldc, mr, nr, first);
+          kernels[mr](kc, ap + i * kc, bp, c, ldc, mr, nr, first, pf);
           if (!last || plain) continue;
           for (int64_t r = 0; r < mr; r++)
             epilogue_row(c + r * ldc, nr, p.bias ? advance(p.bias, dt, j0 + j) : nullptr, dt, p.act,
@@ -347,7 +349,10 @@ void run(ThreadPool* pool, const Problem& p) {
             for (int64_t k0 = 0; k0 < K; k0 += kKCSmall) {
               const int64_t kc = std::min(kKCSmall, K - k0);
               const bool first = k0 == 0, last = k0 + kc == K;
-              tiles(apack + ms_pad * k0, ms, 0, packed_panel(p, j0 + j, k0), j, nr, kc, first, last);
+              // Prefetch a whole slice ahead (the next K block of this panel, or the next
+              // panel: both follow in the packed layout): the first row tile pulls B from
+              // memory, and a 64-row lookahead is too short to hide that.
+              tiles(apack + ms_pad * k0, ms, 0, packed_panel(p, j0 + j, k0), j, nr, kc, first, last, kc * kNR);
             }
           }
         });
