@@ -945,6 +945,14 @@ describe('graph: given outputs', () => {
     expect(msg(() => m2.enqueue({ x: x6 }, { outputs: { a: shared, b: shared } }))).toContain('another given output');
     expectThrows(() => m2.enqueue({ x: x6 }, { outputs: { d: ignis.zeros([2, 6]) } }), 'IgnisError', 'E_ARGUMENT', 'an output a reshape shares');
     expect(msg(() => m2.enqueue({ x: x6 }, { outputs: { dr: ignis.zeros([3, 4]) } }))).toContain("output 'd'");
+    // an output that is a reshape (of a node no other output shares) can be given
+    const gv = ignis.graph();
+    gv.output('r', gv.reshape(gv.gelu(gv.input('x', { shape: [2, 6] })), [3, 4]));
+    const mv = await gv.compile();
+    const rGiven = ignis.full([3, 4], NaN);
+    expect((await mv.run({ x: x6 }, { outputs: { r: rGiven } })).r).toBe(rGiven);
+    await same(rGiven, ignis.gelu(x6).reshape([3, 4]), `${c.ctx}: a given reshape output`);
+    mv.dispose();
     const a = ignis.full([2, 6], NaN), b = ignis.full([2, 6], NaN);
     const r = await m2.run({ x: x6 }, { outputs: { a, b } });
     await same(a, ignis.gelu(x6), `${c.ctx}: a given`);
