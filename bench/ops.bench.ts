@@ -4,6 +4,7 @@
 import { Bench } from 'tinybench';
 import * as ignis from '../lib/index';
 import * as onnx from './onnx';
+import { measureBandwidth } from './peak';
 import { NumpyCase, NumpyPeer, onnxruntime, OrtInputs, ortRunner } from './peers';
 
 export interface Row {
@@ -15,6 +16,8 @@ export interface Row {
   ignisMs: number;
   ortMs?: number;
   numpyMs?: number;
+  /** the copy bandwidth measured beside this row's rounds (median), where the row asks for it */
+  copyGBs?: number;
 }
 
 interface Case {
@@ -26,6 +29,8 @@ interface Case {
   ignis: () => { run: () => ignis.Tensor; dispose: () => void };
   ort?: () => { model: Uint8Array; inputs: OrtInputs };
   numpy?: NumpyCase;
+  /** measure the copy bandwidth before each round: the row is held to it rather than to the run's start */
+  copyEachRound?: boolean;
 }
 
 export const AREAS = {
@@ -112,7 +117,7 @@ function cases(quick: boolean): Case[] {
     // from memory, the case the bandwidth bar is about. ignis only: the peers' rows above reuse one.
     const K = 4096, N = 4096;
     out.push({
-      area: 'int8', shape: `1x${K}x${N}, 4 weights rotated`, flops: 2 * K * N, bytes: N * K * (1 + 4 / G) + 4 * (K + N),
+      area: 'int8', shape: `1x${K}x${N}, 4 weights rotated`, flops: 2 * K * N, bytes: N * K * (1 + 4 / G) + 4 * (K + N), copyEachRound: true,
       ignis: () => {
         const x = randn([1, K]);
         const qs = [0, 1, 2, 3].map(() => {
@@ -236,7 +241,13 @@ export async function benchOps(quick: boolean, log: (s: string) => void, only?: 
     const runner = ort && c.ort ? await (async () => { const { model, inputs } = c.ort!(); return ortRunner(model, inputs); })() : undefined;
     const npId = c.numpy ? await numpy.build(c.numpy) : undefined;
     const times: { ignis: number[]; ort: number[]; numpy: number[] } = { ignis: [], ort: [], numpy: [] };
+    const copies: number[] = [];
     for (let r = 0; r < rounds; r++) {
+      if (c.copyEachRound) {
+        const bw = measureBandwidth();
+        if (bw) copies.push(bw.copyGBs);
+        await settle(60);
+      }
       times.ignis.push(await medianMs(`ignis ${label}`, async () => {
         const out = op.run();
         await out.ready();
@@ -256,7 +267,7 @@ export async function benchOps(quick: boolean, log: (s: string) => void, only?: 
     await numpy.drop(npId);
     const ortMs = times.ort.length ? median(times.ort) : undefined;
     const numpyMs = times.numpy.length ? median(times.numpy) : undefined;
-    rows.push({ area: c.area, shape: c.shape, flops: c.flops, bytes: c.bytes, ignisMs: median(times.ignis), ortMs, numpyMs });
+    rows.push({ area: c.area, shape: c.shape, flops: c.flops, bytes: c.bytes, ignisMs: median(times.ignis), ortMs, numpyMs, copyGBs: copies.length ? median(copies) : undefined });
     log(`  ${label}: ${median(times.ignis).toFixed(3)} ms`);
   }
   numpy.close();

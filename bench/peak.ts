@@ -45,6 +45,18 @@ function jsCopyGBs(): number {
   return best;
 }
 
+/**
+ * Read and copy GB/s now (the probe without its FMA part), for a row held to the bandwidth of the
+ * moment it ran in; undefined where the probe cannot run.
+ */
+export function measureBandwidth(threads = os.availableParallelism()): { readGBs: number; copyGBs: number } | undefined {
+  if (buildProbe() !== undefined) return undefined;
+  const r = spawnSync(binary, [String(threads), 'bw'], { encoding: 'utf8' });
+  if (r.status !== 0) return undefined;
+  const p = JSON.parse(r.stdout) as { readGBs: number; copyGBs: number };
+  return { readGBs: p.readGBs, copyGBs: p.copyGBs };
+}
+
 export function measurePeak(threads = os.availableParallelism()): Peak {
   const why = buildProbe();
   if (why === undefined) {

@@ -28,6 +28,8 @@ function roofline(r: Row, peak: Peak): { rate: string; pct: string } {
   const memBound = tByte >= tFlop;
   const rate = memBound ? `${gbs.toFixed(1)} GB/s` : `${gflops.toFixed(1)} GFLOP/s`;
   const pct = ((memBound ? tByte : tFlop) / r.ignisMs) * 100;
+  // a row that measured the copy bandwidth beside its rounds: % of that copy
+  if (memBound && r.copyGBs) return { rate, pct: `${((gbs / r.copyGBs) * 100).toFixed(0)}% copy*` };
   return { rate, pct: `${pct.toFixed(0)}% ${memBound ? 'BW' : 'FMA'}` };
 }
 
@@ -72,7 +74,8 @@ async function opTables(quick: boolean, peak: Peak, progress: (s: string) => voi
   console.log('copied into JS buffers), a numpy sample one call.');
   console.log('% peak: roofline, max(FLOPs / FMA peak, bytes / max(read, copy) bandwidth) over the time; BW rows count');
   console.log('the least bytes moved (weights once: int8 = N*K + scales); rows whose data stays in cache can pass 100%.');
-  console.log('Peer columns are speedups: peer ms / ignis ms (>1: ignis faster).');
+  console.log('Peer columns are speedups: peer ms / ignis ms (>1: ignis faster). copy*: % of the copy bandwidth measured before');
+  console.log('each of the row\'s rounds (the probe again, median), not at the start of the run.');
   for (const [area, title] of Object.entries(AREAS)) {
     const mine = rows.filter((r) => r.area === area);
     if (mine.length) table(title, mine, peak);

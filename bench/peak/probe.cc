@@ -1,7 +1,7 @@
 // Machine limits for the bench's "% of peak" column: peak FMA throughput (independent
 // register-resident AVX2 FMA chains, one thread per core), read bandwidth (AVX2 sum over a
 // 256 MiB buffer) and copy bandwidth (memcpy, 256 MiB), each split over all cores.
-// Built and run by bench/peak.ts; prints one JSON line.
+// Built and run by bench/peak.ts; prints one JSON line. `probe N bw` skips the FMA part.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -63,6 +63,8 @@ double seconds_on_all(int threads, F&& body) {
 int main(int argc, char** argv) {
   int threads = argc > 1 ? std::atoi(argv[1]) : 0;
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  // `probe N bw`: the bandwidths only (fmaGflops 0), for a row held to the bandwidth of its moment.
+  const bool bw_only = argc > 2 && std::strcmp(argv[2], "bw") == 0;
 
   // FMA: best of 5 runs of ~40 ms each; flops = threads * iters * chains * 8 lanes * 2. Also
   // one thread alone times the thread count: a core busy with another process then does not
@@ -71,7 +73,7 @@ int main(int argc, char** argv) {
   const double flops_per_thread = double(iters) * kChains * 8 * 2;
   volatile float sink = 0;
   double best_all = 0, best_one = 0;
-  for (int rep = 0; rep < 5; ++rep) {
+  for (int rep = 0; rep < (bw_only ? 0 : 5); ++rep) {
     double s = seconds_on_all(threads, [&](int) { sink = sink + fma_chains(iters); });
     best_all = std::max(best_all, threads * flops_per_thread / s / 1e9);
     s = seconds_on_all(1, [&](int) { sink = sink + fma_chains(iters); });
