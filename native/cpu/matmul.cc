@@ -482,29 +482,6 @@ void pack_b_nt(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, f
   }
 }
 
-#if IGNIS_X86
-// dst [8][ldd] = src [8][lds]^T for an 8 x 8 f32 block.
-IGNIS_AVX2 inline void transpose8(const float* src, int64_t lds, float* dst, int64_t ldd) {
-  __m256 r[8], t[8];
-  for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * lds);
-  for (int i = 0; i < 4; i++) {
-    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 2; i++) {
-    const __m256 a = t[4 * i], b = t[4 * i + 1], c = t[4 * i + 2], e = t[4 * i + 3];
-    r[4 * i] = _mm256_shuffle_ps(a, c, _MM_SHUFFLE(1, 0, 1, 0));
-    r[4 * i + 1] = _mm256_shuffle_ps(a, c, _MM_SHUFFLE(3, 2, 3, 2));
-    r[4 * i + 2] = _mm256_shuffle_ps(b, e, _MM_SHUFFLE(1, 0, 1, 0));
-    r[4 * i + 3] = _mm256_shuffle_ps(b, e, _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int i = 0; i < 4; i++) {
-    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[4 + i], 0x20));
-    _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[4 + i], 0x31));
-  }
-}
-#endif
-
 // b [N, ld] (B transposed) rows j0..j0+n, columns k0..k0+kc -> panels.
 template <class T>
 void pack_b_t(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* dst) {
