@@ -191,9 +191,9 @@ void pack_a(const void* a, DType dt, int64_t lda, int64_t rows, int64_t k0, int6
 
 // Per-thread scratch that only grows, so the packing buffers cost no allocation (or zero fill)
 // per call. Each use site has its own buffer: the calling thread packs B and A at once.
-enum class Scratch { bpack, cbuf, apack };
+enum class Scratch { bpack, cbuf, apack, aall };
 float* scratch(Scratch which, size_t n) {
-  thread_local std::vector<float> bufs[3];
+  thread_local std::vector<float> bufs[4];
   std::vector<float>& v = bufs[int(which)];
   if (v.size() < n) v.resize(n);
   return v.data();
@@ -276,6 +276,22 @@ void run(ThreadPool* pool, const Problem& p) {
 
   for (int64_t m0 = 0; m0 < M; m0 += ms_max) {
     const int64_t ms = std::min(ms_max, M - m0);
+    // With several N blocks the main path would pack each A block once per N block: it packs all
+    // of A once instead (K block k0 at a_all + round_up(ms, kMR) * k0, as pack_a lays out rows
+    // [0, ms)), on its first use, where that takes at most 16 MB.
+    float* a_all = nullptr;
+    const bool a_once = N > nc_max && round_up(ms, kMR) * K <= (int64_t(1) << 22);
+    auto pack_a_all = [&] {
+      const int64_t ld = round_up(ms, kMR);
+      a_all = scratch(Scratch::aall, size_t(ld * K));
+      par(ceil_div(K, kc_blk), 1, [&](int64_t b0, int64_t b1) {
+        float* tmp = scratch(Scratch::apack, size_t(kMR * kc_max));  // f16/bf16 rows in f32
+        for (int64_t b = b0; b < b1; b++) {
+          const int64_t k0 = b * kc_blk;
+          pack_a(advance(p.a, p.a_type, m0 * K), p.a_type, K, ms, k0, std::min(kc_blk, K - k0), a_all + ld * k0, tmp);
+        }
+      });
+    };
     for (int64_t j0 = 0; j0 < N; j0 += nc_max) {
       const int64_t nc = std::min(nc_max, N - j0);
       const int64_t npanel = ceil_div(nc, kNR);
@@ -392,6 +408,7 @@ void run(ThreadPool* pool, const Problem& p) {
         continue;
       }
 
+      if (a_once && !a_all) pack_a_all();
       for (int64_t k0 = 0; k0 < K; k0 += kc_blk) {
         const int64_t kc = std::min(kc_blk, K - k0);
         const bool first = k0 == 0, last = k0 + kc == K;
@@ -414,15 +431,16 @@ void run(ThreadPool* pool, const Problem& p) {
           for (int64_t it = b; it < e; it++) {
             const int64_t ib = it / nchunks, jc = it % nchunks;
             const int64_t i0 = ib * mc, rows = std::min(mc, ms - i0);
-            if (ib != packed) {
+            if (!a_all && ib != packed) {
               pack_a(advance(p.a, p.a_type, (m0 + i0) * K), p.a_type, K, rows, k0, kc, apack, atmp);
               packed = ib;
             }
+            const float* ap = a_all ? a_all + ms_pad * k0 + i0 * kc : apack;
             const int64_t p0 = jc * npanel / nchunks, p1 = (jc + 1) * npanel / nchunks;
             for (int64_t q = p0; q < p1; q++) {
               const int64_t j = q * kNR, nr = std::min(kNR, nc - j);
               const float* bp = p.b_packed ? packed_panel(p, j0 + j, k0) : bpack + q * kc * kNR;
-              tiles(apack, rows, i0, bp, j, nr, kc, first, last);
+              tiles(ap, rows, i0, bp, j, nr, kc, first, last);
             }
           }
         });

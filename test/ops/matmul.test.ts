@@ -27,6 +27,7 @@ const cases: MatmulCase[] = [
   { a: [16, 16], b: [16, 16] },
   { a: [65, 17], b: [17, 31] },
   { a: [3, 1000], b: [1000, 5] }, // long reduction
+  { a: [80, 600], b: [2100, 600], transposeB: true }, // two row blocks, two N blocks (A packed once for both), K past a block
   { a: [1, 7], b: [33, 7], transposeB: true },
   { a: [33, 129], b: [7, 129], transposeB: true },
   { a: [129, 64], b: [129, 64], transposeB: true },

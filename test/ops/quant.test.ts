@@ -138,6 +138,7 @@ forDevices((dev) => {
       { x: [9, 1024], N: 33, g: 128, w: 'f32' }, // long K
       { x: [17, 36], N: 40, g: 36, w: 'f32' }, // GEMM: a group of 36 (runs of 8 cross it), two full panels and a part
       { x: [12, 600], N: 48, g: 600, w: 'f32' }, // GEMM, per channel: the K blocks from 256 and 512 start inside the group
+      { x: [80, 300], N: 520, g: 300, w: 'f32' }, // GEMM, two row blocks, three N blocks of 256 (A packed once), K tail of 44
       { x: [1, 1024], N: 257, g: 1024, w: 'f32' },
     ];
     for (const dtype of FLOAT_DTYPES) {
