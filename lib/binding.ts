@@ -51,6 +51,7 @@ export interface NativeBinding {
   activation(x: Handle, name: string): Handle;
   softmax(x: Handle, axis: number): Handle;
   argmax(x: Handle): Handle;
+  sample(x: Handle, temperature: number, topK: number, topP: number, seedHi: number, seedLo: number, counter: number): Handle;
   rope(x: Handle, position: number, theta: number): Handle;
   embedding(ids: Handle, table: Handle): Handle;
   binary(a: Handle, b: Handle, op: string): Handle;

@@ -23,9 +23,9 @@ export type { QuantizeOptions, DequantizeOptions } from './quant';
 export { KVCache, kvCache } from './kvcache';
 export type { KVCacheOptions } from './kvcache';
 export {
-  matmul, attention, rmsnorm, layernorm, gelu, silu, relu, softmax, argmax, rope, embedding, add, mul, cast, ACTIVATIONS,
+  matmul, attention, rmsnorm, layernorm, gelu, silu, relu, softmax, argmax, sample, rope, embedding, add, mul, cast, ACTIVATIONS,
 } from './ops';
-export type { MatmulOptions, AttentionOptions, NormOptions, SoftmaxOptions, RopeOptions, ActivationName } from './ops';
+export type { MatmulOptions, AttentionOptions, NormOptions, SoftmaxOptions, SampleOptions, RopeOptions, ActivationName } from './ops';
 export {
   openSafetensors, openCheckpoint, saveSafetensors, encodeSafetensors, rawTensor, SafetensorsFile, Checkpoint, MAX_HEADER_BYTES,
 } from './safetensors';

@@ -151,6 +151,36 @@ export function argmax(x: Tensor): Tensor {
   return new Tensor(native().argmax(hx));
 }
 
+export interface SampleOptions {
+  /** > 0; default 1 */
+  temperature?: number;
+  /** keep the topK most likely ids (default: all) */
+  topK?: number;
+  /** then the fewest most likely ids whose probability reaches topP (default 1: all) */
+  topP?: number;
+  /** the draw is a hash of (seed, counter, row): the same three give the same token */
+  seed?: number;
+  counter?: number;
+}
+
+/**
+ * i32 logits.shape[:-1]: a token drawn from each last-axis row of softmax(logits / temperature),
+ * kept to topK and the topP nucleus (ranked by logit, ties to the lower id). CPU only. Queued
+ * like any op, so a decode loop can feed it straight to the next step without reading logits.
+ */
+export function sample(logits: Tensor, opts?: SampleOptions): Tensor {
+  const op = 'sample';
+  const h = handle(op, 'logits', logits);
+  const o = v.options<SampleOptions>(op, opts, ['temperature', 'topK', 'topP', 'seed', 'counter']);
+  const temperature = v.number(op, 'temperature', o.temperature, 1, (t) => t > 0 && Number.isFinite(t), 'a finite number > 0');
+  const topK = o.topK === undefined ? 0 : v.int(op, 'topK', o.topK, 1);
+  const topP = v.number(op, 'topP', o.topP, 1, (p) => p > 0 && p <= 1, 'a number in (0, 1]');
+  const seed = o.seed === undefined ? 0 : v.int(op, 'seed', o.seed, 0);
+  const counter = o.counter === undefined ? 0 : v.int(op, 'counter', o.counter, 0);
+  if (logits.rank < 1 || logits.shape[logits.rank - 1] === 0) throw new IgnisError('E_SHAPE', `${op}: logits ${v.shapeStr(logits.shape)} need a non-empty last axis`);
+  return new Tensor(native().sample(h, temperature, topK, topP, Math.floor(seed / 2 ** 32), seed % 2 ** 32, counter));
+}
+
 export interface RopeOptions {
   position?: number;
   theta?: number;

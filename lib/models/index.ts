@@ -12,7 +12,8 @@ import { disposeSymbol, tensor, Tensor } from '../tensor';
 import * as v from '../validate';
 import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, Gpt2Weights, gpt2WeightBytes, loadGpt2 } from './gpt2';
 import { buildLlama, disposeLlama, LlamaConfig, llamaConfig, LlamaWeights, llamaWeightBytes, loadLlama } from './llama';
-import { argmax, makeSampler, SamplingOptions } from './sampling';
+import { sample as sampleOn } from '../ops';
+import { argmax, samplerFor, samplingParams, SamplingOptions } from './sampling';
 
 export interface LoadModelOptions {
   device?: string;
@@ -122,7 +123,10 @@ export class LanguageModel {
     if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((x) => !Number.isInteger(x))))
       throw typeError(`model.${op}: stop must be an array of token ids, got ${describe(o.stop)}`);
     const stop = new Set(o.stop ?? []);
-    const sample = makeSampler(`model.${op}`, o);
+    const params = samplingParams(`model.${op}`, o);
+    const sample = samplerFor(params);
+    // On the CPU a sampled token is drawn by ignis.sample, queued after its step like the argmax.
+    const native = sample !== argmax && this.device === 'cpu';
     if (!Array.isArray(prompt) || prompt.length === 0 || Array.isArray(prompt[0]))
       throw typeError(`model.${op}: prompt must be a non-empty array of token ids, got ${describe(prompt)}`);
     if (prompt.length > this.maxSeq)
@@ -155,12 +159,13 @@ export class LanguageModel {
       for (let n = 0; n < maxNew; n++) {
         const more = n + 1 < maxNew && position < this.maxSeq;
         let token: number;
-        if (sample === argmax) {
-          // Queue order: step n, the read of its token, step n + 1 (which reads step n's token
-          // tensor), so the token comes back while step n + 1 runs.
-          const cur = pending;
+        if (sample === argmax || native) {
+          // Queue order: step n (and its draw), the read of its token, step n + 1 (which reads
+          // step n's token tensor), so the token comes back while step n + 1 runs.
+          const cur = native ? sampleOn(logits!, { temperature: params.temperature, topK: params.topK || undefined, topP: params.topP, seed: params.seed, counter: n }) : pending;
           const read = cur.data();
           if (more) pending = enqueue(cur, n + 1);
+          if (native) cur.dispose(); // the queued read and step hold it
           token = ((await read) as Int32Array)[0];
         } else {
           token = sample((await logits!.data()) as Float32Array, 0, this.vocabSize);

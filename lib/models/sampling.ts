@@ -14,38 +14,19 @@ export interface SamplingOptions {
   seed?: number;
 }
 
-/** xoshiro128** seeded through splitmix32: floats in [0, 1) from 53 random bits. */
-export class Rng {
-  private s = new Uint32Array(4);
-  constructor(seed: number) {
-    let x = (seed >>> 0) ^ Math.floor(seed / 2 ** 32);
-    for (let i = 0; i < 4; i++) {
-      x = (x + 0x9e3779b9) >>> 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      this.s[i] = (z ^ (z >>> 16)) >>> 0;
-    }
-  }
-  private u32(): number {
-    const s = this.s;
-    const r = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
-    const t = s[1] << 9;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 11);
-    return r;
-  }
-  next(): number {
-    return ((this.u32() >>> 5) * 2 ** 26 + (this.u32() >>> 6)) / 2 ** 53;
-  }
-}
+const MASK64 = (1n << 64n) - 1n;
 
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
+/**
+ * The draw in [0, 1) for (seed, counter, row): a splitmix64 hash, so a step's draw needs no
+ * state from the step before. native/cpu/sample.cc computes the same 53 bits.
+ */
+export function sampleUniform(seed: number, counter: number, row = 0): number {
+  let z = BigInt(seed) ^ ((BigInt(counter) * 0xd1b54a32d192ed03n) & MASK64) ^ ((BigInt(row) * 0x8cb92ba72f3d8dd7n) & MASK64);
+  z = (z + 0x9e3779b97f4a7c15n) & MASK64;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+  z ^= z >> 31n;
+  return Number(z >> 11n) / 2 ** 53;
 }
 
 export interface Sampler {
@@ -63,43 +44,64 @@ export function argmax(x: Float32Array, offset: number, n: number): number {
   return best;
 }
 
-export function makeSampler(op: string, o: SamplingOptions): Sampler {
+/** The options checked, with their defaults (a random seed when none is given). */
+export function samplingParams(op: string, o: SamplingOptions): Required<SamplingOptions> {
   const temperature = v.number(op, 'temperature', o.temperature, 0, (t) => t >= 0, 'a number >= 0');
   const topK = o.topK === undefined ? 0 : v.int(op, 'topK', o.topK, 1);
   const topP = v.number(op, 'topP', o.topP, 1, (p) => p > 0 && p <= 1, 'a number in (0, 1]');
   const seed = o.seed === undefined ? Math.floor(Math.random() * 2 ** 32) : v.int(op, 'seed', o.seed, 0);
-  if (temperature === 0) {
-    if (o.topK !== undefined || o.topP !== undefined) throw rangeError(`${op}: topK and topP need a temperature > 0 (temperature 0 is greedy)`);
-    return argmax;
+  if (temperature === 0 && (o.topK !== undefined || o.topP !== undefined))
+    throw rangeError(`${op}: topK and topP need a temperature > 0 (temperature 0 is greedy)`);
+  return { temperature, topK, topP, seed };
+}
+
+/**
+ * A sampler for one generation: call k draws with counter k, as ignis.sample(logits, { ...,
+ * counter: k }) does on the CPU (the same token for the same logits and seed).
+ */
+export function makeSampler(op: string, o: SamplingOptions): Sampler {
+  return samplerFor(samplingParams(op, o));
+}
+
+/** makeSampler for options samplingParams has checked. */
+export function samplerFor(params: Required<SamplingOptions>): Sampler {
+  if (params.temperature === 0) return argmax;
+  let counter = 0; // one draw a call: the token index in generate()
+  const scratch = { ids: new Int32Array(0), w: new Float64Array(0) };
+  return (logits, offset, n) => drawToken(logits, offset, n, params, counter++, 0, scratch);
+}
+
+/**
+ * The token ignis.sample draws from logits [offset, offset + n) for (seed, counter, row), with
+ * temperature > 0. scratch (candidate ids, weights by id) is reused when large enough.
+ */
+export function drawToken(
+  logits: Float32Array, offset: number, n: number, { temperature, topK, topP, seed }: Required<SamplingOptions>,
+  counter: number, row = 0, scratch = { ids: new Int32Array(0), w: new Float64Array(0) },
+): number {
+  if (scratch.ids.length < n) (scratch.ids = new Int32Array(n)), (scratch.w = new Float64Array(n));
+  const { ids, w } = scratch;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (logits[offset + i] > max) max = logits[offset + i];
+  // The kept ids, ids[0, m): the topK best (best first), or all of them in id order; then the
+  // nucleus, the fewest best ones whose probability reaches topP (ranked by descending logit,
+  // ties to the lower id). Sampling walks the kept ids in the order they are left in.
+  let m: number;
+  if (topK > 0 && topK < n) m = topCandidates(logits, offset, n, topK, ids);
+  else for (let i = 0; i < (m = n); i++) ids[i] = i;
+  let total = 0;
+  for (let i = 0; i < m; i++) total += (w[ids[i]] = Math.exp((logits[offset + ids[i]] - max) / temperature));
+  if (topP < 1) {
+    m = m < n ? prefixReaching(ids, m, w, topP * total) : nucleus(logits, offset, ids, m, w, topP * total);
+    total = 0;
+    for (let i = 0; i < m; i++) total += w[ids[i]];
   }
-  const rng = new Rng(seed);
-  // Scratch reused across tokens: candidate ids, and weights e^((logit - max) / T) by id.
-  let ids = new Int32Array(0);
-  let w = new Float64Array(0);
-  return (logits, offset, n) => {
-    if (ids.length < n) (ids = new Int32Array(n)), (w = new Float64Array(n));
-    let max = -Infinity;
-    for (let i = 0; i < n; i++) if (logits[offset + i] > max) max = logits[offset + i];
-    // The kept ids, ids[0, m): the topK best (best first), or all of them in id order; then the
-    // nucleus, the fewest best ones whose probability reaches topP (ranked by descending logit,
-    // ties to the lower id). Sampling walks the kept ids in the order they are left in.
-    let m: number;
-    if (topK > 0 && topK < n) m = topCandidates(logits, offset, n, topK, ids);
-    else for (let i = 0; i < (m = n); i++) ids[i] = i;
-    let total = 0;
-    for (let i = 0; i < m; i++) total += (w[ids[i]] = Math.exp((logits[offset + ids[i]] - max) / temperature));
-    if (topP < 1) {
-      m = m < n ? prefixReaching(ids, m, w, topP * total) : nucleus(logits, offset, ids, m, w, topP * total);
-      total = 0;
-      for (let i = 0; i < m; i++) total += w[ids[i]];
-    }
-    let r = rng.next() * total;
-    for (let i = 0; i < m; i++) {
-      r -= w[ids[i]];
-      if (r < 0) return ids[i];
-    }
-    return ids[m - 1];
-  };
+  let r = sampleUniform(seed, counter, row) * total;
+  for (let i = 0; i < m; i++) {
+    r -= w[ids[i]];
+    if (r < 0) return ids[i];
+  }
+  return ids[m - 1];
 }
 
 /** The length of the shortest prefix of ids (best first) whose weights sum to `mass` (all if none). */

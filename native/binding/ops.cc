@@ -137,6 +137,20 @@ static Napi::Value Argmax(const Napi::CallbackInfo& info) {
   });
 }
 
+// sample(logits, temperature, topK, topP, seedHi, seedLo, counter): seed as two 32-bit halves
+static Napi::Value Sample(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Tensor x = arg_tensor(info, 0, "logits");
+    SampleParams p;
+    p.temperature = arg_number(info, 1, "temperature");
+    p.top_k = arg_int(info, 2, "topK");
+    p.top_p = arg_number(info, 3, "topP");
+    p.seed = (uint64_t(uint32_t(arg_int(info, 4, "seedHi"))) << 32) | uint32_t(arg_int(info, 5, "seedLo"));
+    p.counter = uint64_t(arg_int(info, 6, "counter"));
+    return wrap(info.Env(), ops::sample(rt(info), x, p));
+  });
+}
+
 static Napi::Value Rope(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Tensor x = arg_tensor(info, 0, "x");
@@ -174,6 +188,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("activation", Napi::Function::New(env, ActivationOp, "activation"));
   exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
   exports.Set("argmax", Napi::Function::New(env, Argmax, "argmax"));
+  exports.Set("sample", Napi::Function::New(env, Sample, "sample"));
   exports.Set("rope", Napi::Function::New(env, Rope, "rope"));
   exports.Set("embedding", Napi::Function::New(env, Embedding, "embedding"));
   exports.Set("binary", Napi::Function::New(env, Binary, "binary"));

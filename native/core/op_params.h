@@ -21,6 +21,15 @@ struct MatmulParams {
   Activation activation = Activation::none;
 };
 
+// sample(): softmax(logits / temperature) kept to the top_k best ids (0: all) and then to the
+// fewest whose probability reaches top_p; the draw hashes (seed, counter, row).
+struct SampleParams {
+  double temperature = 1.0;  // > 0
+  int64_t top_k = 0;
+  double top_p = 1.0;        // (0, 1]
+  uint64_t seed = 0, counter = 0;
+};
+
 struct AttentionParams {
   bool causal = false;
   float scale = 0.f;   // softmax(scale * Q K^T); the entry point fills 1/sqrt(headDim) if unset

@@ -1,6 +1,7 @@
 // Entry points of the row-wise and elementwise ops: norms, activations, softmax, rope,
 // embedding and the broadcasting binary ops.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "../cpu/cpu.h"
@@ -96,6 +97,25 @@ Tensor argmax(Runtime& rt, const Tensor& x) {
   Tensor out = empty(Shape(x.shape.begin(), x.shape.end() - 1), DType::i32, x.device());
   launch(rt, x.device(), {x}, {out}, [out, x](const Exec& e) {
     kernel::argmax(e, out, x);
+  });
+  return out;
+}
+
+Tensor sample(Runtime& rt, const Tensor& logits, const SampleParams& p) {
+  const char* op = "sample";
+  rt.throw_pending(logits.device());
+  check_float(op, "logits", logits);
+  check_rank(op, "logits", logits, 1, 8);
+  if (logits.device().kind != Device::CPU)
+    fail(ErrorCode::Device, std::string(op) + ": runs on the CPU; logits are on " + logits.device().name() +
+                                " (take the argmax on the device, or sample logits.to('cpu'))");
+  if (logits.dim(-1) < 1 || logits.dim(-1) > INT32_MAX)
+    fail(ErrorCode::Shape, std::string(op) + ": logits " + shape_str(logits.shape) + " need a last axis of 1 to 2^31 - 1 elements");
+  if (!(p.temperature > 0) || !std::isfinite(p.temperature) || p.top_k < 0 || !(p.top_p > 0 && p.top_p <= 1))
+    fail(ErrorCode::Argument, std::string(op) + ": temperature must be > 0, topK >= 0 and topP in (0, 1]");
+  Tensor out = empty(Shape(logits.shape.begin(), logits.shape.end() - 1), DType::i32, logits.device());
+  launch(rt, logits.device(), {logits}, {out}, [out, logits, p](const Exec& e) {
+    cpu::sample(e.pool, out, logits, p);
   });
   return out;
 }

@@ -53,6 +53,8 @@ Tensor softmax(Runtime& rt, const Tensor& x, int axis);
 // i32 x.shape[:-1]: the index of the largest element along the last axis (the first on ties;
 // NaN above every number). E_SHAPE for an empty last axis.
 Tensor argmax(Runtime& rt, const Tensor& x);
+// i32 logits.shape[:-1]: a token drawn from each last-axis row (CPU only: E_DEVICE elsewhere).
+Tensor sample(Runtime& rt, const Tensor& logits, const SampleParams& p);
 Tensor rope(Runtime& rt, const Tensor& x, int64_t position, float theta);
 Tensor embedding(Runtime& rt, const Tensor& ids, const Tensor& table);
 Tensor binary(Runtime& rt, const Tensor& a, const Tensor& b, BinaryOp op);

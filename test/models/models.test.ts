@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as ignis from '../../lib/index';
+import { drawToken } from '../../lib/models/sampling';
 import { forDevices } from '../helpers';
 import { randomGpt2, randomLlama, roundWeights, tinyGpt2Config, tinyLlamaConfig } from '../reference/checkpoints';
 import { forwardReference, greedyReference, type ModelConfig, type Weights } from '../reference/models';
@@ -112,6 +113,23 @@ forDevices((device) => {
           };
           const a = await run({ maxNewTokens: 12, temperature: 0.8, topK: 20, topP: 0.95, seed: 5 });
           expect(await run({ maxNewTokens: 12, temperature: 0.8, topK: 20, topP: 0.95, seed: 5 }), name).toEqual(a);
+          // the same tokens as running each step, reading its logits and drawing in JS (token k: counter k)
+          const manual: number[] = [];
+          const st = m.step.createState();
+          let ids = ignis.tensor(Int32Array.from(prompt), { shape: [1, prompt.length], dtype: 'i32', device });
+          let position = 0;
+          for (let k = 0; k < 12; k++) {
+            const outs = await m.step.run({ ids, position }, { state: st });
+            position += ids.shape[1];
+            ids.dispose();
+            const row = (await outs.logits.data()) as Float32Array;
+            for (const t of Object.values(outs)) t.dispose();
+            manual.push(drawToken(row, 0, vocab, { temperature: 0.8, topK: 20, topP: 0.95, seed: 5 }, k));
+            ids = ignis.tensor(new Int32Array([manual[k]]), { shape: [1, 1], dtype: 'i32', device });
+          }
+          ids.dispose();
+          st.dispose();
+          expect(a, `${name}: generate() against drawing from each step's logits`).toEqual(manual);
           const topK1 = await run({ maxNewTokens: 6, temperature: 1.5, topK: 1, seed: 9 });
           const greedy = await run({ maxNewTokens: 8 });
           expect(topK1, `${name}: topK 1 is greedy`).toEqual(greedy.slice(0, 6));
