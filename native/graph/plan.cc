@@ -379,11 +379,12 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
   for (size_t i = 0; i < inputs.size(); i++) {
     const Buffer& b = spec.buffers[size_t(spec.inputs[i])];
     const Tensor& t = inputs[i];
-    const std::string what = std::string(op) + ": input '" + spec.input_names[i] + "' ";
+    // the message prefix, built only when a check fails (a run is on every decode step's path)
+    const auto what = [&] { return std::string(op) + ": input '" + spec.input_names[i] + "' "; };
     if (t.device() != spec.device)
-      fail(ErrorCode::Device, what + "is on " + t.device().name() + ", the model on " + spec.device.name());
+      fail(ErrorCode::Device, what() + "is on " + t.device().name() + ", the model on " + spec.device.name());
     if (t.dtype != b.dtype)
-      fail(ErrorCode::DType, what + "is " + dtype_name(t.dtype) + ", the graph wants " + dtype_name(b.dtype));
+      fail(ErrorCode::DType, what() + "is " + dtype_name(t.dtype) + ", the graph wants " + dtype_name(b.dtype));
     bool ok = t.rank() == int(b.dims.size());
     for (size_t d = 0; ok && d < b.dims.size(); d++) {
       const int64_t want = b.dims[d], got = t.shape[d];
@@ -393,7 +394,7 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
         const size_t s = size_t(-1 - want);
         if (sym[s] < 0) {
           if (got < 1 || got > spec.symbol_max[s])
-            fail(ErrorCode::Shape, what + shape_str(t.shape) + " puts " + spec.symbol_names[s] + " = " +
+            fail(ErrorCode::Shape, what() + shape_str(t.shape) + " puts " + spec.symbol_names[s] + " = " +
                                        std::to_string(got) + " outside [1, " + std::to_string(spec.symbol_max[s]) +
                                        "] (the maximum given at compile)");
           sym[s] = got;
@@ -402,7 +403,7 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
         }
       }
     }
-    if (!ok) fail(ErrorCode::Shape, what + shape_str(t.shape) + " does not fit the graph's " + dims_str(spec, b.dims) +
+    if (!ok) fail(ErrorCode::Shape, what() + shape_str(t.shape) + " does not fit the graph's " + dims_str(spec, b.dims) +
                                         (i ? " (with the symbols the inputs before it bound)" : ""));
   }
   for (size_t s = 0; s < sym.size(); s++)
@@ -430,27 +431,27 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
       const Tensor& t = (*given)[i];
       if (!t.defined()) continue;
       const int ob = spec.outputs[i];
-      const std::string what = std::string(op) + ": output '" + spec.output_names[i] + "' ";
+      const auto what = [&] { return std::string(op) + ": output '" + spec.output_names[i] + "' "; };
       for (size_t j = 0; j < spec.outputs.size(); j++)
         if (j != i && root_of(j) == root_of(i))
-          fail(ErrorCode::Argument, what + "shares its buffer with output '" + spec.output_names[j] +
+          fail(ErrorCode::Argument, what() + "shares its buffer with output '" + spec.output_names[j] +
                                         "' (one is a reshape of the other), so it cannot be given");
       if (t.device() != spec.device)
-        fail(ErrorCode::Device, what + "is on " + t.device().name() + ", the model on " + spec.device.name());
+        fail(ErrorCode::Device, what() + "is on " + t.device().name() + ", the model on " + spec.device.name());
       if (t.dtype != spec.buffers[size_t(ob)].dtype)
-        fail(ErrorCode::DType, what + "is " + dtype_name(t.dtype) + ", the graph makes " + dtype_name(spec.buffers[size_t(ob)].dtype));
+        fail(ErrorCode::DType, what() + "is " + dtype_name(t.dtype) + ", the graph makes " + dtype_name(spec.buffers[size_t(ob)].dtype));
       const Shape want = shape_of(ob);
-      if (t.shape != want) fail(ErrorCode::Shape, what + "is " + shape_str(t.shape) + ", this run makes " + shape_str(want));
+      if (t.shape != want) fail(ErrorCode::Shape, what() + "is " + shape_str(t.shape) + ", this run makes " + shape_str(want));
       // Kernels read the inputs, weights and state while they write the outputs: no memory in common.
       const Storage* s = t.storage.get();
       for (size_t k = 0; k < inputs.size(); k++)
-        if (inputs[k].storage.get() == s) fail(ErrorCode::Argument, what + "shares memory with input '" + spec.input_names[k] + "'");
+        if (inputs[k].storage.get() == s) fail(ErrorCode::Argument, what() + "shares memory with input '" + spec.input_names[k] + "'");
       for (const Tensor& x : state)
-        if (x.storage.get() == s) fail(ErrorCode::Argument, what + "shares memory with the model's state");
+        if (x.storage.get() == s) fail(ErrorCode::Argument, what() + "shares memory with the model's state");
       for (const Tensor& w : spec.weights)
-        if (w.storage.get() == s) fail(ErrorCode::Argument, what + "shares memory with one of the model's weights");
+        if (w.storage.get() == s) fail(ErrorCode::Argument, what() + "shares memory with one of the model's weights");
       for (const Tensor& g : given_list)
-        if (g.storage.get() == s) fail(ErrorCode::Argument, what + "shares memory with another given output");
+        if (g.storage.get() == s) fail(ErrorCode::Argument, what() + "shares memory with another given output");
       roots.emplace_back(root_of(i), t);
       roots.back().second.shape = shape_of(root_of(i));
       roots.back().second.dtype = spec.buffers[size_t(root_of(i))].dtype;
