@@ -111,9 +111,10 @@ export class LanguageModel {
   /**
    * Generates token ids after `prompt`, one per iteration: the prompt is run once (prefill),
    * then each new token is one step over the KV cache. Greedy unless a temperature is given.
-   * Greedy steps pick their token on the device (the step graph's argmax), so each step is
-   * queued, reading the previous step's token tensor, before that token is read back: the JS
-   * work of a step overlaps the kernels of the one before it.
+   * Greedy steps pick their token on the device (the step graph's argmax), sampled ones on the
+   * CPU too (ignis.sample queued after the step), so each step is queued, reading the previous
+   * step's token tensor, before that token is read back: the JS work of a step overlaps the
+   * kernels of the one before it. Elsewhere a sampled token is drawn in JS from the logits.
    */
   async *generate(prompt: number[], opts?: GenerateOptions): AsyncGenerator<number, void, undefined> {
     const op = 'generate';

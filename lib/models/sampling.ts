@@ -56,14 +56,10 @@ export function samplingParams(op: string, o: SamplingOptions): Required<Samplin
 }
 
 /**
- * A sampler for one generation: call k draws with counter k, as ignis.sample(logits, { ...,
- * counter: k }) does on the CPU (the same token for the same logits and seed).
+ * A sampler for one generation, for options samplingParams has checked: call k draws with
+ * counter k, as ignis.sample(logits, { ..., counter: k }) does on the CPU (the same token for the
+ * same logits and seed).
  */
-export function makeSampler(op: string, o: SamplingOptions): Sampler {
-  return samplerFor(samplingParams(op, o));
-}
-
-/** makeSampler for options samplingParams has checked. */
 export function samplerFor(params: Required<SamplingOptions>): Sampler {
   if (params.temperature === 0) return argmax;
   let counter = 0; // one draw a call: the token index in generate()

@@ -59,10 +59,9 @@ void softmax(ThreadPool& pool, const Tensor& out, const Tensor& x, int axis);
 // out i32 [x.shape[:-1]] = the first index of each last-axis row's maximum, NaN above every
 // number (a row with NaN gives its first NaN); x float, its last axis >= 1.
 void argmax(ThreadPool& pool, const Tensor& out, const Tensor& x);
-// out i32 [rows] = a token drawn from each row of logits [rows, V] (float) as SampleParams says;
-// sample_uniform is its draw in [0, 1) (lib/models/sampling.ts computes the same).
+// out i32 [rows] = a token drawn from each row of logits [rows, V] (float) as SampleParams says
+// (lib/models/sampling.ts's drawToken gives the same token).
 void sample(ThreadPool& pool, const Tensor& out, const Tensor& logits, const SampleParams& p);
-double sample_uniform(uint64_t seed, uint64_t counter, uint64_t row);
 // Rotary embedding, rotate-half (GPT-NeoX / Llama) form, on x [B, S, H, D] (D even): for
 // token s at position p = position + s and i < D/2, with f = theta^(-2i/D):
 //   out[i] = x[i] cos(p f) - x[i + D/2] sin(p f);  out[i + D/2] = x[i + D/2] cos(p f) + x[i] sin(p f)

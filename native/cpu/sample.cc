@@ -90,8 +90,7 @@ int64_t nucleus(const Row& R, int32_t* ids, int64_t m, const double* w, double m
   return hi;
 }
 
-}  // namespace
-
+// The draw in [0, 1) for (seed, counter, row): a splitmix64 hash (sampling.ts's sampleUniform).
 double sample_uniform(uint64_t seed, uint64_t counter, uint64_t row) {
   uint64_t z = seed ^ (counter * 0xD1B54A32D192ED03ULL) ^ (row * 0x8CB92BA72F3D8DD7ULL);
   z += 0x9E3779B97F4A7C15ULL;
@@ -100,6 +99,8 @@ double sample_uniform(uint64_t seed, uint64_t counter, uint64_t row) {
   z ^= z >> 31;
   return double(z >> 11) / 9007199254740992.0;  // 2^53
 }
+
+}  // namespace
 
 void sample(ThreadPool& pool, const Tensor& out, const Tensor& logits, const SampleParams& p) {
   const int64_t n = logits.shape.back();

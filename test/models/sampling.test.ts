@@ -3,7 +3,7 @@
 // probabilities they should follow.
 
 import { describe, expect, it } from 'vitest';
-import { makeSampler, nucleus, topCandidates } from '../../lib/models/sampling';
+import { nucleus, samplerFor, samplingParams, topCandidates } from '../../lib/models/sampling';
 import { testCase } from '../helpers';
 
 const FILE = 'test/models/sampling.test.ts';
@@ -71,7 +71,7 @@ describe('sampling', () => {
     for (const o of [{ temperature: 1 }, { temperature: 0.7, topK: 4 }, { temperature: 1.3, topP: 0.8 }, { temperature: 0.9, topK: 6, topP: 0.7 }]) {
       const ref = keptRef(logits, o.temperature, o.topK ?? 0, o.topP ?? 1);
       const seed = Math.floor(c.rng.next() * 2 ** 32);
-      const s = makeSampler('test', { ...o, seed });
+      const s = samplerFor(samplingParams('test', { ...o, seed }));
       const N = 20000;
       const counts = new Map<number, number>();
       const first: number[] = [];
@@ -85,7 +85,7 @@ describe('sampling', () => {
         const p = ref.p[k], got = (counts.get(id) ?? 0) / N;
         expect(Math.abs(got - p), `${c.ctx} ${JSON.stringify(o)}: id ${id} drawn ${got}, p ${p}`).toBeLessThan(5 * Math.sqrt((p * (1 - p)) / N) + 1e-9);
       });
-      const again = makeSampler('test', { ...o, seed });
+      const again = samplerFor(samplingParams('test', { ...o, seed }));
       expect(Array.from({ length: 50 }, () => again(logits, 0, logits.length)), `${c.ctx}: seed ${seed} repeats`).toEqual(first);
     }
   });
