@@ -276,19 +276,19 @@ void run(ThreadPool* pool, const Problem& p) {
 
   for (int64_t m0 = 0; m0 < M; m0 += ms_max) {
     const int64_t ms = std::min(ms_max, M - m0);
+    const int64_t ms_pad = round_up(ms, kMR);
     // With several N blocks the main path would pack each A block once per N block: it packs all
-    // of A once instead (K block k0 at a_all + round_up(ms, kMR) * k0, as pack_a lays out rows
-    // [0, ms)), on its first use, where that takes at most 16 MB.
+    // of A once instead (K block k0 at a_all + ms_pad * k0, as pack_a lays out rows [0, ms)), on
+    // its first use, where that takes at most 16 MB.
     float* a_all = nullptr;
-    const bool a_once = N > nc_max && round_up(ms, kMR) * K <= (int64_t(1) << 22);
+    const bool a_once = N > nc_max && ms_pad * K <= (int64_t(1) << 22);
     auto pack_a_all = [&] {
-      const int64_t ld = round_up(ms, kMR);
-      a_all = scratch(Scratch::aall, size_t(ld * K));
+      a_all = scratch(Scratch::aall, size_t(ms_pad * K));
       par(ceil_div(K, kc_blk), 1, [&](int64_t b0, int64_t b1) {
         float* tmp = scratch(Scratch::apack, size_t(kMR * kc_max));  // f16/bf16 rows in f32
         for (int64_t b = b0; b < b1; b++) {
           const int64_t k0 = b * kc_blk;
-          pack_a(advance(p.a, p.a_type, m0 * K), p.a_type, K, ms, k0, std::min(kc_blk, K - k0), a_all + ld * k0, tmp);
+          pack_a(advance(p.a, p.a_type, m0 * K), p.a_type, K, ms, k0, std::min(kc_blk, K - k0), a_all + ms_pad * k0, tmp);
         }
       });
     };
@@ -321,7 +321,6 @@ void run(ThreadPool* pool, const Problem& p) {
       const int64_t mc = round_up(ceil_div(ms, mb), kMR);
       mb = ceil_div(ms, mc);
 
-      const int64_t ms_pad = round_up(ms, kMR);
 #if IGNIS_X86
       if (p.b_packed && ms == 1 && has_avx2()) {
         // Decode at batch 1 against a packed weight: four panels at a time, all of K.

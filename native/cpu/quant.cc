@@ -50,7 +50,7 @@ IGNIS_AVX2 inline __m256 load8_i8(const int8_t* p) {
 // pack_b_q_panel for a full panel (16 rows of q): 8 k at a time, each of the 16 rows' 8 weights
 // converted and scaled in a register, then two 8 x 8 transposes into the panel's rows. A run of
 // 8 that crosses a group boundary (a group not a multiple of 8) goes element by element.
-IGNIS_AVX2 void pack_b_q_panel_avx2(const QuantB& d, int64_t k0, int64_t kc, float* dst, int64_t j0) {
+IGNIS_AVX2 void pack_b_q_panel_avx2(const QuantB& d, int64_t k0, int64_t kc, int64_t j0, float* dst) {
   const int64_t G = d.K / d.group;
   const int8_t* q = d.q + j0 * d.K;
   const float* sc = d.scales + j0 * G;
@@ -78,7 +78,7 @@ void pack_b_q(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, fl
     float* panel = dst + (j / kNR) * kc * kNR;
 #if IGNIS_X86
     if (n - j >= kNR && has_avx2()) {
-      pack_b_q_panel_avx2(d, k0, kc, panel, j0 + j);
+      pack_b_q_panel_avx2(d, k0, kc, j0 + j, panel);
       continue;
     }
 #endif
