@@ -4,12 +4,23 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IgnisError } from './errors';
+import { checkTables, NativeTables, OpName, ParamsOf } from './native-tables';
 
 export type Handle = { dispose(): void; readonly __ignisHandle?: never };
+/** [shape, dtype, device] of a tensor, as the binding hands it back with a handle. */
+export type Meta = [number[], string, string];
+/** A dimension the graph builder passes to infer(): a size, or a symbol's name. */
+export type DimArg = number | string;
 
-// The native module's exports (native/binding/*.cc).
+// The native module's exports (native/binding/*.cc). NATIVE_EXPORTS below lists them; the
+// loader refuses an addon whose exports differ.
 export interface NativeBinding {
   init(errorClass: typeof IgnisError): void;
+  tables(): NativeTables;
+  /** any op of the table: [handle, meta] per output (none for an in-place op) */
+  call<O extends OpName>(op: O, operands: (Handle | null)[], params: ParamsOf<O>): [Handle, Meta][];
+  /** an op's rules on shapes (string dims are symbols): each output's dims and dtype, or the op's error */
+  infer<O extends OpName>(op: O, operands: { dims: DimArg[]; dtype: string; name: string }[], params: ParamsOf<O>, prefix: string): { dims: DimArg[]; dtype: string }[];
   compilePlan(description: object): Handle;
   /** with settled, a promise of the run's end follows the outputs */
   planRun(plan: Handle, inputs: Handle[], scalars: number[], state: Handle | null, settled: boolean, outputs?: (Handle | null)[]): unknown[];
@@ -26,36 +37,26 @@ export interface NativeBinding {
       compiled: boolean;
       available: boolean;
       reason?: string;
-      devices: { name: string; computeCapability: string; memoryBytes: number }[];
+      devices: { name: string; computeCapability: string; memoryBytes: number; multiprocessors: number }[];
     };
   };
-  meta(h: Handle): [number[], string, string];
   fromBytes(bytes: ArrayBufferView, srcDtype: string, dtype: string, shape: number[], device: string): Handle;
   fromData(data: Float32Array | Int32Array | Int8Array, dtype: string, shape: number[], device: string): Handle;
   full(shape: number[], dtype: string, device: string, value: number): Handle;
   randn(shape: number[], dtype: string, device: string, seed: number): Handle;
-  cast(x: Handle, dtype: string): Handle;
   reshape(x: Handle, shape: number[]): Handle;
   to(x: Handle, device: string): Handle;
   read(x: Handle, readyOnly: boolean): Promise<Float32Array | Int32Array | Int8Array | undefined>;
-  matmul(a: Handle, b: Handle, bias: Handle | null, transposeB: boolean, activation: string): Handle;
-  packWeight(b: Handle, transposeB: boolean): Handle;
-  matmulPacked(x: Handle, packed: Handle, N: number, bias: Handle | null, activation: string): Handle;
-  quantize(w: Handle, groupSize: number): [Handle, Handle];
-  dequantize(q: Handle, scales: Handle, groupSize: number, dtype: string): Handle;
-  matmulQ(x: Handle, q: Handle, scales: Handle, groupSize: number, bias: Handle | null, activation: string): Handle;
-  attention(q: Handle, k: Handle, v: Handle, causal: boolean, scale: number, kvLen: number, qPos0: number): Handle;
-  kvAppend(cacheK: Handle, cacheV: Handle, k: Handle, v: Handle, position: number): void;
-  rmsnorm(x: Handle, weight: Handle, eps: number): Handle;
-  layernorm(x: Handle, weight: Handle, bias: Handle, eps: number): Handle;
-  activation(x: Handle, name: string): Handle;
-  softmax(x: Handle, axis: number): Handle;
-  argmax(x: Handle): Handle;
-  sample(x: Handle, temperature: number, topK: number, topP: number, seedHi: number, seedLo: number, counter: number): Handle;
-  rope(x: Handle, position: number, theta: number): Handle;
-  embedding(ids: Handle, table: Handle): Handle;
-  binary(a: Handle, b: Handle, op: string): Handle;
 }
+
+/** Every export of the addon, once; the type checks that it is every key of NativeBinding. */
+export const NATIVE_EXPORTS = [
+  'init', 'tables', 'call', 'infer', 'compilePlan', 'planRun', 'planState', 'planMemory', 'planProfile', 'planProfileTotal',
+  'memory', 'emptyCache', 'info', 'fromBytes', 'fromData', 'full', 'randn', 'reshape', 'to', 'read',
+] as const satisfies readonly (keyof NativeBinding)[];
+type Unlisted = Exclude<keyof NativeBinding, (typeof NATIVE_EXPORTS)[number]>;
+const everyExportListed: [Unlisted] extends [never] ? true : Unlisted = true;
+void everyExportListed;
 
 // The folder holding package.json: lib/ (tests) and dist/ or dist-bench/lib (builds) live below it.
 export const packageRoot = (() => {
@@ -83,6 +84,9 @@ export function loadBinding(paths = candidatePaths()): NativeBinding {
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const b = require(p) as NativeBinding;
+      const exported = Object.keys(b).sort().join(', '), want = [...NATIVE_EXPORTS].sort().join(', ');
+      if (exported !== want) throw new Error(`it exports ${exported}; this lib/ expects ${want} (built from other sources?)`);
+      checkTables(b.tables(), p);
       b.init(IgnisError);
       return b;
     } catch (e) {

@@ -1,17 +1,17 @@
-// The eager ops. Each validates its arguments here (types, options, ranges), then calls the
-// native op, which checks shapes and dtypes (naming both shapes), enqueues the kernel on the
-// device's queue and returns the output at once.
-import { native } from './binding';
+// The eager ops. Each validates its arguments here (types, options, ranges), then makes one
+// call into the native op table (callOp), which checks shapes and dtypes (naming both shapes),
+// enqueues the kernel on the device's queue and returns the output with its meta at once.
 import { describe, IgnisError, rangeError, typeError } from './errors';
 import { DType, FloatDType } from './dtype';
 import { KVCache } from './kvcache';
+import { ACTIVATIONS, ActivationName } from './native-tables';
 import { PackedWeight, packedHandle } from './packed';
 import { QuantizedTensor, quantizedHandles } from './quant';
-import { handle, Tensor } from './tensor';
+import { callOp, handle, Tensor } from './tensor';
 import * as v from './validate';
 
-export const ACTIVATIONS = ['gelu', 'silu', 'relu'] as const;
-export type ActivationName = (typeof ACTIVATIONS)[number];
+export { ACTIVATIONS };
+export type { ActivationName };
 
 export interface MatmulOptions {
   transposeB?: boolean;
@@ -35,17 +35,17 @@ export function matmul(a: Tensor, b: Tensor | QuantizedTensor | PackedWeight, op
     if (o.transposeB !== undefined)
       throw typeError(`${op}: transposeB does not apply to a QuantizedTensor (it is always [N, K])`);
     const [q, s] = quantizedHandles(op, 'b', b);
-    return new Tensor(native().matmulQ(ha, q, s, b.groupSize, bias, act));
+    return callOp('matmul_q', [ha, q, s, bias], { groupSize: b.groupSize, activation: act })[0];
   }
   if (b instanceof PackedWeight) {
     if (o.transposeB !== undefined)
       throw typeError(`${op}: transposeB does not apply to a PackedWeight (packWeight fixed the layout)`);
     const hp = packedHandle(op, 'b', b);
-    return new Tensor(native().matmulPacked(ha, hp, b.shape[1], bias, act));
+    return callOp('matmul_packed', [ha, hp, bias], { N: b.shape[1], activation: act })[0];
   }
   const hb = handle(op, 'b', b);
   const transposeB = v.bool(op, 'transposeB', o.transposeB, false);
-  return new Tensor(native().matmul(ha, hb, bias, transposeB, act));
+  return callOp('matmul', [ha, hb, bias], { transposeB, activation: act })[0];
 }
 
 export interface AttentionOptions {
@@ -72,10 +72,8 @@ export function attention(q: Tensor, k: Tensor, vt: Tensor, opts?: AttentionOpti
     throw new IgnisError('E_SHAPE', `${op}: q ${v.shapeStr(q.shape)} and k ${v.shapeStr(k.shape)} must both be [batch, seq, heads, headDim]`);
   if (o.kvCache === undefined) {
     if (o.position !== undefined) throw typeError(`${op}: position needs a kvCache`);
-    const skv = k.shape[1];
-    if (causal && q.shape[1] > skv)
-      throw new IgnisError('E_SHAPE', `${op}: causal attention needs q's seq <= k's seq, got q ${v.shapeStr(q.shape)} and k ${v.shapeStr(k.shape)}`);
-    return new Tensor(native().attention(hq, hk, hv, causal, scale, skv, Math.max(0, skv - q.shape[1])));
+    // q attends over all of k, its rows being k's last (kvLen, qPos0 -1: settled natively)
+    return callOp(op, [hq, hk, hv], { causal, scale, kvLen: -1, qPos0: -1 })[0];
   }
   const cache = o.kvCache;
   if (!(cache instanceof KVCache)) throw typeError(`${op}: kvCache must be a KVCache from ignis.kvCache(), got ${describe(cache)}`);
@@ -89,9 +87,9 @@ export function attention(q: Tensor, k: Tensor, vt: Tensor, opts?: AttentionOpti
     throw new IgnisError('E_SHAPE', `${op}: with a kvCache q ${v.shapeStr(q.shape)} and k ${v.shapeStr(k.shape)} must have the same seq`);
   const ck = handle(op, 'kvCache.k', cache.k);
   const cv = handle(op, 'kvCache.v', cache.v);
-  native().kvAppend(ck, cv, hk, hv, position);
+  callOp('kv_append', [ck, cv, hk, hv], { position });
   cache.length = position + seq;
-  return new Tensor(native().attention(hq, ck, cv, causal, scale, position + seq, position));
+  return callOp(op, [hq, ck, cv], { causal, scale, kvLen: position + seq, qPos0: position })[0];
 }
 
 export interface NormOptions {
@@ -104,7 +102,7 @@ export function rmsnorm(x: Tensor, weight: Tensor, opts?: NormOptions): Tensor {
   const hx = handle(op, 'x', x);
   const hw = handle(op, 'weight', weight);
   const o = v.options<NormOptions>(op, opts, ['eps']);
-  return new Tensor(native().rmsnorm(hx, hw, v.number(op, 'eps', o.eps, 1e-5, (e) => e >= 0, 'a number >= 0')));
+  return callOp(op, [hx, hw], { eps: v.number(op, 'eps', o.eps, 1e-5, (e) => e >= 0, 'a number >= 0') })[0];
 }
 
 /** (x - mean) / sqrt(var + eps) * weight + bias, over the last dim. */
@@ -114,11 +112,11 @@ export function layernorm(x: Tensor, weight: Tensor, bias: Tensor, opts?: NormOp
   const hw = handle(op, 'weight', weight);
   const hb = handle(op, 'bias', bias);
   const o = v.options<NormOptions>(op, opts, ['eps']);
-  return new Tensor(native().layernorm(hx, hw, hb, v.number(op, 'eps', o.eps, 1e-5, (e) => e >= 0, 'a number >= 0')));
+  return callOp(op, [hx, hw, hb], { eps: v.number(op, 'eps', o.eps, 1e-5, (e) => e >= 0, 'a number >= 0') })[0];
 }
 
 function activation(name: ActivationName, x: Tensor): Tensor {
-  return new Tensor(native().activation(handle(name, 'x', x), name));
+  return callOp('activation', [handle(name, 'x', x)], { activation: name })[0];
 }
 /** gelu, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
 export const gelu = (x: Tensor): Tensor => activation('gelu', x);
@@ -137,7 +135,7 @@ export function softmax(x: Tensor, opts?: SoftmaxOptions): Tensor {
   const axis = v.int(op, 'axis', o.axis, -Infinity, -1);
   if (axis < -x.rank || axis >= x.rank)
     throw rangeError(`${op}: axis ${axis} is out of range for x ${v.shapeStr(x.shape)}`);
-  return new Tensor(native().softmax(hx, axis < 0 ? axis + x.rank : axis));
+  return callOp(op, [hx], { axis: axis < 0 ? axis + x.rank : axis })[0];
 }
 
 /**
@@ -148,7 +146,7 @@ export function argmax(x: Tensor): Tensor {
   const op = 'argmax';
   const hx = handle(op, 'x', x);
   if (x.rank < 1 || x.shape[x.rank - 1] === 0) throw new IgnisError('E_SHAPE', `${op}: x ${v.shapeStr(x.shape)} needs a non-empty last axis`);
-  return new Tensor(native().argmax(hx));
+  return callOp(op, [hx], {})[0];
 }
 
 export interface SampleOptions {
@@ -178,7 +176,7 @@ export function sample(logits: Tensor, opts?: SampleOptions): Tensor {
   const seed = o.seed === undefined ? 0 : v.int(op, 'seed', o.seed, 0);
   const counter = o.counter === undefined ? 0 : v.int(op, 'counter', o.counter, 0);
   if (logits.rank < 1 || logits.shape[logits.rank - 1] === 0) throw new IgnisError('E_SHAPE', `${op}: logits ${v.shapeStr(logits.shape)} need a non-empty last axis`);
-  return new Tensor(native().sample(h, temperature, topK, topP, Math.floor(seed / 2 ** 32), seed % 2 ** 32, counter));
+  return callOp(op, [h], { temperature, topK, topP, seed, counter })[0];
 }
 
 export interface RopeOptions {
@@ -193,22 +191,22 @@ export function rope(x: Tensor, opts?: RopeOptions): Tensor {
   const o = v.options<RopeOptions>(op, opts, ['position', 'theta']);
   const position = v.int(op, 'position', o.position, 0, 0);
   const theta = v.number(op, 'theta', o.theta, 10000, (t) => t > 0, 'a positive number');
-  return new Tensor(native().rope(hx, position, theta));
+  return callOp(op, [hx], { position, theta })[0];
 }
 
 /** table [V, D] rows picked by ids (i32 [...]) -> [..., D]. An id outside [0, V) fails the read. */
 export function embedding(ids: Tensor, table: Tensor): Tensor {
   const op = 'embedding';
-  return new Tensor(native().embedding(handle(op, 'ids', ids), handle(op, 'table', table)));
+  return callOp(op, [handle(op, 'ids', ids), handle(op, 'table', table)], {})[0];
 }
 
 /** a + b with numpy broadcasting. */
 export function add(a: Tensor, b: Tensor): Tensor {
-  return new Tensor(native().binary(handle('add', 'a', a), handle('add', 'b', b), 'add'));
+  return callOp('binary', [handle('add', 'a', a), handle('add', 'b', b)], { op: 'add' })[0];
 }
 /** a * b with numpy broadcasting. */
 export function mul(a: Tensor, b: Tensor): Tensor {
-  return new Tensor(native().binary(handle('mul', 'a', a), handle('mul', 'b', b), 'mul'));
+  return callOp('binary', [handle('mul', 'a', a), handle('mul', 'b', b)], { op: 'mul' })[0];
 }
 
 /** x converted to another float dtype. */
@@ -216,5 +214,5 @@ export function cast(x: Tensor, dtype: FloatDType | DType): Tensor {
   const op = 'cast';
   const hx = handle(op, 'x', x);
   if (dtype === undefined) throw typeError(`${op}: dtype is required`);
-  return new Tensor(native().cast(hx, v.dtype(op, dtype, 'f32')));
+  return callOp(op, [hx], { dtype: v.dtype(op, dtype, 'f32') })[0];
 }

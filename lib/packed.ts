@@ -1,10 +1,10 @@
 // PackedWeight: a fixed matmul operand B [K, N] stored once in the CPU GEMM's panel layout
 // (f32 [ceil(N / 16), K, 16]), so later matmuls against it skip packing B, as a runtime that
 // prepacks its constant initializers does. Costs K * ceil(N / 16) * 64 bytes.
-import { native } from './binding';
+
 import { describe, typeError } from './errors';
 import { FloatDType } from './dtype';
-import { disposeSymbol, handle, Tensor } from './tensor';
+import { callOp, disposeSymbol, handle, Tensor } from './tensor';
 import * as v from './validate';
 
 export class PackedWeight {
@@ -52,7 +52,7 @@ export function packWeight(b: Tensor, opts?: PackWeightOptions): PackedWeight {
   const h = handle(op, 'b', b);
   const o = v.options<PackWeightOptions>(op, opts, ['transposeB']);
   const transposeB = v.bool(op, 'transposeB', o.transposeB, false);
-  const packed = new Tensor(native().packWeight(h, transposeB));
+  const [packed] = callOp('pack_weight', [h], { transposeB });
   const [r, c] = b.shape;
   return new PackedWeight(packed, transposeB ? [c, r] : [r, c], b.dtype as FloatDType);
 }

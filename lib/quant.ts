@@ -1,9 +1,9 @@
 // QuantizedTensor: a symmetric int8 weight, q i8 [N, K] plus scales f32 [N, K / groupSize].
 // matmul(x, qweight) dequantizes inside the kernel; no float copy of the weight is made.
-import { native } from './binding';
+
 import { describe, IgnisError, rangeError, typeError } from './errors';
 import { FloatDType } from './dtype';
-import { disposeSymbol, handle, Tensor } from './tensor';
+import { callOp, disposeSymbol, handle, Tensor } from './tensor';
 import * as v from './validate';
 
 export const GROUP_SIZES = [32, 64, 128] as const;
@@ -61,8 +61,8 @@ export function quantize(w: Tensor, opts?: QuantizeOptions): QuantizedTensor {
   const o = v.options<QuantizeOptions>(op, opts, ['groupSize']);
   if (w.rank !== 2) throw new IgnisError('E_SHAPE', `${op}: w must be [N, K], got ${v.shapeStr(w.shape)}`);
   const g = checkGroupSize(op, o.groupSize, w.shape[1]);
-  const [q, scales] = native().quantize(h, g);
-  return new QuantizedTensor(new Tensor(q), new Tensor(scales), g);
+  const [q, scales] = callOp('quantize', [h], { groupSize: g });
+  return new QuantizedTensor(q, scales, g);
 }
 
 export interface DequantizeOptions {
@@ -75,7 +75,7 @@ export function dequantize(qt: QuantizedTensor, opts?: DequantizeOptions): Tenso
   const o = v.options<DequantizeOptions>(op, opts, ['dtype']);
   const [q, s] = quantizedHandles(op, 'qt', qt);
   const dtype = v.dtype(op, o.dtype, 'f32');
-  return new Tensor(native().dequantize(q, s, qt.groupSize, dtype));
+  return callOp('dequantize', [q, s], { groupSize: qt.groupSize, dtype })[0];
 }
 
 /** @internal */

@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { describe, IgnisError, typeError } from './errors';
 import { DType, DTYPE_BYTES, f32ToBf16Bits, f32ToF16Bits, isFloatDType } from './dtype';
 import { native } from './binding';
-import { handle, Tensor } from './tensor';
+import { limits } from './native-tables';
+import { deviceName, handle, Tensor } from './tensor';
 import * as v from './validate';
 
 /** The largest header (and index.json) ignis reads: bigger ones are rejected, not allocated. */
@@ -256,12 +257,12 @@ export class SafetensorsFile implements TensorSource {
     const want = v.dtype(op, o.dtype, own);
     if (want !== own && !(isFloatDType(want) && isFloatDType(own)))
       throw new IgnisError('E_DTYPE', `${t} is ${e.dtype} and cannot be read as ${want}: only float dtypes convert into each other`);
-    if (e.shape.length > v.MAX_RANK || e.shape.some((d) => d > 2 ** 48))
-      throw new IgnisError('E_SHAPE', `${t} has shape ${v.shapeStr(e.shape)}; ignis tensors have at most ${v.MAX_RANK} dimensions of at most 2^48`);
+    if (e.shape.length > limits.maxRank || e.shape.some((d) => d > limits.maxElements))
+      throw new IgnisError('E_SHAPE', `${t} has shape ${v.shapeStr(e.shape)}; ignis tensors have at most ${limits.maxRank} dimensions of at most 2^40`);
     const bytes = await this.#bytes(op, e);
     // The stored bits go to native as they are and are converted there (the conversion cast uses):
     // no JS pass over the elements, NaN payloads kept.
-    return new Tensor(native().fromBytes(bytes, own, want, e.shape, device));
+    return new Tensor(native().fromBytes(bytes, own, want, e.shape, device), [e.shape.slice(), want, deviceName(device)]);
   }
 
   /** The tensor's bytes exactly as stored. */

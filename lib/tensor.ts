@@ -1,9 +1,10 @@
 // Tensor: a handle to native storage on one device, with its shape, dtype and device. Ops
 // return Tensors at once; `await t.data()` is where JS waits for the device queue.
 // dispose() frees deterministically (queued ops keep their own reference); the GC is the net.
-import { Handle, native } from './binding';
+import { Handle, Meta, native } from './binding';
 import { describe, IgnisError, rangeError, typeError } from './errors';
 import { DataOf, DType, isFloatDType, TensorData } from './dtype';
+import { OpName, ParamsOf } from './native-tables';
 import * as v from './validate';
 
 /** Symbol.dispose where the runtime has it (for `using`), else Node's registered stand-in. */
@@ -18,9 +19,9 @@ export class Tensor<D extends DType = DType> {
   readonly size: number;
   /** @internal */ _h: Handle | null;
 
-  /** @internal Tensors are made by ignis.tensor/zeros/full/randn and by ops (meta: when the binding has it at hand). */
-  constructor(h: Handle, meta?: [number[], string, string]) {
-    const [shape, dtype, device] = meta ?? native().meta(h);
+  /** @internal Tensors are made by ignis.tensor/zeros/full/randn and by ops, with the meta the binding returns. */
+  constructor(h: Handle, meta: Meta) {
+    const [shape, dtype, device] = meta;
     this._h = h;
     this.shape = Object.freeze(shape);
     this.dtype = dtype as D;
@@ -66,13 +67,13 @@ export class Tensor<D extends DType = DType> {
   /** A copy on another device (the same tensor when it is already there). */
   to(device: string): Tensor<D> {
     const d = v.device('to', device);
-    return new Tensor<D>(native().to(handle('to', 'tensor', this), d));
+    return new Tensor<D>(native().to(handle('to', 'tensor', this), d), [this.shape.slice(), this.dtype, deviceName(d)]);
   }
 
   /** A view of the same storage with another shape; one dimension may be -1. */
   reshape(...shape: number[] | [number[]]): Tensor<D> {
     const s = resolveReshape(this, Array.isArray(shape[0]) ? (shape[0] as number[]) : (shape as number[]));
-    return new Tensor<D>(native().reshape(handle('reshape', 'tensor', this), s));
+    return new Tensor<D>(native().reshape(handle('reshape', 'tensor', this), s), [s, this.dtype, this.device]);
   }
 
   /** Frees this tensor's reference to its storage now. Safe to call twice. */
@@ -109,6 +110,24 @@ function resolveReshape(t: Tensor, shape: number[]): number[] {
     out[infer] = t.size / known;
   }
   return v.shape('reshape', out);
+}
+
+/** @internal A device as tensors name it: 'cuda' is 'cuda:0'. */
+export function deviceName(device: string): string {
+  if (device === 'cpu') return device;
+  return `cuda:${device === 'cuda' ? 0 : Number(device.slice(5))}`;
+}
+
+/**
+ * @internal Runs an op of the native op table on the operands (absent optional ones null, at
+ * the end): one call into the addon, which checks the op's rules, enqueues its kernel and
+ * returns each output's handle with its meta.
+ */
+export function callOp<O extends OpName>(op: O, operands: (Handle | null)[], params: ParamsOf<O>): Tensor[] {
+  const r = native().call(op, operands, params);
+  const out: Tensor[] = new Array(r.length);
+  for (let i = 0; i < r.length; i++) out[i] = new Tensor(r[i][0], r[i][1]);
+  return out;
 }
 
 /** @internal The live handle of a tensor argument; throws what the caller did wrong. */
@@ -159,7 +178,7 @@ export function tensor(data: TensorInput, opts?: TensorOptions): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   if (n !== flat.length)
     throw new IgnisError('E_SHAPE', `${op}: data has ${flat.length} elements but shape ${v.shapeStr(shape)} needs ${n}`);
-  return new Tensor(native().fromData(toSource(op, flat, dtype), dtype, shape, device));
+  return new Tensor(native().fromData(toSource(op, flat, dtype), dtype, shape, device), [shape.slice(), dtype, deviceName(device)]);
 }
 
 function flatten(data: NestedArray[]): { flat: number[]; shape: number[] } {
@@ -213,7 +232,8 @@ export function full(shape: number[], value: number, opts?: FillOptions): Tensor
   if (typeof value !== 'number') throw typeError(`${op}: value must be a number, got ${describe(value)}`);
   if (!isFloatDType(dtype) && !Number.isInteger(value))
     throw rangeError(`${op}: value ${value} is not a whole number, as ${dtype} needs`);
-  return new Tensor(native().full(s, dtype, v.device(op, o.device), value));
+  const device = v.device(op, o.device);
+  return new Tensor(native().full(s, dtype, device, value), [s.slice(), dtype, deviceName(device)]);
 }
 
 export function zeros(shape: number[], opts?: FillOptions): Tensor {
@@ -234,7 +254,8 @@ export function randn(shape: number[], opts?: RandnOptions): Tensor {
   const dtype = v.dtype(op, o.dtype, 'f32');
   if (!isFloatDType(dtype)) throw new IgnisError('E_DTYPE', `${op}: dtype must be f32, f16 or bf16, got ${dtype}`);
   const seed = v.int(op, 'seed', o.seed, 0, Math.floor(Math.random() * 2 ** 32));
-  return new Tensor(native().randn(s, dtype, v.device(op, o.device), seed));
+  const device = v.device(op, o.device);
+  return new Tensor(native().randn(s, dtype, device, seed), [s.slice(), dtype, deviceName(device)]);
 }
 
 export type { TensorData };

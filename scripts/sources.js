@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The one list of native sources, read by both builds: CMakeLists.txt (cmake-js) and
 // binding.gyp (node-gyp). `node scripts/sources.js host` prints the C++ sources every build
-// compiles; `node scripts/sources.js cuda` prints the CUDA sources (CMake only).
+// compiles; `node scripts/sources.js cuda` prints the CUDA backend's sources, .cu and host .cc
+// (CMake only).
 // Sources are found by folder, so a new kernel file needs no edit here.
 'use strict';
 const fs = require('fs');
@@ -12,13 +13,13 @@ const groups = {
   host: ['native/core', 'native/cpu', 'native/ops', 'native/graph', 'native/binding'],
   cuda: ['native/cuda'],
 };
-const extension = { host: '.cc', cuda: '.cu' };
+const extension = { host: ['.cc'], cuda: ['.cu', '.cc'] };
 
 function list(group) {
   const out = [];
   for (const dir of groups[group]) {
     for (const f of fs.readdirSync(path.join(root, dir)).sort()) {
-      if (f.endsWith(extension[group])) out.push(`${dir}/${f}`);
+      if (extension[group].some((e) => f.endsWith(e))) out.push(`${dir}/${f}`);
     }
   }
   return out;

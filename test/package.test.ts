@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as ignis from '../lib/index';
-import { loadBinding } from '../lib/binding';
+import { candidatePaths, loadBinding, NATIVE_EXPORTS } from '../lib/binding';
+import { checkTables, NativeTables, OP_PARAMS } from '../lib/native-tables';
 import { absorbOnce } from './helpers';
 
 const root = path.resolve(__dirname, '..');
@@ -26,6 +27,51 @@ describe('loader', () => {
     expect(e.message).toContain('/nonexistent/ignis.node: not found');
     expect(e.message).toContain(bogus + ':');
     expect(e.message).toContain('npm run build:native');
+  });
+});
+
+describe('native tables', () => {
+  // the addon lib/binding.ts loads, opened again as a plain module
+  const raw = () => {
+    const p = candidatePaths().find((c) => fs.existsSync(c))!;
+    return { p, b: require(p) as Record<string, unknown> & { tables(): NativeTables } };
+  };
+
+  it('the addon exports exactly what NativeBinding declares', () => {
+    expect(Object.keys(raw().b).sort()).toEqual([...NATIVE_EXPORTS].sort());
+  });
+
+  it('lib/ and the addon agree on the ops, their params, activations, dtypes and buffer kinds', () => {
+    const { p, b } = raw();
+    const t = b.tables();
+    expect(() => checkTables(t, p)).not.toThrow();
+    expect(t.ops).toEqual(Object.keys(OP_PARAMS));
+    expect(t.activations).toEqual(['none', ...ignis.ACTIVATIONS]);
+  });
+
+  it('a table that drifted is refused at load, naming what differs', () => {
+    const { p, b } = raw();
+    const drift: [string, (t: NativeTables) => void][] = [
+      ['activations', (t) => t.activations.push('tanh2')],
+      ['ops', (t) => t.ops.reverse()],
+      ['rmsnorm params', (t) => (t.opParams.rmsnorm = { epsilon: 'number' })],
+      ['matmul params', (t) => (t.opParams.matmul.transposeB = 'int')],
+      ['dtypes', (t) => t.dtypes.pop()],
+      ['graph buffer kinds', (t) => t.bufferKinds.splice(1, 1)],
+    ];
+    for (const [what, change] of drift) {
+      const t = b.tables();
+      change(t);
+      let err: unknown;
+      try {
+        checkTables(t, p);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, what).toBeInstanceOf(ignis.IgnisError);
+      expect((err as ignis.IgnisError).code).toBe('E_LOAD');
+      expect((err as Error).message).toContain(`its ${what} are`);
+    }
   });
 });
 

@@ -3,7 +3,9 @@
 #include <cmath>
 
 #include "../graph/plan.h"
+#include "../ops/op.h"
 #include "addon.h"
+#include "params.h"
 
 namespace ignis::binding {
 
@@ -124,14 +126,15 @@ static Napi::Value CompilePlan(const Napi::CallbackInfo& info) {
     Napi::Array names = array(field(d, "symbolNames"), "symbolNames");
     for (uint32_t i = 0; i < names.Length(); i++) spec.symbol_names.push_back(str(names.Get(i), "symbol name"));
     if (spec.symbol_names.size() != spec.symbol_max.size()) throw type_error(env, "graph description: symbols");
-    const char* const kinds[] = {"input", "weight", "arena", "output", "state", "view"};
+    Symbols symbols;  // a step's symbolic params (rows' count) name the description's symbols
+    symbols.names = spec.symbol_names;
     Napi::Array bufs = array(field(d, "buffers"), "buffers");
     for (uint32_t i = 0; i < bufs.Length(); i++) {
       Napi::Value bv = bufs.Get(i);
       if (!bv.IsObject()) throw type_error(env, "graph description: buffer");
       Napi::Object b = bv.As<Napi::Object>();
       graph::Buffer buf;
-      buf.kind = enum_of<graph::Buffer::Kind>(field(b, "kind"), "buffer kind", kinds);
+      buf.kind = enum_of<graph::Buffer::Kind>(field(b, "kind"), "buffer kind", graph::kBufferKindNames);
       buf.index = int(integer(field(b, "index"), "buffer index"));
       buf.offset = integer(field(b, "offset"), "buffer offset");
       buf.dtype = dtype_of(field(b, "dtype"));
@@ -147,16 +150,18 @@ static Napi::Value CompilePlan(const Napi::CallbackInfo& info) {
       if (!sv.IsObject()) throw type_error(env, "graph description: step");
       Napi::Object so = sv.As<Napi::Object>();
       graph::Step st;
-      st.op = enum_of<graph::Op>(field(so, "op"), "op", graph::kOpNames);
+      OpId op;
+      const std::string name = str(field(so, "op"), "op");
+      if (!ops::find_op(name, &op)) throw type_error(env, "graph description: unknown op '" + name + "'");
       for (int64_t b : ints(field(so, "in"), "step inputs")) {
-        if (b < -1 || b >= nb) throw type_error(env, "graph description: step input out of range");
+        if (b < 0 || b >= nb) throw type_error(env, "graph description: step input out of range");
         st.in.push_back(int(b));
       }
-      st.out = int(integer(field(so, "out"), "step output"));
-      if (st.out < 0 || st.out >= nb) throw type_error(env, "graph description: step output out of range");
-      Napi::Array p = array(field(so, "p"), "step params");
-      if (p.Length() > 3) throw type_error(env, "graph description: too many step params");
-      for (uint32_t k = 0; k < p.Length(); k++) st.p[k] = num(p.Get(k), "step param");
+      for (int64_t b : ints(field(so, "out"), "step outputs")) {
+        if (b < 0 || b >= nb) throw type_error(env, "graph description: step output out of range");
+        st.out.push_back(int(b));
+      }
+      st.params = read_params(env, op, field(so, "params"), &symbols);
       st.scalar = int(integer(field(so, "scalar"), "step scalar"));
       spec.steps.push_back(std::move(st));
     }
@@ -285,7 +290,7 @@ static Napi::Value PlanProfile(const Napi::CallbackInfo& info) {
     Napi::Array r = Napi::Array::New(env, t.size());
     for (size_t i = 0; i < t.size(); i++) {
       Napi::Object o = Napi::Object::New(env);
-      o.Set("op", graph::kOpNames[size_t(p.spec().steps[i].op)]);
+      o.Set("op", op_name(op_of(p.spec().steps[i].params)));
       o.Set("ns", double(t[i]));
       r.Set(uint32_t(i), o);
     }

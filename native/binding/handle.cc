@@ -3,6 +3,8 @@
 // passed where a tensor goes is a TypeError, never a bad cast.
 #include <cmath>
 
+#include "../core/limits.h"
+
 #include "addon.h"
 
 namespace ignis::binding {
@@ -94,19 +96,19 @@ const Tensor* arg_optional_tensor(const Napi::CallbackInfo& info, size_t i, cons
 Shape arg_shape(const Napi::CallbackInfo& info, size_t i) {
   if (!info[i].IsArray()) throw type_error(info.Env(), "shape must be an array of sizes");
   Napi::Array a = info[i].As<Napi::Array>();
-  if (a.Length() > 8) throw range_error(info.Env(), "shape has more than 8 dimensions");
+  if (a.Length() > uint32_t(kMaxRank)) throw range_error(info.Env(), "shape has more than " + std::to_string(kMaxRank) + " dimensions");
   Shape s;
   double total = 1;
   for (uint32_t k = 0; k < a.Length(); k++) {
     Napi::Value v = a[k];
     if (!v.IsNumber()) throw type_error(info.Env(), "shape must be an array of sizes");
     double d = v.As<Napi::Number>().DoubleValue();
-    if (!(d >= 0) || d != std::floor(d) || d > 9.0e15)
-      throw range_error(info.Env(), "shape sizes must be whole numbers >= 0");
+    if (!(d >= 0) || d != std::floor(d) || d > double(kMaxElements))
+      throw range_error(info.Env(), "shape sizes must be whole numbers in [0, 2^40]");
     total *= d;
     s.push_back(int64_t(d));
   }
-  if (total > 281474976710656.0) throw range_error(info.Env(), "shape " + shape_str(s) + " is too large");
+  if (total > double(kMaxElements)) throw range_error(info.Env(), "shape " + shape_str(s) + " is too large");
   return s;
 }
 
@@ -164,15 +166,9 @@ Napi::Array meta_of(Napi::Env env, const Tensor& t) {
   return r;
 }
 
-// meta(handle) -> [shape, dtype, device]
-static Napi::Value Meta(const Napi::CallbackInfo& info) {
-  return meta_of(info.Env(), arg_tensor(info, 0, "tensor"));
-}
-
 void register_handle_class(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = TensorHandle::Define(env);
   addon(env).handle_class = Napi::Persistent(cls);
-  exports.Set("meta", Napi::Function::New(env, Meta, "meta"));
 }
 
 }  // namespace ignis::binding

@@ -1,46 +1,33 @@
-// info(): what this build and this machine offer (SIMD level, threads, CUDA devices and why
-// CUDA is or is not usable).
-#include "../core/host_cache.h"
-#include "../cpu/simd.h"
+// info(), memory(), emptyCache(): what this build and this machine offer, as ops::info and the
+// backends report it.
+#include "../ops/ops.h"
 #include "addon.h"
-
-#ifdef IGNIS_WITH_CUDA
-#include "../cuda/runtime.h"
-#endif
-#ifndef IGNIS_NO_CUDA_REASON
-#define IGNIS_NO_CUDA_REASON "this addon was built without CUDA support"
-#endif
 
 namespace ignis::binding {
 
 static Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  const ops::Info in = ops::info(*addon(env).runtime);
   Napi::Object r = Napi::Object::New(env);
   r.Set("napi", Napi::Number::New(env, NAPI_VERSION));
   Napi::Object cpu = Napi::Object::New(env);
-  cpu.Set("simd", cpu::simd_name());
-  cpu.Set("threads", addon(env).runtime->pool().size());
+  cpu.Set("simd", in.simd);
+  cpu.Set("threads", in.threads);
   r.Set("cpu", cpu);
   Napi::Object cuda = Napi::Object::New(env);
-  Napi::Array devices = Napi::Array::New(env);
-#ifdef IGNIS_WITH_CUDA
-  const cuda::Availability& a = cuda::probe();
-  cuda.Set("compiled", true);
-  cuda.Set("available", a.usable);
-  if (!a.usable) cuda.Set("reason", a.reason);
-  for (size_t i = 0; i < a.devices.size(); i++) {
-    Napi::Object d = Napi::Object::New(env);
-    d.Set("name", a.devices[i].name);
-    d.Set("computeCapability", std::to_string(a.devices[i].major) + "." + std::to_string(a.devices[i].minor));
-    d.Set("memoryBytes", double(a.devices[i].memory_bytes));
-    d.Set("multiprocessors", a.devices[i].sm_count);
-    devices.Set(uint32_t(i), d);
+  cuda.Set("compiled", in.cuda_compiled);
+  cuda.Set("available", in.cuda.usable);
+  if (!in.cuda.usable) cuda.Set("reason", in.cuda.reason);
+  Napi::Array devices = Napi::Array::New(env, in.cuda.devices.size());
+  for (size_t i = 0; i < in.cuda.devices.size(); i++) {
+    const DeviceInfo& d = in.cuda.devices[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", d.name);
+    o.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+    o.Set("memoryBytes", double(d.memory_bytes));
+    o.Set("multiprocessors", d.multiprocessors);
+    devices.Set(uint32_t(i), o);
   }
-#else
-  cuda.Set("compiled", false);
-  cuda.Set("available", false);
-  cuda.Set("reason", IGNIS_NO_CUDA_REASON);
-#endif
   cuda.Set("devices", devices);
   r.Set("cuda", cuda);
   return r;
@@ -50,39 +37,19 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
 static Napi::Value Memory(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    const Device d = arg_device(info, 0);
-    double allocated = 0, reserved = 0, peak = 0;
-    if (d.kind == Device::CPU) {
-      const host_cache::Stats s = host_cache::stats();
-      allocated = double(s.allocated), reserved = double(s.reserved), peak = double(s.peak);
-    } else {
-      addon(env).runtime->queue(d);  // E_DEVICE, saying why, for a device that is not usable
-#ifdef IGNIS_WITH_CUDA
-      const cuda::MemoryStats s = cuda::memory(d.index);
-      allocated = double(s.allocated), reserved = double(s.reserved), peak = double(s.peak);
-#endif
-    }
+    const MemoryStats s = ops::memory(*addon(env).runtime, arg_device(info, 0));
     Napi::Object r = Napi::Object::New(env);
-    r.Set("allocated", allocated);
-    r.Set("reserved", reserved);
-    r.Set("peak", peak);
+    r.Set("allocated", double(s.allocated));
+    r.Set("reserved", double(s.reserved));
+    r.Set("peak", double(s.peak));
     return r;
   });
 }
 
-// emptyCache(device) -> bytes returned to the system (the CPU's cache, or the CUDA devices')
+// emptyCache(device) -> bytes returned to the system
 static Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    const Device d = arg_device(info, 0);
-    if (d.kind == Device::CPU) return Napi::Number::New(info.Env(), double(host_cache::empty()));
-    addon(info.Env()).runtime->queue(d);
-    double freed = 0;
-#ifdef IGNIS_WITH_CUDA
-    const int64_t before = cuda::memory(d.index).reserved;
-    cuda::empty_cache();
-    freed = double(before - cuda::memory(d.index).reserved);
-#endif
-    return Napi::Number::New(info.Env(), freed);
+    return Napi::Number::New(info.Env(), double(ops::empty_cache(*addon(info.Env()).runtime, arg_device(info, 0))));
   });
 }
 

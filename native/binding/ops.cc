@@ -1,197 +1,140 @@
-// Bindings of the ops: unpack arguments, call the op entry point, wrap its outputs.
+// Bindings of the op table: call(op, operands, params) runs any op eagerly, infer(...) applies
+// its rules to shapes (the graph builder's), tables() exports the names lib/ uses.
+#include "../core/limits.h"
+#include "../graph/plan.h"
+#include "../ops/op.h"
 #include "../ops/ops.h"
 #include "addon.h"
+#include "params.h"
 
 namespace ignis::binding {
 
-template <class Enum, size_t N>
-static Enum arg_enum(const Napi::CallbackInfo& info, size_t i, const char* name, const char* const (&names)[N]) {
-  std::string s = arg_string(info, i, name);
-  for (size_t k = 0; k < N; k++)
-    if (s == names[k]) return Enum(k);
-  Napi::Error err = Napi::RangeError::New(info.Env(), std::string("unknown ") + name + " '" + s + "'");
-  err.Set("code", "E_RANGE");
-  throw err;
-}
-
 static ops::Runtime& rt(const Napi::CallbackInfo& info) { return *addon(info.Env()).runtime; }
 
-// matmul(a, b, bias|null, transposeB, activation)
-static Napi::Value Matmul(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor a = arg_tensor(info, 0, "a"), b = arg_tensor(info, 1, "b"), bias_slot;
-    const Tensor* bias = arg_optional_tensor(info, 2, "bias", &bias_slot);
-    MatmulParams p;
-    p.transpose_b = arg_bool(info, 3, "transposeB");
-    p.activation = arg_enum<Activation>(info, 4, "activation", kActivationNames);
-    return wrap(info.Env(), ops::matmul(rt(info), a, b, bias, p));
-  });
+static OpId arg_op(const Napi::CallbackInfo& info, size_t i) {
+  const std::string name = arg_string(info, i, "op");
+  OpId id;
+  if (!ops::find_op(name, &id)) {
+    Napi::Error err = Napi::RangeError::New(info.Env(), "unknown op '" + name + "'");
+    err.Set("code", "E_RANGE");
+    throw err;
+  }
+  return id;
 }
 
-// packWeight(b, transposeB) -> packed
-static Napi::Value PackWeight(const Napi::CallbackInfo& info) {
+// call(op, operands[], params) -> [[handle, meta], ...] per output (none for an in-place op)
+static Napi::Value Call(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    Tensor b = arg_tensor(info, 0, "b");
-    return wrap(info.Env(), ops::pack_weight(rt(info), b, arg_bool(info, 1, "transposeB")));
-  });
-}
-
-// matmulPacked(x, packed, N, bias|null, activation)
-static Napi::Value MatmulPacked(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor x = arg_tensor(info, 0, "x"), packed = arg_tensor(info, 1, "packed"), bias_slot;
-    const Tensor* bias = arg_optional_tensor(info, 3, "bias", &bias_slot);
-    Activation act = arg_enum<Activation>(info, 4, "activation", kActivationNames);
-    return wrap(info.Env(), ops::matmul_packed(rt(info), x, packed, arg_int(info, 2, "N"), bias, act));
-  });
-}
-
-// quantize(w, groupSize) -> [q, scales]
-static Napi::Value Quantize(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor w = arg_tensor(info, 0, "w");
-    auto qs = ops::quantize(rt(info), w, arg_int(info, 1, "groupSize"));
-    Napi::Array r = Napi::Array::New(info.Env(), 2);
-    r.Set(0u, wrap(info.Env(), qs.first));
-    r.Set(1u, wrap(info.Env(), qs.second));
+    Napi::Env env = info.Env();
+    const OpId op = arg_op(info, 0);
+    if (!info[1].IsArray()) throw type_error(env, "operands must be an array");
+    Napi::Array a = info[1].As<Napi::Array>();
+    const ops::OpDef& d = ops::op_def(op);
+    std::vector<Tensor> in;
+    in.reserve(a.Length());
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value v = a.Get(i);
+      if (v.IsNull() || v.IsUndefined()) break;  // an absent optional operand ends the list
+      in.push_back(value_tensor(env, v, i < uint32_t(ops::kMaxOperands) && d.operands[i] ? d.operands[i] : "operand"));
+    }
+    OpParams p = read_params(env, op, info[2], nullptr);
+    std::vector<Tensor> outs = ops::call(rt(info), std::move(p), in);
+    Napi::Array r = Napi::Array::New(env, outs.size());
+    for (size_t i = 0; i < outs.size(); i++) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, wrap(env, outs[i]));
+      pair.Set(1u, meta_of(env, outs[i]));
+      r.Set(uint32_t(i), pair);
+    }
     return r;
   });
 }
 
-// dequantize(q, scales, groupSize, dtype)
-static Napi::Value Dequantize(const Napi::CallbackInfo& info) {
+// infer(op, operands: ({ dims: (number | string)[], dtype, name } | null)[], params, prefix)
+//   -> [{ dims, dtype }] per output, or the op's error. String dims are symbols.
+static Napi::Value InferShapes(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    Tensor q = arg_tensor(info, 0, "q"), scales = arg_tensor(info, 1, "scales");
-    return wrap(info.Env(), ops::dequantize(rt(info), q, scales, arg_int(info, 2, "groupSize"), arg_dtype(info, 3)));
+    Napi::Env env = info.Env();
+    const OpId op = arg_op(info, 0);
+    if (!info[1].IsArray()) throw type_error(env, "operands must be an array");
+    Napi::Array a = info[1].As<Napi::Array>();
+    if (a.Length() > uint32_t(ops::kMaxOperands)) throw type_error(env, "too many operands");
+    Symbols symbols;
+    symbols.grow = true;
+    Shape shapes[ops::kMaxOperands];
+    std::string names[ops::kMaxOperands];
+    ops::Operand operands[ops::kMaxOperands];
+    int n = 0;
+    for (uint32_t i = 0; i < a.Length(); i++, n++) {
+      Napi::Value v = a.Get(i);
+      if (v.IsNull() || v.IsUndefined()) break;
+      if (!v.IsObject()) throw type_error(env, "an operand must be { dims, dtype, name }");
+      Napi::Object o = v.As<Napi::Object>();
+      Napi::Value dims = o.Get("dims");
+      if (!dims.IsArray()) throw type_error(env, "operand dims must be an array");
+      Napi::Array da = dims.As<Napi::Array>();
+      for (uint32_t k = 0; k < da.Length(); k++) {
+        Napi::Value x = da.Get(k);
+        if (x.IsString()) shapes[i].push_back(symbols.find(env, x.As<Napi::String>().Utf8Value()));
+        else if (x.IsNumber() && x.As<Napi::Number>().DoubleValue() >= 0) shapes[i].push_back(int64_t(x.As<Napi::Number>().DoubleValue()));
+        else throw type_error(env, "a dim must be a size or a symbol name");
+      }
+      DType dt;
+      if (!o.Get("dtype").IsString() || !parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value(), &dt))
+        throw type_error(env, "operand dtype");
+      names[i] = o.Get("name").IsString() ? o.Get("name").As<Napi::String>().Utf8Value() : std::string("operand");
+      operands[i] = {&shapes[i], dt, names[i].c_str()};
+    }
+    const ops::OpDef& d = ops::op_def(op);
+    if (n < d.min_in || n > d.max_in || !d.infer) throw type_error(env, std::string(d.name) + ": wrong operand count");
+    OpParams p = read_params(env, op, info[2], &symbols);
+    ops::Infer c(arg_string(info, 3, "prefix"), operands, n, &symbols.names);
+    const std::vector<ops::Meta> metas = d.infer(c, p);
+    Napi::Array r = Napi::Array::New(env, metas.size());
+    for (size_t i = 0; i < metas.size(); i++) {
+      Napi::Array dims = Napi::Array::New(env, metas[i].shape.size());
+      for (size_t k = 0; k < metas[i].shape.size(); k++) {
+        const int64_t x = metas[i].shape[k];
+        if (x >= 0) dims.Set(uint32_t(k), double(x));
+        else dims.Set(uint32_t(k), symbols.names[size_t(-1 - x)]);
+      }
+      Napi::Object m = Napi::Object::New(env);
+      m.Set("dims", dims);
+      m.Set("dtype", dtype_name(metas[i].dtype));
+      r.Set(uint32_t(i), m);
+    }
+    return r;
   });
 }
 
-// matmulQ(x, q, scales, groupSize, bias|null, activation)
-static Napi::Value MatmulQ(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor x = arg_tensor(info, 0, "x"), q = arg_tensor(info, 1, "q"), scales = arg_tensor(info, 2, "scales");
-    Tensor bias_slot;
-    const Tensor* bias = arg_optional_tensor(info, 4, "bias", &bias_slot);
-    Activation act = arg_enum<Activation>(info, 5, "activation", kActivationNames);
-    return wrap(info.Env(), ops::matmul_q(rt(info), x, q, scales, arg_int(info, 3, "groupSize"), bias, act));
-  });
+template <size_t N>
+static Napi::Array names_of(Napi::Env env, const char* const (&names)[N]) {
+  Napi::Array a = Napi::Array::New(env, N);
+  for (size_t i = 0; i < N; i++) a.Set(uint32_t(i), names[i]);
+  return a;
 }
 
-// attention(q, k, v, causal, scale, kvLen, qPos0)
-static Napi::Value Attention(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor q = arg_tensor(info, 0, "q"), k = arg_tensor(info, 1, "k"), v = arg_tensor(info, 2, "v");
-    AttentionParams p;
-    p.causal = arg_bool(info, 3, "causal");
-    p.scale = float(arg_number(info, 4, "scale"));
-    p.kv_len = arg_int(info, 5, "kvLen");
-    p.q_pos0 = arg_int(info, 6, "qPos0");
-    return wrap(info.Env(), ops::attention(rt(info), q, k, v, p));
-  });
-}
-
-// kvAppend(cacheK, cacheV, k, v, position)
-static Napi::Value KvAppend(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor ck = arg_tensor(info, 0, "cache.k"), cv = arg_tensor(info, 1, "cache.v");
-    Tensor k = arg_tensor(info, 2, "k"), v = arg_tensor(info, 3, "v");
-    ops::kv_append(rt(info), ck, cv, k, v, arg_int(info, 4, "position"));
-    return info.Env().Undefined();
-  });
-}
-
-static Napi::Value Rmsnorm(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor x = arg_tensor(info, 0, "x"), w = arg_tensor(info, 1, "weight");
-    return wrap(info.Env(), ops::rmsnorm(rt(info), x, w, float(arg_number(info, 2, "eps"))));
-  });
-}
-
-static Napi::Value Layernorm(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor x = arg_tensor(info, 0, "x"), w = arg_tensor(info, 1, "weight"), b = arg_tensor(info, 2, "bias");
-    return wrap(info.Env(), ops::layernorm(rt(info), x, w, b, float(arg_number(info, 3, "eps"))));
-  });
-}
-
-// activation(x, name)
-static Napi::Value ActivationOp(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor x = arg_tensor(info, 0, "x");
-    Activation act = arg_enum<Activation>(info, 1, "activation", kActivationNames);
-    return wrap(info.Env(), ops::activation(rt(info), x, act));
-  });
-}
-
-static Napi::Value Softmax(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor x = arg_tensor(info, 0, "x");
-    return wrap(info.Env(), ops::softmax(rt(info), x, int(arg_int(info, 1, "axis"))));
-  });
-}
-
-static Napi::Value Argmax(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor x = arg_tensor(info, 0, "x");
-    return wrap(info.Env(), ops::argmax(rt(info), x));
-  });
-}
-
-// sample(logits, temperature, topK, topP, seedHi, seedLo, counter): seed as two 32-bit halves
-static Napi::Value Sample(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor x = arg_tensor(info, 0, "logits");
-    SampleParams p;
-    p.temperature = arg_number(info, 1, "temperature");
-    p.top_k = arg_int(info, 2, "topK");
-    p.top_p = arg_number(info, 3, "topP");
-    p.seed = (uint64_t(uint32_t(arg_int(info, 4, "seedHi"))) << 32) | uint32_t(arg_int(info, 5, "seedLo"));
-    p.counter = uint64_t(arg_int(info, 6, "counter"));
-    return wrap(info.Env(), ops::sample(rt(info), x, p));
-  });
-}
-
-static Napi::Value Rope(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor x = arg_tensor(info, 0, "x");
-    return wrap(info.Env(), ops::rope(rt(info), x, arg_int(info, 1, "position"), float(arg_number(info, 2, "theta"))));
-  });
-}
-
-static Napi::Value Embedding(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor ids = arg_tensor(info, 0, "ids"), table = arg_tensor(info, 1, "table");
-    return wrap(info.Env(), ops::embedding(rt(info), ids, table));
-  });
-}
-
-// binary(a, b, op)
-static Napi::Value Binary(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor a = arg_tensor(info, 0, "a"), b = arg_tensor(info, 1, "b");
-    BinaryOp op = arg_enum<BinaryOp>(info, 2, "op", kBinaryOpNames);
-    return wrap(info.Env(), ops::binary(rt(info), a, b, op));
-  });
+// tables() -> the names and limits lib/ is compiled against (lib/native-tables.ts checks them)
+static Napi::Value Tables(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object t = Napi::Object::New(env);
+  t.Set("ops", names_of(env, kOpNames));
+  t.Set("opParams", param_fields(env));
+  t.Set("activations", names_of(env, kActivationNames));
+  t.Set("binaryOps", names_of(env, kBinaryOpNames));
+  t.Set("dtypes", names_of(env, kDTypeNames));
+  t.Set("errorCodes", names_of(env, kErrorCodeNames));
+  t.Set("bufferKinds", names_of(env, graph::kBufferKindNames));
+  t.Set("maxRank", kMaxRank);
+  t.Set("maxElements", double(kMaxElements));
+  t.Set("panelWidth", double(kPanelWidth));
+  return t;
 }
 
 void register_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("matmul", Napi::Function::New(env, Matmul, "matmul"));
-  exports.Set("packWeight", Napi::Function::New(env, PackWeight, "packWeight"));
-  exports.Set("matmulPacked", Napi::Function::New(env, MatmulPacked, "matmulPacked"));
-  exports.Set("quantize", Napi::Function::New(env, Quantize, "quantize"));
-  exports.Set("dequantize", Napi::Function::New(env, Dequantize, "dequantize"));
-  exports.Set("matmulQ", Napi::Function::New(env, MatmulQ, "matmulQ"));
-  exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
-  exports.Set("kvAppend", Napi::Function::New(env, KvAppend, "kvAppend"));
-  exports.Set("rmsnorm", Napi::Function::New(env, Rmsnorm, "rmsnorm"));
-  exports.Set("layernorm", Napi::Function::New(env, Layernorm, "layernorm"));
-  exports.Set("activation", Napi::Function::New(env, ActivationOp, "activation"));
-  exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
-  exports.Set("argmax", Napi::Function::New(env, Argmax, "argmax"));
-  exports.Set("sample", Napi::Function::New(env, Sample, "sample"));
-  exports.Set("rope", Napi::Function::New(env, Rope, "rope"));
-  exports.Set("embedding", Napi::Function::New(env, Embedding, "embedding"));
-  exports.Set("binary", Napi::Function::New(env, Binary, "binary"));
+  exports.Set("call", Napi::Function::New(env, Call, "call"));
+  exports.Set("infer", Napi::Function::New(env, InferShapes, "infer"));
+  exports.Set("tables", Napi::Function::New(env, Tables, "tables"));
 }
 
 }  // namespace ignis::binding

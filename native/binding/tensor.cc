@@ -71,13 +71,6 @@ static Napi::Value Randn(const Napi::CallbackInfo& info) {
   });
 }
 
-static Napi::Value Cast(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    Tensor x = arg_tensor(info, 0, "x");
-    return wrap(info.Env(), ops::cast(*addon(info.Env()).runtime, x, arg_dtype(info, 1)));
-  });
-}
-
 static Napi::Value Reshape(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Tensor x = arg_tensor(info, 0, "x");
@@ -161,7 +154,6 @@ void register_tensor(Napi::Env env, Napi::Object exports) {
   exports.Set("fromBytes", Napi::Function::New(env, FromBytes, "fromBytes"));
   exports.Set("full", Napi::Function::New(env, Full, "full"));
   exports.Set("randn", Napi::Function::New(env, Randn, "randn"));
-  exports.Set("cast", Napi::Function::New(env, Cast, "cast"));
   exports.Set("reshape", Napi::Function::New(env, Reshape, "reshape"));
   exports.Set("to", Napi::Function::New(env, To, "to"));
   exports.Set("read", Napi::Function::New(env, Read, "read"));

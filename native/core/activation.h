@@ -1,9 +1,13 @@
 // The scalar activation functions, one definition for every kernel that applies them (the
-// elementwise op and matmul's fused epilogue). Usable from CUDA device code too.
+// elementwise op and matmul's fused epilogue, on both backends). Usable from CUDA device code.
+// activate<A> has no generic definition, so an activation added to IGNIS_ACTIVATIONS fails to
+// compile until it is defined here.
 #pragma once
 #include <cmath>
+#include <type_traits>
 
-#include "op_params.h"
+#include "error.h"
+#include "op.h"
 
 #if defined(__CUDACC__)
 #define IGNIS_HD __host__ __device__ __forceinline__
@@ -23,13 +27,36 @@ IGNIS_HD float gelu_f32(float x) {
 IGNIS_HD float silu_f32(float x) { return x / (1.f + expf(-x)); }
 IGNIS_HD float relu_f32(float x) { return x > 0.f ? x : 0.f; }
 
+template <Activation A> IGNIS_HD float activate(float x);
+template <> IGNIS_HD float activate<Activation::none>(float x) { return x; }
+template <> IGNIS_HD float activate<Activation::gelu>(float x) { return gelu_f32(x); }
+template <> IGNIS_HD float activate<Activation::silu>(float x) { return silu_f32(x); }
+template <> IGNIS_HD float activate<Activation::relu>(float x) { return relu_f32(x); }
+
+// A run-time activation applied to one value: one case per activation, no default.
 IGNIS_HD float apply_activation(Activation a, float x) {
   switch (a) {
-    case Activation::gelu: return gelu_f32(x);
-    case Activation::silu: return silu_f32(x);
-    case Activation::relu: return relu_f32(x);
-    default: return x;
+#define IGNIS_X(name) \
+  case Activation::name: return activate<Activation::name>(x);
+    IGNIS_ACTIVATIONS(IGNIS_X)
+#undef IGNIS_X
+    case Activation::Count: break;
   }
+  return x;
+}
+
+// Calls fn(std::integral_constant<Activation, A>{}) for the run-time a, so a kernel is
+// instantiated per activation with one switch, written here once. Host code.
+template <class Fn>
+inline void dispatch_activation(Activation a, Fn&& fn) {
+  switch (a) {
+#define IGNIS_X(name) \
+  case Activation::name: return fn(std::integral_constant<Activation, Activation::name>{});
+    IGNIS_ACTIVATIONS(IGNIS_X)
+#undef IGNIS_X
+    case Activation::Count: break;
+  }
+  throw Error(ErrorCode::Internal, "activation: not an activation");
 }
 
 }  // namespace ignis

@@ -1,12 +1,11 @@
-// dtype names, the f16 <-> f32 conversions (bit-exact, round to nearest even) and fill bits.
+// dtype names, the scalar f16 <-> f32 conversions (bit-exact, round to nearest even) and fill
+// bits. The bulk (vectorized) conversions are the CPU backend's (native/cpu/convert.cc).
 #include "dtype.h"
 
 #include <cmath>
 #include <limits>
 
 #include "error.h"
-
-#include "../cpu/elementwise.h"
 
 namespace ignis {
 
@@ -18,6 +17,10 @@ bool parse_dtype(std::string_view name, DType* out) {
     }
   }
   return false;
+}
+
+void fail_not_float(DType t) {
+  fail(ErrorCode::Internal, std::string("a float kernel was given ") + (t < DType::Count ? dtype_name(t) : "no dtype"));
 }
 
 float f16_bits_to_f32(uint16_t h) {
@@ -56,76 +59,6 @@ uint16_t f32_to_f16_bits(float f) {
   return uint16_t(sign | ((r - 0x38000000u) >> 13));
 }
 
-#if IGNIS_X86
-// 8 at a time through the cpu kernels' loaders (bit-identical to the scalar conversions).
-template <class T>
-IGNIS_AVX2 static size_t to_f32_avx2(const T* s, float* d, size_t n) {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) cpu::store8(d + i, cpu::load8(s + i));
-  return i;
-}
-template <class T>
-IGNIS_AVX2 static size_t from_f32_avx2(const float* s, T* d, size_t n) {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) cpu::store8(d + i, cpu::load8(s + i));
-  return i;
-}
-#endif
-
-void convert_to_f32(const void* src, DType t, float* dst, size_t n) {
-  size_t i = 0;
-  switch (t) {
-    case DType::f32:
-      std::memcpy(dst, src, n * 4);
-      return;
-    case DType::bf16: {
-      const bf16* s = static_cast<const bf16*>(src);
-#if IGNIS_X86
-      if (cpu::has_avx2()) i = to_f32_avx2(s, dst, n);
-#endif
-      for (; i < n; i++) dst[i] = to_f32(s[i]);
-      return;
-    }
-    case DType::f16: {
-      const f16* s = static_cast<const f16*>(src);
-#if IGNIS_X86
-      if (cpu::has_avx2()) i = to_f32_avx2(s, dst, n);
-#endif
-      for (; i < n; i++) dst[i] = to_f32(s[i]);
-      return;
-    }
-    default:
-      return;
-  }
-}
-
-void convert_from_f32(const float* src, void* dst, DType t, size_t n) {
-  size_t i = 0;
-  switch (t) {
-    case DType::f32:
-      std::memcpy(dst, src, n * 4);
-      return;
-    case DType::bf16: {
-      bf16* d = static_cast<bf16*>(dst);
-#if IGNIS_X86
-      if (cpu::has_avx2()) i = from_f32_avx2(src, d, n);
-#endif
-      for (; i < n; i++) d[i] = from_f32<bf16>(src[i]);
-      return;
-    }
-    case DType::f16: {
-      f16* d = static_cast<f16*>(dst);
-#if IGNIS_X86
-      if (cpu::has_avx2()) i = from_f32_avx2(src, d, n);
-#endif
-      for (; i < n; i++) d[i] = from_f32<f16>(src[i]);
-      return;
-    }
-    default:
-      return;
-  }
-}
-
 // value truncated toward zero and clamped to I's range; NaN -> 0.
 template <class I>
 static I to_int(double value) {
@@ -144,8 +77,9 @@ uint32_t fill_bits(DType dtype, double value) {
     case DType::bf16: return f32_to_bf16_bits(f);
     case DType::i8: return uint8_t(to_int<int8_t>(value));
     case DType::i32: return uint32_t(to_int<int32_t>(value));
-    default: fail(ErrorCode::Internal, "fill: unknown dtype");
+    case DType::Count: break;
   }
+  fail(ErrorCode::Internal, "fill: not a dtype");
 }
 
 }  // namespace ignis

@@ -22,6 +22,7 @@ inline const char* dtype_name(DType t) { return kDTypeNames[size_t(t)]; }
 inline size_t dtype_size(DType t) { return kDTypeSizes[size_t(t)]; }
 inline bool is_float(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
 bool parse_dtype(std::string_view name, DType* out);
+[[noreturn]] void fail_not_float(DType t);  // E_INTERNAL: a float kernel was given t
 
 // 16-bit float storage types. Arithmetic is always done in f32.
 struct f16 { uint16_t bits; };
@@ -53,18 +54,18 @@ template <> inline float from_f32<float>(float x) { return x; }
 template <> inline bf16 from_f32<bf16>(float x) { return bf16{f32_to_bf16_bits(x)}; }
 template <> inline f16 from_f32<f16>(float x) { return f16{f32_to_f16_bits(x)}; }
 
-// Bulk conversions between a float dtype (f32/f16/bf16) and f32; vectorized where the CPU can.
-void convert_to_f32(const void* src, DType src_type, float* dst, size_t n);
-void convert_from_f32(const float* src, void* dst, DType dst_type, size_t n);
-
-// Calls fn(T{}) with T the storage type of a float dtype (float, f16 or bf16).
+// Calls fn(T{}) with T the storage type of a float dtype (float, f16 or bf16). The op table
+// has checked the dtype before a kernel calls this; an integer dtype here is a bug (E_INTERNAL).
 template <class Fn> void dispatch_float(DType t, Fn&& fn) {
   switch (t) {
-    case DType::f32: fn(float{}); break;
-    case DType::f16: fn(f16{}); break;
-    case DType::bf16: fn(bf16{}); break;
-    default: break;
+    case DType::f32: fn(float{}); return;
+    case DType::f16: fn(f16{}); return;
+    case DType::bf16: fn(bf16{}); return;
+    case DType::i8:
+    case DType::i32:
+    case DType::Count: break;
   }
+  fail_not_float(t);
 }
 
 }  // namespace ignis

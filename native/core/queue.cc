@@ -30,11 +30,6 @@ void Queue::enqueue(Task task) {
   cv_.notify_one();
 }
 
-void Queue::drain() {
-  std::unique_lock<std::mutex> lock(mu_);
-  idle_.wait(lock, [this] { return tasks_.empty() && !busy_; });
-}
-
 void Queue::set_error(KernelError e) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!error_) error_ = std::move(e);
@@ -54,9 +49,7 @@ void Queue::run() {
     Task task;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      busy_ = false;
       if (tasks_.empty()) {
-        idle_.notify_all();
         // Watch for the next task a while before sleeping (yielding, so the JS thread is not
         // kept off a core): a caller that awaits a result and enqueues the next op, as a decode
         // loop does, is back within this, and a condition-variable wake costs ~20-30 us on a VM.
@@ -69,7 +62,6 @@ void Queue::run() {
       if (tasks_.empty()) return;  // stop_ and nothing left
       task = std::move(tasks_.front());
       tasks_.pop_front();
-      busy_ = true;
     }
     try {
       task();

@@ -22,10 +22,7 @@ class Queue {
   Queue(const Queue&) = delete;
   Queue& operator=(const Queue&) = delete;
 
-  void enqueue(Task task);
-  // Blocks until every task enqueued so far has run. For shutdown and native tests only:
-  // the JS thread never waits on a queue.
-  void drain();
+  void enqueue(Task task);  // the JS thread never waits on a queue
 
   // The first kernel-time error since the last take_error(), to be thrown by the next call
   // on this device. Set by tasks on the worker, taken on the JS thread.
@@ -36,9 +33,8 @@ class Queue {
   void run();
   std::string name_;
   std::mutex mu_;
-  std::condition_variable cv_, idle_;
+  std::condition_variable cv_;
   std::deque<Task> tasks_;
-  bool busy_ = false;
   bool stop_ = false;
   std::atomic<uint64_t> pushed_{0};  // tasks ever enqueued: the idle worker watches it
   KernelError error_;

@@ -1,15 +1,7 @@
-// Storage allocation (64-byte aligned host memory from the caching allocator in host_cache.h; CUDA memory through the CUDA runtime glue)
-// and the small shape helpers.
+// Storage allocation through the device's backend (core/backend.h), and the small shape helpers.
 #include "tensor.h"
 
-#include "host_cache.h"
-
-#include <cstdlib>
-#include <new>
-
-#ifdef IGNIS_WITH_CUDA
-#include "../cuda/runtime.h"
-#endif
+#include "backend.h"
 
 namespace ignis {
 
@@ -29,30 +21,17 @@ int64_t shape_numel(const Shape& s) {
 }
 
 std::shared_ptr<Storage> Storage::allocate(Device device, size_t bytes) {
-  void* p = nullptr;
-  if (device.kind == Device::CPU) {
-    p = host_cache::allocate(bytes);
-    if (!p)
-      fail(ErrorCode::OOM, "out of host memory allocating " + std::to_string(bytes) + " bytes");
-  } else {
-#ifdef IGNIS_WITH_CUDA
-    p = cuda::device_alloc(device.index, bytes);
-#else
-    fail(ErrorCode::Device, "this build of ignis has no CUDA support");
-#endif
+  Backend& b = backend(device.kind);
+  void* p = b.allocate(device.index, bytes);
+  try {
+    return std::shared_ptr<Storage>(new Storage(device, p, bytes));
+  } catch (...) {
+    b.free(device.index, p, bytes);
+    throw;
   }
-  return std::shared_ptr<Storage>(new Storage(device, p, bytes));
 }
 
-Storage::~Storage() {
-  if (device_.kind == Device::CPU) {
-    host_cache::release(data_, bytes_);
-  } else {
-#ifdef IGNIS_WITH_CUDA
-    cuda::device_free(device_.index, data_, bytes_);
-#endif
-  }
-}
+Storage::~Storage() { backend(device_.kind).free(device_.index, data_, bytes_); }
 
 Tensor empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;

@@ -11,7 +11,7 @@ namespace ignis::cpu {
 
 template <Activation A, class T>
 static void activation_scalar(T* out, const T* x, int64_t n) {
-  for (int64_t i = 0; i < n; i++) out[i] = from_f32<T>(apply_activation(A, to_f32(x[i])));
+  for (int64_t i = 0; i < n; i++) out[i] = from_f32<T>(activate<A>(to_f32(x[i])));
 }
 
 #if IGNIS_X86
@@ -30,6 +30,7 @@ static inline IGNIS_AVX2 __m256 activation8(__m256 x) {
   } else if constexpr (A == Activation::relu) {
     return _mm256_max_ps(x, _mm256_setzero_ps());  // NaN -> 0, as relu_f32
   } else {
+    static_assert(A == Activation::none, "an activation without a vector form");
     return x;
   }
 }
@@ -75,14 +76,7 @@ void activation(ThreadPool& pool, const Tensor& out, const Tensor& x, Activation
   }
   dispatch_float(x.dtype, [&](auto tag) {
     using T = decltype(tag);
-    T* o = out.data<T>();
-    const T* xp = x.data<T>();
-    switch (act) {
-      case Activation::gelu: return activation_typed<Activation::gelu>(pool, o, xp, n);
-      case Activation::silu: return activation_typed<Activation::silu>(pool, o, xp, n);
-      case Activation::relu: return activation_typed<Activation::relu>(pool, o, xp, n);
-      default: return;
-    }
+    dispatch_activation(act, [&](auto a) { activation_typed<decltype(a)::value>(pool, out.data<T>(), x.data<T>(), n); });
   });
 }
 

@@ -4,7 +4,7 @@
 // storage and accumulate in f32. A kernel that finds bad data (an id out of range) throws
 // ignis::Error; it never reads or writes out of bounds.
 #pragma once
-#include "../core/op_params.h"
+#include "../core/op.h"
 #include "../core/tensor.h"
 #include "../core/thread_pool.h"
 
@@ -71,6 +71,10 @@ void embedding(ThreadPool& pool, const Tensor& out, const Tensor& ids, const Ten
 // out = a op b with numpy broadcasting (out's shape is the broadcast shape).
 void binary(ThreadPool& pool, const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op);
 
+// out = table [R, ...] rows [start, start + out rows); out [B, 1, ...] = x [B, S, ...] at S - 1.
+void rows(ThreadPool& pool, const Tensor& out, const Tensor& table, int64_t start);
+void last(ThreadPool& pool, const Tensor& out, const Tensor& x);
+
 // out = value (any dtype; i8/i32 take the value truncated toward zero).
 void fill(ThreadPool& pool, const Tensor& out, double value);
 // out (float dtype) = standard normal samples, a pure function of (seed, element index), so the
@@ -78,5 +82,9 @@ void fill(ThreadPool& pool, const Tensor& out, double value);
 void randn(ThreadPool& pool, const Tensor& out, uint64_t seed);
 // out = x converted to out's dtype (float <-> float, or same dtype copy).
 void cast(ThreadPool& pool, const Tensor& out, const Tensor& x);
+
+// Bulk conversions between a float dtype (f32, f16, bf16) and f32 on the calling thread.
+void convert_to_f32(const void* src, DType src_type, float* dst, size_t n);
+void convert_from_f32(const float* src, void* dst, DType dst_type, size_t n);
 
 }  // namespace ignis::cpu

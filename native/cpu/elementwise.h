@@ -20,39 +20,6 @@ inline int64_t row_grain(int64_t n) {
 
 #if IGNIS_X86
 
-static inline IGNIS_AVX2 __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-static inline IGNIS_AVX2 __m256 load8(const f16* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-static inline IGNIS_AVX2 __m256 load8(const bf16* p) {
-  __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
-}
-
-static inline IGNIS_AVX2 void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
-static inline IGNIS_AVX2 void store8(f16* p, __m256 v) {
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
-}
-// Bit-identical to f32_to_bf16_bits: round to nearest even, NaN kept quiet.
-static inline IGNIS_AVX2 void store8(bf16* p, __m256 v) {
-  __m256i u = _mm256_castps_si256(v);
-  __m256i is_nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
-                                      _mm256_set1_epi32(0x7f800000));
-  __m256i hi = _mm256_srli_epi32(u, 16);
-  __m256i bias =
-      _mm256_add_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(1)), _mm256_set1_epi32(0x7fff));
-  __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);
-  __m256i r = _mm256_blendv_epi8(rounded, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), is_nan);
-  __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
-}
-
-static inline IGNIS_AVX2 float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 static inline IGNIS_AVX2 float hmax8(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));

@@ -204,11 +204,6 @@ const float* packed_panel(const Problem& p, int64_t j, int64_t k0) {
   return p.b_packed + (j / kNR) * p.K * kNR + k0 * kNR;
 }
 
-template <Activation A>
-void activate(float* v, int64_t n) {
-  for (int64_t i = 0; i < n; i++) v[i] = apply_activation(A, v[i]);
-}
-
 }  // namespace
 
 void epilogue_row(const float* v, int64_t n, const void* bias, DType dt, Activation act, void* out) {
@@ -222,12 +217,10 @@ void epilogue_row(const float* v, int64_t n, const void* bias, DType dt, Activat
     } else {
       std::memcpy(tmp, v + j, size_t(w) * 4);
     }
-    switch (act) {
-      case Activation::gelu: activate<Activation::gelu>(tmp, w); break;
-      case Activation::silu: activate<Activation::silu>(tmp, w); break;
-      case Activation::relu: activate<Activation::relu>(tmp, w); break;
-      default: break;
-    }
+    if (act != Activation::none)
+      dispatch_activation(act, [&](auto a) {
+        for (int64_t i = 0; i < w; i++) tmp[i] = activate<decltype(a)::value>(tmp[i]);
+      });
     convert_from_f32(tmp, advance(out, dt, j), dt, size_t(w));
   }
 }
@@ -565,7 +558,7 @@ void gemv_t_scalar(int64_t M, int64_t K, const float* a, const T* b, int64_t w, 
 template <class T>
 IGNIS_AVX2 void gemv_nt_avx2(int64_t M, int64_t kr, const float* a, int64_t lda, const T* b,
                              int64_t ldb, int64_t w, float* acc) {
-  using gemm::load8;
+
   constexpr int64_t kCols = 512;
   int64_t k = 0;
   for (; k + 8 <= kr; k += 8) {
@@ -606,7 +599,7 @@ IGNIS_AVX2 void gemv_nt_avx2(int64_t M, int64_t kr, const float* a, int64_t lda,
 // out [MM][R] (row stride ldo) = a [MM, K] @ b [R, K]^T
 template <int MM, int R, class T>
 IGNIS_AVX2 inline void dot_tile(int64_t K, const float* a, const T* b, float* out, int64_t ldo) {
-  using gemm::load8;
+
   __m256 acc[MM][R];
   MATMUL_UNROLL
   for (int m = 0; m < MM; m++)
@@ -626,7 +619,7 @@ IGNIS_AVX2 inline void dot_tile(int64_t K, const float* a, const T* b, float* ou
   }
   for (int m = 0; m < MM; m++) {
     for (int r = 0; r < R; r++) {
-      float s = gemm::hsum8(acc[m][r]);
+      float s = hsum8(acc[m][r]);
       for (int64_t kk = k; kk < K; kk++) s += a[m * K + kk] * to_f32(b[r * K + kk]);
       out[m * ldo + r] = s;
     }

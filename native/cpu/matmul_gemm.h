@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "../core/dtype.h"
-#include "../core/op_params.h"
+#include "../core/op.h"
 #include "../core/thread_pool.h"
 #include "simd.h"
 
@@ -54,23 +54,5 @@ inline const void* advance(const void* p, DType dt, int64_t elems) {
 inline void* advance(void* p, DType dt, int64_t elems) {
   return static_cast<char*>(p) + elems * int64_t(dtype_size(dt));
 }
-
-#if IGNIS_X86
-// 8 consecutive elements of a float dtype as f32 lanes.
-IGNIS_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-IGNIS_AVX2 inline __m256 load8(const f16* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-IGNIS_AVX2 inline __m256 load8(const bf16* p) {
-  __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-}
-IGNIS_AVX2 inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-#endif
 
 }  // namespace ignis::cpu::gemm

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../core/quant.h"
 #include "cpu.h"
 #include "matmul_gemm.h"
 #include "simd.h"
@@ -174,7 +175,7 @@ IGNIS_AVX2 inline void qdot_tile(int64_t K, int64_t group, const float* x, const
     }
   }
   for (int m = 0; m < MM; m++)
-    for (int r = 0; r < R; r++) out[m * ldo + r] = gemm::hsum8(_mm256_load_ps(tot[m][r])) + tail[m][r];
+    for (int r = 0; r < R; r++) out[m * ldo + r] = hsum8(_mm256_load_ps(tot[m][r])) + tail[m][r];
 }
 
 template <int MM, int R>
@@ -226,15 +227,10 @@ void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Ten
         const float* v = row.data() + g * group;
         float amax = 0.f;
         for (int64_t k = 0; k < group; k++) amax = std::max(amax, std::fabs(v[k]));
-        const float scale = amax > 0.f ? amax / 127.f : 1.f;
+        const float scale = quant_scale(amax);
         sp[n * G + g] = scale;
         int8_t* o = qp + n * K + g * group;
-        for (int64_t k = 0; k < group; k++) {
-          // Round half to even (nearbyint in the default rounding mode); divide, not multiply by
-          // 1/scale, so a reference reproduces it bit for bit.
-          const float r = std::nearbyint(v[k] / scale);
-          o[k] = r != r ? int8_t(0) : int8_t(std::min(127.f, std::max(-127.f, r)));
-        }
+        for (int64_t k = 0; k < group; k++) o[k] = quant_value(v[k], scale);  // core/quant.h
       }
     }
   });

@@ -50,12 +50,7 @@ void activation(const Launch& L, const Tensor& out, const Tensor& x, Activation 
     using T = decltype(tag);
     T* o = out.data<T>();
     const T* xp = x.data<T>();
-    switch (act) {
-      case Activation::gelu: return activation_cuda<T, Activation::gelu>(L, o, xp, n);
-      case Activation::silu: return activation_cuda<T, Activation::silu>(L, o, xp, n);
-      case Activation::relu: return activation_cuda<T, Activation::relu>(L, o, xp, n);
-      default: fail(ErrorCode::Internal, "activation: unknown activation");
-    }
+    dispatch_activation(act, [&](auto a) { activation_cuda<T, decltype(a)::value>(L, o, xp, n); });
   });
 }
 

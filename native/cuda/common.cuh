@@ -56,8 +56,11 @@ void dispatch_float(DType t, const char* op, Fn&& fn) {
     case DType::f32: fn(float{}); return;
     case DType::f16: fn(__half{}); return;
     case DType::bf16: fn(__nv_bfloat16{}); return;
-    default: fail(ErrorCode::DType, std::string(op) + ": no CUDA kernel for dtype " + dtype_name(t));
+    case DType::i8:
+    case DType::i32:
+    case DType::Count: break;
   }
+  fail(ErrorCode::DType, std::string(op) + ": no CUDA kernel for dtype " + (t < DType::Count ? dtype_name(t) : "?"));
 }
 
 // 16 bytes moved as one load/store (ld.global.v4); the pointer must be 16-byte aligned.

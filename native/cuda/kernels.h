@@ -10,7 +10,7 @@
 #include <memory>
 #include <vector>
 
-#include "../core/op_params.h"
+#include "../core/op.h"
 #include "../core/tensor.h"
 
 namespace ignis::cuda {

@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "../core/activation.h"
+#include "../core/quant.h"
 #include "common.cuh"
 
 namespace ignis::cuda {
@@ -73,12 +74,9 @@ __global__ void __launch_bounds__(kQuantBlock) quantize_kernel(int8_t* q, float*
   float amax = 0.f;      // fmaxf skips NaN, as std::max(amax, NaN) does
   for (int k = lane; k < group; k += kWarp) amax = fmaxf(amax, fabsf(to_f32(v[k])));
   amax = warp_max(amax);
-  const float scale = amax > 0.f ? __fdiv_rn(amax, 127.f) : 1.f;
+  const float scale = quant_scale(amax);  // core/quant.h
   if (lane == 0) scales[gi] = scale;
-  for (int k = lane; k < group; k += kWarp) {
-    const float r = rintf(__fdiv_rn(to_f32(v[k]), scale));  // divide, round half to even
-    o[k] = r != r ? int8_t(0) : int8_t(fminf(127.f, fmaxf(-127.f, r)));
-  }
+  for (int k = lane; k < group; k += kWarp) o[k] = quant_value(to_f32(v[k]), scale);
 }
 
 template <class T>

@@ -32,7 +32,7 @@ static Availability do_probe() {
   for (int i = 0; i < count; i++) {
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
-    a.devices.push_back({prop.name, prop.major, prop.minor, size_t(prop.totalGlobalMem), prop.multiProcessorCount});
+    a.devices.push_back({prop.name, prop.major, prop.minor, int64_t(prop.totalGlobalMem), prop.multiProcessorCount});
   }
   if (a.devices.empty()) {
     a.reason = "the driver reports no CUDA devices";
@@ -139,13 +139,14 @@ KernelError take_fault(DeviceState& d) {
   if (f.code <= 0) return nullptr;
   std::memset(d.fault_host, 0, sizeof(Fault));
   const ErrorCode code = ErrorCode(f.code - 1);
-  std::string msg;
+  std::string msg = "a CUDA kernel found bad data";
   switch (FaultOp(f.op)) {
     case FaultOp::embedding:
       msg = "embedding: id " + std::to_string(f.value) + " at flat position " + std::to_string(f.index) +
             " is outside the table's " + std::to_string(f.limit) + " rows";  // as the CPU says it
       break;
-    default: msg = "a CUDA kernel found bad data"; break;
+    case FaultOp::none:
+    case FaultOp::Count: break;
   }
   return std::make_shared<const Error>(code, msg);
 }

@@ -10,22 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "../core/backend.h"
 #include "kernels.h"
 
 namespace ignis::cuda {
 
-struct DeviceInfo {
-  std::string name;
-  int major = 0, minor = 0;  // compute capability
-  size_t memory_bytes = 0;
-  int sm_count = 0;
-};
-
-struct Availability {
-  bool usable = false;        // ops may run on CUDA devices
-  std::string reason;         // why not, when !usable
-  std::vector<DeviceInfo> devices;
-};
+// The devices and whether ignis can use them (core/backend.h's BackendStatus).
+using Availability = BackendStatus;
 
 // Asks the driver once (cached): how many devices, what they are, and whether ignis can use
 // them (compute capability 8.0 or newer: the kernels use mma.sync and cp.async).

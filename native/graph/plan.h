@@ -1,7 +1,9 @@
 // A compiled forward graph: buffers with symbolic shapes, steps in order, one activation arena
-// sized at compile for the symbols' maxima (buffers placed by liveness, lib/graph.ts), weights
-// held for the plan's life. run() binds the symbols from the inputs' shapes, allocates the
-// outputs and enqueues every step as one task on the device queue: no per-op work in JS.
+// sized at compile for the symbols' maxima (buffers placed by liveness, lib/graph/compile.ts),
+// weights held for the plan's life. A step is an op of the op table (native/ops/op.h) with its
+// params, checked at compile by the same rules as an eager call. run() binds the symbols from
+// the inputs' shapes, allocates the outputs and enqueues every step as one task on the device
+// queue: no per-op work in JS.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -11,54 +13,47 @@
 #include <string>
 #include <vector>
 
-#include "../core/op_params.h"
+#include "../core/backend.h"
+#include "../core/op.h"
 #include "../core/tensor.h"
 #include "../ops/runtime.h"
 
 namespace ignis::graph {
 
-// The step ops. A plan's steps call the same CPU kernels as the eager ops.
-enum class Op : uint8_t {
-  matmul,         // in: a, b, [bias]          p: transposeB, activation
-  matmul_q,       // in: x, q, scales, [bias]  p: groupSize, activation
-  matmul_packed,  // in: x, packed, [bias]     p: N, activation
-  attention,      // in: q, k, v, [cacheK, cacheV]  p: causal, scale; scalar: position (cache)
-  rmsnorm,        // in: x, weight             p: eps
-  layernorm,      // in: x, weight, bias       p: eps
-  activation,     // in: x                     p: activation
-  softmax,        // in: x                     p: axis
-  rope,           // in: x                     p: theta, position offset; scalar: position
-  embedding,      // in: ids, table
-  binary,         // in: a, b                  p: BinaryOp
-  cast,           // in: x
-  rows,           // in: table [R, ...]        p: start offset; scalar: start -> table[start : start + count]
-  last,           // in: x [B, S, ...]         -> x[:, S - 1 : S, ...]
-  argmax,         // in: x [..., n]            -> i32 [...]
-  Count
-};
-inline constexpr const char* kOpNames[] = {"matmul",  "matmul_q", "matmul_packed", "attention", "rmsnorm",
-                                           "layernorm", "activation", "softmax",   "rope",      "embedding",
-                                           "binary",  "cast",     "rows",          "last",      "argmax"};
-static_assert(sizeof(kOpNames) / sizeof(kOpNames[0]) == size_t(Op::Count), "every graph op needs a name");
-
 // A dimension: >= 0 a constant, < 0 the symbol -1 - d.
 using Dims = std::vector<int64_t>;
 
+#define IGNIS_BUFFER_KINDS(X) X(input) X(weight) X(arena) X(output) X(state) X(view)
 struct Buffer {
-  enum Kind : uint8_t { input, weight, arena, output, state, view };
+  enum Kind : uint8_t {
+#define IGNIS_X(name) name,
+    IGNIS_BUFFER_KINDS(IGNIS_X)
+#undef IGNIS_X
+    Count
+  };
   Kind kind = arena;
   int index = 0;       // input / weight / output / state index; for a view, the buffer it views
   int64_t offset = 0;  // arena: byte offset
   DType dtype = DType::f32;
   Dims dims;
 };
+inline constexpr const char* kBufferKindNames[] = {
+#define IGNIS_X(name) #name,
+    IGNIS_BUFFER_KINDS(IGNIS_X)
+#undef IGNIS_X
+};
+static_assert(sizeof(kBufferKindNames) / sizeof(kBufferKindNames[0]) == size_t(Buffer::Count));
+
+// dims with the symbols' values put in; "[batch, 7]": dims with the symbols by name.
+Shape resolve(const Dims& dims, const std::vector<int64_t>& sym);
+struct PlanSpec;
+std::string dims_str(const PlanSpec& spec, const Dims& dims);
 
 struct Step {
-  Op op = Op::cast;
-  std::vector<int> in;  // buffer ids; -1 for an absent optional input
-  int out = -1;
-  double p[3] = {0, 0, 0};
-  int scalar = -1;  // index of a run-time integer (a position), or -1
+  OpParams params;       // the op and its params; a run's integer is added to its position field
+  std::vector<int> in;   // buffer ids of the operands (absent optional ones left off the end)
+  std::vector<int> out;  // buffer ids of the outputs (an in-place op's are its first operands)
+  int scalar = -1;       // index of the run-time integer (a position) added to the params, or -1
 };
 
 struct PlanSpec {
@@ -76,17 +71,15 @@ struct PlanSpec {
   int64_t arena_bytes = 0;
 };
 
-class CudaGraphs;
-
 class Plan {
  public:
-  // Validates the spec (every step's shapes and dtypes at the symbols' maxima and at a second,
-  // all-distinct assignment; every buffer inside its arena / state / view), allocates the arena.
+  // Validates the spec (every step against its op's rules, with the symbols as symbols; every
+  // buffer inside its arena / state / view at the symbols' maxima), allocates the arena.
   // Throws E_INTERNAL naming the step for a spec that does not hold together.
   Plan(ops::Runtime& rt, PlanSpec spec);
 
   // Checks the inputs against their specs (E_SHAPE / E_DTYPE / E_DEVICE naming the input),
-  // the scalars (E_RANGE) and the state; allocates the outputs and enqueues the whole plan.
+  // the scalars and the state; allocates the outputs and enqueues the whole plan.
   // given, when not null, has one entry per output: a defined tensor is written in place of a
   // fresh one (it must have the output's exact shape, dtype and device, its own buffer, and
   // share no memory with the inputs, the state, the weights or another given output); a tensor
@@ -115,28 +108,38 @@ class Plan {
   int64_t weight_bytes() const;
   int64_t state_bytes() const;
 
- private:
-  ops::Runtime& rt_;
-  std::shared_ptr<const PlanSpec> spec_;
-  Tensor arena_;
-  // One tensor per buffer, used by the queued runs (which the plan's queue serializes). Weights
-  // and arena slices are bound at compile; a run binds only the buffers in per_run (inputs,
-  // outputs, state, views) and re-resolves the symbolic shapes only when its symbols differ
-  // from the last run's.
+  // One set of tensors per buffer, used by the queued runs (which the plan's queue serializes).
+  // Weights and arena slices are bound at compile; a run binds only the buffers in per_run
+  // (inputs, outputs, state, views) and re-resolves the symbolic shapes only when its symbols
+  // differ from the last run's.
   struct Views {
     std::vector<Tensor> buf;
     std::vector<int> per_run;   // buffer ids, ascending (a view follows the buffer it views)
     std::vector<int> symbolic;  // buffer ids whose shape has a symbol
     std::vector<int64_t> sym;   // the symbols buf's shapes hold; empty before the first run
   };
-  std::shared_ptr<Views> views_;
-  std::shared_ptr<CudaGraphs> graphs_;  // on a CUDA device, when the plan can be captured
   struct Profile {
     std::atomic<bool> on{false};
     mutable std::mutex mu;
     std::vector<int64_t> last;
     int64_t runs = 0, ns = 0;
   };
+
+ private:
+  struct Outputs;
+  std::vector<int64_t> bind_symbols(const std::vector<Tensor>& inputs) const;
+  void check_given(const std::vector<Tensor>& given, const std::vector<Tensor>& inputs,
+                   const std::vector<Tensor>& state, const std::vector<int64_t>& sym, Outputs& o) const;
+  Outputs make_outputs(const std::vector<Tensor>& inputs, const std::vector<Tensor>& state,
+                       const std::vector<int64_t>& sym, const std::vector<Tensor>* given) const;
+  void check_run(const std::vector<int64_t>& sym, const std::vector<int64_t>& scalars) const;
+
+  ops::Runtime& rt_;
+  std::shared_ptr<const PlanSpec> spec_;
+  Tensor arena_;
+  std::vector<int> run_checked_;  // steps whose op has rules that each run checks again
+  std::shared_ptr<Views> views_;
+  std::shared_ptr<Recorder> recorder_;  // CUDA graphs, when the backend and the plan allow
   std::shared_ptr<Profile> profile_ = std::make_shared<Profile>();
 };
 

@@ -1,59 +1,56 @@
-// Entry points of attention and the KV cache append.
-#include <cmath>
-
-#include "../cpu/cpu.h"
-#include "check.h"
-#include "kernel.h"
-#include "launch.h"
-#include "ops.h"
+// Shape rules of attention (softmax(scale q k^T) v per head, grouped-query) and kv_append
+// (k, v written into a cache's rows, in place).
+#include "op.h"
 
 namespace ignis::ops {
 
-Tensor attention(Runtime& rt, const Tensor& q, const Tensor& k, const Tensor& v, AttentionParams p) {
-  const char* op = "attention";
-  rt.throw_pending(q.device());
-  check_float(op, "q", q);
-  check_same_dtype(op, "q", q, "k", k);
-  check_same_dtype(op, "q", q, "v", v);
-  check_same_device(op, "q", q, "k", k);
-  check_same_device(op, "q", q, "v", v);
-  check_rank(op, "q", q, 4, 4);
-  check_rank(op, "k", k, 4, 4);
-  check_rank(op, "v", v, 4, 4);
-  if (k.shape != v.shape) fail_shapes(op, "k", k, "v", v, "must have the same shape");
-  if (q.dim(0) != k.dim(0) || q.dim(3) != k.dim(3))
-    fail_shapes(op, "q", q, "k", k, "must agree on batch (dim 0) and headDim (dim 3)");
-  if (k.dim(2) == 0 || q.dim(2) % k.dim(2) != 0)
-    fail_shapes(op, "q", q, "k", k, "do not fit: q's heads must be a multiple of k's heads");
-  if (p.kv_len < 0 || p.kv_len > k.dim(1) || p.q_pos0 < 0)
-    fail(ErrorCode::Argument, "attention: kv_len " + std::to_string(p.kv_len) + " does not fit k " + shape_str(k.shape));
-  if (!(p.scale > 0.f) || !std::isfinite(p.scale)) p.scale = 1.f / std::sqrt(float(q.dim(3)));
-  Tensor out = empty(q.shape, q.dtype, q.device());
-  launch(rt, q.device(), {q, k, v}, {out}, [out, q, k, v, p](const Exec& e) {
-    kernel::attention(e, out, q, k, v, p);
-  });
-  return out;
+void check_attention(const std::string& op, const AttentionParams& p, const Shape& q, const Shape& k) {
+  // Without a position (q_pos0 < 0) the queries are k's last rows: there must be as many keys.
+  if (p.causal && p.q_pos0 < 0 && q[1] >= 0 && k[1] >= 0 && q[1] > k[1])
+    fail(ErrorCode::Shape, op + ": causal attention needs q's seq <= k's, got q " + shape_str(q) + " and k " + shape_str(k));
 }
 
-void kv_append(Runtime& rt, const Tensor& cache_k, const Tensor& cache_v, const Tensor& k, const Tensor& v,
-               int64_t position) {
-  const char* op = "attention";
-  rt.throw_pending(k.device());
-  check_same_dtype(op, "the cache", cache_k, "k", k);
-  check_same_dtype(op, "the cache", cache_v, "v", v);
-  check_same_device(op, "the cache", cache_k, "k", k);
-  check_rank(op, "k", k, 4, 4);
-  if (k.shape != v.shape) fail_shapes(op, "k", k, "v", v, "must have the same shape");
-  if (cache_k.rank() != 4 || cache_k.shape != cache_v.shape || k.dim(0) != cache_k.dim(0) ||
-      k.dim(2) != cache_k.dim(2) || k.dim(3) != cache_k.dim(3))
-    fail_shapes(op, "k", k, "the cache", cache_k, "do not fit: batch, heads and headDim must match");
-  if (position < 0 || position + k.dim(1) > cache_k.dim(1))
-    fail(ErrorCode::Argument, "attention: writing " + std::to_string(k.dim(1)) + " rows at position " +
-                                  std::to_string(position) + " overflows the cache's " +
-                                  std::to_string(cache_k.dim(1)) + " rows");
-  launch(rt, k.device(), {k, v}, {cache_k, cache_v}, [cache_k, cache_v, k, v, position](const Exec& e) {
-    kernel::kv_append(e, cache_k, cache_v, k, v, position);
-  });
+// q [B, Sq, H, D], k, v [B, Skv, Hk, D] (H a multiple of Hk) -> [B, Sq, H, D]
+std::vector<Meta> infer_attention(Infer& c, AttentionParams& p) {
+  c.require_float(0);
+  c.same_dtype(0, 1);
+  c.same_dtype(0, 2);
+  c.require_rank(0, 4, 4);
+  c.require_rank(1, 4, 4);
+  c.require_rank(2, 4, 4);
+  if (c.shape(1) != c.shape(2)) c.fail_shapes(1, 2, "must have the same shape");
+  if (c.dim(0, 0) != c.dim(1, 0) || c.dim(0, 3) != c.dim(1, 3))
+    c.fail_shapes(0, 1, "must agree on batch (dim 0) and headDim (dim 3)");
+  const int64_t hq = c.dim(0, 2), hk = c.dim(1, 2);
+  if (hq < 0 || hk <= 0 || hq % hk != 0)
+    c.fail_shapes(0, 1, "do not fit: q's heads must be a fixed multiple of k's heads");
+  const int64_t skv = c.dim(1, 1);
+  if (p.kv_len >= 0 && skv >= 0 && p.kv_len > skv)
+    c.fail(ErrorCode::Argument, "kv_len " + std::to_string(p.kv_len) + " does not fit " + c.str(1));
+  check_attention(c.prefix(), p, c.shape(0), c.shape(1));
+  return {{c.shape(0), c.dtype(0)}};
+}
+
+void check_kv_append(const std::string& op, const KvAppendParams& p, const Shape& cache, const Shape& k) {
+  const int64_t seq = k[1], rows = cache[1];
+  if (seq < 0 || rows < 0) return;  // symbols: checked at each run
+  if (p.position < 0 || p.position + seq > rows)
+    fail(ErrorCode::Argument, op + ": position " + std::to_string(p.position) + " + " + std::to_string(seq) +
+                                  " new rows overflow the KV cache's " + std::to_string(rows) + " rows");
+}
+
+// cache k, cache v [B, maxSeq, Hk, D] <- k, v [B, S, Hk, D] at rows [position, position + S)
+std::vector<Meta> infer_kv_append(Infer& c, KvAppendParams& p) {
+  c.require_float(2);
+  c.same_dtype(0, 2);
+  c.same_dtype(1, 3);
+  c.require_rank(2, 4, 4);
+  if (c.shape(2) != c.shape(3)) c.fail_shapes(2, 3, "must have the same shape");
+  const Shape &ck = c.shape(0), &k = c.shape(2);
+  if (ck.size() != 4 || ck != c.shape(1) || k[0] != ck[0] || k[2] != ck[2] || k[3] != ck[3])
+    c.fail_shapes(2, 0, "do not fit: batch, heads and headDim must match");
+  check_kv_append(c.prefix(), p, ck, k);
+  return {{c.shape(0), c.dtype(0)}, {c.shape(1), c.dtype(1)}};
 }
 
 }  // namespace ignis::ops

@@ -3,12 +3,7 @@
 
 #include <cstdlib>
 
-#ifdef IGNIS_WITH_CUDA
-#include "../cuda/runtime.h"
-#endif
-#ifndef IGNIS_NO_CUDA_REASON
-#define IGNIS_NO_CUDA_REASON "this addon was built without CUDA support"
-#endif
+#include "../core/backend.h"
 
 namespace ignis::ops {
 
@@ -36,7 +31,9 @@ static int default_threads() {
 
 Runtime::Runtime(int threads)
     : pool_(std::make_unique<ThreadPool>(threads > 0 ? threads : default_threads())),
-      cpu_queue_(std::make_unique<Queue>("cpu")) {}
+      cpu_queue_(std::make_unique<Queue>("cpu")) {
+  register_backends();
+}
 
 Runtime::~Runtime() {
   cuda_queues_.clear();  // join the workers before the pool they use goes away
@@ -46,27 +43,24 @@ Runtime::~Runtime() {
 
 Queue& Runtime::queue(Device d) {
   if (d.kind == Device::CPU) return *cpu_queue_;
-#ifdef IGNIS_WITH_CUDA
-  const cuda::Availability& a = cuda::probe();
-  if (!a.usable) fail(ErrorCode::Device, "device " + d.name() + " is not available: " + a.reason);
-  if (d.index < 0 || d.index >= int(a.devices.size()))
-    fail(ErrorCode::Device, "device " + d.name() + " does not exist: " + std::to_string(a.devices.size()) +
+  std::string why;
+  Backend* b = find_backend(d.kind, &why);
+  if (!b) fail(ErrorCode::Device, "device " + d.name() + " is not available: " + why);
+  const BackendStatus& s = b->status();
+  if (!s.usable) fail(ErrorCode::Device, "device " + d.name() + " is not available: " + s.reason);
+  if (d.index < 0 || d.index >= int(s.devices.size()))
+    fail(ErrorCode::Device, "device " + d.name() + " does not exist: " + std::to_string(s.devices.size()) +
                                 " CUDA device(s) found");
   std::lock_guard<std::mutex> lock(cuda_mu_);
-  if (cuda_queues_.size() < a.devices.size()) cuda_queues_.resize(a.devices.size());
+  if (cuda_queues_.size() < s.devices.size()) cuda_queues_.resize(s.devices.size());
   std::unique_ptr<Queue>& q = cuda_queues_[size_t(d.index)];
   if (!q) q = std::make_unique<Queue>(d.name());
   return *q;
-#else
-  fail(ErrorCode::Device, "device " + d.name() + " is not available: " IGNIS_NO_CUDA_REASON);
-#endif
 }
 
 void Runtime::throw_pending(Device d) {
   if (KernelError e = queue(d).take_error()) {
-#ifdef IGNIS_WITH_CUDA
-    if (d.kind == Device::CUDA) cuda::clear_fault(d.index);  // thrown now: later reads may succeed
-#endif
+    backend(d.kind).clear_fault(d.index);  // thrown now: later reads may succeed
     throw Error(*e);
   }
 }

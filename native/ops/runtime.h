@@ -15,6 +15,9 @@ namespace ignis::ops {
 // Parses "cpu", "cuda" (= "cuda:0") or "cuda:N"; throws E_DEVICE naming the string otherwise.
 Device parse_device(const std::string& name);
 
+// Fills the backend registry of core/backend.h (backends.cc), once per process.
+void register_backends();
+
 class Runtime {
  public:
   explicit Runtime(int threads = 0);

@@ -1,28 +1,36 @@
-// Entry points that make, convert, move and read tensors.
+// Entry points that make, convert, move and read tensors, and the build's and devices' figures.
 #include <algorithm>
 #include <cstring>
 #include <future>
 #include <vector>
 
 #include "../cpu/cpu.h"
-#include "check.h"
-#include "kernel.h"
+#include "../cpu/simd.h"
 #include "launch.h"
 #include "ops.h"
 
 namespace ignis::ops {
+namespace {
 
-Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shape, DType dtype,
-                 Device device) {
+// Enqueues a creation kernel (fill, randn) writing t.
+void enqueue_make(Runtime& rt, const Tensor& t, OpParams p) {
+  Backend& b = backend(t.device().kind);
+  launch(rt, t.device(), {}, {t}, [&b, p](const Exec& e, const std::vector<Tensor>&, const std::vector<Tensor>& o) {
+    const Tensor* out = &o[0];
+    run_kernel(e, b, p, nullptr, 0, &out, 1);
+  });
+}
+
+}  // namespace
+
+Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shape, DType dtype, Device device) {
   rt.queue(device);  // throws E_DEVICE for a device that is not usable
   if (device.kind != Device::CPU) {
-    // Converted on the host when the dtypes differ, then uploaded through pinned staging on the
-    // device's stream.
+    // Converted on the host when the dtypes differ, then copied in (on a CUDA device, through
+    // pinned staging on its stream).
     Tensor dev = empty(shape, dtype, device);
     Tensor host = src_type == dtype ? Tensor{} : from_host(rt, src, src_type, shape, dtype, Device{});
-#ifdef IGNIS_WITH_CUDA
-    cuda::upload(device.index, dev.raw(), host.defined() ? host.raw() : src, dev.nbytes());
-#endif
+    backend(device.kind).copy_in(device.index, dev.raw(), host.defined() ? host.raw() : src, dev.nbytes());
     return dev;
   }
   Tensor t = empty(shape, dtype, device);
@@ -30,17 +38,17 @@ Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shap
   if (src_type == dtype) {
     std::memcpy(t.raw(), src, t.nbytes());
   } else if (src_type == DType::f32 && is_float(dtype)) {
-    convert_from_f32(static_cast<const float*>(src), t.raw(), dtype, n);
+    cpu::convert_from_f32(static_cast<const float*>(src), t.raw(), dtype, n);
   } else if (is_float(src_type) && dtype == DType::f32) {
-    convert_to_f32(src, src_type, t.data<float>(), n);
+    cpu::convert_to_f32(src, src_type, t.data<float>(), n);
   } else if (is_float(src_type) && is_float(dtype)) {  // f16 <-> bf16, through f32 in chunks
     constexpr size_t kChunk = 4096;
     float tmp[kChunk];
     const size_t es = dtype_size(src_type), ed = dtype_size(dtype);
     for (size_t i = 0; i < n; i += kChunk) {
       const size_t w = std::min(kChunk, n - i);
-      convert_to_f32(static_cast<const char*>(src) + i * es, src_type, tmp, w);
-      convert_from_f32(tmp, static_cast<char*>(t.raw()) + i * ed, dtype, w);
+      cpu::convert_to_f32(static_cast<const char*>(src) + i * es, src_type, tmp, w);
+      cpu::convert_from_f32(tmp, static_cast<char*>(t.raw()) + i * ed, dtype, w);
     }
   } else {
     fail(ErrorCode::DType, std::string("cannot make a ") + dtype_name(dtype) + " tensor from " +
@@ -52,9 +60,9 @@ Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shap
 Tensor full(Runtime& rt, const Shape& shape, DType dtype, Device device, double value) {
   rt.throw_pending(device);
   Tensor t = empty(shape, dtype, device);
-  launch(rt, device, {}, {t}, [t, value](const Exec& e) {
-    kernel::fill(e, t, value);
-  });
+  FillParams p;
+  p.value = value;
+  enqueue_make(rt, t, p);
   return t;
 }
 
@@ -63,27 +71,15 @@ Tensor randn(Runtime& rt, const Shape& shape, DType dtype, Device device, uint64
   if (!is_float(dtype))
     fail(ErrorCode::DType, std::string("randn: dtype must be f32, f16 or bf16, got ") + dtype_name(dtype));
   Tensor t = empty(shape, dtype, device);
-  launch(rt, device, {}, {t}, [t, seed](const Exec& e) {
-    kernel::randn(e, t, seed);
-  });
+  RandnParams p;
+  p.seed = seed;
+  enqueue_make(rt, t, p);
   return t;
 }
 
-Tensor cast(Runtime& rt, const Tensor& x, DType dtype) {
-  rt.throw_pending(x.device());
-  if (x.dtype != dtype && !(is_float(x.dtype) && is_float(dtype)))
-    fail(ErrorCode::DType, std::string("cast: cannot cast ") + dtype_name(x.dtype) + " to " + dtype_name(dtype) +
-                               " (casts are between f32, f16 and bf16)");
-  Tensor out = empty(x.shape, dtype, x.device());
-  launch(rt, x.device(), {x}, {out}, [out, x](const Exec& e) {
-    kernel::cast(e, out, x);
-  });
-  return out;
-}
-
-// A copy between the CPU and a CUDA device: the side that holds x runs the copy once x is
-// computed (its queue is in order), and the other side's queue waits for that before any
-// later op there can touch the copy.
+// A copy between the CPU and a device: the side that holds x runs the copy once x is computed
+// (its queue is in order), and the other side's queue waits for that before any later op there
+// can touch the copy.
 Tensor to_device(Runtime& rt, const Tensor& x, Device device) {
   rt.queue(device);  // throws E_DEVICE for a device that is not usable
   if (device == x.device()) return x;
@@ -92,20 +88,18 @@ Tensor to_device(Runtime& rt, const Tensor& x, Device device) {
                                 " are not supported (go through the CPU)");
   rt.throw_pending(x.device());
   Tensor out = empty(x.shape, x.dtype, device);
-#ifdef IGNIS_WITH_CUDA
   auto copied = std::make_shared<std::promise<void>>();
   std::shared_future<void> ready = copied->get_future().share();
   launch(
       rt, x.device(), {x}, {out},
-      [x, out](const Exec&) {
-        if (out.device().kind == Device::CUDA)
-          cuda::upload(out.device().index, out.raw(), x.raw(), x.nbytes());
+      [x, out](const Exec&, const std::vector<Tensor>&, const std::vector<Tensor>&) {
+        if (out.device().kind != Device::CPU)
+          backend(out.device().kind).copy_in(out.device().index, out.raw(), x.raw(), x.nbytes());
         else
-          cuda::download(x.device().index, out.raw(), x.raw(), x.nbytes());
+          backend(x.device().kind).copy_out(x.device().index, out.raw(), x.raw(), x.nbytes());
       },
       [copied](KernelError) { copied->set_value(); });
   rt.queue(device).enqueue([ready] { ready.wait(); });
-#endif
   return out;
 }
 
@@ -128,36 +122,56 @@ void read(Runtime& rt, const Tensor& x, void* dst, std::function<void(KernelErro
       done(e);
       return;
     }
-    if (x.device().kind == Device::CUDA) {
-#ifdef IGNIS_WITH_CUDA
-      // Waits for the stream: a kernel fault or a CUDA error found here rejects this read and
-      // is thrown by the next call on the device.
-      try {
-        const int dev = x.device().index;
-        if (!dst) {
-          cuda::synchronize(dev);
-        } else if (is_float(x.dtype) && x.dtype != DType::f32) {
-          std::vector<char> raw(x.nbytes());
-          cuda::download(dev, raw.data(), x.raw(), raw.size());
-          convert_to_f32(raw.data(), x.dtype, static_cast<float*>(dst), size_t(x.numel()));
+    // On a device, copy_out and synchronize wait for its queue: a kernel fault or an error found
+    // there rejects this read and is thrown by the next call on the device.
+    try {
+      const Device d = x.device();
+      Backend& b = backend(d.kind);
+      if (!dst) {
+        b.synchronize(d.index);
+      } else if (is_float(x.dtype) && x.dtype != DType::f32) {
+        if (d.kind == Device::CPU) {
+          cpu::convert_to_f32(x.raw(), x.dtype, static_cast<float*>(dst), size_t(x.numel()));
         } else {
-          cuda::download(dev, dst, x.raw(), x.nbytes());
+          std::vector<char> raw(x.nbytes());
+          b.copy_out(d.index, raw.data(), x.raw(), raw.size());
+          cpu::convert_to_f32(raw.data(), x.dtype, static_cast<float*>(dst), size_t(x.numel()));
         }
-      } catch (const Error& e) {
-        KernelError err = std::make_shared<const Error>(e);
-        q.set_error(err);
-        done(err);
-        return;
+      } else {
+        b.copy_out(d.index, dst, x.raw(), x.nbytes());
       }
-#endif
-    } else if (!dst) {  // only waiting for x
-    } else if (is_float(x.dtype)) {
-      convert_to_f32(x.raw(), x.dtype, static_cast<float*>(dst), size_t(x.numel()));
-    } else {
-      std::memcpy(dst, x.raw(), x.nbytes());
+    } catch (const Error& e) {
+      KernelError err = std::make_shared<const Error>(e);
+      q.set_error(err);
+      done(err);
+      return;
     }
     done(nullptr);
   });
+}
+
+Info info(Runtime& rt) {
+  Info r;
+  r.simd = cpu::simd_name();
+  r.threads = rt.pool().size();
+  std::string why;
+  if (Backend* b = find_backend(Device::CUDA, &why)) {
+    r.cuda_compiled = true;
+    r.cuda = b->status();
+  } else {
+    r.cuda.reason = why;
+  }
+  return r;
+}
+
+MemoryStats memory(Runtime& rt, Device d) {
+  rt.queue(d);  // E_DEVICE, saying why, for a device that is not usable
+  return backend(d.kind).memory(d.index);
+}
+
+int64_t empty_cache(Runtime& rt, Device d) {
+  rt.queue(d);
+  return backend(d.kind).empty_cache(d.index);
 }
 
 }  // namespace ignis::ops

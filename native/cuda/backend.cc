@@ -1,0 +1,109 @@
+// The CUDA backend: the runtime glue of runtime.h behind the backend interface, and the one
+// dispatch switch from an op to its CUDA entry point (kernels.h). Host C++ only; built only
+// when nvcc is found.
+#include "backend.h"
+
+#include "kernels.h"
+#include "runtime.h"
+
+namespace ignis::cuda {
+namespace {
+
+// The ops with no CUDA kernel: their layouts or algorithms are the CPU's.
+bool cpu_only(OpId op) { return op == OpId::sample || op == OpId::pack_weight || op == OpId::matmul_packed; }
+
+class CudaBackend final : public Backend {
+ public:
+  Device::Kind kind() const override { return Device::CUDA; }
+  const BackendStatus& status() override { return probe(); }
+
+  void* allocate(int device, size_t bytes) override { return device_alloc(device, bytes); }
+  void free(int device, void* p, size_t bytes) noexcept override { device_free(device, p, bytes); }
+  ignis::MemoryStats memory(int device) override {
+    const cuda::MemoryStats s = cuda::memory(device);
+    return {s.allocated, s.reserved, s.peak};
+  }
+  int64_t empty_cache(int device) override {
+    const int64_t before = cuda::memory(device).reserved;
+    cuda::empty_cache();
+    return before - cuda::memory(device).reserved;
+  }
+
+  void copy_in(int device, void* dst, const void* src, size_t bytes) override { upload(device, dst, src, bytes); }
+  void copy_out(int device, void* dst, const void* src, size_t bytes) override { download(device, dst, src, bytes); }
+  void synchronize(int device) override { cuda::synchronize(device); }
+  void clear_fault(int device) override { cuda::clear_fault(device); }
+
+  void task(int device, ThreadPool& pool, const std::function<void(const Exec&)>& fn) override {
+    std::vector<std::shared_ptr<Storage>> keep;  // scratch: freed after the kernels are queued
+    const Launch L = launch_for(device, &keep);
+    fn(Exec{pool, &L});
+  }
+  bool supports(OpId op, DType) const override { return !cpu_only(op); }
+  void run(const Exec& e, const KernelCall& c) override;
+  std::unique_ptr<Recorder> recorder() override { return make_recorder(); }
+};
+
+void CudaBackend::run(const Exec& e, const KernelCall& c) {
+  const Launch& L = *static_cast<const Launch*>(e.ctx);
+  switch (c.op()) {
+    case OpId::matmul:
+      return matmul(L, c.output(), c.input(0), c.input(1), c.optional(2), c.p<MatmulParams>());
+    case OpId::matmul_q: {
+      const auto& p = c.p<MatmulQParams>();
+      return matmul_q(L, c.output(), c.input(0), c.input(1), c.input(2), p.group, c.optional(3), p.activation);
+    }
+    case OpId::quantize: return quantize(L, c.output(0), c.output(1), c.input(0), c.p<QuantizeParams>().group);
+    case OpId::dequantize: return dequantize(L, c.output(), c.input(0), c.input(1), c.p<DequantizeParams>().group);
+    case OpId::attention:
+      return attention(L, c.output(), c.input(0), c.input(1), c.input(2), c.p<AttentionParams>());
+    case OpId::kv_append:  // the caches are operands 0 and 1, written in place
+      return kv_append(L, c.input(0), c.input(1), c.input(2), c.input(3), c.p<KvAppendParams>().position, c.pos_dev);
+    case OpId::rmsnorm: return rmsnorm(L, c.output(), c.input(0), c.input(1), c.p<RmsnormParams>().eps);
+    case OpId::layernorm:
+      return layernorm(L, c.output(), c.input(0), c.input(1), c.input(2), c.p<LayernormParams>().eps);
+    case OpId::activation: return activation(L, c.output(), c.input(0), c.p<ActivationParams>().activation);
+    case OpId::softmax: return softmax(L, c.output(), c.input(0), int(c.p<SoftmaxParams>().axis));
+    case OpId::argmax: return argmax(L, c.output(), c.input(0));
+    case OpId::rope: {
+      const auto& p = c.p<RopeParams>();
+      return rope(L, c.output(), c.input(0), p.position, p.theta, c.pos_dev);
+    }
+    case OpId::embedding: return embedding(L, c.output(), c.input(0), c.input(1));
+    case OpId::binary: return binary(L, c.output(), c.input(0), c.input(1), c.p<BinaryParams>().op);
+    case OpId::cast: return cast(L, c.output(), c.input(0));
+    case OpId::rows: {  // out = table[start : start + out rows], a copy on the stream
+      const Tensor& out = c.output();
+      const size_t row = out.dim(0) ? out.nbytes() / size_t(out.dim(0)) : 0;
+      return copy_async(L, out.raw(), static_cast<const char*>(c.input(0).raw()) + size_t(c.p<RowsParams>().start) * row,
+                        out.nbytes());
+    }
+    case OpId::last: {  // out [B, 1, ...] = x [B, S, ...][:, S - 1]
+      const Tensor &out = c.output(), &x = c.input(0);
+      const int64_t B = x.dim(0), S = x.dim(1);
+      if (B == 0 || S == 0) return;
+      const size_t row = out.nbytes() / size_t(B);
+      for (int64_t b = 0; b < B; b++)
+        copy_async(L, static_cast<char*>(out.raw()) + size_t(b) * row,
+                   static_cast<const char*>(x.raw()) + size_t(b * S + S - 1) * row, row);
+      return;
+    }
+    case OpId::fill: return fill(L, c.output(), c.p<FillParams>().value);
+    case OpId::randn: return randn(L, c.output(), c.p<RandnParams>().seed);
+    case OpId::sample:
+    case OpId::pack_weight:
+    case OpId::matmul_packed:
+      fail(ErrorCode::Device, std::string(op_name(c.op())) + ": runs on the CPU only");
+    case OpId::Count: break;
+  }
+  fail(ErrorCode::Internal, "cuda: not an op");
+}
+
+}  // namespace
+
+Backend* backend() {
+  static CudaBackend* b = new CudaBackend();  // never destroyed: tensors may be freed at exit
+  return b;
+}
+
+}  // namespace ignis::cuda
