@@ -3,7 +3,7 @@
 // the kernel sees), and the comparison against a float64 reference with a reproducible,
 // seed-carrying failure message.
 
-import { describe, expect } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as ignis from '../lib/index';
 import { compare, compareExact } from './reference/compare';
 import { rngFor, testSeed, type Rng } from './reference/rng';
@@ -208,4 +208,69 @@ export function absorbOnce(code: string): { call: <T>(f: () => T) => T; thrown: 
     },
     thrown: () => n,
   };
+}
+
+// --- op tests as tables ------------------------------------------------------------------------
+
+/** One input of an op case: its shape, and its values' distribution (normal, or given). */
+export interface OpInput {
+  shape: readonly number[];
+  mean?: number;
+  std?: number;
+  values?: ArrayLike<number>;
+}
+
+/** An input as the reference sees it: the values the kernel sees (rounded to the dtype), float64. */
+export interface RefArg {
+  x: Float64Array;
+  shape: readonly number[];
+}
+
+/** One line of an op's test table (tinygrad's helper_test_op): inputs, the op, its reference. */
+export interface OpCase {
+  /** the case's name; the run's seed and this name give its inputs */
+  name: string;
+  inputs: readonly (readonly number[] | OpInput)[];
+  /** the op as a user calls it, on the inputs' tensors */
+  run: (...t: Tensor[]) => Tensor;
+  /** the float64 reference on the inputs' values; its shape is checked when it gives one */
+  ref: (...x: RefArg[]) => Ref | Float64Array;
+  /** the long-reduction tolerance (tolFor(dtype, true)) */
+  long?: boolean;
+  /** an extra check on the output values (after the reference comparison) */
+  also?: (got: ArrayLike<number>, ref: Float64Array, dtype: FloatDType, ctx: string) => void;
+}
+
+/**
+ * Runs each case on every device (cuda skipped visibly where there is none) and each float
+ * dtype: random inputs made as tensors and read back, the op, and its output checked against
+ * the reference within tolFor(dtype) (shape, dtype and device too).
+ */
+export function opTests(file: string, cases: readonly OpCase[], dtypes: readonly FloatDType[] = FLOAT_DTYPES): void {
+  forDevices((dev) => {
+    for (const dtype of dtypes) {
+      describe(dtype, () => {
+        for (const oc of cases) {
+          const name = `${oc.name} ${dtype} ${dev}`;
+          it(name, async () => {
+            const c = testCase(file, name);
+            const ins: Input[] = [];
+            for (const i of oc.inputs) {
+              const o: OpInput = isShape(i) ? { shape: i } : i;
+              ins.push(await input(c, o.shape, dtype, dev, o));
+            }
+            const args: RefArg[] = oc.inputs.map((i, k) => ({ x: ins[k].x, shape: isShape(i) ? i : i.shape }));
+            const out = oc.run(...ins.map((i) => i.t));
+            const ref = oc.ref(...args);
+            await check(out, ref, tolFor(dtype, oc.long), c.ctx, { dtype, device: dev });
+            if (oc.also) oc.also(await out.data(), ref instanceof Float64Array ? ref : ref.data, dtype, c.ctx);
+          });
+        }
+      });
+    }
+  });
+}
+
+function isShape(i: readonly number[] | OpInput): i is readonly number[] {
+  return Array.isArray(i);
 }
