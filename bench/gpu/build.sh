@@ -11,8 +11,9 @@
 # Objects compile in parallel and are reused while newer than their source and every header
 # under native/. A kernel file that fails to compile is reported and left out: bench.cu holds
 # weak references to the entry points, so the harness still links and reports those rows as
-# missing instead of losing the whole run. The host sources (native/core, and native/cpu/simd.cc
-# for dtype.cc) go into a static archive, so the link takes only the members the objects use.
+# missing instead of losing the whole run. The host sources (native/core) go into a static
+# archive, so the link takes only the members the objects use. The harness registers its own
+# allocation-only CUDA backend, so native/cuda/backend.cc (which names every kernel) stays out.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -55,7 +56,7 @@ compile_one() {
 export -f compile_one
 
 cuda_srcs=$(ls native/cuda/*.cu 2>/dev/null)
-host_srcs=$(ls native/core/*.cc native/cpu/simd.cc 2>/dev/null)  # simd.cc: dtype.cc's has_avx2
+host_srcs=$(ls native/core/*.cc 2>/dev/null)
 start=$SECONDS
 echo "build: $(echo $cuda_srcs | wc -w) CUDA files + bench.cu, $(echo $host_srcs | wc -w) host files, $jobs jobs, arch ${IGNIS_GPU_ARCH:-90a}"
 # Largest first, so the slowest file starts at once.

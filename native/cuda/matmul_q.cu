@@ -1,5 +1,5 @@
-// Symmetric int8 weights on CUDA (cpu::quantize / dequantize / matmul_q semantics): q [N, K] i8
-// with scales [N, K / group] f32. matmul_q never makes a float copy of the weight:
+// matmul_q on CUDA (cpu::matmul_q semantics): x @ the int8 weight q [N, K] i8 with scales
+// [N, K / group] f32 (core/quant.h), transposed. It never makes a float copy of the weight:
 //   M <= 8 (decode), group % 16 == 0, q 16-byte aligned: matmul_q_gemv_kernel. Each weight byte
 //     is read once as a 16-byte pack; a warp owns 4 rows and WK warps may split K (WK grows
 //     until every SM has a block); x [M, K tile] sits in shared memory as f32; int8 -> f32 in
@@ -12,138 +12,12 @@
 //   M > 8 otherwise (f32, or group % 16 != 0): matmul_q_gemm_simt_kernel. 64x64x16 f32 tiles,
 //     the weight dequantized to f32 in shared memory exactly as the CPU's packer (q * scale).
 //   K == 0: matmul_q_empty_kernel, out = act(bias or 0).
-#include <algorithm>
-#include <climits>
-#include <cstring>
-#include <string>
-#include <type_traits>
-
-#include "../core/activation.h"
-#include "../core/quant.h"
-#include "common.cuh"
+#include "quant.cuh"
 
 namespace ignis::cuda {
 namespace {
 
-constexpr int kWarp = 32;
-
-// The 4 signed bytes of w as exact floats: (b ^ 0x80) is b + 128 as an unsigned byte; placed
-// in the mantissa of 2^23 it reads 2^23 + b + 128, and subtracting 2^23 + 128 is exact.
-__device__ __forceinline__ void i8x4_to_f32(uint32_t w, float (&f)[4]) {
-  const uint32_t u = w ^ 0x80808080u;
-#pragma unroll
-  for (int e = 0; e < 4; e++) f[e] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540u + e)) - 8388736.f;
-}
-
-template <class T>
-__device__ __forceinline__ uint32_t bits16(T v) {
-  uint16_t b;
-  memcpy(&b, &v, 2);
-  return b;
-}
-
-// x[0..3] as f32; vec: p is 4-element aligned (one 8- or 16-byte load).
-template <class T>
-__device__ __forceinline__ float4 load_quad(const T* p, bool vec) {
-  if constexpr (sizeof(T) == 4) {
-    if (vec) return *reinterpret_cast<const float4*>(p);
-  } else {
-    if (vec) {
-      const uint2 u = *reinterpret_cast<const uint2*>(p);
-      T e[4];
-      memcpy(e, &u, 8);
-      return make_float4(to_f32(e[0]), to_f32(e[1]), to_f32(e[2]), to_f32(e[3]));
-    }
-  }
-  return make_float4(to_f32(p[0]), to_f32(p[1]), to_f32(p[2]), to_f32(p[3]));
-}
-
-// ---- quantize: per group of w [N, K], scale = max|w| / 127 (1 if 0), q = rint(w / scale) ----
-
-constexpr int kQuantBlock = 256;  // a warp per group
-
-template <class T>
-__global__ void __launch_bounds__(kQuantBlock) quantize_kernel(int8_t* q, float* scales, const T* w, int64_t groups,
-                                                               int K, int group) {
-  const int64_t gi = int64_t(blockIdx.x) * (kQuantBlock / kWarp) + threadIdx.x / kWarp;  // n * G + g
-  if (gi >= groups) return;  // the whole warp
-  const int lane = int(threadIdx.x % kWarp), G = K / group;
-  const int64_t off = (gi / G) * K + (gi % G) * group;
-  const T* v = w + off;  // [group]
-  int8_t* o = q + off;   // [group]
-  float amax = 0.f;      // fmaxf skips NaN, as std::max(amax, NaN) does
-  for (int k = lane; k < group; k += kWarp) amax = fmaxf(amax, fabsf(to_f32(v[k])));
-  amax = warp_max(amax);
-  const float scale = quant_scale(amax);  // core/quant.h
-  if (lane == 0) scales[gi] = scale;
-  for (int k = lane; k < group; k += kWarp) o[k] = quant_value(to_f32(v[k]), scale);
-}
-
-template <class T>
-void quantize_cuda(int8_t* q, float* scales, const T* w, int64_t N, int K, int group, cudaStream_t s) {
-  const int64_t groups = N * (K / group);
-  quantize_kernel<T><<<unsigned(ceil_div<int64_t>(groups, kQuantBlock / kWarp)), kQuantBlock, 0, s>>>(
-      q, scales, w, groups, K, group);
-  check_launch("quantize_kernel");
-}
-
-// ---- dequantize: out [N, K] = q * scale ----
-// kVec: 16 elements a thread (one q pack, one scale: K % 16 == 0, group % 16 == 0, q and out
-// 16-byte aligned); else one. Rows on grid.y (striding past 65535), K along grid.x.
-
-constexpr int kDequantBlock = 256;
-
-template <class T, bool kVec>
-__global__ void __launch_bounds__(kDequantBlock) dequantize_kernel(T* out, const int8_t* q, const float* scales,
-                                                                   int64_t N, int K, int group) {
-  constexpr int E = kVec ? 16 : 1;
-  const int G = K / group;
-  const int k = (int(blockIdx.x) * kDequantBlock + int(threadIdx.x)) * E;
-  if (k >= K) return;
-  for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
-    const float s = scales[n * G + k / group];
-    if constexpr (kVec) {
-      const Pack16 p = load16(q + n * K + k);
-      float f[16];
-#pragma unroll
-      for (int i = 0; i < 4; i++) {
-        float t[4];
-        i8x4_to_f32(p.w[i], t);
-#pragma unroll
-        for (int e = 0; e < 4; e++) f[4 * i + e] = __fmul_rn(t[e], s);
-      }
-      T* o = out + n * K + k;
-      if constexpr (sizeof(T) == 4) {
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-          Pack16 v;
-#pragma unroll
-          for (int e = 0; e < 4; e++) v.w[e] = __float_as_uint(f[4 * i + e]);
-          store16(o + 4 * i, v);
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-          Pack16 v;
-#pragma unroll
-          for (int e = 0; e < 4; e++) v.w[e] = pack2<T>(f[8 * i + 2 * e], f[8 * i + 2 * e + 1]);
-          store16(o + 8 * i, v);
-        }
-      }
-    } else {
-      out[n * K + k] = from_f32<T>(__fmul_rn(float(q[n * K + k]), s));
-    }
-  }
-}
-
-template <class T>
-void dequantize_cuda(T* out, const int8_t* q, const float* scales, int64_t N, int K, int group, cudaStream_t s) {
-  const bool vec = K % 16 == 0 && group % 16 == 0 && aligned16(q) && aligned16(out);
-  const dim3 grid(unsigned(ceil_div(K, kDequantBlock * (vec ? 16 : 1))), unsigned(std::min<int64_t>(N, 65535)));
-  if (vec) dequantize_kernel<T, true><<<grid, kDequantBlock, 0, s>>>(out, q, scales, N, K, group);
-  else dequantize_kernel<T, false><<<grid, kDequantBlock, 0, s>>>(out, q, scales, N, K, group);
-  check_launch("dequantize_kernel");
-}
+using namespace quant;
 
 // ---- matmul_q epilogue and K == 0 ----
 
@@ -659,36 +533,7 @@ void matmul_q_cuda(const Launch& L, T* out, const T* x, const int8_t* q, const f
   check_launch("matmul_q_gemm_simt_kernel");
 }
 
-// The kernels index rows and K with int (offsets in int64).
-void check_int(const char* op, int64_t v, const char* what) {
-  if (v > INT_MAX)
-    fail(ErrorCode::Shape,
-         std::string(op) + ": " + what + " = " + std::to_string(v) + " is too large for the CUDA kernels");
-}
-
 }  // namespace
-
-void quantize(const Launch& L, const Tensor& q, const Tensor& scales, const Tensor& w, int64_t group) {
-  const int64_t K = w.dim(-1), N = K ? w.numel() / K : 0;
-  if (N == 0 || K == 0) return;
-  check_int("quantize", K, "K");
-  dispatch_float(w.dtype, "quantize", [&](auto tag) {
-    using T = decltype(tag);
-    quantize_cuda<T>(q.data<int8_t>(), scales.data<float>(), static_cast<const T*>(w.raw()), N, int(K), int(group),
-                     stream_of(L));
-  });
-}
-
-void dequantize(const Launch& L, const Tensor& out, const Tensor& q, const Tensor& scales, int64_t group) {
-  const int64_t K = q.dim(-1), N = K ? q.numel() / K : 0;
-  if (N == 0 || K == 0) return;
-  check_int("dequantize", K, "K");
-  dispatch_float(out.dtype, "dequantize", [&](auto tag) {
-    using T = decltype(tag);
-    dequantize_cuda<T>(static_cast<T*>(out.raw()), q.data<int8_t>(), scales.data<float>(), N, int(K), int(group),
-                       stream_of(L));
-  });
-}
 
 void matmul_q(const Launch& L, const Tensor& out, const Tensor& x, const Tensor& q, const Tensor& scales,
               int64_t group, const Tensor* bias, Activation act) {
@@ -706,9 +551,9 @@ void matmul_q(const Launch& L, const Tensor& out, const Tensor& x, const Tensor&
       check_launch("matmul_q_empty_kernel");
       return;
     }
-    check_int("matmul", M, "M");
-    check_int("matmul", N, "N");
-    check_int("matmul", K, "K");
+    quant::check_int("matmul", M, "M");
+    quant::check_int("matmul", N, "N");
+    quant::check_int("matmul", K, "K");
     matmul_q_cuda<T>(L, o, static_cast<const T*>(x.raw()), q.data<int8_t>(), scales.data<float>(), b, int(M), int(N),
                      int(K), int(group), act);
   });
