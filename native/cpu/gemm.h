@@ -1,10 +1,12 @@
-// The packed f32 GEMM engine shared by matmul and matmul_q (private to native/cpu). BLIS-style:
+// The packed f32 GEMM engine shared by matmul, matmul_packed and matmul_q (gemm.cc; private to
+// native/cpu), and the dense B packers (pack.cc). BLIS-style:
 // B is packed block by block into f32 panels by a caller-supplied packer (so f16/bf16, a
 // transposed B or int8 weights never get a full f32 copy), A into MR-row panels, 6x16 FMA tile.
 #pragma once
 #include <cstdint>
 
 #include "../core/dtype.h"
+#include "../core/limits.h"
 #include "../core/op.h"
 #include "../core/thread_pool.h"
 #include "simd.h"
@@ -18,7 +20,8 @@
 namespace ignis::cpu::gemm {
 
 inline constexpr int64_t kMR = 6;   // rows of the register tile
-inline constexpr int64_t kNR = 16;  // columns of the register tile (two 8-float vectors)
+inline constexpr int64_t kNR = kPanelWidth;  // columns of the register tile (two 8-float vectors)
+static_assert(kNR == 16, "the AVX2 tile kernels hold 16 columns");
 
 // Writes B[k0 : k0 + kc, j0 : j0 + n] as f32 into ceil(n / kNR) panels dst [panel][kc][kNR]:
 // row k of panel q at dst + (q * kc + k) * kNR, columns past n zero. Several panels a call, so a
@@ -38,6 +41,14 @@ struct Problem {
   DType out_type = DType::f32;
   int64_t nc = 0;                 // N block (0: the default); smaller keeps a packed block in L2
 };
+
+// B as the dense packers see it: b [K, N] (ld = N) or, transposed, [N, K] (ld = K).
+struct DenseB {
+  const void* b;
+  int64_t ld;
+};
+// The packer of a dense float B of dtype dt (ctx: a DenseB), transposed or not.
+PackB dense_packer(DType dt, bool transposed);
 
 // out = act(A @ B + bias). pool null: runs on the calling thread only (the caller is already
 // inside a parallel_for).
