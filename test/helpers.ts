@@ -274,3 +274,15 @@ export function opTests(file: string, cases: readonly OpCase[], dtypes: readonly
 function isShape(i: readonly number[] | OpInput): i is readonly number[] {
   return Array.isArray(i);
 }
+
+/** Quantizes a fresh random w [N, K] on dev; returns the tensor, its values and the kernel's q and scales. */
+export async function quantized(c: Case, N: number, K: number, groupSize: number, wDtype: FloatDType, dev: Device, zeroGroup = false) {
+  const values = c.rng.normals(N * K, 0.5);
+  if (zeroGroup) for (let k = 0; k < groupSize; k++) values[Math.min(1, N - 1) * K + k] = 0; // one all-zero group
+  const w = await input(c, [N, K], wDtype, dev, { values });
+  const qt = ignis.quantize(w.t, { groupSize });
+  const q = await qt.q.data();
+  const scales = await qt.scales.data();
+  return { w, qt, q, scales };
+}
+

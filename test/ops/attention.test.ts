@@ -1,6 +1,6 @@
 // attention against the float64 reference: GQA (8 q heads / 2 kv heads), MQA, MHA, headDim
 // 64 / 80 / 128 / 7, causal and not, Sq != Skv (causal is bottom-right aligned), a custom
-// scale; every float dtype and device. The KV cache cases are in kvcache.test.ts.
+// scale; every float dtype and device. The KV cache cases are in kv_append.test.ts.
 
 import { describe, it } from 'vitest';
 import * as ignis from '../../lib/index';

@@ -8,7 +8,7 @@ import { check, deviceName, FLOAT_DTYPES, forDevices, input, testCase, tolFor, t
 import { attention } from '../reference/attention';
 import type { FloatDType } from '../reference/round';
 
-const FILE = 'test/ops/kvcache.test.ts';
+const FILE = 'test/ops/kv_append.test.ts';
 
 /** Rows [s0, s1) along the seq axis of x [B, S, H, D]. */
 function sliceSeq(x: Float64Array, B: number, S: number, H: number, D: number, s0: number, s1: number): Float64Array {

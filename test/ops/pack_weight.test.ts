@@ -9,7 +9,7 @@ import { matmul } from '../reference/matmul';
 import type { ActivationName } from '../reference/activation';
 import { shapeStr } from '../reference/shape';
 
-const FILE = 'test/ops/packWeight.test.ts';
+const FILE = 'test/ops/pack_weight.test.ts';
 
 interface PackCase {
   x: number[];

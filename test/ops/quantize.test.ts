@@ -1,0 +1,98 @@
+// quantize and dequantize against the float64 references: every group size (32, 64, 128, K),
+// every float weight dtype, an all-zero group, and the round trip's error bound.
+
+import { describe, expect, it } from 'vitest';
+import * as ignis from '../../lib/index';
+import { check, FLOAT_DTYPES, forDevices, quantized, testCase } from '../helpers';
+import { dequantize, quantize } from '../reference/quant';
+import { roundTo } from '../reference/round';
+
+const FILE = 'test/ops/quantize.test.ts';
+
+forDevices((dev) => {
+  describe('quantize', () => {
+    const shapes: [number, number, number][] = [
+      [33, 256, 32],
+      [33, 256, 64],
+      [7, 256, 128],
+      [129, 256, 256],
+      [1, 96, 32],
+      [5, 96, 96],
+      [17, 160, 32],
+      [3, 160, 160],
+      [9, 384, 128],
+    ];
+    for (const wDtype of FLOAT_DTYPES) {
+      for (const [N, K, g] of shapes) {
+        const name = `quantize [${N}, ${K}] groupSize ${g} ${wDtype} ${dev}`;
+        it(name, async () => {
+          const c = testCase(FILE, name);
+          const { w, qt, q, scales } = await quantized(c, N, K, g, wDtype, dev, true);
+          expect(qt.groupSize, c.ctx).toBe(g);
+          expect([...qt.shape], c.ctx).toEqual([N, K]);
+          expect(qt.q.shape, c.ctx).toEqual([N, K]);
+          expect(qt.q.dtype, c.ctx).toBe('i8');
+          expect(qt.scales.shape, c.ctx).toEqual([N, K / g]);
+          expect(qt.scales.dtype, c.ctx).toBe('f32');
+          expect(qt.q.device, c.ctx).toBe(dev === 'cuda' ? 'cuda:0' : 'cpu');
+          expect(q).toBeInstanceOf(Int8Array);
+
+          const ref = quantize(w.x, N, K, g);
+          // scales: max|w| / 127 in f32 (allow 1 ulp for a kernel that multiplies by 1/127)
+          for (let i = 0; i < ref.scales.length; i++) {
+            const rel = Math.abs(scales[i] - ref.scales[i]) / ref.scales[i];
+            if (!(rel <= 2 ** -23)) expect.fail(`${c.ctx}: scales[${i}] = ${scales[i]}, ref ${ref.scales[i]}`);
+          }
+          // q: exact except within 1 where w / scale sits on a .5 boundary
+          let offByOne = 0;
+          for (let i = 0; i < ref.q.length; i++) {
+            const d = Math.abs(q[i] - ref.q[i]);
+            if (d === 0) continue;
+            if (d === 1 && ref.nearTie[i]) {
+              offByOne++;
+              continue;
+            }
+            expect.fail(`${c.ctx}: q[${i}] (row ${Math.floor(i / K)}, col ${i % K}) = ${q[i]}, ref ${ref.q[i]} (w ${w.x[i]}, w/scale ${w.x[i] / ref.scales[Math.floor(i / K) * (K / g) + Math.floor((i % K) / g)]})`);
+          }
+          expect(offByOne, c.ctx).toBeLessThanOrEqual(Math.max(2, ref.q.length / 1000));
+          // the all-zero group
+          const zg = Math.min(1, N - 1) * (K / g);
+          expect(scales[zg], `${c.ctx}: all-zero group's scale`).toBe(1);
+          qt.dispose();
+        });
+      }
+    }
+  });
+
+  describe('dequantize', () => {
+    for (const dtype of FLOAT_DTYPES) {
+      for (const [N, K, g] of [
+        [33, 256, 32],
+        [7, 128, 128],
+        [5, 96, 96],
+        [1, 192, 64],
+      ] as [number, number, number][]) {
+        const name = `dequantize [${N}, ${K}] groupSize ${g} -> ${dtype} ${dev}`;
+        it(name, async () => {
+          const c = testCase(FILE, name);
+          const { qt, q, scales } = await quantized(c, N, K, g, 'f32', dev);
+          const out = ignis.dequantize(qt, { dtype });
+          // q * scale is exact in f32; the output is that product rounded to dtype
+          const ref = roundTo(dequantize(q, scales, N, K, g), dtype);
+          await check(out, ref, 0, c.ctx, { shape: [N, K], dtype, device: dev });
+        });
+      }
+    }
+    it(`dequantize defaults to f32 ${dev}`, async () => {
+      const name = `dequantize default dtype ${dev}`;
+      const c = testCase(FILE, name);
+      const { w, qt } = await quantized(c, 9, 64, 32, 'bf16', dev);
+      const out = ignis.dequantize(qt);
+      expect(out.dtype).toBe('f32');
+      // round trip error of symmetric int8: at most half a step, scale / 2 = max|group| / 254,
+      // per element; a sharp bound (random data reach ~0.98 of it), + 1e-6 for f32 rounding
+      await check(out, w.x, 1 / 254 + 1e-6, c.ctx, { shape: [9, 64], device: dev });
+    });
+  });
+
+});
