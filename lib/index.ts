@@ -22,10 +22,8 @@ export type { PackWeightOptions } from './packed';
 export type { QuantizeOptions, DequantizeOptions } from './quant';
 export { KVCache, kvCache } from './kvcache';
 export type { KVCacheOptions } from './kvcache';
-export {
-  matmul, attention, rmsnorm, layernorm, gelu, silu, relu, softmax, argmax, sample, rope, embedding, add, mul, cast, ACTIVATIONS,
-} from './ops';
-export type { MatmulOptions, AttentionOptions, NormOptions, SoftmaxOptions, SampleOptions, RopeOptions, ActivationName } from './ops';
+// Every eager op (matmul, attention, the norms, each activation by name, ...) and its options.
+export * from './ops';
 export {
   openSafetensors, openCheckpoint, saveSafetensors, encodeSafetensors, rawTensor, SafetensorsFile, Checkpoint, MAX_HEADER_BYTES,
 } from './safetensors';

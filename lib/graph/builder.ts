@@ -152,6 +152,12 @@ export interface CompileOptions {
   [maxName: `max${string}`]: number | Record<string, number> | undefined;
 }
 
+/** g.gelu(x), g.silu(x), ...: one method per activation of ACTIVATIONS. */
+type ActivationMethods = { [K in ActivationName]: (x: GraphNode) => GraphNode };
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
+export interface GraphBuilder extends ActivationMethods {}
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class GraphBuilder {
   /** @internal */ readonly nodes: NodeRec[] = [];
   /** @internal */ readonly scalars: string[] = [];
@@ -312,19 +318,13 @@ export class GraphBuilder {
     return this.op(op, op, [rx, rw, rb], { eps });
   }
 
-  /** An elementwise activation by name (gelu, silu, relu, ...: ignis.ACTIVATIONS). */
+  /**
+   * An elementwise activation by name (ignis.ACTIVATIONS); each also has a method of its own,
+   * g.gelu(x), g.silu(x), ..., made from that list (below the class).
+   */
   activation(x: GraphNode, name: ActivationName): GraphNode {
     const activation = v.oneOf('activation', 'activation', name, ACTIVATIONS, 'gelu');
     return this.op(activation, 'activation', [this.node(activation, 'x', x)], { activation });
-  }
-  gelu(x: GraphNode): GraphNode {
-    return this.activation(x, 'gelu');
-  }
-  silu(x: GraphNode): GraphNode {
-    return this.activation(x, 'silu');
-  }
-  relu(x: GraphNode): GraphNode {
-    return this.activation(x, 'relu');
   }
 
   softmax(x: GraphNode, opts?: { axis?: number }): GraphNode {
@@ -436,6 +436,15 @@ function checkDim(op: string, d: unknown): Dim {
   if (typeof d === 'number' && Number.isSafeInteger(d) && d >= 0) return d;
   throw typeError(`graph.${op}: a dimension must be a whole number >= 0 or a symbol name, got ${describe(d)}`);
 }
+
+for (const name of ACTIVATIONS)
+  Object.defineProperty(GraphBuilder.prototype, name, {
+    value: function (this: GraphBuilder, x: GraphNode): GraphNode {
+      return this.activation(x, name);
+    },
+    writable: true,
+    configurable: true,
+  });
 
 /** A new, empty graph. */
 export function graph(): GraphBuilder {

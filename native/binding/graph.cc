@@ -1,5 +1,5 @@
 // Bindings of compiled graphs: compilePlan(description) -> PlanHandle, planRun, planState,
-// planMemory. The description is built by lib/graph.ts; it is read once, at compile.
+// planMemory. The description is built by lib/graph/compile.ts; it is read once, at compile.
 #include <cmath>
 
 #include "../graph/plan.h"

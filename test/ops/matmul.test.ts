@@ -46,6 +46,11 @@ const cases: MatmulCase[] = [
   { a: [2, 5, 31], b: [31, 7], bias: true, activation: 'relu' },
   { a: [3, 8, 24], b: [3, 24, 16], activation: 'gelu' },
   { a: [4, 128], b: [96, 128], transposeB: true, activation: 'silu' },
+  // every activation the addon has, fused, on the GEMM (M > 8) and GEMV (M <= 8) paths
+  ...ignis.ACTIVATIONS.flatMap((activation): MatmulCase[] => [
+    { a: [17, 48], b: [48, 33], bias: true, activation },
+    { a: [3, 40], b: [29, 40], transposeB: true, activation },
+  ]),
 ];
 
 forDevices((dev) => {

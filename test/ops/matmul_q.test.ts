@@ -39,6 +39,11 @@ forDevices((dev) => {
       { x: [5, 96], N: 7, g: 96, w: 'bf16', bias: true, activation: 'gelu' },
       { x: [1, 160], N: 129, g: 32, w: 'f16', bias: true, activation: 'silu' },
       { x: [33, 128], N: 17, g: 32, w: 'f32', activation: 'relu' },
+      // every activation the addon has, fused, on the GEMM and GEMV paths
+      ...ignis.ACTIVATIONS.flatMap((activation) => [
+        { x: [12, 64], N: 9, g: 32, w: 'f32' as FloatDType, bias: true, activation },
+        { x: [2, 64], N: 33, g: 64, w: 'bf16' as FloatDType, activation },
+      ]),
       { x: [9, 1024], N: 33, g: 128, w: 'f32' }, // long K
       { x: [17, 36], N: 40, g: 36, w: 'f32' }, // GEMM: a group of 36 (runs of 8 cross it), two full panels and a part
       { x: [12, 600], N: 48, g: 600, w: 'f32' }, // GEMM, per channel: the K blocks from 256 and 512 start inside the group
