@@ -5,7 +5,7 @@
 import { DTYPES, DType } from './dtype';
 import { ErrorCode, IgnisError } from './errors';
 
-export const ACTIVATIONS = ['gelu', 'silu', 'relu'] as const;
+export const ACTIVATIONS = ['gelu', 'silu', 'relu', 'tanh'] as const;
 export type ActivationName = (typeof ACTIVATIONS)[number];
 export const BINARY_OPS = ['add', 'mul'] as const;
 export type BinaryOpName = (typeof BINARY_OPS)[number];

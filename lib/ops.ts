@@ -123,6 +123,8 @@ export const gelu = (x: Tensor): Tensor => activation('gelu', x);
 /** x * sigmoid(x) */
 export const silu = (x: Tensor): Tensor => activation('silu', x);
 export const relu = (x: Tensor): Tensor => activation('relu', x);
+/** tanh(x) */
+export const tanh = (x: Tensor): Tensor => activation('tanh', x);
 
 export interface SoftmaxOptions {
   axis?: number;

@@ -26,12 +26,14 @@ IGNIS_HD float gelu_f32(float x) {
 // silu: x * sigmoid(x)
 IGNIS_HD float silu_f32(float x) { return x / (1.f + expf(-x)); }
 IGNIS_HD float relu_f32(float x) { return x > 0.f ? x : 0.f; }
+IGNIS_HD float tanh_f32(float x) { return tanhf(x); }
 
 template <Activation A> IGNIS_HD float activate(float x);
 template <> IGNIS_HD float activate<Activation::none>(float x) { return x; }
 template <> IGNIS_HD float activate<Activation::gelu>(float x) { return gelu_f32(x); }
 template <> IGNIS_HD float activate<Activation::silu>(float x) { return silu_f32(x); }
 template <> IGNIS_HD float activate<Activation::relu>(float x) { return relu_f32(x); }
+template <> IGNIS_HD float activate<Activation::tanh>(float x) { return tanh_f32(x); }
 
 // A run-time activation applied to one value: one case per activation, no default.
 IGNIS_HD float apply_activation(Activation a, float x) {

@@ -16,7 +16,7 @@
 namespace ignis {
 
 // --- activations (the elementwise op, and matmul's fused epilogue) ------------------------------
-#define IGNIS_ACTIVATIONS(X) X(none) X(gelu) X(silu) X(relu)
+#define IGNIS_ACTIVATIONS(X) X(none) X(gelu) X(silu) X(relu) X(tanh)
 
 enum class Activation : uint8_t {
 #define IGNIS_X(name) name,

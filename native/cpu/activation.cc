@@ -1,4 +1,4 @@
-// The elementwise activation op: gelu (tanh form), silu, relu, or a copy. The scalar path
+// The elementwise activation op: gelu (tanh form), silu, relu, tanh, or a copy. The scalar path
 // applies the definitions in core/activation.h; the AVX2 path computes the same functions
 // with the vector exp of elementwise.h (gelu through the identity below).
 #include <cstring>
@@ -29,6 +29,24 @@ static inline IGNIS_AVX2 __m256 activation8(__m256 x) {
     return _mm256_div_ps(x, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
   } else if constexpr (A == Activation::relu) {
     return _mm256_max_ps(x, _mm256_setzero_ps());  // NaN -> 0, as relu_f32
+  } else if constexpr (A == Activation::tanh) {
+    // |x| >= 1/2: 1 - 2 / (1 + e^(2|x|)), sign restored (e^(2|x|) = inf gives 1; NaN stays NaN).
+    // |x| < 1/2: x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835 - 1382x^11/155925 +
+    // 21844x^13/6081075, the odd Taylor series (the form above loses bits to cancellation
+    // there); its next term is below 5e-8 of x.
+    const __m256 sign = _mm256_set1_ps(-0.f);
+    const __m256 ax = _mm256_andnot_ps(sign, x);
+    const __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(one, exp8(_mm256_add_ps(ax, ax)))));
+    const __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_set1_ps(21844.f / 6081075.f);
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-1382.f / 155925.f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(62.f / 2835.f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-17.f / 315.f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(2.f / 15.f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-1.f / 3.f));
+    const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, x2), x, x);
+    const __m256 is_small = _mm256_cmp_ps(ax, _mm256_set1_ps(0.5f), _CMP_LT_OQ);
+    return _mm256_blendv_ps(_mm256_or_ps(big, _mm256_and_ps(sign, x)), small, is_small);
   } else {
     static_assert(A == Activation::none, "an activation without a vector form");
     return x;

@@ -1,7 +1,7 @@
-// Float64 references of the activations: gelu (tanh form), silu, relu; shared by the
+// Float64 references of the activations: gelu (tanh form), silu, relu, tanh; shared by the
 // elementwise ops and matmul's fused epilogue.
 
-export type ActivationName = 'gelu' | 'silu' | 'relu';
+export type ActivationName = 'gelu' | 'silu' | 'relu' | 'tanh';
 
 // gelu, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 export function gelu1(x: number): number {
@@ -19,6 +19,7 @@ export const activations: Record<ActivationName, (x: number) => number> = {
   gelu: gelu1,
   silu: silu1,
   relu: relu1,
+  tanh: Math.tanh,
 };
 
 export function activation(x: ArrayLike<number>, name: ActivationName): Float64Array {
