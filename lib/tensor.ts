@@ -37,17 +37,23 @@ export class Tensor<D extends DType = DType> {
     return this._h === null;
   }
 
-  /** The elements, row-major, in a fresh TypedArray: Float32Array for f32/f16/bf16. */
+  /**
+   * The elements, row-major, in a fresh TypedArray: Float32Array for f32/f16/bf16. Rejects with
+   * the error of the op that made the tensor (or of one it depends on), its stack this call's.
+   */
   data(): Promise<DataOf<D>> {
-    return native().read(handle('data', 'tensor', this), false) as Promise<DataOf<D>>;
+    const site = callSite(this.data);
+    return (native().read(handle('data', 'tensor', this), false) as Promise<DataOf<D>>).catch((e) => rethrowAt(e, site));
   }
 
   /**
    * Resolves (with this tensor) once the op that produces it has run, copying nothing; rejects
-   * with that op's error. For timing, or to wait for a result that stays on the device.
+   * with that op's error (its stack this call's). For timing, or to wait for a result that stays
+   * on the device.
    */
   async ready(): Promise<this> {
-    await native().read(handle('ready', 'tensor', this), true);
+    const site = callSite(this.ready);
+    await native().read(handle('ready', 'tensor', this), true).catch((e) => rethrowAt(e, site));
     return this;
   }
 
@@ -91,6 +97,23 @@ export class Tensor<D extends DType = DType> {
   toString(): string {
     return `Tensor(${v.shapeStr(this.shape)}, ${this.dtype}, ${this.device}${this._h ? '' : ', disposed'})`;
   }
+}
+
+// A kernel-time error is raised on a device worker, far from the call that waits for it: the
+// call's stack is captured first (formatted only if it is needed) and given to the error, as
+// sharp does, so a rejection points at the caller's line.
+function callSite(fn: Function): { stack?: string } {
+  const site: { stack?: string } = {};
+  Error.captureStackTrace(site, fn);
+  return site;
+}
+
+function rethrowAt(e: unknown, site: { stack?: string }): never {
+  if (e instanceof Error && site.stack) {
+    const frames = site.stack.slice(site.stack.indexOf('\n') + 1);
+    e.stack = `${e.name}: ${e.message}\n${frames}`;
+  }
+  throw e;
 }
 
 function resolveReshape(t: Tensor, shape: number[]): number[] {

@@ -401,6 +401,12 @@ forDevices((dev) => {
         }
         expect(err, 'data() must reject').toBeInstanceOf(ignis.IgnisError);
         expect((err as { code?: string }).code).toBe('E_INDEX');
+        // the rejection carries the stack of the data() call, not of the worker's delivery
+        expect((err as Error).stack, 'the stack names the caller').toContain('errors.test.ts');
+        expect((err as Error).stack).toMatch(/^IgnisError: embedding: id/);
+        const readyErr = await out!.ready().then(() => undefined, (e: unknown) => e);
+        expect((readyErr as { code?: string }).code).toBe('E_INDEX');
+        expect((readyErr as Error).stack, 'ready() too').toContain('errors.test.ts');
         // the next op call on the device throws the pending error, once
         expectThrows(() => ignis.relu(table.t), 'IgnisError', 'E_INDEX', 'next op after the kernel error');
         // then the device works normally

@@ -250,6 +250,27 @@ describe('graph: every op', () => {
   }
 });
 
+describe('graph: every activation', () => {
+  it('each activation of ACTIVATIONS, as its own node (g.<name>, g.activation) and fused into matmul, equals the eager op bit for bit', async () => {
+    const c = testCase(FILE, 'graph every activation');
+    const x = await input(c, [3, 5, 16], 'f32', DEV, { std: 2 });
+    const w = await input(c, [16, 9], 'f32', DEV);
+    for (const act of ignis.ACTIVATIONS) {
+      const g = ignis.graph();
+      const gx = g.input('x', { shape: ['batch', 5, 16] });
+      g.output('own', g[act](gx));
+      g.output('named', g.activation(gx, act));
+      g.output('fused', g.matmul(gx, g.weight('w', w.t), { activation: act }));
+      const model = await g.compile({ maxBatch: 4 });
+      const out = await model.run({ x: x.t });
+      await same(out.own, ignis[act](x.t), `${act} node`);
+      await same(out.named, ignis[act](x.t), `${act} by name`);
+      await same(out.fused, ignis.matmul(x.t, w.t, { activation: act }), `${act} fused`);
+      model.dispose();
+    }
+  });
+});
+
 // --- 2. KV cache -----------------------------------------------------------------------------
 
 const KD_MODEL = 20, KQ = 4, KH = 2, KHD = 6, KMAX = 8;
