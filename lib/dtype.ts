@@ -1,5 +1,5 @@
-// dtype names, what TypedArray each reads back as, and f16/bf16 <-> f32 conversions in JS
-// (bit-exact with the native ones: round to nearest even).
+// dtype names, what TypedArray each reads back as, and f32 -> f16/bf16 bits in JS (bit-exact
+// with the native conversions: round to nearest even), for writing checkpoints.
 
 export const DTYPES = ['f32', 'f16', 'bf16', 'i8', 'i32'] as const;
 export type DType = (typeof DTYPES)[number];
@@ -29,11 +29,6 @@ export function f32ToBf16Bits(x: number): number {
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-export function bf16BitsToF32(h: number): number {
-  u32[0] = (h & 0xffff) << 16;
-  return f32[0];
-}
-
 export function f32ToF16Bits(x: number): number {
   f32[0] = x;
   const u = u32[0];
@@ -54,20 +49,4 @@ export function f32ToF16Bits(x: number): number {
   }
   const r = a + 0xfff + ((a >>> 13) & 1);
   return sign | (((r - 0x38000000) >>> 13) & 0x7fff);
-}
-
-export function f16BitsToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const man = h & 0x3ff;
-  if (exp === 0x1f) return man ? NaN : sign * Infinity;
-  if (exp === 0) return sign * man * 2 ** -24;
-  return sign * (1 + man / 1024) * 2 ** (exp - 15);
-}
-
-// Rounds x to the nearest value representable in a float dtype.
-export function roundTo(dtype: FloatDType, x: number): number {
-  if (dtype === 'f32') return Math.fround(x);
-  if (dtype === 'bf16') return bf16BitsToF32(f32ToBf16Bits(x));
-  return f16BitsToF32(f32ToF16Bits(x));
 }

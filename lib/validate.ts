@@ -3,6 +3,7 @@
 // Shape rules that need the tensors' shapes are checked again natively, which names both shapes.
 import { describe, IgnisError, rangeError, typeError } from './errors';
 import { DType, isDType } from './dtype';
+import { limits } from './native-tables';
 
 export const is = {
   object: (v: unknown): v is Record<string, unknown> =>
@@ -13,7 +14,6 @@ export const is = {
   bool: (v: unknown): v is boolean => typeof v === 'boolean',
 };
 
-export const MAX_RANK = 8;
 
 // The options object of a call: undefined or a plain object whose keys are all known.
 export function options<T extends object>(op: string, v: unknown, known: readonly string[]): Partial<T> {
@@ -28,7 +28,7 @@ export function options<T extends object>(op: string, v: unknown, known: readonl
 
 export function shape(op: string, v: unknown, what = 'shape'): number[] {
   if (!Array.isArray(v)) throw typeError(`${op}: ${what} must be an array of sizes, got ${describe(v)}`);
-  if (v.length > MAX_RANK) throw rangeError(`${op}: ${what} has ${v.length} dimensions; at most ${MAX_RANK} are supported`);
+  if (v.length > limits.maxRank) throw rangeError(`${op}: ${what} has ${v.length} dimensions; at most ${limits.maxRank} are supported`);
   let n = 1;
   for (const d of v) {
     if (typeof d !== 'number') throw typeError(`${op}: ${what} must be an array of sizes, got ${describe(d)} in it`);
@@ -36,7 +36,9 @@ export function shape(op: string, v: unknown, what = 'shape'): number[] {
       throw rangeError(`${op}: ${what} sizes must be whole numbers >= 0, got [${v.join(', ')}]`);
     n *= d;
   }
-  if (n > 2 ** 40) throw rangeError(`${op}: ${what} [${v.join(', ')}] has too many elements`);
+  // the addon's limit (core/limits.h); a dimension past it is refused even beside a zero one
+  if (n > limits.maxElements || v.some((d) => d > limits.maxElements))
+    throw rangeError(`${op}: ${what} [${v.join(', ')}] has too many elements`);
   return v.slice();
 }
 
