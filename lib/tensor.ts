@@ -42,18 +42,16 @@ export class Tensor<D extends DType = DType> {
    * the error of the op that made the tensor (or of one it depends on), its stack this call's.
    */
   data(): Promise<DataOf<D>> {
-    const site = callSite(this.data);
-    return (native().read(handle('data', 'tensor', this), false) as Promise<DataOf<D>>).catch((e) => rethrowAt(e, site));
+    return atCaller(native().read(handle('data', 'tensor', this), false) as Promise<DataOf<D>>);
   }
 
   /**
    * Resolves (with this tensor) once the op that produces it has run, copying nothing; rejects
-   * with that op's error (its stack this call's). For timing, or to wait for a result that stays
-   * on the device.
+   * with that op's error (its stack the caller's). For timing, or to wait for a result that
+   * stays on the device.
    */
   async ready(): Promise<this> {
-    const site = callSite(this.ready);
-    await native().read(handle('ready', 'tensor', this), true).catch((e) => rethrowAt(e, site));
+    await atCaller(native().read(handle('ready', 'tensor', this), true));
     return this;
   }
 
@@ -99,21 +97,17 @@ export class Tensor<D extends DType = DType> {
   }
 }
 
-// A kernel-time error is raised on a device worker, far from the call that waits for it: the
-// call's stack is captured first (formatted only if it is needed) and given to the error, as
-// sharp does, so a rejection points at the caller's line.
-function callSite(fn: Function): { stack?: string } {
-  const site: { stack?: string } = {};
-  Error.captureStackTrace(site, fn);
-  return site;
-}
-
-function rethrowAt(e: unknown, site: { stack?: string }): never {
-  if (e instanceof Error && site.stack) {
-    const frames = site.stack.slice(site.stack.indexOf('\n') + 1);
-    e.stack = `${e.name}: ${e.message}\n${frames}`;
+// A kernel-time error is raised on a device worker and delivered by a native callback, with no JS
+// frame of the call that waits for it. atCaller awaits the read inside an async function, so a
+// rejection's stack, captured again there, gets V8's async frames: the awaiting caller's line.
+// Nothing is captured unless the read rejects.
+async function atCaller<T>(read: Promise<T>): Promise<T> {
+  try {
+    return await read;
+  } catch (e) {
+    if (e instanceof Error) Error.captureStackTrace(e, atCaller);
+    throw e;
   }
-  throw e;
 }
 
 function resolveReshape(t: Tensor, shape: number[]): number[] {

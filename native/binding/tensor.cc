@@ -114,10 +114,13 @@ void deliver_read(Napi::Env env, Napi::Function, std::nullptr_t*, ReadJob* job) 
   }
   Napi::ArrayBuffer buf = job->buffer.Value();
   Napi::Value out;
-  switch (job->type) {
+  switch (job->type) {  // read_type(): floats are read as f32
     case DType::i8: out = Napi::Int8Array::New(env, job->count, buf, 0); break;
     case DType::i32: out = Napi::Int32Array::New(env, job->count, buf, 0); break;
-    default: out = Napi::Float32Array::New(env, job->count, buf, 0); break;
+    case DType::f32:
+    case DType::f16:
+    case DType::bf16:
+    case DType::Count: out = Napi::Float32Array::New(env, job->count, buf, 0); break;
   }
   job->deferred.Resolve(out);
 }

@@ -162,7 +162,13 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
       fail(ErrorCode::Device, std::string("graph: ") + d.name + " is not available on " + spec.device.name() + ": " +
                                   (d.elsewhere ? d.elsewhere : "no kernel"));
     }
-    if (ops::op_def(op).run_check) run_checked_.push_back(int(i));
+    // A step's run-time rules need checking again only where a run can change their inputs:
+    // a run-time integer, or a symbolic size among its buffers.
+    bool varies = s.scalar >= 0;
+    for (int b : s.in)
+      for (int64_t d : spec.buffers[size_t(b)].dims) varies |= d < 0;
+    for (int64_t d : spec.buffers[size_t(s.out[0])].dims) varies |= d < 0;
+    if (ops::op_def(op).run_check && varies) run_checked_.push_back(int(i));
   }
   if (spec.arena_bytes > 0) arena_ = empty({spec.arena_bytes}, DType::i8, spec.device);
   // The views every run binds in place: weights and arena slices fixed now, the rest per run.

@@ -137,7 +137,9 @@ class Plan {
   ops::Runtime& rt_;
   std::shared_ptr<const PlanSpec> spec_;
   Tensor arena_;
-  std::vector<int> run_checked_;  // steps whose op has rules that each run checks again
+  std::vector<int> run_checked_;  // steps whose op has rules each run checks again (a run's
+                                  // integer or a symbolic size can break them)
+  mutable std::vector<Shape> run_shapes_;  // check_run's scratch (runs come from one JS thread)
   std::shared_ptr<Views> views_;
   std::shared_ptr<Recorder> recorder_;  // CUDA graphs, when the backend and the plan allow
   std::shared_ptr<Profile> profile_ = std::make_shared<Profile>();

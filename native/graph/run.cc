@@ -261,25 +261,24 @@ Plan::Outputs Plan::make_outputs(const std::vector<Tensor>& inputs, const std::v
 // table's, causal attention with more queries than keys), by the ops' own checks.
 void Plan::check_run(const std::vector<int64_t>& sym, const std::vector<int64_t>& scalars) const {
   const PlanSpec& spec = *spec_;
+  // The shapes go into scratch that keeps its capacity: a run is on every decode step's path.
+  std::vector<Shape>& shapes = run_shapes_;
+  shapes.resize(size_t(ops::kMaxOperands) + 1);
+  const auto put = [&](Shape& s, const Dims& dims) {
+    s.resize(dims.size());
+    for (size_t d = 0; d < dims.size(); d++) s[d] = dims[d] >= 0 ? dims[d] : sym[size_t(-1 - dims[d])];
+  };
   for (int i : run_checked_) {
     const Step& s = spec.steps[size_t(i)];
-    const ops::OpDef& d = ops::op_def(op_of(s.params));
     OpParams p = s.params;
-    if (s.scalar >= 0) {
-      const int64_t v = scalars[size_t(s.scalar)];
-      if (v < 0)
-        fail(ErrorCode::Argument, std::string(kOp) + ": " + spec.scalar_names[size_t(s.scalar)] + " must be >= 0, got " +
-                                      std::to_string(v));
-      *ops::position_field(p) += v;
-    }
-    Shape shapes[ops::kMaxOperands];
+    if (s.scalar >= 0) *ops::position_field(p) += scalars[size_t(s.scalar)];
     const Shape* in[ops::kMaxOperands];
     for (size_t k = 0; k < s.in.size(); k++) {
-      shapes[k] = resolve(spec.buffers[size_t(s.in[k])].dims, sym);
+      put(shapes[k], spec.buffers[size_t(s.in[k])].dims);
       in[k] = &shapes[k];
     }
-    const Shape out = resolve(spec.buffers[size_t(s.out[0])].dims, sym);
-    d.run_check(kOp, p, in, out);
+    put(shapes[size_t(ops::kMaxOperands)], spec.buffers[size_t(s.out[0])].dims);
+    ops::op_def(op_of(s.params)).run_check(kOp, p, in, shapes[size_t(ops::kMaxOperands)]);
   }
 }
 
