@@ -17,8 +17,8 @@ export type DimArg = number | string;
 export interface NativeBinding {
   init(errorClass: typeof IgnisError): void;
   tables(): NativeTables;
-  /** any op of the table: [handle, meta] per output (none for an in-place op) */
-  call<O extends OpName>(op: O, operands: (Handle | null)[], params: ParamsOf<O>): [Handle, Meta][];
+  /** any op of the table: [handle, meta, handle, meta, ...], each output's (none for an in-place op) */
+  call<O extends OpName>(op: O, operands: (Handle | null)[], params: ParamsOf<O>): (Handle | Meta)[];
   /** an op's rules on shapes (string dims are symbols): each output's dims and dtype, or the op's error */
   infer<O extends OpName>(op: O, operands: { dims: DimArg[]; dtype: string; name: string }[], params: ParamsOf<O>, prefix: string): { dims: DimArg[]; dtype: string }[];
   compilePlan(description: object): Handle;

@@ -7,7 +7,7 @@ import { KVCache } from './kvcache';
 import { ACTIVATIONS, ActivationName } from './native-tables';
 import { PackedWeight, packedHandle } from './packed';
 import { QuantizedTensor, quantizedHandles } from './quant';
-import { callOp, handle, Tensor } from './tensor';
+import { callOne, callOp, handle, Tensor } from './tensor';
 import * as v from './validate';
 
 export { ACTIVATIONS };
@@ -35,17 +35,17 @@ export function matmul(a: Tensor, b: Tensor | QuantizedTensor | PackedWeight, op
     if (o.transposeB !== undefined)
       throw typeError(`${op}: transposeB does not apply to a QuantizedTensor (it is always [N, K])`);
     const [q, s] = quantizedHandles(op, 'b', b);
-    return callOp('matmul_q', [ha, q, s, bias], { groupSize: b.groupSize, activation: act })[0];
+    return callOne('matmul_q', [ha, q, s, bias], { groupSize: b.groupSize, activation: act });
   }
   if (b instanceof PackedWeight) {
     if (o.transposeB !== undefined)
       throw typeError(`${op}: transposeB does not apply to a PackedWeight (packWeight fixed the layout)`);
     const hp = packedHandle(op, 'b', b);
-    return callOp('matmul_packed', [ha, hp, bias], { N: b.shape[1], activation: act })[0];
+    return callOne('matmul_packed', [ha, hp, bias], { N: b.shape[1], activation: act });
   }
   const hb = handle(op, 'b', b);
   const transposeB = v.bool(op, 'transposeB', o.transposeB, false);
-  return callOp('matmul', [ha, hb, bias], { transposeB, activation: act })[0];
+  return callOne('matmul', [ha, hb, bias], { transposeB, activation: act });
 }
 
 export interface AttentionOptions {
@@ -73,7 +73,7 @@ export function attention(q: Tensor, k: Tensor, vt: Tensor, opts?: AttentionOpti
   if (o.kvCache === undefined) {
     if (o.position !== undefined) throw typeError(`${op}: position needs a kvCache`);
     // q attends over all of k, its rows being k's last (kvLen, qPos0 -1: settled natively)
-    return callOp(op, [hq, hk, hv], { causal, scale, kvLen: -1, qPos0: -1 })[0];
+    return callOne(op, [hq, hk, hv], { causal, scale, kvLen: -1, qPos0: -1 });
   }
   const cache = o.kvCache;
   if (!(cache instanceof KVCache)) throw typeError(`${op}: kvCache must be a KVCache from ignis.kvCache(), got ${describe(cache)}`);
@@ -89,7 +89,7 @@ export function attention(q: Tensor, k: Tensor, vt: Tensor, opts?: AttentionOpti
   const cv = handle(op, 'kvCache.v', cache.v);
   callOp('kv_append', [ck, cv, hk, hv], { position });
   cache.length = position + seq;
-  return callOp(op, [hq, ck, cv], { causal, scale, kvLen: position + seq, qPos0: position })[0];
+  return callOne(op, [hq, ck, cv], { causal, scale, kvLen: position + seq, qPos0: position });
 }
 
 export interface NormOptions {
@@ -102,7 +102,7 @@ export function rmsnorm(x: Tensor, weight: Tensor, opts?: NormOptions): Tensor {
   const hx = handle(op, 'x', x);
   const hw = handle(op, 'weight', weight);
   const o = v.options<NormOptions>(op, opts, ['eps']);
-  return callOp(op, [hx, hw], { eps: v.number(op, 'eps', o.eps, 1e-5, (e) => e >= 0, 'a number >= 0') })[0];
+  return callOne(op, [hx, hw], { eps: v.number(op, 'eps', o.eps, 1e-5, (e) => e >= 0, 'a number >= 0') });
 }
 
 /** (x - mean) / sqrt(var + eps) * weight + bias, over the last dim. */
@@ -112,11 +112,11 @@ export function layernorm(x: Tensor, weight: Tensor, bias: Tensor, opts?: NormOp
   const hw = handle(op, 'weight', weight);
   const hb = handle(op, 'bias', bias);
   const o = v.options<NormOptions>(op, opts, ['eps']);
-  return callOp(op, [hx, hw, hb], { eps: v.number(op, 'eps', o.eps, 1e-5, (e) => e >= 0, 'a number >= 0') })[0];
+  return callOne(op, [hx, hw, hb], { eps: v.number(op, 'eps', o.eps, 1e-5, (e) => e >= 0, 'a number >= 0') });
 }
 
 function activation(name: ActivationName, x: Tensor): Tensor {
-  return callOp('activation', [handle(name, 'x', x)], { activation: name })[0];
+  return callOne('activation', [handle(name, 'x', x)], { activation: name });
 }
 /** gelu, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
 export const gelu = (x: Tensor): Tensor => activation('gelu', x);
@@ -137,7 +137,7 @@ export function softmax(x: Tensor, opts?: SoftmaxOptions): Tensor {
   const axis = v.int(op, 'axis', o.axis, -Infinity, -1);
   if (axis < -x.rank || axis >= x.rank)
     throw rangeError(`${op}: axis ${axis} is out of range for x ${v.shapeStr(x.shape)}`);
-  return callOp(op, [hx], { axis: axis < 0 ? axis + x.rank : axis })[0];
+  return callOne(op, [hx], { axis: axis < 0 ? axis + x.rank : axis });
 }
 
 /**
@@ -148,7 +148,7 @@ export function argmax(x: Tensor): Tensor {
   const op = 'argmax';
   const hx = handle(op, 'x', x);
   if (x.rank < 1 || x.shape[x.rank - 1] === 0) throw new IgnisError('E_SHAPE', `${op}: x ${v.shapeStr(x.shape)} needs a non-empty last axis`);
-  return callOp(op, [hx], {})[0];
+  return callOne(op, [hx], {});
 }
 
 export interface SampleOptions {
@@ -178,7 +178,7 @@ export function sample(logits: Tensor, opts?: SampleOptions): Tensor {
   const seed = o.seed === undefined ? 0 : v.int(op, 'seed', o.seed, 0);
   const counter = o.counter === undefined ? 0 : v.int(op, 'counter', o.counter, 0);
   if (logits.rank < 1 || logits.shape[logits.rank - 1] === 0) throw new IgnisError('E_SHAPE', `${op}: logits ${v.shapeStr(logits.shape)} need a non-empty last axis`);
-  return callOp(op, [h], { temperature, topK, topP, seed, counter })[0];
+  return callOne(op, [h], { temperature, topK, topP, seed, counter });
 }
 
 export interface RopeOptions {
@@ -193,22 +193,22 @@ export function rope(x: Tensor, opts?: RopeOptions): Tensor {
   const o = v.options<RopeOptions>(op, opts, ['position', 'theta']);
   const position = v.int(op, 'position', o.position, 0, 0);
   const theta = v.number(op, 'theta', o.theta, 10000, (t) => t > 0, 'a positive number');
-  return callOp(op, [hx], { position, theta })[0];
+  return callOne(op, [hx], { position, theta });
 }
 
 /** table [V, D] rows picked by ids (i32 [...]) -> [..., D]. An id outside [0, V) fails the read. */
 export function embedding(ids: Tensor, table: Tensor): Tensor {
   const op = 'embedding';
-  return callOp(op, [handle(op, 'ids', ids), handle(op, 'table', table)], {})[0];
+  return callOne(op, [handle(op, 'ids', ids), handle(op, 'table', table)], {});
 }
 
 /** a + b with numpy broadcasting. */
 export function add(a: Tensor, b: Tensor): Tensor {
-  return callOp('binary', [handle('add', 'a', a), handle('add', 'b', b)], { op: 'add' })[0];
+  return callOne('binary', [handle('add', 'a', a), handle('add', 'b', b)], { op: 'add' });
 }
 /** a * b with numpy broadcasting. */
 export function mul(a: Tensor, b: Tensor): Tensor {
-  return callOp('binary', [handle('mul', 'a', a), handle('mul', 'b', b)], { op: 'mul' })[0];
+  return callOne('binary', [handle('mul', 'a', a), handle('mul', 'b', b)], { op: 'mul' });
 }
 
 /** x converted to another float dtype. */
@@ -216,5 +216,5 @@ export function cast(x: Tensor, dtype: FloatDType | DType): Tensor {
   const op = 'cast';
   const hx = handle(op, 'x', x);
   if (dtype === undefined) throw typeError(`${op}: dtype is required`);
-  return callOp(op, [hx], { dtype: v.dtype(op, dtype, 'f32') })[0];
+  return callOne(op, [hx], { dtype: v.dtype(op, dtype, 'f32') });
 }

@@ -4,7 +4,7 @@
 
 import { describe, typeError } from './errors';
 import { FloatDType } from './dtype';
-import { callOp, disposeSymbol, handle, Tensor } from './tensor';
+import { callOne, disposeSymbol, handle, Tensor } from './tensor';
 import * as v from './validate';
 
 export class PackedWeight {
@@ -52,7 +52,7 @@ export function packWeight(b: Tensor, opts?: PackWeightOptions): PackedWeight {
   const h = handle(op, 'b', b);
   const o = v.options<PackWeightOptions>(op, opts, ['transposeB']);
   const transposeB = v.bool(op, 'transposeB', o.transposeB, false);
-  const [packed] = callOp('pack_weight', [h], { transposeB });
+  const packed = callOne('pack_weight', [h], { transposeB });
   const [r, c] = b.shape;
   return new PackedWeight(packed, transposeB ? [c, r] : [r, c], b.dtype as FloatDType);
 }

@@ -3,7 +3,7 @@
 
 import { describe, IgnisError, rangeError, typeError } from './errors';
 import { FloatDType } from './dtype';
-import { callOp, disposeSymbol, handle, Tensor } from './tensor';
+import { callOne, callOp, disposeSymbol, handle, Tensor } from './tensor';
 import * as v from './validate';
 
 export const GROUP_SIZES = [32, 64, 128] as const;
@@ -75,7 +75,7 @@ export function dequantize(qt: QuantizedTensor, opts?: DequantizeOptions): Tenso
   const o = v.options<DequantizeOptions>(op, opts, ['dtype']);
   const [q, s] = quantizedHandles(op, 'qt', qt);
   const dtype = v.dtype(op, o.dtype, 'f32');
-  return callOp('dequantize', [q, s], { groupSize: qt.groupSize, dtype })[0];
+  return callOne('dequantize', [q, s], { groupSize: qt.groupSize, dtype });
 }
 
 /** @internal */

@@ -142,9 +142,15 @@ export function deviceName(device: string): string {
  */
 export function callOp<O extends OpName>(op: O, operands: (Handle | null)[], params: ParamsOf<O>): Tensor[] {
   const r = native().call(op, operands, params);
-  const out: Tensor[] = new Array(r.length);
-  for (let i = 0; i < r.length; i++) out[i] = new Tensor(r[i][0], r[i][1]);
+  const out: Tensor[] = new Array(r.length >> 1);
+  for (let i = 0; i < out.length; i++) out[i] = new Tensor(r[2 * i] as Handle, r[2 * i + 1] as Meta);
   return out;
+}
+
+/** @internal callOp for an op with one output: that output. */
+export function callOne<O extends OpName>(op: O, operands: (Handle | null)[], params: ParamsOf<O>): Tensor {
+  const r = native().call(op, operands, params);
+  return new Tensor(r[0] as Handle, r[1] as Meta);
 }
 
 /** @internal The live handle of a tensor argument; throws what the caller did wrong. */

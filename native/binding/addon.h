@@ -48,7 +48,8 @@ Napi::Value guard(const Napi::CallbackInfo& info, Fn&& fn) {
 
 // Argument readers: each throws a TypeError naming the argument when it is of the wrong kind.
 Tensor arg_tensor(const Napi::CallbackInfo& info, size_t i, const char* name);
-Tensor value_tensor(Napi::Env env, Napi::Value v, const std::string& name);
+Tensor value_tensor(Napi::Env env, Napi::Value v, const char* name);
+inline Tensor value_tensor(Napi::Env env, Napi::Value v, const std::string& name) { return value_tensor(env, v, name.c_str()); }
 const Tensor* arg_optional_tensor(const Napi::CallbackInfo& info, size_t i, const char* name, Tensor* slot);
 Shape arg_shape(const Napi::CallbackInfo& info, size_t i);
 DType arg_dtype(const Napi::CallbackInfo& info, size_t i);

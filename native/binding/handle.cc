@@ -75,11 +75,11 @@ static Napi::Error range_error(Napi::Env env, const std::string& msg) {
   return err;
 }
 
-Tensor value_tensor(Napi::Env env, Napi::Value v, const std::string& name) {
+Tensor value_tensor(Napi::Env env, Napi::Value v, const char* name) {
   if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kHandleTag))
-    throw type_error(env, name + " must be a tensor");
+    throw type_error(env, std::string(name) + " must be a tensor");
   TensorHandle* h = TensorHandle::Unwrap(v.As<Napi::Object>());
-  if (h->disposed()) throw ignis_error(env, Error(ErrorCode::Disposed, name + " was disposed"));
+  if (h->disposed()) throw ignis_error(env, Error(ErrorCode::Disposed, std::string(name) + " was disposed"));
   return h->tensor();
 }
 

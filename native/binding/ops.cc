@@ -22,7 +22,8 @@ static OpId arg_op(const Napi::CallbackInfo& info, size_t i) {
   return id;
 }
 
-// call(op, operands[], params) -> [[handle, meta], ...] per output (none for an in-place op)
+// call(op, operands[], params) -> [handle, meta, handle, meta, ...]: each output's handle and meta
+// (none for an in-place op)
 static Napi::Value Call(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -39,12 +40,10 @@ static Napi::Value Call(const Napi::CallbackInfo& info) {
     }
     OpParams p = read_params(env, op, info[2], nullptr);
     std::vector<Tensor> outs = ops::call(rt(info), std::move(p), in);
-    Napi::Array r = Napi::Array::New(env, outs.size());
+    Napi::Array r = Napi::Array::New(env, 2 * outs.size());
     for (size_t i = 0; i < outs.size(); i++) {
-      Napi::Array pair = Napi::Array::New(env, 2);
-      pair.Set(0u, wrap(env, outs[i]));
-      pair.Set(1u, meta_of(env, outs[i]));
-      r.Set(uint32_t(i), pair);
+      r.Set(uint32_t(2 * i), wrap(env, outs[i]));
+      r.Set(uint32_t(2 * i + 1), meta_of(env, outs[i]));
     }
     return r;
   });
@@ -88,7 +87,8 @@ static Napi::Value InferShapes(const Napi::CallbackInfo& info) {
     const ops::OpDef& d = ops::op_def(op);
     if (n < d.min_in || n > d.max_in || !d.infer) throw type_error(env, std::string(d.name) + ": wrong operand count");
     OpParams p = read_params(env, op, info[2], &symbols);
-    ops::Infer c(arg_string(info, 3, "prefix"), operands, n, &symbols.names);
+    const std::string prefix = arg_string(info, 3, "prefix");
+    ops::Infer c(prefix.c_str(), operands, n, &symbols.names);
     const std::vector<ops::Meta> metas = d.infer(c, p);
     Napi::Array r = Napi::Array::New(env, metas.size());
     for (size_t i = 0; i < metas.size(); i++) {

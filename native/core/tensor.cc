@@ -33,11 +33,11 @@ std::shared_ptr<Storage> Storage::allocate(Device device, size_t bytes) {
 
 Storage::~Storage() { backend(device_.kind).free(device_.index, data_, bytes_); }
 
-Tensor empty(const Shape& shape, DType dtype, Device device) {
+Tensor empty(Shape shape, DType dtype, Device device) {
   Tensor t;
-  t.shape = shape;
-  t.dtype = dtype;
   t.storage = Storage::allocate(device, size_t(shape_numel(shape)) * dtype_size(dtype));
+  t.shape = std::move(shape);
+  t.dtype = dtype;
   return t;
 }
 

@@ -78,6 +78,6 @@ struct Tensor {
 };
 
 // A new contiguous tensor; its contents are uninitialized.
-Tensor empty(const Shape& shape, DType dtype, Device device);
+Tensor empty(Shape shape, DType dtype, Device device);
 
 }  // namespace ignis

@@ -81,7 +81,8 @@ void check_steps(const PlanSpec& spec) {
     }
     std::vector<ops::Meta> metas;
     try {
-      ops::Infer c("graph step " + std::to_string(i), operands, int(s.in.size()), &spec.symbol_names);
+      const std::string prefix = "graph step " + std::to_string(i);
+      ops::Infer c(prefix.c_str(), operands, int(s.in.size()), &spec.symbol_names);
       metas = d.infer(c, p);
     } catch (const Error& e) {
       fail_step(i, s, e.what());

@@ -4,10 +4,10 @@
 
 namespace ignis::ops {
 
-void check_attention(const std::string& op, const AttentionParams& p, const Shape& q, const Shape& k) {
+void check_attention(const char* op, const AttentionParams& p, const Shape& q, const Shape& k) {
   // Without a position (q_pos0 < 0) the queries are k's last rows: there must be as many keys.
   if (p.causal && p.q_pos0 < 0 && q[1] >= 0 && k[1] >= 0 && q[1] > k[1])
-    fail(ErrorCode::Shape, op + ": causal attention needs q's seq <= k's, got q " + shape_str(q) + " and k " + shape_str(k));
+    fail(ErrorCode::Shape, std::string(op) + ": causal attention needs q's seq <= k's, got q " + shape_str(q) + " and k " + shape_str(k));
 }
 
 // q [B, Sq, H, D], k, v [B, Skv, Hk, D] (H a multiple of Hk) -> [B, Sq, H, D]
@@ -31,11 +31,11 @@ std::vector<Meta> infer_attention(Infer& c, AttentionParams& p) {
   return {{c.shape(0), c.dtype(0)}};
 }
 
-void check_kv_append(const std::string& op, const KvAppendParams& p, const Shape& cache, const Shape& k) {
+void check_kv_append(const char* op, const KvAppendParams& p, const Shape& cache, const Shape& k) {
   const int64_t seq = k[1], rows = cache[1];
   if (seq < 0 || rows < 0) return;  // symbols: checked at each run
   if (p.position < 0 || p.position + seq > rows)
-    fail(ErrorCode::Argument, op + ": position " + std::to_string(p.position) + " + " + std::to_string(seq) +
+    fail(ErrorCode::Argument, std::string(op) + ": position " + std::to_string(p.position) + " + " + std::to_string(seq) +
                                   " new rows overflow the KV cache's " + std::to_string(rows) + " rows");
 }
 

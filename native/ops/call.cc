@@ -8,7 +8,7 @@
 
 namespace ignis::ops {
 
-std::string display_name(const OpParams& p) {
+const char* display_name(const OpParams& p) {
   if (const auto* a = std::get_if<ActivationParams>(&p)) return kActivationNames[size_t(a->activation)];
   if (const auto* b = std::get_if<BinaryParams>(&p)) return kBinaryOpNames[size_t(b->op)];
   return op_name(op_of(p));
@@ -23,10 +23,10 @@ std::vector<Tensor> call(Runtime& rt, OpParams p, const std::vector<Tensor>& in)
   const OpId id = op_of(p);
   if (id >= OpId::Count) fail(ErrorCode::Internal, "call: no op");
   const OpDef& d = op_def(id);
-  const std::string name = display_name(p);
+  const char* name = display_name(p);
   const int n = int(in.size());
   if (n < d.min_in || n > d.max_in || n == 0)
-    fail(ErrorCode::Argument, name + ": takes " + std::to_string(d.min_in) + " to " + std::to_string(d.max_in) +
+    fail(ErrorCode::Argument, std::string(name) + ": takes " + std::to_string(d.min_in) + " to " + std::to_string(d.max_in) +
                                   " tensors, got " + std::to_string(n));
   const Device dev = in[0].device();
   rt.throw_pending(dev);
@@ -34,7 +34,7 @@ std::vector<Tensor> call(Runtime& rt, OpParams p, const std::vector<Tensor>& in)
   const Tensor* ptrs[kMaxOperands];
   for (int i = 0; i < n; i++) {
     if (in[i].device() != dev)
-      fail(ErrorCode::Device, name + ": " + d.operands[0] + " is on " + dev.name() + " but " + d.operands[i] + " is on " +
+      fail(ErrorCode::Device, std::string(name) + ": " + d.operands[0] + " is on " + dev.name() + " but " + d.operands[i] + " is on " +
                                   in[i].device().name());
     operands[i] = {&in[i].shape, in[i].dtype, d.operands[i]};
     ptrs[i] = &in[i];
@@ -43,7 +43,7 @@ std::vector<Tensor> call(Runtime& rt, OpParams p, const std::vector<Tensor>& in)
   std::vector<Meta> metas = d.infer(c, p);
   Backend& b = backend(dev.kind);
   if (!b.supports(id, in[0].dtype))
-    fail(ErrorCode::Device, name + ": not available on " + dev.name() + ": " +
+    fail(ErrorCode::Device, std::string(name) + ": not available on " + dev.name() + ": " +
                                 (d.elsewhere ? d.elsewhere : std::string("no kernel for ") + dtype_name(in[0].dtype)));
   settle(p, ptrs);
   std::vector<Tensor> outs;
@@ -51,7 +51,7 @@ std::vector<Tensor> call(Runtime& rt, OpParams p, const std::vector<Tensor>& in)
     outs.assign(in.begin(), in.begin() + d.n_out);
   } else {
     outs.reserve(metas.size());
-    for (const Meta& m : metas) outs.push_back(empty(m.shape, m.dtype, dev));
+    for (Meta& m : metas) outs.push_back(empty(std::move(m.shape), m.dtype, dev));
   }
   launch(rt, dev, in, outs, [&b, p](const Exec& e, const std::vector<Tensor>& i, const std::vector<Tensor>& o) {
     const Tensor* ip[kMaxOperands];

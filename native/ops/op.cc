@@ -25,7 +25,7 @@ std::string Infer::dims(const Shape& s) const {
   return r + "]";
 }
 
-void Infer::fail(ErrorCode code, const std::string& msg) const { ignis::fail(code, prefix_ + ": " + msg); }
+void Infer::fail(ErrorCode code, const std::string& msg) const { ignis::fail(code, std::string(prefix_) + ": " + msg); }
 
 void Infer::fail_shapes(int a, int b, const std::string& why) const {
   fail(ErrorCode::Shape, str(a) + " and " + str(b) + " " + why);
@@ -93,13 +93,13 @@ Shape Infer::broadcast(const Shape& a, const Shape& b, int ia, int ib, const cha
 namespace {
 
 // The run-time checks (op.h: OpDef::run_check) on a step's operand shapes.
-void run_check_kv_append(const std::string& op, const OpParams& p, const Shape* const* in, const Shape&) {
+void run_check_kv_append(const char* op, const OpParams& p, const Shape* const* in, const Shape&) {
   check_kv_append(op, std::get<KvAppendParams>(p), *in[0], *in[2]);
 }
-void run_check_rows(const std::string& op, const OpParams& p, const Shape* const* in, const Shape& out) {
+void run_check_rows(const char* op, const OpParams& p, const Shape* const* in, const Shape& out) {
   check_rows(op, std::get<RowsParams>(p), *in[0], out[0]);
 }
-void run_check_attention(const std::string& op, const OpParams& p, const Shape* const* in, const Shape&) {
+void run_check_attention(const char* op, const OpParams& p, const Shape* const* in, const Shape&) {
   check_attention(op, std::get<AttentionParams>(p), *in[0], *in[1]);
 }
 

@@ -33,11 +33,12 @@ struct Meta {
 // What infer works with: the operands, and helpers that phrase the errors ("<op>: <what>").
 class Infer {
  public:
-  // prefix: "matmul", or "graph.matmul #12"; symbols: the names of a graph's symbols (or null).
-  Infer(std::string prefix, const Operand* in, int n, const std::vector<std::string>* symbols = nullptr)
-      : prefix_(std::move(prefix)), in_(in), n_(n), symbols_(symbols) {}
+  // prefix: "matmul", or "graph.matmul #12" (the caller's, alive while the Infer is); symbols:
+  // the names of a graph's symbols (or null).
+  Infer(const char* prefix, const Operand* in, int n, const std::vector<std::string>* symbols = nullptr)
+      : prefix_(prefix), in_(in), n_(n), symbols_(symbols) {}
 
-  const std::string& prefix() const { return prefix_; }
+  const char* prefix() const { return prefix_; }
   int count() const { return n_; }
   bool has(int i) const { return i < n_ && in_[i].shape != nullptr; }
   const Shape& shape(int i) const { return *in_[i].shape; }
@@ -71,7 +72,7 @@ class Infer {
   Shape broadcast(const Shape& a, const Shape& b, int ia, int ib, const char* why) const;
 
  private:
-  std::string prefix_;
+  const char* prefix_;
   const Operand* in_;
   int n_;
   const std::vector<std::string>* symbols_;
@@ -90,7 +91,7 @@ struct OpDef {
   std::vector<Meta> (*infer)(Infer& c, OpParams& p);
   // The checks only a run's integers and bound shapes can settle (a position past a cache's
   // end): null, or called by infer and by each run of a plan. in: the operands' shapes.
-  void (*run_check)(const std::string& op, const OpParams& p, const Shape* const* in, const Shape& out);
+  void (*run_check)(const char* op, const OpParams& p, const Shape* const* in, const Shape& out);
 };
 
 const OpDef& op_def(OpId op);
@@ -111,8 +112,8 @@ IGNIS_OPS(IGNIS_X)
 
 // The rules a plan checks again at each run, with the run's position and sizes (infer applies
 // them where the sizes are known). op: the message prefix.
-void check_attention(const std::string& op, const AttentionParams& p, const Shape& q, const Shape& k);
-void check_kv_append(const std::string& op, const KvAppendParams& p, const Shape& cache, const Shape& k);
-void check_rows(const std::string& op, const RowsParams& p, const Shape& table, int64_t count);
+void check_attention(const char* op, const AttentionParams& p, const Shape& q, const Shape& k);
+void check_kv_append(const char* op, const KvAppendParams& p, const Shape& cache, const Shape& k);
+void check_rows(const char* op, const RowsParams& p, const Shape& table, int64_t count);
 
 }  // namespace ignis::ops

@@ -19,7 +19,7 @@ namespace ignis::ops {
 // optional ones left off the end. The params say which op (core/op.h).
 std::vector<Tensor> call(Runtime& rt, OpParams p, const std::vector<Tensor>& in);
 // The name messages give the op: its table name, or the activation's or binary op's own.
-std::string display_name(const OpParams& p);
+const char* display_name(const OpParams& p);
 // Runs one checked op's kernel on a backend, in a task's launch context.
 void run_kernel(const Exec& e, Backend& b, const OpParams& p, const Tensor* const* in, int n_in,
                 const Tensor* const* out, int n_out, const int64_t* pos_dev = nullptr);

@@ -5,11 +5,11 @@
 
 namespace ignis::ops {
 
-void check_rows(const std::string& op, const RowsParams& p, const Shape& table, int64_t count) {
+void check_rows(const char* op, const RowsParams& p, const Shape& table, int64_t count) {
   const int64_t rows = table[0];
   if (count < 0 || rows < 0) return;  // symbols: checked at each run
   if (p.start < 0 || p.start + count > rows)
-    fail(ErrorCode::Argument, op + ": rows [" + std::to_string(p.start) + ", " + std::to_string(p.start + count) +
+    fail(ErrorCode::Argument, std::string(op) + ": rows [" + std::to_string(p.start) + ", " + std::to_string(p.start + count) +
                                   ") run past the table's " + std::to_string(rows));
 }
 
