@@ -1,6 +1,6 @@
-// Private helpers of the small CPU kernels (norm, activation, softmax, rope, binary, cast):
-// 8-wide f32 loads/stores from f32/f16/bf16 storage, a vector exp, horizontal reductions, and
-// the grains that keep tiny tensors on the calling thread. Not part of the kernel interface.
+// Private helpers of the small CPU kernels (norm, activation, softmax, rope, binary, cast): a
+// vector exp, a horizontal max (the 8-wide loads, stores and sum are simd.h's), and the grains
+// that keep tiny tensors on the calling thread. Not part of the kernel interface.
 #pragma once
 #include <cstdint>
 #include <limits>
