@@ -25,6 +25,8 @@ export interface NativeBinding {
   /** with settled, a promise of the run's end follows the outputs */
   planRun(plan: Handle, inputs: Handle[], scalars: number[], state: Handle | null, settled: boolean, outputs?: (Handle | null)[]): unknown[];
   planState(plan: Handle): Handle;
+  /** clears the state's errors, queued after the runs before it */
+  planStateReset(state: Handle): void;
   planMemory(plan: Handle): { weights: number; arena: number; state: number };
   planProfile(plan: Handle, on?: boolean): { op: string; ns: number }[];
   planProfileTotal(plan: Handle): [number, number];
@@ -47,12 +49,15 @@ export interface NativeBinding {
   reshape(x: Handle, shape: number[]): Handle;
   to(x: Handle, device: string): Handle;
   read(x: Handle, readyOnly: boolean): Promise<Float32Array | Int32Array | Int8Array | undefined>;
+  /** clears the tensors' errors (a failed op's mark), queued after the ops before it */
+  clearErrors(xs: Handle[]): void;
 }
 
 /** Every export of the addon, once; the type checks that it is every key of NativeBinding. */
 export const NATIVE_EXPORTS = [
-  'init', 'tables', 'call', 'infer', 'compilePlan', 'planRun', 'planState', 'planMemory', 'planProfile', 'planProfileTotal',
-  'memory', 'emptyCache', 'info', 'fromBytes', 'fromData', 'full', 'randn', 'reshape', 'to', 'read',
+  'init', 'tables', 'call', 'infer', 'compilePlan', 'planRun', 'planState', 'planStateReset', 'planMemory', 'planProfile',
+  'planProfileTotal', 'memory', 'emptyCache', 'info', 'fromBytes', 'fromData', 'full', 'randn', 'reshape', 'to', 'read',
+  'clearErrors',
 ] as const satisfies readonly (keyof NativeBinding)[];
 type Unlisted = Exclude<keyof NativeBinding, (typeof NATIVE_EXPORTS)[number]>;
 const everyExportListed: [Unlisted] extends [never] ? true : Unlisted = true;

@@ -1,5 +1,6 @@
 // KVCache: preallocated key and value tensors [batch, maxSeq, heads, headDim] that attention
 // appends to, and the count of rows written so far.
+import { native } from './binding';
 import { IgnisError, typeError } from './errors';
 import { DType, isFloatDType } from './dtype';
 import { disposeSymbol, full, Tensor } from './tensor';
@@ -30,9 +31,15 @@ export class KVCache {
   get shape(): readonly number[] {
     return this.k.shape;
   }
-  /** Forget the cached rows (the memory is kept for the next sequence). */
+  /**
+   * Forget the cached rows (the memory is kept for the next sequence). An append that failed (a
+   * k or v from a failed op) leaves the cache failed, so attention over it rejects with that
+   * error rather than read rows nobody wrote; reset() clears that too, in queue order: ops
+   * queued before it still see the error, ops after it see an empty cache.
+   */
   reset(): void {
     this.length = 0;
+    if (this.k._h && this.v._h) native().clearErrors([this.k._h, this.v._h]);
   }
   dispose(): void {
     this.k.dispose();

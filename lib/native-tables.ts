@@ -52,8 +52,9 @@ interface KindTypes {
 /** The params object an op takes, typed from OP_PARAMS. */
 export type ParamsOf<O extends OpName> = { -readonly [K in keyof (typeof OP_PARAMS)[O]]: KindTypes[(typeof OP_PARAMS)[O][K] & keyof KindTypes] };
 
-export const ERROR_CODES: readonly ErrorCode[] = [
-  'E_SHAPE', 'E_DTYPE', 'E_DEVICE', 'E_DISPOSED', 'E_OOM', 'E_CUDA', 'E_FORMAT', 'E_ARGUMENT', 'E_INDEX', 'E_INTERNAL',
+/** The native error codes (E_RANGE reaches JS as a RangeError, as lib/'s own range checks). */
+export const ERROR_CODES: readonly (ErrorCode | 'E_RANGE')[] = [
+  'E_SHAPE', 'E_DTYPE', 'E_DEVICE', 'E_DISPOSED', 'E_OOM', 'E_CUDA', 'E_FORMAT', 'E_ARGUMENT', 'E_INDEX', 'E_INTERNAL', 'E_RANGE',
 ];
 
 export interface NativeTables {

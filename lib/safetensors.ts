@@ -115,6 +115,27 @@ async function writeFully(fh: fsp.FileHandle, buf: Uint8Array, position: number)
   }
 }
 
+const MAX_JSON_DEPTH = 64;
+
+// The deepest nesting of [ and { in JSON text (outside strings), in one pass without recursion.
+function jsonDepth(text: string): number {
+  let depth = 0, max = 0, inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash escapes the next character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) max = depth;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return max;
+}
+
 // UTF-8 JSON bytes -> value; invalid UTF-8 (no silent U+FFFD), a BOM or bad JSON is malformed.
 function parseJson(bytes: Uint8Array, where: string, what: string): unknown {
   let text: string;
@@ -123,6 +144,10 @@ function parseJson(bytes: Uint8Array, where: string, what: string): unknown {
   } catch {
     throw formatError(where, `${what} is not valid UTF-8`);
   }
+  // A header nests two or three levels; a deeply nested one is refused before it is parsed, as
+  // walking it (a check, an error message) would overflow the stack.
+  const depth = jsonDepth(text);
+  if (depth > MAX_JSON_DEPTH) throw formatError(where, `${what} nests ${depth} levels deep (at most ${MAX_JSON_DEPTH})`);
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -257,8 +282,8 @@ export class SafetensorsFile implements TensorSource {
     const want = v.dtype(op, o.dtype, own);
     if (want !== own && !(isFloatDType(want) && isFloatDType(own)))
       throw new IgnisError('E_DTYPE', `${t} is ${e.dtype} and cannot be read as ${want}: only float dtypes convert into each other`);
-    if (e.shape.length > limits.maxRank || e.shape.some((d) => d > limits.maxElements))
-      throw new IgnisError('E_SHAPE', `${t} has shape ${v.shapeStr(e.shape)}; ignis tensors have at most ${limits.maxRank} dimensions of at most 2^40`);
+    if (e.shape.length > limits.maxRank || v.checkedNumel(e.shape) < 0)
+      throw new IgnisError('E_SHAPE', `${t} has shape ${v.shapeStr(e.shape)}; ignis tensors have at most ${limits.maxRank} dimensions and 2^40 elements`);
     const bytes = await this.#bytes(op, e);
     // The stored bits go to native as they are and are converted there (the conversion cast uses):
     // no JS pass over the elements, NaN payloads kept.
@@ -496,7 +521,7 @@ function plan(op: string, tensors: unknown, metadata: unknown, allowTensors: boo
   for (const [name, t] of Object.entries(tensors)) {
     const what = `tensors[${quote(name)}]`;
     if (name === META_KEY) throw new IgnisError('E_ARGUMENT', `${op}: ${META_KEY} is reserved for metadata and cannot name a tensor`);
-    if (t instanceof Tensor) {
+    if (Tensor.is(t)) {
       if (!allowTensors)
         throw typeError(`${op}: ${what} is a Tensor; ${op} takes raw { dtype, shape, data } (saveSafetensors takes Tensors, rawTensor() converts one)`);
       handle(op, what, t);
@@ -574,7 +599,7 @@ export async function saveSafetensors(file: string, tensors: Record<string, Tens
     await writeFully(fh, header, 0);
     let pos = header.length;
     for (const it of items) {
-      const bytes = it.source instanceof Tensor ? await tensorBits(it.source) : viewBytes(it.source);
+      const bytes = Tensor.is(it.source) ? await tensorBits(it.source) : viewBytes(it.source);
       await writeFully(fh, bytes, pos);
       pos += it.byteLength;
     }

@@ -4,7 +4,7 @@
 import { Handle, Meta, native } from './binding';
 import { describe, IgnisError, rangeError, typeError } from './errors';
 import { DataOf, DType, isFloatDType, TensorData } from './dtype';
-import { OpName, ParamsOf } from './native-tables';
+import { limits, OpName, ParamsOf } from './native-tables';
 import * as v from './validate';
 
 /** Symbol.dispose where the runtime has it (for `using`), else Node's registered stand-in. */
@@ -13,6 +13,8 @@ export const disposeSymbol: symbol = (Symbol as { dispose?: symbol }).dispose ??
 export type NestedArray = number | NestedArray[];
 
 export class Tensor<D extends DType = DType> {
+  // The brand: only objects this constructor made have it (not one made with Tensor.prototype).
+  readonly #brand = true;
   readonly shape: readonly number[];
   readonly dtype: D;
   readonly device: string;
@@ -27,6 +29,11 @@ export class Tensor<D extends DType = DType> {
     this.dtype = dtype as D;
     this.device = device;
     this.size = shape.reduce((a, b) => a * b, 1);
+  }
+
+  /** Whether x is a tensor this module made: a brand check, which an object that only looks like one fails. */
+  static is(x: unknown): x is Tensor {
+    return typeof x === 'object' && x !== null && #brand in x;
   }
 
   get rank(): number {
@@ -55,8 +62,18 @@ export class Tensor<D extends DType = DType> {
     return this;
   }
 
-  /** The elements as nested arrays of numbers, shaped like the tensor. */
+  /**
+   * The elements as nested arrays of numbers, shaped like the tensor. At most 2^24 arrays are
+   * built (E_RANGE past that, as for [1e9, 0]: use data()).
+   */
   async toArray(): Promise<NestedArray> {
+    let arrays = 0;
+    for (let d = 0, rows = 1; d < this.shape.length; d++) {
+      arrays += rows;
+      rows *= this.shape[d];
+    }
+    if (arrays > 2 ** 24)
+      throw rangeError(`toArray: ${v.shapeStr(this.shape)} would build ${arrays} nested arrays (at most 2^24); read it with data()`);
     const flat = await this.data();
     const build = (dim: number, offset: number): NestedArray => {
       if (dim === this.shape.length) return flat[offset];
@@ -155,13 +172,13 @@ export function callOne<O extends OpName>(op: O, operands: (Handle | null)[], pa
 
 /** @internal The live handle of a tensor argument; throws what the caller did wrong. */
 export function handle(op: string, name: string, t: unknown): Handle {
-  if (!(t instanceof Tensor)) throw typeError(`${op}: ${name} must be a Tensor, got ${describe(t)}`);
+  if (!Tensor.is(t)) throw typeError(`${op}: ${name} must be a Tensor, got ${describe(t)}`);
   if (t._h === null) throw new IgnisError('E_DISPOSED', `${op}: ${name} was disposed`);
   return t._h;
 }
 
 export function isTensor(x: unknown): x is Tensor {
-  return x instanceof Tensor;
+  return Tensor.is(x);
 }
 
 export interface TensorOptions {
@@ -208,6 +225,9 @@ function flatten(data: NestedArray[]): { flat: number[]; shape: number[] } {
   const shape: number[] = [];
   let level: unknown = data;
   while (Array.isArray(level)) {
+    // deeper than a tensor may be: refused before walking it (a walk would overflow the stack)
+    if (shape.length === limits.maxRank)
+      throw new IgnisError('E_SHAPE', `tensor: a nested array deeper than ${limits.maxRank} levels (the most dimensions a tensor has)`);
     shape.push(level.length);
     level = level[0];
   }
@@ -229,6 +249,8 @@ function flatten(data: NestedArray[]): { flat: number[]; shape: number[] } {
 // The TypedArray handed to native: Float32Array for float dtypes (converted natively), Int8Array
 // or Int32Array for the integer ones, after checking every value fits.
 function toSource(op: string, flat: ArrayLike<number>, dtype: DType): Float32Array | Int8Array | Int32Array {
+  // a view of a SharedArrayBuffer is copied (N-API reads only plain ArrayBuffers)
+  if (ArrayBuffer.isView(flat) && flat.buffer instanceof SharedArrayBuffer) flat = Array.from(flat as ArrayLike<number>);
   if (isFloatDType(dtype)) return flat instanceof Float32Array ? flat : Float32Array.from(flat);
   const [lo, hi, Ctor] = dtype === 'i8' ? [-128, 127, Int8Array] : [-(2 ** 31), 2 ** 31 - 1, Int32Array];
   if (flat instanceof Ctor) return flat;
@@ -255,6 +277,8 @@ export function full(shape: number[], value: number, opts?: FillOptions): Tensor
   if (typeof value !== 'number') throw typeError(`${op}: value must be a number, got ${describe(value)}`);
   if (!isFloatDType(dtype) && !Number.isInteger(value))
     throw rangeError(`${op}: value ${value} is not a whole number, as ${dtype} needs`);
+  const [lo, hi] = dtype === 'i8' ? [-128, 127] : dtype === 'i32' ? [-(2 ** 31), 2 ** 31 - 1] : [-Infinity, Infinity];
+  if (value < lo || value > hi) throw rangeError(`${op}: value ${value} is outside the ${dtype} range [${lo}, ${hi}]`);
   const device = v.device(op, o.device);
   return new Tensor(native().full(s, dtype, device, value), [s.slice(), dtype, deviceName(device)]);
 }

@@ -29,17 +29,28 @@ export function options<T extends object>(op: string, v: unknown, known: readonl
 export function shape(op: string, v: unknown, what = 'shape'): number[] {
   if (!Array.isArray(v)) throw typeError(`${op}: ${what} must be an array of sizes, got ${describe(v)}`);
   if (v.length > limits.maxRank) throw rangeError(`${op}: ${what} has ${v.length} dimensions; at most ${limits.maxRank} are supported`);
-  let n = 1;
   for (const d of v) {
     if (typeof d !== 'number') throw typeError(`${op}: ${what} must be an array of sizes, got ${describe(d)} in it`);
     if (!Number.isInteger(d) || d < 0)
       throw rangeError(`${op}: ${what} sizes must be whole numbers >= 0, got [${v.join(', ')}]`);
-    n *= d;
   }
-  // the addon's limit (core/limits.h); a dimension past it is refused even beside a zero one
-  if (n > limits.maxElements || v.some((d) => d > limits.maxElements))
-    throw rangeError(`${op}: ${what} [${v.join(', ')}] has too many elements`);
+  if (checkedNumel(v) < 0) throw rangeError(`${op}: ${what} [${v.join(', ')}] has too many elements (at most 2^40)`);
   return v.slice();
+}
+
+/**
+ * The element count, -1 past the addon's limit (core/limits.h checked_numel): a dimension past
+ * it, or the product of the non-zero dimensions (a zero does not excuse a huge sibling, whose
+ * strides and products would overflow).
+ */
+export function checkedNumel(shape: readonly number[]): number {
+  let n = 1, zero = false;
+  for (const d of shape) {
+    if (d > limits.maxElements) return -1;
+    if (d === 0) zero = true;
+    else if ((n *= d) > limits.maxElements) return -1;
+  }
+  return zero ? 0 : n;
 }
 
 export function dtype(op: string, v: unknown, fallback: DType): DType {

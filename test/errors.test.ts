@@ -418,3 +418,109 @@ forDevices((dev) => {
     }
   });
 });
+
+// Sizes past what a tensor may hold (2^40 elements), including the ones a zero dimension hides:
+// every size is computed with checked arithmetic, so each is E_RANGE at the call, never a wrap
+// around to a small allocation, a hang in an allocator, or a tensor that claims 1.8e19 elements.
+describe('sizes past the element limit', () => {
+  it('zero dimensions beside huge ones, and products past 2^40, are E_RANGE at the call', async () => {
+    const cases: [string, () => unknown][] = [
+      ['a dimension past 2^40 beside a zero', () => ignis.zeros([67280421310721, 0])],
+      ['tensor() with a huge shape and no data', () => ignis.tensor(new Float32Array(0), { shape: [2 ** 50, 0] })],
+      ['a product past 2^40', () => ignis.zeros([2 ** 21, 2 ** 20])],
+      ['matmul whose output is 2^64 elements', () => ignis.matmul(ignis.zeros([2 ** 32, 0]), ignis.zeros([0, 2 ** 32]))],
+      ['matmul whose output is past 2^40', () => ignis.matmul(ignis.zeros([2 ** 30, 0]), ignis.zeros([0, 2 ** 31]))],
+      ['add broadcasting to past 2^40', () => ignis.add(ignis.zeros([2 ** 30, 1, 0]), ignis.zeros([2 ** 20, 1]))],
+      ['reshape to a huge shape', () => ignis.zeros([0]).reshape([2 ** 41, 0])],
+    ];
+    for (const [label, fn] of cases) expectThrows(fn, 'RangeError', 'E_RANGE', label);
+    // the process is fine, and an empty product still works
+    const e = ignis.matmul(ignis.zeros([3, 0]), ignis.zeros([0, 4]));
+    expect(Array.from(await e.data())).toEqual(new Array(12).fill(0));
+  });
+
+  it('a graph whose buffers or KV cache would pass 2^40 elements at the maxima is E_RANGE at compile', async () => {
+    const g = ignis.graph();
+    const x = g.input('x', { shape: ['b', 4, 2, 8] });
+    const position = g.scalar('position');
+    const cache = g.kvCache('c', { batch: 'b', maxSeq: 16, heads: 2, headDim: 8 });
+    g.output('y', g.attention(x, x, x, { cache, position }));
+    await expect(g.compile({ max: { b: 2 ** 52 } })).rejects.toMatchObject({ code: 'E_RANGE' });
+    await expect(g.compile({ max: { b: 2 ** 38 } })).rejects.toMatchObject({ code: 'E_RANGE' });
+    const ok = await g.compile({ max: { b: 2 } });
+    ok.dispose();
+  });
+});
+
+// Where an error stays: a KVCache whose append failed rejects the attention over it until
+// reset(); reset() clears it in queue order and the cache then works as a fresh one.
+describe('error scope: a KV cache', () => {
+  it('one failed k poisons the cache until cache.reset(), then the cache works again', async () => {
+    const tc = testCase(FILE, 'kv cache error scope');
+    const table = await input(tc, [4, 8], 'f32', 'cpu');
+    const cache = ignis.kvCache({ batch: 1, maxSeq: 8, heads: 2, headDim: 4 });
+    const kv = (ids: number[]) => ignis.embedding(ignis.tensor(Int32Array.from(ids), { shape: [1, ids.length] }), table.t).reshape([1, ids.length, 2, 4]);
+    const bad = kv([1, 99]); // the embedding fails in its kernel, so k and v carry E_INDEX
+    await expect(bad.data()).rejects.toMatchObject({ code: 'E_INDEX' });
+    expectThrows(() => ignis.relu(table.t), 'IgnisError', 'E_INDEX', 'the next call throws the kernel error, once');
+    const y1 = ignis.attention(bad, bad, bad, { kvCache: cache });
+    await expect(y1.data()).rejects.toMatchObject({ code: 'E_INDEX' });
+    const good = kv([1, 2]);
+    const y2 = ignis.attention(good, good, good, { kvCache: cache });
+    await expect(y2.data(), 'the cache the failed append marked').rejects.toMatchObject({ code: 'E_INDEX' });
+    cache.reset();
+    const y3 = ignis.attention(good, good, good, { kvCache: cache });
+    const fresh = ignis.kvCache({ batch: 1, maxSeq: 8, heads: 2, headDim: 4 });
+    const want = ignis.attention(good, good, good, { kvCache: fresh });
+    expect(Array.from(await y3.data())).toEqual(Array.from(await want.data()));
+  });
+});
+
+// Every failure is coded: inputs a hostile or careless caller makes.
+describe('coded failures', () => {
+  it('objects that only look like tensors are E_TYPE at every op (a brand check, not instanceof)', () => {
+    const forged = Object.create(ignis.Tensor.prototype) as T;
+    const lookalike = { shape: [2, 3], dtype: 'f32', device: 'cpu', rank: 2, _h: {} } as unknown as T;
+    const x = ignis.zeros([2, 3]);
+    for (const fake of [forged, lookalike]) {
+      const calls: [string, () => unknown][] = [
+        ['attention', () => ignis.attention(fake, fake, fake)],
+        ['quantize', () => ignis.quantize(fake)],
+        ['softmax', () => ignis.softmax(fake)],
+        ['argmax', () => ignis.argmax(fake)],
+        ['sample', () => ignis.sample(fake)],
+        ['matmul', () => ignis.matmul(x, fake)],
+        ['data', () => ignis.Tensor.prototype.data.call(fake)],
+        ['graph.weight', () => ignis.graph().weight('w', fake)],
+      ];
+      for (const [label, fn] of calls) expectThrows(fn, 'TypeError', 'E_TYPE', label);
+    }
+    expect(ignis.isTensor(forged)).toBe(false);
+    expect(ignis.isTensor(x)).toBe(true);
+  });
+
+  it('tensor() of an array nested deeper than 8 levels is E_SHAPE, not a stack overflow', () => {
+    let deep: unknown = [1];
+    for (let i = 0; i < 100000; i++) deep = [deep];
+    expectThrows(() => ignis.tensor(deep as number[]), 'IgnisError', 'E_SHAPE', 'nested 100k deep');
+  });
+
+  it('a SharedArrayBuffer-backed TypedArray is accepted (copied)', async () => {
+    const sab = new Float32Array(new SharedArrayBuffer(16));
+    sab.set([1, 2, 3, 4]);
+    expect(Array.from(await ignis.tensor(sab).data())).toEqual([1, 2, 3, 4]);
+    const ints = new Int32Array(new SharedArrayBuffer(8));
+    ints.set([7, -7]);
+    expect(Array.from(await ignis.tensor(ints).data())).toEqual([7, -7]);
+  });
+
+  it('full() of an integer dtype refuses a value outside its range, as tensor() does', () => {
+    expectThrows(() => ignis.full([2], 300, { dtype: 'i8' }), 'RangeError', 'E_RANGE', 'i8 300');
+    expectThrows(() => ignis.full([2], -(2 ** 31) - 1, { dtype: 'i32' }), 'RangeError', 'E_RANGE', 'i32 below');
+  });
+
+  it('toArray() of a shape that would build too many nested arrays is E_RANGE', async () => {
+    await expect(ignis.zeros([1e9, 0]).toArray()).rejects.toMatchObject({ code: 'E_RANGE' });
+    expect(await ignis.zeros([2, 0]).toArray()).toEqual([[], []]);
+  });
+});

@@ -239,7 +239,8 @@ async function checkAgainstReference(p: string, bytes: Uint8Array, ctx: string):
         await rejects(f.read(name), 'IgnisError', 'E_DTYPE', `${ctx}: read ${name}`, [t.dtype]);
         continue;
       }
-      if (t.shape.length > 8 || t.shape.some((d) => d > 2 ** 48)) {
+      // past what a tensor may hold: 8 dims, 2^40 elements, a zero not excusing a huge sibling
+      if (t.shape.length > 8 || t.shape.some((d) => d > 2 ** 40) || t.shape.filter((d) => d > 0).reduce((a, d) => a * d, 1) > 2 ** 40) {
         await rejects(f.read(name), 'IgnisError', 'E_SHAPE', `${ctx}: read ${name} beyond ignis's limits`);
         continue;
       }
@@ -611,6 +612,8 @@ describe('validation', () => {
     ['fractional dim', fileFromHeaderText(headerText([ok('a', 'U8', [1.5], [0, 1])]), data), 'shape'],
     ['dim past 2^53', fileFromHeaderText('{"a":{"dtype":"U8","shape":[9007199254740993],"data_offsets":[0,1]}}', data), 'shape'],
     ['string dim', fileFromHeaderText(headerText([ok('a', 'U8', ['1'], [0, 1])]), data), 'shape'],
+    // 100k levels (a 200 KB header): refused before it is parsed, not a stack overflow
+    ['a shape nested 100k deep', fileFromHeaderText(`{"a":{"dtype":"U8","shape":${'['.repeat(100000)}${']'.repeat(100000)},"data_offsets":[0,0]}}`, data), 'levels deep'],
     ['huge dims whose product overflows', fileFromHeaderText(headerText([ok('a', 'F32', [2 ** 40, 2 ** 40, 0x10000], [0, 0])]), data), 'needs'],
     ['one offset', fileFromHeaderText(headerText([ok('a', 'U8', [1], [1])]), data), 'data_offsets'],
     ['begin > end', fileFromHeaderText(headerText([ok('a', 'U8', [1], [5, 4])]), data), 'data_offsets'],

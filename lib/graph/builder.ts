@@ -234,7 +234,7 @@ export class GraphBuilder {
     } else if (t instanceof PackedWeight) {
       const p = tensorNode(t.packed, `weight '${name}'`);
       out = new GraphWeight(this, 'packed', [p.id], t.shape[0], t.shape[1], 0, `weight '${name}'`);
-    } else if (t instanceof Tensor) {
+    } else if (Tensor.is(t)) {
       out = tensorNode(t, `weight '${name}'`);
     } else {
       throw typeError(`graph.${op}: '${name}' must be a Tensor, QuantizedTensor or PackedWeight, got ${describe(t)}`);

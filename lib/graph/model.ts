@@ -23,6 +23,16 @@ export class ModelState {
   get disposed(): boolean {
     return this.handle === null;
   }
+  /**
+   * Starts the caches over for a new batch of sequences (positions from 0 again), keeping their
+   * memory. A run that failed leaves its state failed, so later runs with it reject rather than
+   * read half-written caches; reset() clears that, in queue order.
+   */
+  reset(): void {
+    if (!this.handle) throw new IgnisError('E_DISPOSED', 'modelState.reset: the state was disposed');
+    native().planStateReset(this.handle);
+  }
+
   /** Frees the caches now (runs already queued keep what they use). Safe to call twice. */
   dispose(): void {
     this.handle?.dispose();
@@ -136,7 +146,7 @@ export class Model {
     const hs: Handle[] = new Array(this.inputs.length);
     for (let i = 0; i < hs.length; i++) {
       const t = inputs[this.inputs[i].name];
-      hs[i] = t instanceof Tensor && t._h !== null ? t._h : this.badInput(op, inputs, i, t);
+      hs[i] = Tensor.is(t) && t._h !== null ? t._h : this.badInput(op, inputs, i, t);
     }
     const sc: number[] = new Array(this.scalars.length);
     for (let i = 0; i < sc.length; i++) {
@@ -178,7 +188,7 @@ export class Model {
     for (let i = 0; i < given.length; i++) {
       const t = o[this.outputs[i]];
       if (t === undefined) continue;
-      if (!(t instanceof Tensor)) throw typeError(`model.${op}: output '${this.outputs[i]}' must be a Tensor, got ${describe(t)}`);
+      if (!Tensor.is(t)) throw typeError(`model.${op}: output '${this.outputs[i]}' must be a Tensor, got ${describe(t)}`);
       handle(op, `output '${this.outputs[i]}'`, t); // a disposed tensor: E_DISPOSED
       given[i] = t;
       n++;
@@ -201,7 +211,7 @@ export class Model {
       this.unknownInput(op, inputs);
       throw new IgnisError('E_ARGUMENT', `model.${op}: missing input '${name}' ${dimsStr(dims)} ${dtype}`);
     }
-    if (!(t instanceof Tensor)) throw typeError(`model.${op}: input '${name}' must be a Tensor, got ${describe(t)}`);
+    if (!Tensor.is(t)) throw typeError(`model.${op}: input '${name}' must be a Tensor, got ${describe(t)}`);
     return handle(op, `input '${name}'`, t) as never; // a disposed tensor: handle() throws E_DISPOSED
   }
 

@@ -5,7 +5,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { tensor, Tensor } from '../tensor';
-import { configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, readHost, tensorBytes, transposeCols, WeightOptions } from './weights';
+import { configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, readHost, tensorBytes, transposeCols, WeightOptions } from './weights';
 
 export interface Gpt2Config {
   modelType: 'gpt2';
@@ -22,15 +22,15 @@ export function gpt2Config(cfg: Record<string, unknown>): Gpt2Config {
   const act = cfg.activation_function ?? 'gelu_new';
   if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh')
     throw new IgnisError('E_FORMAT', `loadModel: config.json: activation_function '${act}' is not supported (gelu_new)`);
-  const embd = need(cfg, 'n_embd');
+  const embd = needInt(cfg, 'n_embd');
   const c: Gpt2Config = {
     modelType: 'gpt2',
-    vocab: need(cfg, 'vocab_size'),
-    positions: need(cfg, 'n_positions', (cfg.n_ctx as number | undefined) ?? 1024),
+    vocab: needInt(cfg, 'vocab_size'),
+    positions: needInt(cfg, 'n_positions', (cfg.n_ctx as number | undefined) ?? 1024),
     embd,
-    layers: need(cfg, 'n_layer'),
-    heads: need(cfg, 'n_head'),
-    inner: cfg.n_inner == null ? 4 * embd : need(cfg, 'n_inner'),
+    layers: needInt(cfg, 'n_layer'),
+    heads: needInt(cfg, 'n_head'),
+    inner: cfg.n_inner == null ? 4 * embd : needInt(cfg, 'n_inner'),
     eps: need(cfg, 'layer_norm_epsilon', 1e-5),
   };
   if (c.embd % c.heads || (c.embd / c.heads) % 2) throw new IgnisError('E_FORMAT', `loadModel: config.json: n_embd ${c.embd} does not split into ${c.heads} heads of even size`);

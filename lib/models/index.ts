@@ -78,7 +78,7 @@ export class LanguageModel {
   }
 
   private ids(op: string, ids: unknown): Tensor {
-    if (ids instanceof Tensor) {
+    if (Tensor.is(ids)) {
       if (ids.dtype !== 'i32' || ids.rank !== 2) throw new IgnisError('E_SHAPE', `model.${op}: ids must be an i32 [batch, seq] tensor, got ${ids}`);
       return ids;
     }

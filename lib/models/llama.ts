@@ -4,7 +4,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { Tensor } from '../tensor';
-import { configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, tensorBytes, WeightOptions } from './weights';
+import { configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, tensorBytes, WeightOptions } from './weights';
 
 export interface LlamaConfig {
   modelType: 'llama';
@@ -28,19 +28,19 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
     if (cfg[k] === true) throw new IgnisError('E_FORMAT', `loadModel: config.json: ${k}: true is not supported`);
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu')
     throw new IgnisError('E_FORMAT', `loadModel: config.json: hidden_act '${cfg.hidden_act}' is not supported (silu)`);
-  const hidden = need(cfg, 'hidden_size'), heads = need(cfg, 'num_attention_heads');
+  const hidden = needInt(cfg, 'hidden_size'), heads = needInt(cfg, 'num_attention_heads');
   const c: LlamaConfig = {
     modelType: 'llama',
-    vocab: need(cfg, 'vocab_size'),
+    vocab: needInt(cfg, 'vocab_size'),
     hidden,
-    intermediate: need(cfg, 'intermediate_size'),
-    layers: need(cfg, 'num_hidden_layers'),
+    intermediate: needInt(cfg, 'intermediate_size'),
+    layers: needInt(cfg, 'num_hidden_layers'),
     heads,
-    kvHeads: need(cfg, 'num_key_value_heads', heads),
-    headDim: cfg.head_dim == null ? hidden / heads : need(cfg, 'head_dim'),
+    kvHeads: needInt(cfg, 'num_key_value_heads', heads),
+    headDim: cfg.head_dim == null ? hidden / heads : needInt(cfg, 'head_dim'),
     eps: need(cfg, 'rms_norm_eps', 1e-6),
     theta: need(cfg, 'rope_theta', 10000),
-    maxPositions: need(cfg, 'max_position_embeddings', 2048),
+    maxPositions: needInt(cfg, 'max_position_embeddings', 2048),
     tied: cfg.tie_word_embeddings === true,
   };
   if (!Number.isInteger(c.headDim) || c.headDim % 2 || c.heads % c.kvHeads)

@@ -99,3 +99,11 @@ export function configNumber(cfg: Record<string, unknown>, key: string, fallback
     throw new IgnisError('E_FORMAT', `loadModel: config.json: '${key}' must be a number, got ${JSON.stringify(cfg[key])}`);
   return x;
 }
+
+/** A size or count of the config (layers, heads, dims): a whole number >= 1, or E_FORMAT naming it. */
+export function configInt(cfg: Record<string, unknown>, key: string, fallback?: number): number {
+  const x = configNumber(cfg, key, fallback);
+  if (!Number.isSafeInteger(x) || x < 1)
+    throw new IgnisError('E_FORMAT', `loadModel: config.json: '${key}' must be a whole number >= 1, got ${JSON.stringify(cfg[key])}`);
+  return x;
+}

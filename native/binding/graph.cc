@@ -4,6 +4,7 @@
 
 #include "../graph/plan.h"
 #include "../ops/op.h"
+#include "../ops/ops.h"
 #include "addon.h"
 #include "params.h"
 
@@ -235,7 +236,10 @@ static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
     }
     // [handle, meta] per fresh output (null for a given one), made before the plan is enqueued
     Napi::Array r = Napi::Array::New(env);
-    plan.run(
+    // A run refused by its checks never reaches the worker: its promise, never handed to JS, is
+    // settled here, or N-API would keep it for ever (200k bad runs held 38 MiB).
+    try {
+      plan.run(
         inputs, scalars, state,
         [&](const std::vector<Tensor>& outs) {
           for (size_t i = 0; i < outs.size(); i++) {
@@ -251,6 +255,10 @@ static Napi::Value PlanRun(const Napi::CallbackInfo& info) {
           if (done) r.Set(uint32_t(outs.size()), done->deferred.Promise());
         },
         done ? done->settle(env) : nullptr, given.empty() ? nullptr : &given);
+    } catch (...) {
+      if (done) done->deferred.Resolve(env.Undefined());
+      throw;
+    }
     if (done) done.release()->armed(env);
     return r;
   });
@@ -264,6 +272,19 @@ static Napi::Value PlanState(const Napi::CallbackInfo& info) {
     Napi::Object h = addon(env).state_class.New({});
     StateHandle::Unwrap(h)->set(env, std::move(st));
     return h;
+  });
+}
+
+// planStateReset(state): the state's errors (a failed run's mark) cleared, in queue order
+static Napi::Value PlanStateReset(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject() || !info[0].As<Napi::Object>().CheckTypeTag(&kStateTag))
+      throw type_error(env, "state must be a model state");
+    StateHandle* h = StateHandle::Unwrap(info[0].As<Napi::Object>());
+    if (h->disposed) throw ignis_error(env, Error(ErrorCode::Disposed, "modelState.reset: the state was disposed"));
+    ops::clear_errors(*addon(env).runtime, *h->tensors);
+    return env.Undefined();
   });
 }
 
@@ -317,6 +338,7 @@ void register_graph(Napi::Env env, Napi::Object exports) {
   exports.Set("compilePlan", Napi::Function::New(env, CompilePlan, "compilePlan"));
   exports.Set("planRun", Napi::Function::New(env, PlanRun, "planRun"));
   exports.Set("planState", Napi::Function::New(env, PlanState, "planState"));
+  exports.Set("planStateReset", Napi::Function::New(env, PlanStateReset, "planStateReset"));
   exports.Set("planMemory", Napi::Function::New(env, PlanMemory, "planMemory"));
   exports.Set("planProfile", Napi::Function::New(env, PlanProfile, "planProfile"));
   exports.Set("planProfileTotal", Napi::Function::New(env, PlanProfileTotal, "planProfileTotal"));

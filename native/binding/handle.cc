@@ -52,6 +52,11 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 };
 
 Napi::Error ignis_error(Napi::Env env, const Error& e) {
+  if (e.code == ErrorCode::Range) {  // as lib/'s argument checks throw it
+    Napi::Error err = Napi::RangeError::New(env, e.what());
+    err.Set("code", error_code_name(e.code));
+    return err;
+  }
   AddonData& d = addon(env);
   if (d.ignis_error.IsEmpty()) {
     Napi::Error err = Napi::Error::New(env, e.what());
@@ -98,17 +103,15 @@ Shape arg_shape(const Napi::CallbackInfo& info, size_t i) {
   Napi::Array a = info[i].As<Napi::Array>();
   if (a.Length() > uint32_t(kMaxRank)) throw range_error(info.Env(), "shape has more than " + std::to_string(kMaxRank) + " dimensions");
   Shape s;
-  double total = 1;
   for (uint32_t k = 0; k < a.Length(); k++) {
     Napi::Value v = a[k];
     if (!v.IsNumber()) throw type_error(info.Env(), "shape must be an array of sizes");
     double d = v.As<Napi::Number>().DoubleValue();
     if (!(d >= 0) || d != std::floor(d) || d > double(kMaxElements))
       throw range_error(info.Env(), "shape sizes must be whole numbers in [0, 2^40]");
-    total *= d;
     s.push_back(int64_t(d));
   }
-  if (total > double(kMaxElements)) throw range_error(info.Env(), "shape " + shape_str(s) + " is too large");
+  if (checked_numel(s.data(), s.size()) < 0) throw range_error(info.Env(), "shape " + shape_str(s) + " is too large");
   return s;
 }
 

@@ -1,5 +1,7 @@
 // Bindings that make, move and read tensors. read() is the one synchronization point: it
 // returns a promise that a device worker settles through a thread-safe function.
+#include <cstdlib>
+
 #include "../ops/ops.h"
 #include "addon.h"
 
@@ -125,6 +127,26 @@ void deliver_read(Napi::Env env, Napi::Function, std::nullptr_t*, ReadJob* job) 
   job->deferred.Resolve(out);
 }
 
+// The ArrayBuffer a read fills. V8 ends the process when it cannot allocate one, so large buffers
+// are allocated here first, where a failure is E_OOM, and handed to V8 as external memory; past
+// what one TypedArray may index, the read is E_RANGE.
+static Napi::ArrayBuffer read_buffer(Napi::Env env, size_t count, size_t elem) {
+  constexpr size_t kMaxTypedArray = (size_t(1) << 32) - 1;  // elements (V8's limit on 64-bit Node 20)
+  constexpr size_t kExternalFrom = size_t(64) << 20;        // smaller buffers: V8's own allocator
+  if (count > kMaxTypedArray)
+    throw ignis_error(env, Error(ErrorCode::Range, "a read of " + std::to_string(count) +
+                                                       " elements is past what one TypedArray may hold (2^32 - 1)"));
+  const size_t bytes = count * elem;
+  if (bytes < kExternalFrom) return Napi::ArrayBuffer::New(env, bytes);
+  void* p = std::calloc(bytes, 1);
+  if (!p) throw ignis_error(env, Error(ErrorCode::OOM, "out of host memory for a read of " + std::to_string(bytes) + " bytes"));
+  Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes));
+  return Napi::ArrayBuffer::New(env, p, bytes, [bytes](Napi::Env e, void* q) {
+    std::free(q);
+    Napi::MemoryManagement::AdjustExternalMemory(e, -int64_t(bytes));
+  });
+}
+
 // read(handle, readyOnly) -> Promise<Float32Array | Int8Array | Int32Array>, or with readyOnly
 // a Promise<undefined> once the op that produces the tensor has run (nothing is copied)
 static Napi::Value Read(const Napi::CallbackInfo& info) {
@@ -140,14 +162,32 @@ static Napi::Value Read(const Napi::CallbackInfo& info) {
       job->type = ops::read_type(x.dtype);
       job->count = size_t(x.numel());
       job->ready_only = false;
-      Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, job->count * dtype_size(job->type));
+      Napi::ArrayBuffer buf = read_buffer(env, job->count, dtype_size(job->type));
       job->buffer = Napi::Persistent(buf);
       dst = buf.Data();
     }
     Napi::Promise promise = job->deferred.Promise();
-    ops::read(*addon(env).runtime, x, dst, job->settle(env));
+    try {
+      ops::read(*addon(env).runtime, x, dst, job->settle(env));
+    } catch (...) {  // not queued: settle the promise JS never saw, so N-API frees it
+      job->deferred.Resolve(env.Undefined());
+      throw;
+    }
     job.release()->armed(env);
     return promise;
+  });
+}
+
+// clearErrors(handles[]): the tensors' errors cleared, in queue order
+static Napi::Value ClearErrors(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!info[0].IsArray()) throw type_error(env, "clearErrors needs an array of tensors");
+    Napi::Array a = info[0].As<Napi::Array>();
+    std::vector<Tensor> xs;
+    for (uint32_t i = 0; i < a.Length(); i++) xs.push_back(value_tensor(env, a.Get(i), "tensor"));
+    ops::clear_errors(*addon(env).runtime, xs);
+    return env.Undefined();
   });
 }
 
@@ -160,6 +200,7 @@ void register_tensor(Napi::Env env, Napi::Object exports) {
   exports.Set("reshape", Napi::Function::New(env, Reshape, "reshape"));
   exports.Set("to", Napi::Function::New(env, To, "to"));
   exports.Set("read", Napi::Function::New(env, Read, "read"));
+  exports.Set("clearErrors", Napi::Function::New(env, ClearErrors, "clearErrors"));
 }
 
 }  // namespace ignis::binding

@@ -8,12 +8,14 @@
 
 namespace ignis {
 
+// Range: a size past what ignis can hold (kMaxElements), or a count past a limit; JS sees it as
+// a RangeError with code E_RANGE, as the argument checks in lib/ throw it.
 enum class ErrorCode : uint8_t {
-  Shape, DType, Device, Disposed, OOM, Cuda, Format, Argument, Index, Internal, Count
+  Shape, DType, Device, Disposed, OOM, Cuda, Format, Argument, Index, Internal, Range, Count
 };
 inline constexpr const char* kErrorCodeNames[] = {
     "E_SHAPE", "E_DTYPE", "E_DEVICE", "E_DISPOSED", "E_OOM",
-    "E_CUDA",  "E_FORMAT", "E_ARGUMENT", "E_INDEX", "E_INTERNAL"};
+    "E_CUDA",  "E_FORMAT", "E_ARGUMENT", "E_INDEX", "E_INTERNAL", "E_RANGE"};
 static_assert(sizeof(kErrorCodeNames) / sizeof(kErrorCodeNames[0]) == size_t(ErrorCode::Count),
               "every error code needs a name");
 inline const char* error_code_name(ErrorCode c) { return kErrorCodeNames[size_t(c)]; }

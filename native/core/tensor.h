@@ -24,7 +24,11 @@ struct Device {
 
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);  // "[2, 3, 4]"
+// The element count of a shape that has passed check_shape (the product, unchecked).
 int64_t shape_numel(const Shape& s);
+// Throws E_RANGE naming `what` and the shape when it has a negative dimension, or a dimension or
+// an element count past kMaxElements (core/limits.h); returns the element count.
+int64_t check_shape(const Shape& s, const char* what);
 
 // A failure raised while a kernel ran. It is stored on the outputs of the failed op (so
 // reading them rejects) and on the queue (so the next call on that device throws it).
@@ -49,6 +53,12 @@ class Storage {
   KernelError error() const {
     std::lock_guard<std::mutex> lock(mu_);
     return error_;
+  }
+  // The contents are being replaced whole (or were reset): the error they carried no longer
+  // describes them. Called on the device's worker, in queue order.
+  void clear_error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = nullptr;
   }
 
  private:

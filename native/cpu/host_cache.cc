@@ -11,6 +11,7 @@ namespace ignis::host_cache {
 namespace {
 
 constexpr size_t kCachedMin = size_t(4) << 10;  // smaller buffers are malloc's business
+constexpr size_t kMaxBytes = size_t(1) << 56;   // past any machine's memory, far from overflow
 
 void* system_alloc(size_t bytes) {
 #if defined(_WIN32)
@@ -57,6 +58,11 @@ struct Cache {
   uint64_t cached = 0, allocated = 0, peak = 0;
   uint64_t limit = default_limit();
 
+  void count(size_t n) {  // mu held
+    allocated += n;
+    if (allocated > peak) peak = allocated;
+  }
+
   void trim_to(uint64_t target) {  // mu held
     for (auto it = free.begin(); it != free.end() && cached > target;) {
       while (!it->second.empty() && cached > target) {
@@ -77,17 +83,17 @@ Cache& cache() {
 }  // namespace
 
 void* allocate(size_t bytes) {
+  if (bytes > kMaxBytes) return nullptr;  // no machine has it; size_class would overflow
   const size_t n = size_class(bytes);
   Cache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    c.allocated += n;
-    if (c.allocated > c.peak) c.peak = c.allocated;
     auto it = c.free.find(n);
     if (it != c.free.end() && !it->second.empty()) {
       void* p = it->second.back();
       it->second.pop_back();
       c.cached -= n;
+      c.count(n);
       return p;
     }
   }
@@ -100,9 +106,9 @@ void* allocate(size_t bytes) {
     }
     p = system_alloc(n);
   }
-  if (!p) {
+  if (p) {  // a failed request is not counted, in allocated or in peak
     std::lock_guard<std::mutex> lock(c.mu);
-    c.allocated -= n;
+    c.count(n);
   }
   return p;
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "../core/limits.h"
 #include "../ops/launch.h"
 #include "../ops/op.h"
 #include "../ops/ops.h"
@@ -28,7 +29,9 @@ void check_buffers(const PlanSpec& spec) {
   for (size_t b = 0; b < nb; b++) {
     const Buffer& buf = spec.buffers[b];
     sh[b] = resolve(buf.dims, spec.symbol_max);
-    const int64_t bytes = nbytes(sh[b], buf.dtype);
+    // at the symbols' maxima every buffer must be a tensor ignis can hold (E_RANGE names it)
+    const int64_t bytes = check_shape(sh[b], ("graph: buffer " + std::to_string(b) + ", at the symbols' maxima,").c_str()) *
+                          int64_t(dtype_size(buf.dtype));
     const auto bad = [&](const char* what) {
       fail(ErrorCode::Internal, "graph: buffer " + std::to_string(b) + " " + what);
     };
@@ -144,7 +147,11 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
   rt.queue(spec.device);  // E_DEVICE, saying why, for a device that is not usable
   const size_t nb = spec.buffers.size();
   for (int64_t m : spec.symbol_max)
-    if (m < 1) fail(ErrorCode::Argument, "graph: every symbolic dimension needs a maximum >= 1");
+    if (m < 1 || m > kMaxElements)
+      fail(ErrorCode::Range, "graph: every symbolic dimension needs a maximum in [1, 2^40]");
+  for (const auto& st : spec.states) check_shape(st.second, "graph: a KV cache of shape");
+  if (spec.arena_bytes < 0 || spec.arena_bytes > kMaxElements * 8)
+    fail(ErrorCode::Range, "graph: an arena of " + std::to_string(spec.arena_bytes) + " bytes is past what ignis may allocate");
   for (const Tensor& w : spec.weights)
     if (w.device() != spec.device) fail(ErrorCode::Device, "graph: a weight is on another device");
   for (const Buffer& b : spec.buffers)

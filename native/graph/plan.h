@@ -82,8 +82,8 @@ class Plan {
   // the scalars and the state; allocates the outputs and enqueues the whole plan.
   // given, when not null, has one entry per output: a defined tensor is written in place of a
   // fresh one (it must have the output's exact shape, dtype and device, its own buffer, and
-  // share no memory with the inputs, the state, the weights or another given output); a tensor
-  // that carries a failed op's error fails the run with it.
+  // share no memory with the inputs, the state, the weights or another given output). The run
+  // rewrites a given output whole, so an error it carried from an earlier failed run is cleared.
   // before_launch(outputs) runs once everything is checked and allocated, just before the
   // plan is enqueued: the binding makes the JS objects there, so the calling thread is done
   // before the kernels take the cores. on_done, when given, is called on the worker when the

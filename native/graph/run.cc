@@ -88,6 +88,7 @@ void execute(const Exec& e, Backend& b, const Task& t) {
       for (const auto& r : t.roots) r.second.storage->set_error(err);
       return;
     }
+  for (const auto& r : t.roots) r.second.storage->clear_error();  // a given output is rewritten whole
   Plan::Views& v = *t.views;
   struct Release {  // the run's tensors are let go when it ends, even if a kernel throws
     Plan::Views& v;
@@ -322,11 +323,11 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
   for (const auto& r : o.roots) out_list.push_back(r.second);
   task->roots = std::move(o.roots);
   if (before_launch) before_launch(o.out);
-  std::vector<Tensor> in_list(inputs);
-  in_list.insert(in_list.end(), o.given.begin(), o.given.end());
+  // Given outputs are written, not read: an error one carried from a failed run describes its
+  // old contents, so the run clears it (execute) and writes it afresh.
   Backend& b = backend(spec.device.kind);
   ops::launch(
-      rt_, spec.device, std::move(in_list), std::move(out_list),
+      rt_, spec.device, inputs, std::move(out_list),
       [&b, task](const Exec& e, const std::vector<Tensor>&, const std::vector<Tensor>&) { execute(e, b, *task); },
       std::move(on_done));
   return std::move(o.out);

@@ -2,6 +2,7 @@
 // step check the same rules and run the same kernels.
 #include <cstring>
 
+#include "../core/limits.h"
 #include "launch.h"
 #include "op.h"
 #include "ops.h"
@@ -41,6 +42,9 @@ std::vector<Tensor> call(Runtime& rt, OpParams p, const std::vector<Tensor>& in)
   }
   Infer c(name, operands, n);
   std::vector<Meta> metas = d.infer(c, p);
+  for (const Meta& m : metas)
+    if (checked_numel(m.shape.data(), m.shape.size()) < 0)
+      fail(ErrorCode::Range, std::string(name) + ": the output " + shape_str(m.shape) + " would be past the 2^40 elements a tensor may hold");
   Backend& b = backend(dev.kind);
   if (!b.supports(id, in[0].dtype))
     fail(ErrorCode::Device, std::string(name) + ": not available on " + dev.name() + ": " +

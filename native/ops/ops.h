@@ -42,6 +42,10 @@ DType read_type(DType t);
 // the op that produced x.
 void read(Runtime& rt, const Tensor& x, void* dst, std::function<void(KernelError)> done);
 
+// Clears the errors the tensors carry (a failed op's mark), queued on each one's device after
+// the ops before it: a KV cache reset, a state reset.
+void clear_errors(Runtime& rt, const std::vector<Tensor>& xs);
+
 // --- what the build and the machine offer ----------------------------------------------------------
 struct Info {
   std::string simd;  // the CPU kernels' vector code: "avx2+fma" or "scalar"

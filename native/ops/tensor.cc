@@ -150,6 +150,12 @@ void read(Runtime& rt, const Tensor& x, void* dst, std::function<void(KernelErro
   });
 }
 
+void clear_errors(Runtime& rt, const std::vector<Tensor>& xs) {
+  for (const Tensor& x : xs) rt.queue(x.device());  // E_DEVICE before anything is queued
+  for (const Tensor& x : xs)
+    rt.queue(x.device()).enqueue([s = x.storage] { s->clear_error(); });
+}
+
 Info info(Runtime& rt) {
   Info r;
   r.simd = cpu::simd_name();

@@ -219,6 +219,8 @@ describe('loadModel errors', () => {
     await expectReject(ignis.loadModel(copy(cfgWith({ hidden_size: 96 }))), 'E_FORMAT', 'model.embed_tokens.weight');
     await expectReject(ignis.loadModel(copy(cfgWith({ rope_scaling: { rope_type: 'llama3', factor: 8 } }))), 'E_FORMAT', 'rope_scaling');
     await expectReject(ignis.loadModel(copy(cfgWith({ num_hidden_layers: 3 }))), 'E_FORMAT', 'model.layers.2');
+    await expectReject(ignis.loadModel(copy(cfgWith({ num_hidden_layers: 1.5 }))), 'E_FORMAT', 'num_hidden_layers');
+    await expectReject(ignis.loadModel(copy(cfgWith({ num_attention_heads: 0 }))), 'E_FORMAT', 'num_attention_heads');
     await expectReject(ignis.loadModel(copy((d) => fs.writeFileSync(path.join(d, 'config.json'), '{ not json'))), 'E_FORMAT', 'config.json');
     await expect(ignis.loadModel(dir, { quantize: 'int4' as 'int8' })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
     await expect(ignis.loadModel(dir, { maxBatch: 0 })).rejects.toMatchObject({ code: 'E_RANGE' });
