@@ -10,6 +10,7 @@
         "NAPI_VERSION=8",
         "NODE_ADDON_API_DISABLE_DEPRECATED",
         "NAPI_CPP_EXCEPTIONS",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "IGNIS_NO_CUDA_REASON=\"this addon was built by node-gyp, which builds the CPU backend only\""
       ],
       "cflags!": ["-fno-exceptions"],

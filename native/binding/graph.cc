@@ -58,7 +58,8 @@ class StateHandle : public Napi::ObjectWrap<StateHandle> {
   void release() {  // idempotent; queued runs hold what they use
     tensors.reset();
     disposed = true;
-    if (env_ && accounted_) Napi::MemoryManagement::AdjustExternalMemory(env_, -accounted_);
+    int64_t unused;  // from a destructor too: the raw call, whose status is not thrown
+    if (env_ && accounted_) napi_adjust_external_memory(env_, -accounted_, &unused);
     accounted_ = 0;
   }
   int64_t accounted_ = 0;

@@ -43,7 +43,10 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   void release() {
     if (!tensor_.defined()) return;
     tensor_ = Tensor{};
-    if (env_ && accounted_) Napi::MemoryManagement::AdjustExternalMemory(env_, -accounted_);
+    // From a destructor (the GC's finalizer) too, where the environment may be dying: the raw
+    // call, whose status is not thrown.
+    int64_t unused;
+    if (env_ && accounted_) napi_adjust_external_memory(env_, -accounted_, &unused);
     accounted_ = 0;
   }
   Tensor tensor_;

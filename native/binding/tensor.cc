@@ -100,31 +100,42 @@ void ReadJob::armed(Napi::Env env) {
   if (d.pending_reads++ == 0) d.reads.Ref(env);
 }
 
-// Runs on the JS thread once the device worker has filled the buffer (or failed).
-void deliver_read(Napi::Env env, Napi::Function, std::nullptr_t*, ReadJob* job) {
-  std::unique_ptr<ReadJob> owned(job);
-  if (!env) return;  // the env is going away
+// Settles a read's promise with its data or its error (the JS thread).
+static void settle_read(Napi::Env env, ReadJob& job) {
   AddonData& d = addon(env);
   if (--d.pending_reads == 0) d.reads.Unref(env);
-  if (job->error) {
-    job->deferred.Reject(ignis_error(env, *job->error).Value());
+  if (job.error) {
+    job.deferred.Reject(ignis_error(env, *job.error).Value());
     return;
   }
-  if (job->ready_only) {
-    job->deferred.Resolve(env.Undefined());
+  if (job.ready_only) {
+    job.deferred.Resolve(env.Undefined());
     return;
   }
-  Napi::ArrayBuffer buf = job->buffer.Value();
+  Napi::ArrayBuffer buf = job.buffer.Value();
   Napi::Value out;
-  switch (job->type) {  // read_type(): floats are read as f32
-    case DType::i8: out = Napi::Int8Array::New(env, job->count, buf, 0); break;
-    case DType::i32: out = Napi::Int32Array::New(env, job->count, buf, 0); break;
+  switch (job.type) {  // read_type(): floats are read as f32
+    case DType::i8: out = Napi::Int8Array::New(env, job.count, buf, 0); break;
+    case DType::i32: out = Napi::Int32Array::New(env, job.count, buf, 0); break;
     case DType::f32:
     case DType::f16:
     case DType::bf16:
-    case DType::Count: out = Napi::Float32Array::New(env, job->count, buf, 0); break;
+    case DType::Count: out = Napi::Float32Array::New(env, job.count, buf, 0); break;
   }
-  job->deferred.Resolve(out);
+  job.deferred.Resolve(out);
+}
+
+// Runs on the JS thread once the device worker has filled the buffer (or failed). Called by the
+// thread-safe function, outside any N-API callback wrapper: in an environment being torn down (a
+// terminated worker) any N-API call may fail, and nothing it throws may leave, or std::terminate
+// would end the whole process.
+void deliver_read(Napi::Env env, Napi::Function, std::nullptr_t*, ReadJob* job) {
+  std::unique_ptr<ReadJob> owned(job);
+  if (!env) return;  // the env is going away
+  try {
+    settle_read(env, *job);
+  } catch (...) {  // the environment is dying: no one is left to settle the promise for
+  }
 }
 
 // The ArrayBuffer a read fills. V8 ends the process when it cannot allocate one, so large buffers
@@ -143,7 +154,8 @@ static Napi::ArrayBuffer read_buffer(Napi::Env env, size_t count, size_t elem) {
   Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes));
   return Napi::ArrayBuffer::New(env, p, bytes, [bytes](Napi::Env e, void* q) {
     std::free(q);
-    Napi::MemoryManagement::AdjustExternalMemory(e, -int64_t(bytes));
+    int64_t unused;  // a finalizer may run in a dying environment: the status is not thrown
+    napi_adjust_external_memory(e, -int64_t(bytes), &unused);
   });
 }
 
