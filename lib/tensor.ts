@@ -93,8 +93,9 @@ export class Tensor<D extends DType = DType> {
 
   /** A view of the same storage with another shape; one dimension may be -1. */
   reshape(...shape: number[] | [number[]]): Tensor<D> {
+    const h = handle('reshape', 'tensor', this); // first: `this` may be an object that only looks like a tensor
     const s = resolveReshape(this, Array.isArray(shape[0]) ? (shape[0] as number[]) : (shape as number[]));
-    return new Tensor<D>(native().reshape(handle('reshape', 'tensor', this), s), [s, this.dtype, this.device]);
+    return new Tensor<D>(native().reshape(h, s), [s, this.dtype, this.device]);
   }
 
   /** Frees this tensor's reference to its storage now. Safe to call twice. */

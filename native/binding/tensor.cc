@@ -138,25 +138,34 @@ void deliver_read(Napi::Env env, Napi::Function, std::nullptr_t*, ReadJob* job) 
   }
 }
 
+// Frees a read's external buffer (the GC's finalizer; hint: its byte count).
+static void free_read_buffer(napi_env env, void* data, void* hint) {
+  std::free(data);
+  int64_t unused;  // may run in a dying environment: the status is not thrown
+  napi_adjust_external_memory(env, -int64_t(reinterpret_cast<uintptr_t>(hint)), &unused);
+}
+
 // The ArrayBuffer a read fills. V8 ends the process when it cannot allocate one, so large buffers
-// are allocated here first, where a failure is E_OOM, and handed to V8 as external memory; past
-// what one TypedArray may index, the read is E_RANGE.
+// are allocated here first, where a failure is E_OOM, and handed to V8 as external memory. Node
+// 20 hands JS at most 4 GiB in one buffer: a larger read is E_RANGE (read a slice of it).
 static Napi::ArrayBuffer read_buffer(Napi::Env env, size_t count, size_t elem) {
-  constexpr size_t kMaxTypedArray = (size_t(1) << 32) - 1;  // elements (V8's limit on 64-bit Node 20)
-  constexpr size_t kExternalFrom = size_t(64) << 20;        // smaller buffers: V8's own allocator
-  if (count > kMaxTypedArray)
-    throw ignis_error(env, Error(ErrorCode::Range, "a read of " + std::to_string(count) +
-                                                       " elements is past what one TypedArray may hold (2^32 - 1)"));
-  const size_t bytes = count * elem;
+  constexpr size_t kMaxBytes = size_t(1) << 32;       // Node 20's buffer.constants.MAX_LENGTH
+  constexpr size_t kExternalFrom = size_t(64) << 20;  // smaller buffers: V8's own allocator
+  const size_t bytes = count * elem;  // count <= 2^40 (core/limits.h): no overflow
+  if (bytes > kMaxBytes)
+    throw ignis_error(env, Error(ErrorCode::Range, "a read of " + std::to_string(count) + " elements (" + std::to_string(bytes) +
+                                                       " bytes) is past the 4 GiB Node hands JS in one buffer; read a slice"));
   if (bytes < kExternalFrom) return Napi::ArrayBuffer::New(env, bytes);
   void* p = std::calloc(bytes, 1);
   if (!p) throw ignis_error(env, Error(ErrorCode::OOM, "out of host memory for a read of " + std::to_string(bytes) + " bytes"));
-  Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes));
-  return Napi::ArrayBuffer::New(env, p, bytes, [bytes](Napi::Env e, void* q) {
-    std::free(q);
-    int64_t unused;  // a finalizer may run in a dying environment: the status is not thrown
-    napi_adjust_external_memory(e, -int64_t(bytes), &unused);
-  });
+  // The raw call: where creation fails, Node itself runs the finalizer (freeing p), which
+  // node-addon-api's wrapper would then free a second time.
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, p, bytes, free_read_buffer, reinterpret_cast<void*>(uintptr_t(bytes)), &ab) != napi_ok)
+    throw ignis_error(env, Error(ErrorCode::OOM, "could not hand a read of " + std::to_string(bytes) + " bytes to JS"));
+  int64_t unused;
+  napi_adjust_external_memory(env, int64_t(bytes), &unused);
+  return Napi::ArrayBuffer(env, ab);
 }
 
 // read(handle, readyOnly) -> Promise<Float32Array | Int8Array | Int32Array>, or with readyOnly
