@@ -35,6 +35,8 @@ class CudaBackend final : public Backend {
   void clear_fault(int device) override { cuda::clear_fault(device); }
 
   void task(int device, ThreadPool& pool, const std::function<void(const Exec&)>& fn) override {
+    // Issue the task's work with the device's stream to itself (runtime.h lock_stream).
+    const auto stream = lock_stream(device);
     std::vector<std::shared_ptr<Storage>> keep;  // scratch: freed after the kernels are queued
     const Launch L = launch_for(device, &keep);
     fn(Exec{pool, &L});

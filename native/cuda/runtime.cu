@@ -8,6 +8,7 @@
 #include <array>
 #include <cstring>
 #include <mutex>
+#include <utility>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -82,6 +83,11 @@ constexpr int kStagingChunks = 4;
 struct DeviceState {
   int index = 0;
   cudaStream_t stream = nullptr;
+  // Held while a thread issues work to the stream, waits for it, or records a CUDA graph from it:
+  // every Runtime (a worker_thread each) shares the device's stream, so without it another
+  // runtime's kernels would land inside this one's capture, and a synchronization during a
+  // capture would invalidate it. Recursive: a task that holds it records, allocates and syncs.
+  std::recursive_mutex stream_mu;
   Fault* fault_host = nullptr;  // mapped, pinned
   Fault* fault_dev = nullptr;
   KernelError pending_fault;    // a fault found by a synchronization, until the next call takes it
@@ -179,9 +185,15 @@ void* device_alloc(int device, size_t bytes) {
     cudaError_t e = cudaMalloc(&p, bin);
     if (e == cudaErrorMemoryAllocation) {
       cudaGetLastError();  // an allocation failure is not sticky
-      IGNIS_CUDA_CHECK(cudaStreamSynchronize(d.stream));  // cached blocks may still be in use
-      release_cached(d);
-      e = cudaMalloc(&p, bin);
+      // The retry waits for the stream (cached blocks may still be in use) and frees them: not
+      // while the stream records a graph, where both would invalidate the capture.
+      cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+      IGNIS_CUDA_CHECK(cudaStreamIsCapturing(d.stream, &capturing));
+      if (capturing == cudaStreamCaptureStatusNone) {
+        IGNIS_CUDA_CHECK(cudaStreamSynchronize(d.stream));
+        release_cached(d);
+        e = cudaMalloc(&p, bin);
+      }
     }
     if (e == cudaErrorMemoryAllocation) {
       cudaGetLastError();
@@ -221,9 +233,11 @@ void empty_cache() {
       if (d) ds.push_back(d.get());
   }
   for (DeviceState* d : ds) {
+    // cudaFree waits for the device (a cached block may still be read by queued kernels): not
+    // during another thread's capture.
+    std::lock_guard<std::recursive_mutex> stream(d->stream_mu);
     std::lock_guard<std::mutex> lock(d->mem_mu);
     set_device(d->index);
-    // A cached block may still be read by queued kernels: cudaFree waits for the device.
     release_cached(*d);
   }
 }
@@ -251,9 +265,16 @@ void* Launch::scratch(size_t bytes) const {
   return t.raw();
 }
 
+std::unique_lock<std::recursive_mutex> lock_stream(int device) {
+  return std::unique_lock<std::recursive_mutex>(state(device).stream_mu);
+}
+
 void upload(int device, void* dst, const void* src, size_t bytes) {
   DeviceState& d = state(device);
   set_device(device);
+  // From the JS thread: not the stream lock (a worker may hold it through a long synchronize, and
+  // the event loop must not wait for that); the staging lock, which a capture holds too, keeps
+  // uploads out of recordings.
   std::lock_guard<std::mutex> lock(d.staging_mu);
   for (size_t off = 0; off < bytes; off += kStagingChunk) {
     const size_t n = std::min(kStagingChunk, bytes - off);
@@ -277,6 +298,7 @@ void upload(int device, void* dst, const void* src, size_t bytes) {
 void synchronize(int device) {
   DeviceState& d = state(device);
   set_device(device);
+  std::lock_guard<std::recursive_mutex> stream(d.stream_mu);
   IGNIS_CUDA_CHECK(cudaStreamSynchronize(d.stream));
   if (KernelError f = take_fault(d)) d.pending_fault = f;
   if (d.pending_fault) throw Error(*d.pending_fault);
@@ -285,6 +307,7 @@ void synchronize(int device) {
 void download(int device, void* dst, const void* src, size_t bytes) {
   DeviceState& d = state(device);
   set_device(device);
+  std::lock_guard<std::recursive_mutex> stream(d.stream_mu);
   if (bytes) IGNIS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, d.stream));
   synchronize(device);
 }
@@ -303,8 +326,10 @@ void copy_async(const Launch& L, void* dst, const void* src, size_t bytes) {
 std::unique_ptr<Graph> Graph::capture(int device, std::vector<std::shared_ptr<Storage>>* keep,
                                       const std::function<void(const Launch&)>& record) {
   DeviceState& d = state(device);
-  // upload() issues on this stream from the JS thread: hold it off while recording.
-  std::lock_guard<std::mutex> lock(d.staging_mu);
+  // Nothing else may issue to or wait on the stream while it records: other runtimes' tasks
+  // (worker_threads share the device's stream) and uploads from the JS thread.
+  std::lock_guard<std::recursive_mutex> stream(d.stream_mu);
+  std::lock_guard<std::mutex> staging(d.staging_mu);
   Launch L = launch_for(device, keep);
   // Relaxed: scratch allocations during the recording may call cudaMalloc.
   IGNIS_CUDA_CHECK(cudaStreamBeginCapture(d.stream, cudaStreamCaptureModeRelaxed));

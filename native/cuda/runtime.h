@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,9 @@ void empty_cache();
 // The launch context of a device (its stream, fault record, properties); scratch memory
 // requested through it is appended to *keep.
 Launch launch_for(int device, std::vector<std::shared_ptr<Storage>>* keep);
+// The device's stream lock (see runtime.cu DeviceState::stream_mu): a task holds it while it
+// issues its kernels, so no other runtime's work lands inside a capture; recursive.
+std::unique_lock<std::recursive_mutex> lock_stream(int device);
 // host -> device: copies src into pinned staging at once (the caller may reuse src when this
 // returns) and enqueues the upload on the device's stream.
 void upload(int device, void* dst, const void* src, size_t bytes);

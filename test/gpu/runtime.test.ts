@@ -1,6 +1,10 @@
 // The CUDA runtime seen from JS: the caching allocator's figures, emptyCache, out-of-memory
 // that leaves the device working, copies between the CPU and the device, a kernel's bad-data
-// fault reported once, and a compiled graph on the device. Skipped (visibly) without a GPU.
+// fault reported once, a compiled graph on the device, and worker_threads sharing the device.
+// Skipped (visibly) without a GPU.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as ignis from '../../lib/index';
 import { absorbOnce, expectThrows, FLOAT_DTYPES, skipDevice } from '../helpers';
@@ -101,4 +105,13 @@ describe.skipIf(skipDevice('cuda'))('cuda runtime', () => {
     }
     expectThrows(() => ignis.packWeight(ignis.randn([4, 4], { device: DEV })), 'IgnisError', 'E_DEVICE', 'packWeight on cuda');
   });
+
+  const dist = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
+  it.skipIf(!fs.existsSync(dist))('4 worker_threads record and replay CUDA graphs and call eager ops on one device while the main thread uploads, reads and empties the cache: every result matches the CPU', () => {
+    const r = spawnSync(process.execPath, [path.resolve(__dirname, '..', 'fixtures', 'cuda-workers.js'), dist, '4', '40'], { encoding: 'utf8', timeout: 120_000 });
+    const out = `${r.stdout}\n${r.stderr}`;
+    expect(r.signal, out).toBeNull();
+    expect(r.status, out).toBe(0);
+    expect(r.stdout.trim().split('\n').pop(), out).toBe('ok');
+  }, 150_000);
 });
