@@ -1,7 +1,7 @@
 // The execution model's promise: an op returns at once and the event loop keeps running while
 // the kernel works on the device queue. Asserted as what it means on any load: a 5 ms interval
 // ticks about as often while a long CPU matmul chain runs as it does in an equal idle period
-// measured just before (a blocked loop would tick once or twice). No wall-clock bound: a loaded
+// measured right after (a blocked loop would tick once or twice). No wall-clock bound: a loaded
 // 2-core machine stretches both periods alike. The tight figure (the largest gap) is the bench's.
 import { describe, expect, it } from 'vitest';
 import * as ignis from '../lib/index';
