@@ -284,7 +284,7 @@ async function benchOverhead(quick: boolean, log: (s: string) => void): Promise<
     bs.forEach((b, i) => (h = g.gelu(g.add(h, g.weight(`b${i}`, b)))));
     g.output('y', h);
     const eager = () => {
-      let t = x;
+      let t: ignis.Tensor = x;
       for (const b of bs) {
         const a = ignis.add(t, b);
         if (t !== x) t.dispose();

@@ -3,10 +3,14 @@
 // cases, bench/numpy_peer.py). Either is skipped, visibly, where it is not installed.
 import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { packageRoot } from '../lib/binding';
 
-// Loaded lazily so the bench still runs (without the ORT column) where the package is absent.
+// Loaded lazily so the bench still runs (without the ORT column) where the package is absent. It
+// is installed in bench/node_modules (bench/package.json, by scripts/bench-deps.js), not among
+// the package's own dependencies.
 type Ort = typeof import('onnxruntime-node');
 let ort: Ort | null | undefined;
 let ortWhy = '';
@@ -14,7 +18,7 @@ let ortWhy = '';
 export function onnxruntime(): Ort | null {
   if (ort === undefined) {
     try {
-      ort = require('onnxruntime-node') as Ort;
+      ort = createRequire(path.join(packageRoot, 'bench', 'package.json'))('onnxruntime-node') as Ort;
     } catch (e) {
       ort = null;
       ortWhy = (e as Error).message.split('\n')[0];

@@ -1,6 +1,10 @@
-// Finds and loads the native addon: prebuilds/<platform>-<arch>/ignis.node first (shipped in
-// the npm package), then build/Release/ignis.node (built from source). If none loads, one
-// error lists every path tried, why each failed, and how to fix it.
+// Finds and loads the native addon, as sharp's loader does: IGNIS_BINARY if set, then a source
+// build in this package (build/Release: a checkout, or `npx ignis-node-build`), then the prebuilt
+// binary of this platform's package (ignis-node-<platform>-<arch>[-<libc>], an optional
+// dependency npm installs only where its os/cpu/libc match). If none loads, one error lists every
+// path tried, why each failed, and the fix. The x64 binaries carry AVX2+FMA kernels beside the
+// portable ones and pick at load from what the CPU reports (cpuid), so an older CPU runs the
+// portable kernels instead of faulting on an illegal instruction: info().cpu.simd says which.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IgnisError } from './errors';
@@ -70,20 +74,46 @@ export const packageRoot = (() => {
   return dir;
 })();
 
-export function candidatePaths(root = packageRoot): string[] {
-  const fromEnv = process.env.IGNIS_BINARY ? [path.resolve(process.env.IGNIS_BINARY)] : [];
-  return [
-    ...fromEnv,
-    path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'ignis.node'),
-    path.join(root, 'build', 'Release', 'ignis.node'),
-  ];
+/** The C library of this Linux process: 'gnu' (glibc) or 'musl'. */
+export function linuxLibc(): 'gnu' | 'musl' {
+  try {
+    // ldd is a script on glibc and the musl loader itself on Alpine: cheaper than a process report
+    const ldd = fs.readFileSync('/usr/bin/ldd', 'latin1');
+    if (ldd.includes('musl')) return 'musl';
+    if (ldd.includes('GNU C Library') || ldd.includes('glibc') || ldd.includes('GLIBC')) return 'gnu';
+  } catch {
+    // no ldd: ask the process
+  }
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  return header?.glibcVersionRuntime ? 'gnu' : 'musl';
 }
 
-export function loadBinding(paths = candidatePaths()): NativeBinding {
+/** This process's target, as the platform packages are named: linux-x64-gnu, darwin-arm64, win32-x64. */
+export function platformTarget(platform: string = process.platform, arch: string = process.arch, libc = platform === 'linux' ? linuxLibc() : ''): string {
+  return libc ? `${platform}-${arch}-${libc}` : `${platform}-${arch}`;
+}
+
+/** The targets a prebuilt binary package exists for (scripts/package.js builds them). */
+export const TARGETS = ['linux-x64-gnu', 'linux-arm64-gnu', 'linux-x64-musl', 'linux-arm64-musl', 'darwin-arm64', 'darwin-x64', 'win32-x64'] as const;
+
+/** Every place the addon may be, in the order they are tried. */
+export function candidatePaths(root = packageRoot, target = platformTarget()): string[] {
+  const fromEnv = process.env.IGNIS_BINARY ? [path.resolve(process.env.IGNIS_BINARY)] : [];
+  const pkg = `ignis-node-${target}`;
+  let prebuilt: string;
+  try {
+    prebuilt = path.join(path.dirname(require.resolve(`${pkg}/package.json`, { paths: [root] })), 'ignis.node');
+  } catch {
+    prebuilt = `${pkg}/ignis.node (package ${pkg} is not installed)`;
+  }
+  return [...fromEnv, path.join(root, 'build', 'Release', 'ignis.node'), prebuilt];
+}
+
+export function loadBinding(paths = candidatePaths(), target = platformTarget()): NativeBinding {
   const tried: string[] = [];
   for (const p of paths) {
     if (!fs.existsSync(p)) {
-      tried.push(`  ${p}: not found`);
+      tried.push(`  ${p}${p.includes('is not installed') ? '' : ': not found'}`);
       continue;
     }
     try {
@@ -93,19 +123,39 @@ export function loadBinding(paths = candidatePaths()): NativeBinding {
       if (exported !== want) throw new Error(`it exports ${exported}; this lib/ expects ${want} (built from other sources?)`);
       checkTables(b.tables(), p);
       b.init(IgnisError);
+      loaded = p;
       return b;
     } catch (e) {
       tried.push(`  ${p}: ${(e as Error).message.split('\n')[0]}`);
     }
   }
+  const known = (TARGETS as readonly string[]).includes(target);
+  const fix = known
+    ? `To fix: reinstall so that npm installs ignis-node-${target}, the optional dependency holding this ` +
+      "platform's binary (an install with --omit=optional or --no-optional, or a lockfile made on another " +
+      `platform, skips it: npm install ignis-node-${target}@${packageVersion()} adds it by hand). `
+    : `No prebuilt binary exists for ${target} (there are: ${TARGETS.join(', ')}). `;
   throw new IgnisError(
     'E_LOAD',
-    `ignis: could not load the native addon for ${process.platform}-${process.arch} (Node ${process.version}).\n` +
-      `Tried:\n${tried.join('\n')}\n` +
-      'To fix: reinstall (npm install ignis) to get the prebuilt binary for this platform, or build it from ' +
-      'source in the package folder with `npm run build:native` (needs CMake and a C++17 compiler) or ' +
-      '`npm run build:gyp` (node-gyp, CPU only).',
+    `ignis: could not load the native addon for ${target} (Node ${process.version}).\n` +
+      `Tried:\n${tried.join('\n')}\n${fix}` +
+      'Or build it from source: `npx ignis-node-build` (needs CMake 3.20+ and a C++17 compiler; it fetches ' +
+      'cmake-js and node-addon-api), or `npm run build:native` in a checkout.',
   );
+}
+
+let loaded = '';
+/** The path of the addon file that loaded ('' before the first load). */
+export function loadedBinary(): string {
+  return loaded;
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'latest';
+  }
 }
 
 let cached: NativeBinding | undefined;

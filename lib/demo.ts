@@ -87,7 +87,7 @@ async function forwardPicks(model: ignis.LanguageModel, ids: number[]): Promise<
   return { picks, logits };
 }
 
-async function bench(dir: string, device: string, name: string, quantize: 'int8' | undefined, other?: number[]): Promise<Result> {
+async function bench(dir: string, device: ignis.Device, name: string, quantize: 'int8' | undefined, other?: number[]): Promise<Result> {
   ignis.emptyCache(); // so 'reserved' counts this model, not buffers kept from before
   const t0 = performance.now();
   // Room for the prompt and the tokens after it (less where the checkpoint's context is shorter).

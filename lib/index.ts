@@ -1,16 +1,18 @@
 // ignis: native inference kernels for Node.js. This file is the public surface.
-import { native, NativeBinding, packageRoot } from './binding';
+import { loadedBinary, native, NativeBinding, packageRoot } from './binding';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IgnisError } from './errors';
 import * as v from './validate';
+import type { Device } from './device';
 
 export { IgnisError } from './errors';
 export type { ErrorCode } from './errors';
 export { DTYPES, FLOAT_DTYPES } from './dtype';
 export type { DType, FloatDType, TensorData } from './dtype';
 export { Tensor, tensor, zeros, full, randn, isTensor } from './tensor';
-export type { TensorOptions, FillOptions, RandnOptions, NestedArray } from './tensor';
+export type { TensorOptions, FillOptions, RandnOptions, NestedArray, DefaultDTypeOf } from './tensor';
+export type { Device } from './device';
 export { QuantizedTensor, quantize, dequantize } from './quant';
 export { PackedWeight, packWeight } from './packed';
 export { loadModel, LanguageModel } from './models/index';
@@ -29,15 +31,16 @@ export {
 } from './safetensors';
 export type { TensorInfo, ReadOptions, RawTensor, TensorSource } from './safetensors';
 
-/** What info() returns: the package version and what the native addon reports. */
-export type Info = { version: string } & ReturnType<NativeBinding['info']>;
+/** What info() returns: the package version, the addon file loaded, and what the addon reports. */
+export type Info = { version: string; binary: string } & ReturnType<NativeBinding['info']>;
 
 let version: string | undefined;
 
 /** What this build and machine offer: SIMD level, CPU threads, CUDA devices (and why not). */
 export function info(): Info {
   version ??= (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
-  return { version, ...native().info() };
+  const reported = native().info();
+  return { version, binary: loadedBinary(), ...reported };
 }
 
 export interface MemoryStats {
@@ -56,16 +59,16 @@ export interface MemoryStats {
  * (512-byte steps to 1 MiB, then quarter powers of two), and reused for the next tensor of
  * its bin; a failed allocation empties the cache and tries once more before E_OOM.
  */
-export function memory(device: string = 'cpu'): MemoryStats {
+export function memory(device: Device = 'cpu'): MemoryStats {
   return native().memory(v.device('memory', device));
 }
 
 /** Frees the buffers a device's caching allocator keeps (on CUDA: every device's); returns the bytes freed. */
-export function emptyCache(device: string = 'cpu'): number {
+export function emptyCache(device: Device = 'cpu'): number {
   return native().emptyCache(v.device('emptyCache', device));
 }
 
 /** The best device present: 'cuda' when CUDA is usable, else 'cpu'. */
-export function defaultDevice(): string {
+export function defaultDevice(): 'cpu' | 'cuda' {
   return native().info().cuda.available ? 'cuda' : 'cpu';
 }

@@ -1,9 +1,11 @@
 // KVCache: preallocated key and value tensors [batch, maxSeq, heads, headDim] that attention
 // appends to, and the count of rows written so far.
+import './dispose';
 import { native } from './binding';
 import { IgnisError, typeError } from './errors';
-import { DType, isFloatDType } from './dtype';
-import { disposeSymbol, full, Tensor } from './tensor';
+import { FloatDType, isFloatDType } from './dtype';
+import { full, Tensor } from './tensor';
+import type { Device } from './device';
 import * as v from './validate';
 
 export interface KVCacheOptions {
@@ -11,8 +13,9 @@ export interface KVCacheOptions {
   maxSeq: number;
   heads: number;
   headDim: number;
-  dtype?: DType;
-  device?: string;
+  /** default f32 */
+  dtype?: FloatDType;
+  device?: Device;
 }
 
 export class KVCache {
@@ -45,7 +48,7 @@ export class KVCache {
     this.k.dispose();
     this.v.dispose();
   }
-  [disposeSymbol](): void {
+  [Symbol.dispose](): void {
     this.dispose();
   }
 }

@@ -2,7 +2,7 @@
 // call into the native op table (callOp), which checks shapes and dtypes (naming both shapes),
 // enqueues the kernel on the device's queue and returns the output with its meta at once.
 import { describe, IgnisError, rangeError, typeError } from './errors';
-import { DType, FloatDType } from './dtype';
+import { DType } from './dtype';
 import { KVCache } from './kvcache';
 import { ACTIVATIONS, ActivationName } from './native-tables';
 import { PackedWeight, packedHandle } from './packed';
@@ -144,11 +144,11 @@ export function softmax(x: Tensor, opts?: SoftmaxOptions): Tensor {
  * i32 x.shape[:-1]: the index of the largest element along x's last axis, the first on ties;
  * NaN counts as above every number (numpy's rule). Greedy decoding: argmax of the logits.
  */
-export function argmax(x: Tensor): Tensor {
+export function argmax(x: Tensor): Tensor<'i32'> {
   const op = 'argmax';
   const hx = handle(op, 'x', x);
   if (x.rank < 1 || x.shape[x.rank - 1] === 0) throw new IgnisError('E_SHAPE', `${op}: x ${v.shapeStr(x.shape)} needs a non-empty last axis`);
-  return callOne(op, [hx], {});
+  return callOne(op, [hx], {}) as Tensor<'i32'>;
 }
 
 export interface SampleOptions {
@@ -168,7 +168,7 @@ export interface SampleOptions {
  * kept to topK and the topP nucleus (ranked by logit, ties to the lower id). CPU only. Queued
  * like any op, so a decode loop can feed it straight to the next step without reading logits.
  */
-export function sample(logits: Tensor, opts?: SampleOptions): Tensor {
+export function sample(logits: Tensor, opts?: SampleOptions): Tensor<'i32'> {
   const op = 'sample';
   const h = handle(op, 'logits', logits);
   const o = v.options<SampleOptions>(op, opts, ['temperature', 'topK', 'topP', 'seed', 'counter']);
@@ -178,7 +178,7 @@ export function sample(logits: Tensor, opts?: SampleOptions): Tensor {
   const seed = o.seed === undefined ? 0 : v.int(op, 'seed', o.seed, 0);
   const counter = o.counter === undefined ? 0 : v.int(op, 'counter', o.counter, 0);
   if (logits.rank < 1 || logits.shape[logits.rank - 1] === 0) throw new IgnisError('E_SHAPE', `${op}: logits ${v.shapeStr(logits.shape)} need a non-empty last axis`);
-  return callOne(op, [h], { temperature, topK, topP, seed, counter });
+  return callOne(op, [h], { temperature, topK, topP, seed, counter }) as Tensor<'i32'>;
 }
 
 export interface RopeOptions {
@@ -212,9 +212,9 @@ export function mul(a: Tensor, b: Tensor): Tensor {
 }
 
 /** x converted to another float dtype. */
-export function cast(x: Tensor, dtype: FloatDType | DType): Tensor {
+export function cast<D extends DType>(x: Tensor, dtype: D): Tensor<D> {
   const op = 'cast';
   const hx = handle(op, 'x', x);
   if (dtype === undefined) throw typeError(`${op}: dtype is required`);
-  return callOne(op, [hx], { dtype: v.dtype(op, dtype, 'f32') });
+  return callOne(op, [hx], { dtype: v.dtype(op, dtype, 'f32') }) as Tensor<D>;
 }

@@ -2,9 +2,11 @@
 // (f32 [ceil(N / 16), K, 16]), so later matmuls against it skip packing B, as a runtime that
 // prepacks its constant initializers does. Costs K * ceil(N / 16) * 64 bytes.
 
+import './dispose';
 import { describe, typeError } from './errors';
 import { FloatDType } from './dtype';
-import { callOne, disposeSymbol, handle, Tensor } from './tensor';
+import { callOne, handle, Tensor } from './tensor';
+import type { Device } from './device';
 import * as v from './validate';
 
 export class PackedWeight {
@@ -21,7 +23,7 @@ export class PackedWeight {
     this.shape = shape;
     this.dtype = dtype;
   }
-  get device(): string {
+  get device(): Device {
     return this.packed.device;
   }
   get disposed(): boolean {
@@ -30,7 +32,7 @@ export class PackedWeight {
   dispose(): void {
     this.packed.dispose();
   }
-  [disposeSymbol](): void {
+  [Symbol.dispose](): void {
     this.dispose();
   }
   toString(): string {

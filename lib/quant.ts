@@ -1,9 +1,11 @@
 // QuantizedTensor: a symmetric int8 weight, q i8 [N, K] plus scales f32 [N, K / groupSize].
 // matmul(x, qweight) dequantizes inside the kernel; no float copy of the weight is made.
 
+import './dispose';
 import { describe, IgnisError, rangeError, typeError } from './errors';
 import { FloatDType } from './dtype';
-import { callOne, callOp, disposeSymbol, handle, Tensor } from './tensor';
+import { callOne, callOp, handle, Tensor } from './tensor';
+import type { Device } from './device';
 import * as v from './validate';
 
 export const GROUP_SIZES = [32, 64, 128] as const;
@@ -24,7 +26,7 @@ export class QuantizedTensor {
   get shape(): readonly number[] {
     return this.q.shape;
   }
-  get device(): string {
+  get device(): Device {
     return this.q.device;
   }
   get disposed(): boolean {
@@ -34,7 +36,7 @@ export class QuantizedTensor {
     this.q.dispose();
     this.scales.dispose();
   }
-  [disposeSymbol](): void {
+  [Symbol.dispose](): void {
     this.dispose();
   }
   toString(): string {
@@ -65,17 +67,18 @@ export function quantize(w: Tensor, opts?: QuantizeOptions): QuantizedTensor {
   return new QuantizedTensor(q, scales, g);
 }
 
-export interface DequantizeOptions {
-  dtype?: FloatDType;
+export interface DequantizeOptions<D extends FloatDType = FloatDType> {
+  /** default f32 */
+  dtype?: D;
 }
 
 /** The float weight [N, K] = q * scale (for inspection; matmul never needs it). */
-export function dequantize(qt: QuantizedTensor, opts?: DequantizeOptions): Tensor {
+export function dequantize<D extends FloatDType = 'f32'>(qt: QuantizedTensor, opts?: DequantizeOptions<D>): Tensor<D> {
   const op = 'dequantize';
   const o = v.options<DequantizeOptions>(op, opts, ['dtype']);
   const [q, s] = quantizedHandles(op, 'qt', qt);
   const dtype = v.dtype(op, o.dtype, 'f32');
-  return callOne('dequantize', [q, s], { groupSize: qt.groupSize, dtype });
+  return callOne('dequantize', [q, s], { groupSize: qt.groupSize, dtype }) as Tensor<D>;
 }
 
 /** @internal */

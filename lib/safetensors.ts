@@ -3,13 +3,16 @@
 // data out 8-byte aligned, in the order given.
 // Layout: [u64 LE header length N][N bytes of JSON header, space-padded][data section].
 // ignis targets little-endian hosts (x86-64, arm64), so TypedArrays view file bytes directly.
+/// <reference types="node" preserve="true" />
+import './dispose';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { describe, IgnisError, typeError } from './errors';
 import { DType, DTYPE_BYTES, f32ToBf16Bits, f32ToF16Bits, isFloatDType } from './dtype';
 import { native } from './binding';
 import { limits } from './native-tables';
-import { deviceName, handle, Tensor } from './tensor';
+import { handle, Tensor } from './tensor';
+import { Device, deviceName } from './device';
 import * as v from './validate';
 
 /** The largest header (and index.json) ignis reads: bigger ones are rejected, not allocated. */
@@ -41,10 +44,10 @@ export interface TensorInfo {
   byteLength: number;
 }
 
-export interface ReadOptions {
+export interface ReadOptions<D extends DType = DType> {
   /** the dtype of the returned tensor; float dtypes convert into each other, integers do not */
-  dtype?: DType;
-  device?: string;
+  dtype?: D;
+  device?: Device;
 }
 
 /** A tensor as raw little-endian element bits: Uint16Array for f16/bf16, else its own array. */
@@ -229,7 +232,7 @@ export interface TensorSource {
   names(): string[];
   info(name: string): TensorInfo | undefined;
   has(name: string): boolean;
-  read(name: string, opts?: ReadOptions): Promise<Tensor>;
+  read<D extends DType = DType>(name: string, opts?: ReadOptions<D>): Promise<Tensor<D>>;
   readBytes(name: string): Promise<Buffer>;
   close(): Promise<void>;
 }
@@ -270,7 +273,7 @@ export class SafetensorsFile implements TensorSource {
   }
 
   /** The tensor as an ignis Tensor of its own dtype, or of opts.dtype (float <-> float only). */
-  async read(name: string, opts?: ReadOptions): Promise<Tensor> {
+  async read<D extends DType = DType>(name: string, opts?: ReadOptions<D>): Promise<Tensor<D>> {
     const op = 'read';
     const e = this.#entry(op, name);
     const o = v.options<ReadOptions>(op, opts, ['dtype', 'device']);
@@ -287,7 +290,7 @@ export class SafetensorsFile implements TensorSource {
     const bytes = await this.#bytes(op, e);
     // The stored bits go to native as they are and are converted there (the conversion cast uses):
     // no JS pass over the elements, NaN payloads kept.
-    return new Tensor(native().fromBytes(bytes, own, want, e.shape, device), [e.shape.slice(), want, deviceName(device)]);
+    return new Tensor<D>(native().fromBytes(bytes, own, want, e.shape, device), [e.shape.slice(), want, deviceName(device)]);
   }
 
   /** The tensor's bytes exactly as stored. */
@@ -301,6 +304,10 @@ export class SafetensorsFile implements TensorSource {
     const fh = this.#fh;
     this.#fh = null;
     if (fh) await fh.close();
+  }
+  /** close(), for `await using f = await ignis.openSafetensors(path)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   #entry(op: string, name: unknown): Entry {
@@ -382,7 +389,7 @@ export class Checkpoint implements TensorSource {
     return typeof name === 'string' && this.#owner.has(name);
   }
 
-  async read(name: string, opts?: ReadOptions): Promise<Tensor> {
+  async read<D extends DType = DType>(name: string, opts?: ReadOptions<D>): Promise<Tensor<D>> {
     return this.#file('read', name).read(name, opts);
   }
 
@@ -393,6 +400,10 @@ export class Checkpoint implements TensorSource {
   /** Closes every shard. Safe to call twice. */
   async close(): Promise<void> {
     await Promise.all(this.files.map((f) => f.close()));
+  }
+  /** close(), for `await using c = await ignis.openCheckpoint(dir)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   #file(op: string, name: unknown): SafetensorsFile {

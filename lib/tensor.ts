@@ -1,14 +1,13 @@
 // Tensor: a handle to native storage on one device, with its shape, dtype and device. Ops
 // return Tensors at once; `await t.data()` is where JS waits for the device queue.
 // dispose() frees deterministically (queued ops keep their own reference); the GC is the net.
+import './dispose';
 import { Handle, Meta, native } from './binding';
 import { describe, IgnisError, rangeError, typeError } from './errors';
-import { DataOf, DType, isFloatDType, TensorData } from './dtype';
+import { DataOf, DType, FloatDType, isFloatDType, TensorData } from './dtype';
+import { Device, deviceName } from './device';
 import { limits, OpName, ParamsOf } from './native-tables';
 import * as v from './validate';
-
-/** Symbol.dispose where the runtime has it (for `using`), else Node's registered stand-in. */
-export const disposeSymbol: symbol = (Symbol as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
 
 export type NestedArray = number | NestedArray[];
 
@@ -17,7 +16,8 @@ export class Tensor<D extends DType = DType> {
   readonly #brand = true;
   readonly shape: readonly number[];
   readonly dtype: D;
-  readonly device: string;
+  /** 'cpu' or 'cuda:N' */
+  readonly device: Device;
   readonly size: number;
   /** @internal */ _h: Handle | null;
 
@@ -27,7 +27,7 @@ export class Tensor<D extends DType = DType> {
     this._h = h;
     this.shape = Object.freeze(shape);
     this.dtype = dtype as D;
-    this.device = device;
+    this.device = device as Device;
     this.size = shape.reduce((a, b) => a * b, 1);
   }
 
@@ -86,7 +86,7 @@ export class Tensor<D extends DType = DType> {
   }
 
   /** A copy on another device (the same tensor when it is already there). */
-  to(device: string): Tensor<D> {
+  to(device: Device): Tensor<D> {
     const d = v.device('to', device);
     return new Tensor<D>(native().to(handle('to', 'tensor', this), d), [this.shape.slice(), this.dtype, deviceName(d)]);
   }
@@ -106,7 +106,8 @@ export class Tensor<D extends DType = DType> {
     }
   }
 
-  [disposeSymbol](): void {
+  /** dispose(), for `using t = ignis.randn(...)`. */
+  [Symbol.dispose](): void {
     this.dispose();
   }
 
@@ -147,12 +148,6 @@ function resolveReshape(t: Tensor, shape: number[]): number[] {
   return v.shape('reshape', out);
 }
 
-/** @internal A device as tensors name it: 'cuda' is 'cuda:0'. */
-export function deviceName(device: string): string {
-  if (device === 'cpu') return device;
-  return `cuda:${device === 'cuda' ? 0 : Number(device.slice(5))}`;
-}
-
 /**
  * @internal Runs an op of the native op table on the operands (absent optional ones null, at
  * the end): one call into the addon, which checks the op's rules, enqueues its kernel and
@@ -182,19 +177,22 @@ export function isTensor(x: unknown): x is Tensor {
   return Tensor.is(x);
 }
 
-export interface TensorOptions {
+export interface TensorOptions<D extends DType = DType> {
   shape?: number[];
-  dtype?: DType;
-  device?: string;
+  dtype?: D;
+  device?: Device;
 }
 
 type TensorInput = ArrayLike<number> | NestedArray;
+
+/** The dtype tensor() gives data when no dtype is asked for. */
+export type DefaultDTypeOf<T> = T extends Int8Array ? 'i8' : T extends Int32Array ? 'i32' : 'f32';
 
 /**
  * A tensor from a TypedArray, a nested array, a flat array plus `shape`, or a number.
  * Default dtype: i8 for Int8Array, i32 for Int32Array, f32 otherwise.
  */
-export function tensor(data: TensorInput, opts?: TensorOptions): Tensor {
+export function tensor<T extends TensorInput, D extends DType = DefaultDTypeOf<T>>(data: T, opts?: TensorOptions<D>): Tensor<D> {
   const op = 'tensor';
   const o = v.options<TensorOptions>(op, opts, ['shape', 'dtype', 'device']);
   let flat: ArrayLike<number>;
@@ -219,7 +217,7 @@ export function tensor(data: TensorInput, opts?: TensorOptions): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   if (n !== flat.length)
     throw new IgnisError('E_SHAPE', `${op}: data has ${flat.length} elements but shape ${v.shapeStr(shape)} needs ${n}`);
-  return new Tensor(native().fromData(toSource(op, flat, dtype), dtype, shape, device), [shape.slice(), dtype, deviceName(device)]);
+  return new Tensor<D>(native().fromData(toSource(op, flat, dtype), dtype, shape, device), [shape.slice(), dtype, deviceName(device)]);
 }
 
 function flatten(data: NestedArray[]): { flat: number[]; shape: number[] } {
@@ -265,12 +263,14 @@ function toSource(op: string, flat: ArrayLike<number>, dtype: DType): Float32Arr
   return out;
 }
 
-export interface FillOptions {
-  dtype?: DType;
-  device?: string;
+export interface FillOptions<D extends DType = DType> {
+  /** default f32 */
+  dtype?: D;
+  device?: Device;
 }
 
-export function full(shape: number[], value: number, opts?: FillOptions): Tensor {
+/** A tensor of `shape` with every element `value` (f32 unless `dtype` is given). */
+export function full<D extends DType = 'f32'>(shape: number[], value: number, opts?: FillOptions<D>): Tensor<D> {
   const op = 'full';
   const o = v.options<FillOptions>(op, opts, ['dtype', 'device']);
   const s = v.shape(op, shape);
@@ -281,21 +281,23 @@ export function full(shape: number[], value: number, opts?: FillOptions): Tensor
   const [lo, hi] = dtype === 'i8' ? [-128, 127] : dtype === 'i32' ? [-(2 ** 31), 2 ** 31 - 1] : [-Infinity, Infinity];
   if (value < lo || value > hi) throw rangeError(`${op}: value ${value} is outside the ${dtype} range [${lo}, ${hi}]`);
   const device = v.device(op, o.device);
-  return new Tensor(native().full(s, dtype, device, value), [s.slice(), dtype, deviceName(device)]);
+  return new Tensor<D>(native().full(s, dtype, device, value), [s.slice(), dtype, deviceName(device)]);
 }
 
-export function zeros(shape: number[], opts?: FillOptions): Tensor {
+/** full(shape, 0, opts) */
+export function zeros<D extends DType = 'f32'>(shape: number[], opts?: FillOptions<D>): Tensor<D> {
   return full(shape, 0, opts);
 }
 
-export interface RandnOptions {
+export interface RandnOptions<D extends FloatDType = FloatDType> {
   seed?: number;
-  dtype?: DType;
-  device?: string;
+  /** default f32 */
+  dtype?: D;
+  device?: Device;
 }
 
 /** Standard normal samples; the same seed gives the same values on every machine. */
-export function randn(shape: number[], opts?: RandnOptions): Tensor {
+export function randn<D extends FloatDType = 'f32'>(shape: number[], opts?: RandnOptions<D>): Tensor<D> {
   const op = 'randn';
   const o = v.options<RandnOptions>(op, opts, ['seed', 'dtype', 'device']);
   const s = v.shape(op, shape);
@@ -303,7 +305,7 @@ export function randn(shape: number[], opts?: RandnOptions): Tensor {
   if (!isFloatDType(dtype)) throw new IgnisError('E_DTYPE', `${op}: dtype must be f32, f16 or bf16, got ${dtype}`);
   const seed = v.int(op, 'seed', o.seed, 0, Math.floor(Math.random() * 2 ** 32));
   const device = v.device(op, o.device);
-  return new Tensor(native().randn(s, dtype, device, seed), [s.slice(), dtype, deviceName(device)]);
+  return new Tensor<D>(native().randn(s, dtype, device, seed), [s.slice(), dtype, deviceName(device)]);
 }
 
 export type { TensorData };

@@ -3,6 +3,7 @@
 // Shape rules that need the tensors' shapes are checked again natively, which names both shapes.
 import { describe, IgnisError, rangeError, typeError } from './errors';
 import { DType, isDType } from './dtype';
+import type { Device } from './device';
 import { limits } from './native-tables';
 
 export const is = {
@@ -61,11 +62,11 @@ export function dtype(op: string, v: unknown, fallback: DType): DType {
 }
 
 const DEVICE_RE = /^(cpu|cuda|cuda:\d{1,3})$/;
-export function device(op: string, v: unknown, fallback = 'cpu'): string {
+export function device(op: string, v: unknown, fallback: Device = 'cpu'): Device {
   if (v === undefined) return fallback;
   if (typeof v !== 'string') throw typeError(`${op}: device must be a string, got ${describe(v)}`);
   if (!DEVICE_RE.test(v)) throw new IgnisError('E_DEVICE', `${op}: unknown device '${v}': use 'cpu', 'cuda' or 'cuda:N'`);
-  return v;
+  return v as Device;
 }
 
 export function int(op: string, name: string, v: unknown, min: number, fallback?: number): number {

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as ignis from '../lib/index';
-import { candidatePaths, loadBinding, NATIVE_EXPORTS } from '../lib/binding';
+import { candidatePaths, linuxLibc, loadBinding, NATIVE_EXPORTS, platformTarget, TARGETS } from '../lib/binding';
 import { checkTables, NativeTables, OP_PARAMS } from '../lib/native-tables';
 import { absorbOnce } from './helpers';
 
@@ -27,6 +27,54 @@ describe('loader', () => {
     expect(e.message).toContain('/nonexistent/ignis.node: not found');
     expect(e.message).toContain(bogus + ':');
     expect(e.message).toContain('npm run build:native');
+    expect(e.message).toContain(`npm install ignis-node-${platformTarget()}@`);
+  });
+
+  it('the loader, the packager and the build agree on the targets and the build tools', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const packager = require('../scripts/package.js') as { TARGETS: Record<string, unknown> };
+    expect(Object.keys(packager.TARGETS)).toEqual([...TARGETS]);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { BUILD_TOOLS } = require('../scripts/build.js') as { BUILD_TOOLS: Record<string, string> };
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+    for (const [name, range] of Object.entries(BUILD_TOOLS)) expect(pkg.devDependencies[name], name).toBe(range);
+    expect(pkg.dependencies ?? {}).toEqual({});
+    expect(Object.keys(pkg.scripts)).not.toContain('install');
+    for (const f of pkg.files) expect(fs.existsSync(path.join(root, f)), f).toBe(true);
+  });
+
+  it('names this platform as the packages are named', () => {
+    expect(platformTarget('linux', 'x64', 'gnu')).toBe('linux-x64-gnu');
+    expect(platformTarget('linux', 'arm64', 'musl')).toBe('linux-arm64-musl');
+    expect(platformTarget('darwin', 'arm64')).toBe('darwin-arm64');
+    expect(platformTarget('win32', 'x64')).toBe('win32-x64');
+    if (process.platform === 'linux') expect(linuxLibc()).toBe(process.report.getReport().header.glibcVersionRuntime ? 'gnu' : 'musl');
+    expect(TARGETS).toContain(platformTarget());
+  });
+
+  it('finds the platform package beside it, after a source build, and says when it is absent', () => {
+    const app = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'ignis-loader-'));
+    try {
+      const own = path.join(app, 'node_modules', 'ignis-node'), plat = path.join(app, 'node_modules', 'ignis-node-linux-x64-gnu');
+      fs.mkdirSync(own, { recursive: true });
+      fs.writeFileSync(path.join(own, 'package.json'), '{"name":"ignis-node","version":"0.0.0"}');
+      const absent = candidatePaths(own, 'linux-x64-gnu');
+      expect(absent.slice(-2)).toEqual([path.join(own, 'build', 'Release', 'ignis.node'), 'ignis-node-linux-x64-gnu/ignis.node (package ignis-node-linux-x64-gnu is not installed)']);
+      fs.mkdirSync(plat, { recursive: true });
+      fs.writeFileSync(path.join(plat, 'package.json'), '{"name":"ignis-node-linux-x64-gnu","version":"0.0.0","main":"ignis.node"}');
+      expect(candidatePaths(own, 'linux-x64-gnu').at(-1)).toBe(path.join(plat, 'ignis.node'));
+      let err: ignis.IgnisError | undefined;
+      try {
+        loadBinding(candidatePaths(own, 'plan9-mips'), 'plan9-mips');
+      } catch (e) {
+        err = e as ignis.IgnisError;
+      }
+      expect(err?.code).toBe('E_LOAD');
+      expect(err?.message).toContain('No prebuilt binary exists for plan9-mips (there are: linux-x64-gnu, linux-arm64-gnu');
+      expect(err?.message).toContain('ignis-node-plan9-mips/ignis.node (package ignis-node-plan9-mips is not installed)');
+    } finally {
+      fs.rmSync(app, { recursive: true, force: true });
+    }
   });
 });
 

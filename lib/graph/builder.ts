@@ -10,6 +10,7 @@ import { ACTIVATIONS, ActivationName, OpName, ParamsOf } from '../native-tables'
 import { PackedWeight } from '../packed';
 import { QuantizedTensor } from '../quant';
 import { handle, Tensor } from '../tensor';
+import type { Device } from '../device';
 import * as v from '../validate';
 import { compileGraph } from './compile';
 import type { Model } from './model';
@@ -146,7 +147,7 @@ export interface GraphKVCacheOptions {
   dtype?: FloatDType;
 }
 export interface CompileOptions {
-  device?: string;
+  device?: Device;
   /** the maximum of each symbolic dimension, by name; `maxBatch: 4` also sets 'batch' */
   max?: Record<string, number>;
   [maxName: `max${string}`]: number | Record<string, number> | undefined;

@@ -7,6 +7,7 @@ import { IgnisError, rangeError, typeError } from '../errors';
 import { DType, DTYPE_BYTES } from '../dtype';
 import { BufferKind } from '../native-tables';
 import { handle } from '../tensor';
+import type { Device } from '../device';
 import * as v from '../validate';
 import type { CompileOptions, Dim, GraphBuilder, NodeRec } from './builder';
 import { Model } from './model';
@@ -35,7 +36,7 @@ function dimsStr(d: readonly Dim[]): string {
 
 class Compiler {
   readonly op = 'compile';
-  readonly device: string;
+  readonly device: Device;
   readonly maxOf = new Map<string, number>();
   readonly symbols: string[] = [];
   private readonly symIndex = new Map<string, number>();

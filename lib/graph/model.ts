@@ -1,9 +1,11 @@
 // The compiled model: a native plan run per request as one unit on the device queue, with its
 // state (KV caches) per batch of sequences, profiling and memory figures.
+import '../dispose';
 import { Handle, Meta, native } from '../binding';
 import { describe, IgnisError, typeError } from '../errors';
 import { DType } from '../dtype';
-import { disposeSymbol, handle, Tensor } from '../tensor';
+import { handle, Tensor } from '../tensor';
+import type { Device } from '../device';
 import * as v from '../validate';
 import type { Dim } from './builder';
 
@@ -38,7 +40,7 @@ export class ModelState {
     this.handle?.dispose();
     this.handle = null;
   }
-  [disposeSymbol](): void {
+  [Symbol.dispose](): void {
     this.dispose();
   }
 }
@@ -58,7 +60,8 @@ export interface RunOptions {
 }
 
 export class Model {
-  readonly device: string;
+  /** as given to compile ('cpu', 'cuda' or 'cuda:N') */
+  readonly device: Device;
   readonly inputs: readonly { name: string; dims: Dim[]; dtype: DType }[];
   readonly scalars: readonly string[];
   readonly outputs: readonly string[];
@@ -67,7 +70,7 @@ export class Model {
   private plan: Handle | null;
 
   /** @internal */
-  constructor(plan: Handle, device: string, inputs: { name: string; dims: Dim[]; dtype: DType }[], scalars: string[], outputs: string[], max: Record<string, number>) {
+  constructor(plan: Handle, device: Device, inputs: { name: string; dims: Dim[]; dtype: DType }[], scalars: string[], outputs: string[], max: Record<string, number>) {
     this.plan = plan;
     this.device = device;
     this.inputs = inputs;
@@ -221,7 +224,7 @@ export class Model {
       this.plan = null;
     }
   }
-  [disposeSymbol](): void {
+  [Symbol.dispose](): void {
     this.dispose();
   }
 }

@@ -2,13 +2,15 @@
 // -> a LanguageModel with two compiled graphs over the same weights: 'full' (every position's
 // logits, for forward) and 'step' (last position, KV caches in a per-sequence state, for
 // generate: prefill once, then one token a step).
+import '../dispose';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { describe, IgnisError, typeError } from '../errors';
 import { FloatDType } from '../dtype';
 import { graph, Model } from '../graph';
 import { openCheckpoint } from '../safetensors';
-import { disposeSymbol, tensor, Tensor } from '../tensor';
+import { tensor, Tensor } from '../tensor';
+import type { Device } from '../device';
 import * as v from '../validate';
 import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, Gpt2Weights, gpt2WeightBytes, loadGpt2 } from './gpt2';
 import { buildLlama, disposeLlama, LlamaConfig, llamaConfig, LlamaWeights, llamaWeightBytes, loadLlama } from './llama';
@@ -16,7 +18,7 @@ import { sample as sampleOn } from '../ops';
 import { argmax, samplerFor, samplingParams, SamplingOptions } from './sampling';
 
 export interface LoadModelOptions {
-  device?: string;
+  device?: Device;
   /** the weights' (and activations') dtype; default f32. With quantize the activations are f32. */
   dtype?: FloatDType;
   /** int8 weights (per-group scales) for every linear layer and the LM head */
@@ -44,7 +46,8 @@ export class LanguageModel {
   /** the longest sequence a state holds */
   readonly maxSeq: number;
   readonly maxBatch: number;
-  readonly device: string;
+  /** as given to loadModel ('cpu', 'cuda' or 'cuda:N') */
+  readonly device: Device;
   readonly dtype: FloatDType;
   readonly quantized: 'int8' | undefined;
   /** @internal */ readonly full: Model;
@@ -52,7 +55,7 @@ export class LanguageModel {
   private arch: Arch | null;
 
   /** @internal */
-  constructor(arch: Arch, full: Model, step: Model, o: { maxSeq: number; maxBatch: number; device: string; dtype: FloatDType; quantize?: 'int8' }) {
+  constructor(arch: Arch, full: Model, step: Model, o: { maxSeq: number; maxBatch: number; device: Device; dtype: FloatDType; quantize?: 'int8' }) {
     this.arch = arch;
     this.modelType = arch.config.modelType;
     this.vocabSize = arch.config.vocab;
@@ -198,7 +201,7 @@ export class LanguageModel {
     if (a.config.modelType === 'gpt2') disposeGpt2(a.weights as Gpt2Weights);
     else disposeLlama(a.weights as LlamaWeights);
   }
-  [disposeSymbol](): void {
+  [Symbol.dispose](): void {
     this.dispose();
   }
 }

@@ -73,7 +73,7 @@ export function samplerFor(params: Required<SamplingOptions>): Sampler {
  */
 export function drawToken(
   logits: Float32Array, offset: number, n: number, { temperature, topK, topP, seed }: Required<SamplingOptions>,
-  counter: number, row = 0, scratch = { ids: new Int32Array(0), w: new Float64Array(0) },
+  counter: number, row = 0, scratch: { ids: Int32Array; w: Float64Array } = { ids: new Int32Array(0), w: new Float64Array(0) },
 ): number {
   if (scratch.ids.length < n) (scratch.ids = new Int32Array(n)), (scratch.w = new Float64Array(n));
   const { ids, w } = scratch;

@@ -7,12 +7,13 @@ import { PackedWeight, packWeight } from '../packed';
 import { QuantizedTensor, quantize } from '../quant';
 import { TensorSource } from '../safetensors';
 import { Tensor } from '../tensor';
+import type { Device } from '../device';
 
 export interface WeightOptions {
   dtype: FloatDType;
   quantize?: 'int8';
   groupSize?: number;
-  device: string;
+  device: Device;
 }
 
 /** A linear layer's weight, y = x @ W^T with W [N, K] (what nn.Linear stores). */
@@ -63,7 +64,7 @@ export function graphLinear(g: GraphBuilder, name: string, l: Linear): { b: Grap
 }
 
 /** Reads a tensor, checking its shape; E_FORMAT names the tensor and both shapes. */
-export async function readChecked(src: TensorSource, name: string, shape: number[], dtype: FloatDType, device: string): Promise<Tensor> {
+export async function readChecked(src: TensorSource, name: string, shape: number[], dtype: FloatDType, device: Device): Promise<Tensor> {
   const info = src.info(name);
   if (!info) throw new IgnisError('E_FORMAT', `loadModel: the checkpoint has no tensor '${name}'`);
   if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i]))
