@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import * as ignis from '../lib/index';
 import { candidatePaths, linuxLibc, loadBinding, NATIVE_EXPORTS, platformTarget, TARGETS } from '../lib/binding';
 import { checkTables, NativeTables, OP_PARAMS } from '../lib/native-tables';
@@ -53,6 +53,7 @@ describe('loader', () => {
   });
 
   it('finds the platform package beside it, after a source build, and says when it is absent', () => {
+    vi.stubEnv('IGNIS_BINARY', undefined); // the sanitizer and arm64 runs set it; it would come first
     const app = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'ignis-loader-'));
     try {
       const own = path.join(app, 'node_modules', 'ignis-node'), plat = path.join(app, 'node_modules', 'ignis-node-linux-x64-gnu');
@@ -74,6 +75,7 @@ describe('loader', () => {
       expect(err?.message).toContain('ignis-node-plan9-mips/ignis.node (package ignis-node-plan9-mips is not installed)');
     } finally {
       fs.rmSync(app, { recursive: true, force: true });
+      vi.unstubAllEnvs();
     }
   });
 });

@@ -14,13 +14,29 @@ namespace ignis::cpu {
 
 // ---- contiguous rows: x [rows, n] ----
 
+// GCC 12 for aarch64 fails with an internal compiler error (vect_transform_reduction) when it
+// vectorizes this fmax reduction over bf16 loads, so there the loop stays scalar, in a function
+// of its own so that the rest of the row keeps its vector code.
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__)
+#define IGNIS_NO_LOOP_VECTORIZE __attribute__((noinline, optimize("no-tree-loop-vectorize")))
+#else
+#define IGNIS_NO_LOOP_VECTORIZE
+#endif
+
+// max(x [n]), NaN ignored as fmax does.
+template <class T>
+IGNIS_NO_LOOP_VECTORIZE static float row_max(const T* x, int64_t n) {
+  float m = to_f32(x[0]);
+  for (int64_t i = 1; i < n; i++) m = std::fmax(m, to_f32(x[i]));
+  return m;
+}
+
 template <class T>
 static void softmax_rows_scalar(T* out, const T* x, int64_t n, int64_t r0, int64_t r1, float* e) {
   for (int64_t r = r0; r < r1; r++) {
     const T* xr = x + r * n;
     T* o = out + r * n;
-    float m = to_f32(xr[0]);
-    for (int64_t i = 1; i < n; i++) m = std::fmax(m, to_f32(xr[i]));
+    const float m = row_max(xr, n);
     double s = 0;
     for (int64_t i = 0; i < n; i++) {
       e[i] = std::exp(to_f32(xr[i]) - m);
