@@ -2,6 +2,7 @@
 // builds build-linux-*/) asks for no glibc symbol newer than 2.28 and nothing of the system's
 // libstdc++ (RHEL 8, Debian 10, Ubuntu 20.04 and Amazon Linux 2023 have glibc 2.28 to 2.34 and
 // older libstdc++s than the build machine's). Read from the ELF files themselves (test/elf.ts).
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -50,3 +51,38 @@ describe.skipIf(!linux)('portable Linux binaries', () => {
     }
   });
 });
+
+// The x64 binary on a CPU without AVX2: qemu-user emulating a Nehalem (SSE4.2, no AVX). The addon
+// must pick its portable kernels at load (cpuid) and compute what the AVX2 kernels compute here,
+// not die on an illegal instruction. qemu-user comes with npm run build:arm64 (scripts/cross/setup.sh).
+const qemu = ['/usr/bin/qemu-x86_64', '/usr/bin/qemu-x86_64-static'].find((f) => fs.existsSync(f));
+const probe = `
+const ig = require(${JSON.stringify(path.join(root, 'dist', 'index.js'))});
+(async () => {
+  const a = ig.randn([33, 129], { seed: 1 }), b = ig.randn([129, 17], { seed: 2 });
+  const out = { simd: ig.info().cpu.simd };
+  out.matmul = Array.from(await ig.matmul(a, b, { activation: 'gelu' }).data());
+  out.softmax = Array.from(await ig.softmax(a).data());
+  out.q = Array.from(await ig.matmul(a, ig.quantize(ig.randn([17, 129], { seed: 3 }), { groupSize: 129 })).data());
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });`;
+
+describe.skipIf(!linux || process.arch !== 'x64' || !qemu)('x64 binary on a CPU without AVX2 (qemu-user, -cpu Nehalem)', () => {
+  it('loads, picks the portable kernels, and agrees with this CPU', () => {
+    const run = (cmd: string, args: string[]) => {
+      const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000 });
+      expect(r.status, `${cmd} ${args.slice(0, 3).join(' ')}: ${r.stderr}`).toBe(0);
+      return JSON.parse(r.stdout) as { simd: string; matmul: number[]; softmax: number[]; q: number[] };
+    };
+    const old = run(qemu!, ['-cpu', 'Nehalem', fs.realpathSync(process.execPath), '-e', probe]);
+    const here = run(process.execPath, ['-e', probe]);
+    expect(old.simd).toBe('scalar');
+    for (const k of ['matmul', 'softmax', 'q'] as const) {
+      expect(old[k].length).toBe(here[k].length);
+      const scale = Math.max(...here[k].map(Math.abs));
+      const worst = Math.max(...old[k].map((v, i) => Math.abs(v - here[k][i])));
+      expect(worst / scale, k).toBeLessThan(1e-5);
+    }
+  });
+});
+
