@@ -6,7 +6,9 @@
 // that each do a matmul and load and generate from a small checkpoint, and checks both against
 // the checkout's own results; and runs @arethetypeswrong/cli on the main tarball. Prints the
 // install time. Exit status 1 on any failure.
-//   node scripts/e2e-install.js [--keep] [--no-pack]
+// Then a source build on request: refused with every missing tool named on the bare PATH, and
+// with --build-from-source, built for real in the installed package (CPU kernels) and loaded.
+//   node scripts/e2e-install.js [--keep] [--no-pack] [--build-from-source]
 'use strict';
 const { spawnSync } = require('child_process');
 const fs = require('fs');
@@ -98,6 +100,23 @@ async function main() {
       const from = fs.realpathSync(path.join(app, 'node_modules', `${pkg.name}-${host}`, 'ignis.node'));
       if (got.binary !== from) throw new Error(`${file}: loaded ${got.binary}, not the platform package's ${from}`);
       say(`${file}: matmul ok, generated ${got.ids.length} tokens as the checkout did (${got.simd} kernels, from node_modules/${pkg.name}-${host})`);
+    }
+
+    // A source build only on request: with no compiler on PATH it names what is missing; with
+    // this machine's PATH (CPU kernels, to keep it short) it builds into the package, and the
+    // loader takes that build before the platform package's.
+    // (the bin itself, as npx would start it: npx runs it through sh, which the bare PATH lacks)
+    const bare = spawnSync(path.join(app, 'node_modules', '.bin', 'ignis-node-build'), [], { cwd: app, env: { ...env, IGNIS_CUDA: 'OFF' }, encoding: 'utf8' });
+    const said = `${bare.stdout}${bare.stderr}`;
+    if (bare.status === 0 || !/missing: a C\+\+17 compiler/.test(said) || !/CMake 3\.20\+ was not found/.test(said)) throw new Error(`npx ignis-node-build with no tools: exit ${bare.status}\n${said}`);
+    say('npx ignis-node-build with no compiler on PATH: refused, naming the compiler, CMake and make');
+    if (process.argv.includes('--build-from-source')) {
+      const t1 = Date.now();
+      sh('npx', ['ignis-node-build'], { cwd: app, env: { ...process.env, IGNIS_CUDA: 'OFF' }, stdio: 'inherit' });
+      const got = JSON.parse(sh(path.join(bin, 'node'), ['main.cjs', model], { cwd: app, env }));
+      const from = fs.realpathSync(path.join(app, 'node_modules', pkg.name, 'build', 'Release', 'ignis.node'));
+      if (got.binary !== from || JSON.stringify(got.ids) !== JSON.stringify(want.ids)) throw new Error(`after the source build: loaded ${got.binary}, generated ${got.ids}`);
+      say(`npx ignis-node-build (IGNIS_CUDA=OFF) built in ${((Date.now() - t1) / 1000).toFixed(0)} s; main.cjs then loaded it and generated the same tokens`);
     }
     say(`passed; install ${installSeconds.toFixed(1)} s`);
   } finally {
