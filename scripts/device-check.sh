@@ -2,7 +2,9 @@
 # The CUDA backend's verification in one device call, run on the GPU machine from the project
 # root. Here first: npm install; an sm_90a-only addon small enough to carry,
 #   node node_modules/cmake-js/bin/cmake-js compile -p 2 -O build-device --CDIGNIS_CUDA_ARCHS=90a
-# and ../shared/device/pack.sh. Then through the device tool, carrying .device, dist and
+# and ../shared/device/pack.sh, with the packaging-only devDependencies set aside so the pack
+# stays under 64 MiB (npm install restores them):
+#   rm -rf node_modules/typescript-latest node_modules/@typescript node_modules/@arethetypeswrong Then through the device tool, carrying .device, dist and
 # build-device/Release/ignis.node:
 #   source .device/setup.sh && bash scripts/device-check.sh tests     (one call, < 10 min)
 #   source .device/setup.sh && bash scripts/device-check.sh bench     (another call)
@@ -16,7 +18,8 @@ OUT=${OUT:-/tmp/ignis-device}
 mkdir -p "$OUT"
 export IGNIS_TEST_DEVICE=cuda
 [ -f build-device/Release/ignis.node ] && export IGNIS_BINARY=$PWD/build-device/Release/ignis.node
-vitest=(node node_modules/vitest/vitest.mjs run --reporter=dot)
+# the type, workflow and packaging checks need what the pack leaves behind, and no GPU
+vitest=(node node_modules/vitest/vitest.mjs run --reporter=dot --exclude test/types.test.ts --exclude test/workflow.test.ts)
 summary=()
 step() {  # step NAME LIMIT_S CMD...: runs CMD, logs to $OUT/NAME.txt, records its status
   local name=$1 limit=$2
