@@ -2,7 +2,7 @@
 // Builds the native addon from source, saying first what it builds and why. Users never need it
 // (the platform packages hold prebuilt binaries); a checkout runs it from `npm install` (the
 // `prepare` step), and `npx ignis-node-build` runs it in an installed package on request.
-//   node scripts/build.js [--target=linux-arm64-gnu] [--out=DIR] [--gyp]
+//   node scripts/build.js [--target=linux-arm64-gnu|linux-x64-musl|linux-arm64-musl] [--out=DIR] [--gyp]
 // Environment: IGNIS_CUDA=OFF (no CUDA backend), IGNIS_CUDA_ARCHS="80;90a" (SASS archs, a CMake
 // list), IGNIS_PORTABLE=0 (Linux: link against this machine's glibc and libstdc++ instead of the
 // glibc 2.17 sysroot, so the binary only loads here), IGNIS_JOBS=N (parallel compile jobs).
@@ -78,6 +78,12 @@ function main() {
       if (cross) throw e;
       say(`warning: ${e.message.split('\n')[0]}; linking against this machine's glibc (IGNIS_PORTABLE=0 silences this)`);
     }
+  }
+  // A musl build from a glibc machine: zig c++ (scripts/toolchain.js zig(), cmake/zig.cmake reads
+  // IGNIS_ZIG) with musl, libc++ and libunwind of its own, the last two linked in.
+  if (cross && target.endsWith('-musl') && tool === 'cmake-js') {
+    process.env.IGNIS_ZIG = require('./toolchain').zig();
+    link = 'musl with libc++ linked in (zig c++): needs only musl\'s libc';
   }
   if (cross) {
     const file = path.join(root, 'cmake', `${target}.cmake`);

@@ -45,11 +45,13 @@ function capture(cmd, args, opts = {}) {
 const has = (cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
 
 
-/** The targets this machine can build: its own, and linux-arm64-gnu from linux-x64-gnu with the cross g++. */
+/** The targets this machine can build: its own; from linux-x64-gnu also linux-arm64-gnu (with
+ * Debian's cross g++: npm run build:arm64 installs it) and both musl targets (zig, fetched). */
 function buildable() {
   const host = hostTarget();
   const list = [host];
   if (host === 'linux-x64-gnu' && has('aarch64-linux-gnu-g++')) list.push('linux-arm64-gnu');
+  if (host === 'linux-x64-gnu') list.push('linux-x64-musl', 'linux-arm64-musl');
   return list;
 }
 

@@ -1,7 +1,7 @@
 // What a Linux shared object asks of the system, read from its ELF dynamic sections: the
 // libraries it names (DT_NEEDED), the symbol versions it needs (.gnu.version_r) and its undefined
 // symbols with their versions (.dynsym + .gnu.version). Enough to tell whether a binary loads on
-// an old glibc; 64-bit little-endian objects only (x86-64 and aarch64).
+// an old glibc, or on musl (Alpine); 64-bit little-endian objects only (x86-64 and aarch64).
 import * as fs from 'node:fs';
 
 export interface ElfNeeds {
@@ -102,5 +102,26 @@ export function portabilityProblems(needs: ElfNeeds, maxGlibc = [2, 28]): string
   for (const s of needs.undefinedSymbols) {
     if (!s.version && !ALLOWED_UNVERSIONED.test(s.name)) problems.push(`undefined symbol ${s.name} with no version (found nowhere at link time)`);
   }
+  return problems;
+}
+
+/** Which C library a binary was linked against, from its NEEDED names: glibc's libc.so.6, or
+ *  musl's libc.so / libc.musl-<arch>.so.1 (musl's loader takes any libc.so* as itself). */
+export function libcOf(needs: ElfNeeds): 'glibc' | 'musl' | undefined {
+  if (needs.libraries.includes('libc.so.6')) return 'glibc';
+  if (needs.libraries.some((l) => /^libc\.(so|musl-[a-z0-9_]+\.so\.1)$/.test(l))) return 'musl';
+  return undefined;
+}
+
+/** What keeps a musl binary from loading on any Alpine with only musl installed: [] if nothing.
+ *  musl has no symbol versions, so its undefined symbols carry none; libc++, libunwind and
+ *  compiler-rt must be linked in. */
+export function muslProblems(needs: ElfNeeds): string[] {
+  const problems: string[] = [];
+  for (const lib of needs.libraries) {
+    if (!/^libc\.(so|musl-[a-z0-9_]+\.so\.1)$/.test(lib)) problems.push(`needs ${lib} (only musl's libc is on every Alpine)`);
+  }
+  if (!needs.libraries.length) problems.push('needs no libc at all (a static or broken link)');
+  for (const { file, version } of needs.versions) problems.push(`${version} from ${file} (a versioned need: musl has none)`);
   return problems;
 }

@@ -1,12 +1,13 @@
-// The Linux binaries load on old distributions: each built ignis.node (build/ and the cross
-// builds build-linux-*/) asks for no glibc symbol newer than 2.28 and nothing of the system's
+// The Linux binaries load on old distributions: each built glibc ignis.node (build/ and the cross
+// builds build-linux-*-gnu/) asks for no glibc symbol newer than 2.28 and nothing of the system's
 // libstdc++ (RHEL 8, Debian 10, Ubuntu 20.04 and Amazon Linux 2023 have glibc 2.28 to 2.34 and
-// older libstdc++s than the build machine's). Read from the ELF files themselves (test/elf.ts).
+// older libstdc++s than the build machine's); each musl one (build-linux-*-musl/, zig c++) needs
+// musl's libc alone. Read from the ELF files themselves (test/elf.ts).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { portabilityProblems, readElfNeeds } from './elf';
+import { libcOf, muslProblems, portabilityProblems, readElfNeeds } from './elf';
 
 const root = path.join(__dirname, '..');
 const built = fs
@@ -14,6 +15,9 @@ const built = fs
   .filter((d) => d === 'build' || /^build-linux-/.test(d))
   .map((d) => path.join(root, d, 'Release', 'ignis.node'))
   .filter((f) => fs.existsSync(f));
+// A musl build is one in a -musl folder, or build/ on a musl machine (its NEEDED says which).
+const builtMusl = built.filter((f) => /-musl$/.test(path.basename(path.dirname(path.dirname(f)))) || libcOf(readElfNeeds(f)) === 'musl');
+const builtGlibc = built.filter((f) => !builtMusl.includes(f));
 const linux = process.platform === 'linux';
 const portableOff = process.env.IGNIS_PORTABLE === '0';
 
@@ -43,11 +47,40 @@ describe.skipIf(!linux)('portable Linux binaries', () => {
     ]);
   });
 
-  it.skipIf(portableOff || built.length === 0)('every built ignis.node needs glibc 2.28 at most and no system libstdc++', () => {
-    for (const file of built) {
+  it.skipIf(portableOff || builtGlibc.length === 0)('every built glibc ignis.node needs glibc 2.28 at most and no system libstdc++', () => {
+    for (const file of builtGlibc) {
       const needs = readElfNeeds(file);
       expect(portabilityProblems(needs), `${path.relative(root, file)} (${needs.machine})`).toEqual([]);
       expect(needs.libraries).toContain('libc.so.6');
+    }
+  });
+
+  it('the musl check flags glibc, libstdc++ and versioned needs', () => {
+    const needs = {
+      machine: 'x86-64',
+      libraries: ['libc++.so.1', 'libc.so.6'],
+      versions: [{ file: 'libc.so.6', version: 'GLIBC_2.17' }],
+      undefinedSymbols: [{ name: 'malloc', version: 'GLIBC_2.2.5' }],
+    };
+    expect(libcOf(needs)).toBe('glibc');
+    expect(muslProblems(needs)).toEqual([
+      'needs libc++.so.1 (only musl\'s libc is on every Alpine)',
+      'needs libc.so.6 (only musl\'s libc is on every Alpine)',
+      'GLIBC_2.17 from libc.so.6 (a versioned need: musl has none)',
+    ]);
+    const musl = { machine: 'aarch64', libraries: ['libc.musl-aarch64.so.1'], versions: [], undefinedSymbols: [{ name: 'malloc', version: '' }] };
+    expect(libcOf(musl)).toBe('musl');
+    expect(muslProblems(musl)).toEqual([]);
+  });
+
+  it.skipIf(builtMusl.length === 0)('every built musl ignis.node needs musl\'s libc alone (libc++ linked in)', () => {
+    for (const file of builtMusl) {
+      const needs = readElfNeeds(file);
+      const name = `${path.relative(root, file)} (${needs.machine})`;
+      expect(libcOf(needs), name).toBe('musl');
+      expect(muslProblems(needs), name).toEqual([]);
+      // N-API comes from node: undefined here, and nothing of glibc's versions
+      expect(needs.undefinedSymbols.some((s) => s.name === 'napi_create_function'), name).toBe(true);
     }
   });
 });

@@ -4,12 +4,29 @@
 #include <cstdlib>
 #include <cstring>
 
+#if IGNIS_X86 && defined(__clang__)
+#include <cpuid.h>
+#endif
+
 namespace ignis::cpu {
 
 static bool detect_avx2() {
   const char* force = std::getenv("IGNIS_SIMD");
   if (force && std::strcmp(force, "scalar") == 0) return false;
-#if IGNIS_X86 && (defined(__GNUC__) || defined(__clang__))
+#if IGNIS_X86 && defined(__clang__)
+  // clang's __builtin_cpu_supports needs compiler-rt's cpu model (__cpu_model), which zig's
+  // compiler-rt (the musl builds) lacks, so clang asks cpuid itself: AVX2 (leaf 7 EBX 5), FMA and
+  // F16C (leaf 1 ECX 12, 29), and the OS saving the YMM state (OSXSAVE, XCR0 bits 1 and 2).
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), f16c = c & (1u << 29);
+  if (!fma || !osxsave || !f16c) return false;
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 6u) != 6u) return false;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return b & (1u << 5);
+#elif IGNIS_X86 && defined(__GNUC__)
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
          __builtin_cpu_supports("f16c");

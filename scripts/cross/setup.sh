@@ -2,7 +2,8 @@
 # What the linux-arm64-gnu cross build and its emulated test need from Debian's packages: the
 # aarch64 cross compiler and binutils (scripts/cross/build-arm64.sh), qemu's user-mode emulator,
 # and the arm64 glibc and libstdc++ the registry's arm64 Node runs on (scripts/cross/test-arm64.sh
-# runs it as `qemu-aarch64 -L /usr/aarch64-linux-gnu node`). Installs only what is missing, runs
+# runs it as `qemu-aarch64 -L /usr/aarch64-linux-gnu node`), and musl-tools for the musl load
+# test of scripts/cross/build-musl.sh. Installs only what is missing, runs
 # `apt-get update` only then, and prints nothing when all is there.
 set -euo pipefail
 
@@ -14,6 +15,8 @@ have aarch64-linux-gnu-readelf && have aarch64-linux-gnu-objdump || need+=(binut
 have qemu-aarch64 || have qemu-aarch64-static || need+=(qemu-user)
 [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need+=(libc6-arm64-cross)
 [ -e /usr/aarch64-linux-gnu/lib/libstdc++.so.6 ] || need+=(libstdc++6-arm64-cross)
+# musl's own loader and C compiler: scripts/cross/build-musl.sh dlopen()s the x64 musl addon with it
+have musl-gcc || need+=(musl-tools)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if ! have apt-get; then
