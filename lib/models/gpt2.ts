@@ -5,7 +5,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { tensor, Tensor } from '../tensor';
-import { configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, readHost, tensorBytes, transposeCols, WeightOptions } from './weights';
+import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, readHost, tensorBytes, transposeCols, WeightOptions } from './weights';
 
 export interface Gpt2Config {
   modelType: 'gpt2';
@@ -16,6 +16,10 @@ export interface Gpt2Config {
   heads: number;
   inner: number;
   eps: number;
+  /** scale_attn_weights: scores divided by sqrt(head_dim) (default true) */
+  scaleWeights: boolean;
+  /** scale_attn_by_inverse_layer_idx: layer i's scores also divided by i + 1 (default false) */
+  scaleByLayer: boolean;
 }
 
 export function gpt2Config(cfg: Record<string, unknown>): Gpt2Config {
@@ -32,7 +36,13 @@ export function gpt2Config(cfg: Record<string, unknown>): Gpt2Config {
     heads: needInt(cfg, 'n_head'),
     inner: cfg.n_inner == null ? 4 * embd : needInt(cfg, 'n_inner'),
     eps: need(cfg, 'layer_norm_epsilon', 1e-5),
+    scaleWeights: configBool(cfg, 'scale_attn_weights', true),
+    scaleByLayer: configBool(cfg, 'scale_attn_by_inverse_layer_idx', false),
   };
+  // reorder_and_upcast_attn only upcasts the scores to f32, which the kernels accumulate in anyway
+  configBool(cfg, 'reorder_and_upcast_attn', false);
+  if (configBool(cfg, 'add_cross_attention', false))
+    throw new IgnisError('E_FORMAT', 'loadModel: config.json: add_cross_attention: true is not supported (a decoder-only GPT-2)');
   if (c.embd % c.heads || (c.embd / c.heads) % 2) throw new IgnisError('E_FORMAT', `loadModel: config.json: n_embd ${c.embd} does not split into ${c.heads} heads of even size`);
   return c;
 }
@@ -143,7 +153,9 @@ export function buildGpt2(g: GraphBuilder, c: Gpt2Config, w: Gpt2Weights, mode: 
     const q = heads(linear(h, `h${i}.q`, b.q, b.qb));
     const k = heads(linear(h, `h${i}.k`, b.k, b.kb));
     const v = heads(linear(h, `h${i}.v`, b.v, b.vb));
-    const a = g.reshape(g.attention(q, k, v, { causal: true, cache, position }), ['batch', 'seq', c.embd]);
+    // scores = q k^T / sqrt(hd) / (i + 1), as scale_attn_weights and scale_attn_by_inverse_layer_idx say
+    const scale = c.scaleWeights && !c.scaleByLayer ? undefined : (c.scaleWeights ? 1 / Math.sqrt(hd) : 1) / (c.scaleByLayer ? i + 1 : 1);
+    const a = g.reshape(g.attention(q, k, v, { causal: true, cache, position, scale }), ['batch', 'seq', c.embd]);
     x = g.add(x, linear(a, `h${i}.proj`, b.proj, b.projB));
     const h2 = g.layernorm(x, g.weight(`h${i}.ln2.w`, b.ln2[0]), g.weight(`h${i}.ln2.b`, b.ln2[1]), { eps: c.eps });
     x = g.add(x, linear(linear(h2, `h${i}.fc`, b.fc, b.fcB, 'gelu'), `h${i}.out`, b.out, b.outB));

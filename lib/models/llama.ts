@@ -4,7 +4,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { Tensor } from '../tensor';
-import { configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, tensorBytes, WeightOptions } from './weights';
+import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, tensorBytes, WeightOptions } from './weights';
 
 export interface LlamaConfig {
   modelType: 'llama';
@@ -22,10 +22,8 @@ export interface LlamaConfig {
 }
 
 export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
-  if (cfg.rope_scaling !== undefined && cfg.rope_scaling !== null)
-    throw new IgnisError('E_FORMAT', `loadModel: config.json: rope_scaling ${JSON.stringify(cfg.rope_scaling)} is not supported yet (plain rope_theta only)`);
   for (const k of ['attention_bias', 'mlp_bias'])
-    if (cfg[k] === true) throw new IgnisError('E_FORMAT', `loadModel: config.json: ${k}: true is not supported`);
+    if (configBool(cfg, k, false)) throw new IgnisError('E_FORMAT', `loadModel: config.json: ${k}: true is not supported`);
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu')
     throw new IgnisError('E_FORMAT', `loadModel: config.json: hidden_act '${cfg.hidden_act}' is not supported (silu)`);
   const hidden = needInt(cfg, 'hidden_size'), heads = needInt(cfg, 'num_attention_heads');
@@ -39,13 +37,45 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
     kvHeads: needInt(cfg, 'num_key_value_heads', heads),
     headDim: cfg.head_dim == null ? hidden / heads : needInt(cfg, 'head_dim'),
     eps: need(cfg, 'rms_norm_eps', 1e-6),
-    theta: need(cfg, 'rope_theta', 10000),
+    theta: ropeTheta(cfg),
     maxPositions: needInt(cfg, 'max_position_embeddings', 2048),
     tied: cfg.tie_word_embeddings === true,
   };
   if (!Number.isInteger(c.headDim) || c.headDim % 2 || c.heads % c.kvHeads)
     throw new IgnisError('E_FORMAT', `loadModel: config.json: heads ${c.heads}, kv heads ${c.kvHeads} and head_dim ${c.headDim} do not fit together`);
   return c;
+}
+
+/**
+ * RoPE's base as transformers reads it: transformers 5 writes `rope_parameters: { rope_type,
+ * rope_theta, ... }`, 4.x a top-level `rope_theta` and an optional `rope_scaling`. Only the
+ * default rotation is computed here; every other rope type, and a partial rotary factor, is
+ * E_FORMAT naming the key (a wrong rotation would give wrong logits and no error).
+ */
+function ropeTheta(cfg: Record<string, unknown>): number {
+  const typeOf = (o: Record<string, unknown>) => o.rope_type ?? o.type ?? 'default';
+  const where = (k: string, o: unknown) => `loadModel: config.json: ${k} ${JSON.stringify(o)}`;
+  if (cfg.rope_scaling != null) {
+    const s = cfg.rope_scaling;
+    if (typeof s !== 'object' || Array.isArray(s)) throw new IgnisError('E_FORMAT', `${where('rope_scaling', s)} is not an object`);
+    if (typeOf(s as Record<string, unknown>) !== 'default')
+      throw new IgnisError('E_FORMAT', `${where('rope_scaling', s)} is not supported yet (the default rotation only)`);
+  }
+  if (cfg.partial_rotary_factor != null && cfg.partial_rotary_factor !== 1)
+    throw new IgnisError('E_FORMAT', `${where('partial_rotary_factor', cfg.partial_rotary_factor)} is not supported (1: every dimension rotates)`);
+  const p = cfg.rope_parameters;
+  if (p == null) return need(cfg, 'rope_theta', 10000);
+  if (typeof p !== 'object' || Array.isArray(p)) throw new IgnisError('E_FORMAT', `${where('rope_parameters', p)} is not an object`);
+  const params = p as Record<string, unknown>;
+  if (typeOf(params) !== 'default')
+    throw new IgnisError('E_FORMAT', `loadModel: config.json: rope_parameters.rope_type ${JSON.stringify(typeOf(params))} is not supported yet (default)`);
+  if (params.partial_rotary_factor != null && params.partial_rotary_factor !== 1)
+    throw new IgnisError('E_FORMAT', `${where('rope_parameters.partial_rotary_factor', params.partial_rotary_factor)} is not supported (1: every dimension rotates)`);
+  if (params.rope_theta == null) return need(cfg, 'rope_theta', 10000);
+  const theta = need(params, 'rope_theta');
+  if (cfg.rope_theta != null && cfg.rope_theta !== theta)
+    throw new IgnisError('E_FORMAT', `loadModel: config.json: rope_theta ${JSON.stringify(cfg.rope_theta)} and rope_parameters.rope_theta ${theta} disagree`);
+  return theta;
 }
 
 interface Layer {

@@ -101,6 +101,13 @@ export function configNumber(cfg: Record<string, unknown>, key: string, fallback
   return x;
 }
 
+/** A flag of the config: true or false, absent or null for `fallback`, else E_FORMAT naming it. */
+export function configBool(cfg: Record<string, unknown>, key: string, fallback: boolean): boolean {
+  const x = cfg[key] ?? fallback;
+  if (typeof x !== 'boolean') throw new IgnisError('E_FORMAT', `loadModel: config.json: '${key}' must be true or false, got ${JSON.stringify(cfg[key])}`);
+  return x;
+}
+
 /** A size or count of the config (layers, heads, dims): a whole number >= 1, or E_FORMAT naming it. */
 export function configInt(cfg: Record<string, unknown>, key: string, fallback?: number): number {
   const x = configNumber(cfg, key, fallback);

@@ -30,7 +30,8 @@ for (const modelType of ['llama', 'gpt2'] as const) {
       const base = JSON.parse(fs.readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
       const seed = testSeed();
       const rng = rngFor(`config fuzz ${modelType}`, seed);
-      const keys = [...Object.keys(base), 'rope_scaling', 'head_dim', 'n_inner', 'tie_word_embeddings', 'unknown_key'];
+      const keys = [...Object.keys(base), 'rope_scaling', 'rope_parameters', 'partial_rotary_factor', 'attention_bias', 'mlp_bias',
+        'scale_attn_weights', 'scale_attn_by_inverse_layer_idx', 'reorder_and_upcast_attn', 'head_dim', 'n_inner', 'tie_word_embeddings', 'unknown_key'];
       const pick = <T>(xs: readonly T[]): T => xs[rng.ints(1, 0, xs.length - 1)[0]];
       const counts = { loaded: 0, refused: 0 };
       for (let i = 0; i < CASES; i++) {

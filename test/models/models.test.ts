@@ -177,11 +177,15 @@ forDevices((device) => {
     });
   }
 
-  it(`layouts: sharded checkpoints, GPT-2 with the transformer. prefix, a tied Llama head ${device}`, async () => {
+  it(`layouts and config forms: sharded checkpoints, GPT-2 with the transformer. prefix and its score scalings, a tied Llama head, transformers 5's rope_parameters ${device}`, async () => {
     const cases: [ModelConfig, { shards?: boolean; prefix?: boolean }][] = [
       [tinyGpt2Config(), { shards: true, prefix: true }],
       [tinyLlamaConfig({ tie_word_embeddings: true }), { shards: true }],
       [tinyLlamaConfig({ num_key_value_heads: 1, rope_theta: 500000 }), {}],
+      // transformers 5 writes the base inside rope_parameters (before, it was read as 10000)
+      [{ ...tinyLlamaConfig({ rope_parameters: { rope_type: 'default', rope_theta: 500000 } }), rope_theta: undefined }, {}],
+      [tinyGpt2Config({ scale_attn_by_inverse_layer_idx: true }), {}],
+      [tinyGpt2Config({ scale_attn_weights: false, scale_attn_by_inverse_layer_idx: true }), {}],
     ];
     for (const [cfg, o] of cases) {
       const name = ctx(`layout ${cfg.model_type} ${JSON.stringify(o)} ${device}`);
@@ -218,6 +222,15 @@ describe('loadModel errors', () => {
     await expectReject(ignis.loadModel(copy(cfgWith({ model_type: 'bert' }))), 'E_FORMAT', 'bert');
     await expectReject(ignis.loadModel(copy(cfgWith({ hidden_size: 96 }))), 'E_FORMAT', 'model.embed_tokens.weight');
     await expectReject(ignis.loadModel(copy(cfgWith({ rope_scaling: { rope_type: 'llama3', factor: 8 } }))), 'E_FORMAT', 'rope_scaling');
+    // every key that would change the math and is not computed: refused, by name
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'llama3', rope_theta: 500000, factor: 8 } }))), 'E_FORMAT', 'rope_parameters.rope_type "llama3"');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'yarn', rope_theta: 10000, factor: 4 } }))), 'E_FORMAT', 'rope_parameters.rope_type "yarn"');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_theta: 500000 } }))), 'E_FORMAT', 'rope_theta 10000 and rope_parameters.rope_theta 500000 disagree');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_theta: 10000, partial_rotary_factor: 0.5 } }))), 'E_FORMAT', 'rope_parameters.partial_rotary_factor');
+    await expectReject(ignis.loadModel(copy(cfgWith({ partial_rotary_factor: 0.5 }))), 'E_FORMAT', 'partial_rotary_factor 0.5');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: 'default' }))), 'E_FORMAT', 'rope_parameters "default" is not an object');
+    await expectReject(ignis.loadModel(copy(cfgWith({ attention_bias: true }))), 'E_FORMAT', 'attention_bias: true');
+    await expectReject(ignis.loadModel(copy(cfgWith({ mlp_bias: 'yes' }))), 'E_FORMAT', "'mlp_bias' must be true or false");
     await expectReject(ignis.loadModel(copy(cfgWith({ num_hidden_layers: 3 }))), 'E_FORMAT', 'model.layers.2');
     await expectReject(ignis.loadModel(copy(cfgWith({ num_hidden_layers: 1.5 }))), 'E_FORMAT', 'num_hidden_layers');
     await expectReject(ignis.loadModel(copy(cfgWith({ num_attention_heads: 0 }))), 'E_FORMAT', 'num_attention_heads');

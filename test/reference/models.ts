@@ -23,6 +23,10 @@ export interface Gpt2Config {
   activation_function: 'gelu_new';
   /** default true: logits = h @ wte^T unless lm_head.weight is present */
   tie_word_embeddings?: boolean;
+  /** default true: attention scores divided by sqrt(head_dim) */
+  scale_attn_weights?: boolean;
+  /** default false: layer l's scores also divided by l + 1 */
+  scale_attn_by_inverse_layer_idx?: boolean;
 }
 
 export interface LlamaConfig {
@@ -39,6 +43,8 @@ export interface LlamaConfig {
   rms_norm_eps: number;
   /** default 10000 */
   rope_theta?: number;
+  /** transformers 5's form: the base here (only the default rope type) */
+  rope_parameters?: { rope_type?: string; rope_theta?: number };
   max_position_embeddings: number;
   /** default false: lm_head.weight is a tensor of its own */
   tie_word_embeddings?: boolean;
@@ -72,6 +78,8 @@ export interface Gpt2Dims {
   P: number; // n_positions
   eps: number;
   tied: boolean;
+  /** layer l's score scale: 1/sqrt(D) and / (l + 1) as the config's two flags say */
+  scale: (l: number) => number;
 }
 
 export function gpt2Dims(cfg: Gpt2Config): Gpt2Dims {
@@ -88,6 +96,7 @@ export function gpt2Dims(cfg: Gpt2Config): Gpt2Dims {
     P: cfg.n_positions,
     eps: cfg.layer_norm_epsilon,
     tied: cfg.tie_word_embeddings ?? true,
+    scale: (l) => ((cfg.scale_attn_weights ?? true) ? 1 / Math.sqrt(cfg.n_embd / cfg.n_head) : 1) / (cfg.scale_attn_by_inverse_layer_idx ? l + 1 : 1),
   };
 }
 
@@ -109,6 +118,7 @@ export function llamaDims(cfg: LlamaConfig): LlamaDims {
   if (cfg.model_type !== 'llama') throw new Error(`llama reference: model_type ${cfg.model_type}`);
   if (cfg.hidden_act !== 'silu') throw new Error(`llama reference: hidden_act ${cfg.hidden_act} is not supported (silu only)`);
   if (cfg.rope_scaling != null) throw new Error('llama reference: rope_scaling is not supported');
+  if ((cfg.rope_parameters?.rope_type ?? 'default') !== 'default') throw new Error('llama reference: only the default rope type');
   if (cfg.attention_bias || cfg.mlp_bias) throw new Error('llama reference: attention_bias / mlp_bias are not supported');
   const H = cfg.num_attention_heads;
   const Hkv = cfg.num_key_value_heads ?? H;
@@ -124,7 +134,7 @@ export function llamaDims(cfg: LlamaConfig): LlamaDims {
     Hkv,
     D,
     eps: cfg.rms_norm_eps,
-    theta: cfg.rope_theta ?? 10000,
+    theta: cfg.rope_parameters?.rope_theta ?? cfg.rope_theta ?? 10000,
     tied: cfg.tie_word_embeddings ?? false,
   };
 }
@@ -188,7 +198,7 @@ function gpt2Name(w: Weights, name: string): string {
  * causal attention scaled by 1/sqrt(head_dim), logits = ln_f(x) @ wte^T (or lm_head.weight).
  */
 export function gpt2Forward(cfg: Gpt2Config, w: Weights, ids: readonly (readonly number[])[], opts: ForwardOptions = {}): Float64Array {
-  const { V, E, L, H, D, I, P, eps, tied } = gpt2Dims(cfg);
+  const { V, E, L, H, D, I, P, eps, tied, scale } = gpt2Dims(cfg);
   const { B, S } = checkIds(ids, V);
   const pos0 = opts.pos0 ?? 0;
   if (!Number.isInteger(pos0) || pos0 < 0 || pos0 + S > P) {
@@ -218,7 +228,7 @@ export function gpt2Forward(cfg: Gpt2Config, w: Weights, ids: readonly (readonly
     const q = columns(qkv, T, 3 * E, 0, E); // (B, S, H, D)
     const k = columns(qkv, T, 3 * E, E, E);
     const v = columns(qkv, T, 3 * E, 2 * E, E);
-    const a = attention(q, k, v, B, S, S, H, H, D, { causal: true }).data; // (B, S, H, D) = (T, E)
+    const a = attention(q, k, v, B, S, S, H, H, D, { causal: true, scale: scale(l) }).data; // (B, S, H, D) = (T, E)
     const attnOut = matmul(a, [T, E], get(`${p}attn.c_proj.weight`, [E, E]), [E, E], {
       bias: get(`${p}attn.c_proj.bias`, [E]),
     }).data;
