@@ -36,6 +36,8 @@ export interface GenerateOptions extends SamplingOptions {
   maxNewTokens?: number;
   /** token ids that end generation (the stop token is yielded, then generation ends) */
   stop?: number[];
+  /** end at the model's end-of-sequence ids (model.eosTokenIds) as at a stop id; default true */
+  eos?: boolean;
 }
 
 type Arch = { config: Gpt2Config; weights: Gpt2Weights } | { config: LlamaConfig; weights: LlamaWeights };
@@ -50,12 +52,15 @@ export class LanguageModel {
   readonly device: Device;
   readonly dtype: FloatDType;
   readonly quantized: 'int8' | undefined;
+  /** end-of-sequence ids: generation_config.json's eos_token_id, else config.json's; generate()
+   * ends at them unless told `eos: false` */
+  readonly eosTokenIds: readonly number[];
   /** @internal */ readonly full: Model;
   /** @internal */ readonly step: Model;
   private arch: Arch | null;
 
   /** @internal */
-  constructor(arch: Arch, full: Model, step: Model, o: { maxSeq: number; maxBatch: number; device: Device; dtype: FloatDType; quantize?: 'int8' }) {
+  constructor(arch: Arch, full: Model, step: Model, o: { maxSeq: number; maxBatch: number; device: Device; dtype: FloatDType; quantize?: 'int8'; eos: number[] }) {
     this.arch = arch;
     this.modelType = arch.config.modelType;
     this.vocabSize = arch.config.vocab;
@@ -66,6 +71,7 @@ export class LanguageModel {
     this.device = o.device;
     this.dtype = o.dtype;
     this.quantized = o.quantize;
+    this.eosTokenIds = Object.freeze([...o.eos]);
   }
 
   /** Bytes: the weights, the two graphs' activation arenas, and the KV cache of one state. */
@@ -122,11 +128,12 @@ export class LanguageModel {
   async *generate(prompt: number[], opts?: GenerateOptions): AsyncGenerator<number, void, undefined> {
     const op = 'generate';
     this.live(op);
-    const o = v.options<GenerateOptions>(op, opts, ['maxNewTokens', 'stop', 'temperature', 'topK', 'topP', 'seed']);
+    const o = v.options<GenerateOptions>(op, opts, ['maxNewTokens', 'stop', 'eos', 'temperature', 'topK', 'topP', 'seed']);
     const maxNew = v.int(op, 'maxNewTokens', o.maxNewTokens, 0, 32);
     if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((x) => !Number.isInteger(x))))
       throw typeError(`model.${op}: stop must be an array of token ids, got ${describe(o.stop)}`);
-    const stop = new Set(o.stop ?? []);
+    if (o.eos !== undefined && typeof o.eos !== 'boolean') throw typeError(`model.${op}: eos must be true or false, got ${describe(o.eos)}`);
+    const stop = new Set([...(o.stop ?? []), ...(o.eos === false ? [] : this.eosTokenIds)]);
     const params = samplingParams(`model.${op}`, o);
     const sample = samplerFor(params);
     // On the CPU a sampled token is drawn by ignis.sample, queued after its step like the argmax.
@@ -243,6 +250,7 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   } finally {
     await src.close();
   }
+  const eos = await eosTokenIds(dir, raw, arch.config.vocab);
   const context = arch.config.modelType === 'gpt2' ? arch.config.positions : arch.config.maxPositions;
   const maxSeq = Math.min(context, v.int(op, 'maxSeq', o.maxSeq, 1, Math.min(context, 2048)));
   const build = (mode: 'full' | 'step') => {
@@ -253,5 +261,29 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   };
   const full = await build('full');
   const step = await build('step');
-  return new LanguageModel(arch, full, step, { maxSeq, maxBatch, device, dtype, quantize: o.quantize });
+  return new LanguageModel(arch, full, step, { maxSeq, maxBatch, device, dtype, quantize: o.quantize, eos });
+}
+
+/**
+ * The end-of-sequence ids as transformers' generate() takes them: generation_config.json's
+ * eos_token_id when that file has one, else config.json's; an id or a list of ids, each a token
+ * of the vocabulary (anything else is E_FORMAT naming the file).
+ */
+async function eosTokenIds(dir: string, cfg: Record<string, unknown>, vocab: number): Promise<number[]> {
+  const genPath = path.join(dir, 'generation_config.json');
+  let gen: Record<string, unknown> = {};
+  try {
+    gen = JSON.parse(await fsp.readFile(genPath, 'utf8'));
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code !== 'ENOENT') throw new IgnisError('E_FORMAT', `loadModel: ${genPath}: ${err.message}`);
+  }
+  if (typeof gen !== 'object' || gen === null || Array.isArray(gen)) throw new IgnisError('E_FORMAT', `loadModel: ${genPath} is not a JSON object`);
+  const [file, raw] = gen.eos_token_id != null ? ['generation_config.json', gen.eos_token_id] : ['config.json', cfg.eos_token_id];
+  if (raw == null) return [];
+  const ids = Array.isArray(raw) ? raw : [raw];
+  for (const id of ids)
+    if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= vocab)
+      throw new IgnisError('E_FORMAT', `loadModel: ${file}: eos_token_id ${JSON.stringify(raw)} is not a token id of the vocabulary (0 to ${vocab - 1})`);
+  return ids as number[];
 }

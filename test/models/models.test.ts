@@ -252,3 +252,47 @@ describe('loadModel errors', () => {
 });
 
 export type { Weights };
+
+describe('end of sequence', () => {
+  it('generate() ends at the eos ids of generation_config.json, else config.json, unless eos: false', async () => {
+    const cfg = tinyLlamaConfig();
+    const { dir } = await checkpoint(cfg, 'f32');
+    const prompt = [3, 17, 5];
+    const ids = async (d: string, o: ignis.GenerateOptions = {}) => {
+      const m = await ignis.loadModel(d);
+      try {
+        const out: number[] = [];
+        for await (const t of m.generate(prompt, { maxNewTokens: 10, ...o })) out.push(t);
+        return { out, eos: m.eosTokenIds };
+      } finally {
+        m.dispose();
+      }
+    };
+    const free = (await ids(dir)).out; // no eos_token_id anywhere: runs to maxNewTokens
+    expect(free.length).toBe(10);
+    const e = free[4], cut = free.slice(0, free.indexOf(e) + 1);
+    const variant = (cfgPatch: object, gen?: object) => {
+      const d = fs.mkdtempSync(dir + '-eos');
+      dirs.push(d);
+      for (const f of fs.readdirSync(dir)) fs.copyFileSync(path.join(dir, f), path.join(d, f));
+      fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify({ ...cfg, ...cfgPatch }));
+      if (gen) fs.writeFileSync(path.join(d, 'generation_config.json'), JSON.stringify(gen));
+      return d;
+    };
+    expect(await ids(variant({ eos_token_id: e }))).toEqual({ out: cut, eos: [e] });
+    expect((await ids(variant({ eos_token_id: [96, e] }))).out).toEqual(cut);
+    // generation_config.json wins over config.json, as in transformers' generate()
+    expect((await ids(variant({ eos_token_id: 96 }, { eos_token_id: [e], do_sample: false }))).out).toEqual(cut);
+    expect((await ids(variant({ eos_token_id: e }), { eos: false })).out).toEqual(free);
+    const bad = async (d: string, text: string) => {
+      const err = await ignis.loadModel(d).then(() => null, (x) => x);
+      expect(err?.code, text).toBe('E_FORMAT');
+      expect(err.message).toContain(text);
+    };
+    await bad(variant({ eos_token_id: 97 }), 'config.json: eos_token_id 97 is not a token id of the vocabulary (0 to 96)');
+    await bad(variant({}, { eos_token_id: ['2'] }), 'generation_config.json: eos_token_id ["2"]');
+    const broken = variant({});
+    fs.writeFileSync(path.join(broken, 'generation_config.json'), '{ nope');
+    await bad(broken, 'generation_config.json');
+  });
+});
