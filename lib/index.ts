@@ -16,7 +16,7 @@ export type { Device } from './device';
 export { QuantizedTensor, quantize, dequantize } from './quant';
 export { PackedWeight, packWeight } from './packed';
 export { loadModel, LanguageModel } from './models/index';
-export type { LoadModelOptions, GenerateOptions } from './models/index';
+export type { LoadModelOptions, LoadProgress, GenerateOptions } from './models/index';
 export type { SamplingOptions } from './models/sampling';
 export { graph, GraphBuilder, GraphNode, GraphWeight, GraphScalar, GraphCache, Model, ModelState } from './graph';
 export type { Dim, GraphInputOptions, GraphMatmulOptions, GraphAttentionOptions, GraphRopeOptions, GraphKVCacheOptions, CompileOptions, RunInputs, RunOptions } from './graph';

@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { describe, IgnisError, typeError } from '../errors';
 import { FloatDType } from '../dtype';
 import { graph, Model } from '../graph';
-import { openCheckpoint } from '../safetensors';
+import { openCheckpoint, ReadOptions, TensorSource } from '../safetensors';
+import type { DType } from '../dtype';
 import { tensor, Tensor } from '../tensor';
 import type { Device } from '../device';
 import * as v from '../validate';
@@ -30,6 +31,19 @@ export interface LoadModelOptions {
   maxSeq?: number;
   /** the most sequences one forward or state handles at once; default 1 */
   maxBatch?: number;
+  /** called after each tensor read: what is done so far, and the checkpoint's totals (an upper
+   * bound: a model may not read every tensor of its checkpoint) */
+  onProgress?: (p: LoadProgress) => void;
+  /** aborts the load between two tensors (and before the graphs compile): loadModel rejects with
+   * the signal's reason, and the tensors read so far are freed */
+  signal?: AbortSignal;
+}
+
+export interface LoadProgress {
+  tensors: number;
+  bytes: number;
+  totalTensors: number;
+  totalBytes: number;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -38,6 +52,8 @@ export interface GenerateOptions extends SamplingOptions {
   stop?: number[];
   /** end at the model's end-of-sequence ids (model.eosTokenIds) as at a stop id; default true */
   eos?: boolean;
+  /** ends the generation: the next step is not queued, and the generator throws the reason */
+  signal?: AbortSignal;
 }
 
 type Arch = { config: Gpt2Config; weights: Gpt2Weights } | { config: LlamaConfig; weights: LlamaWeights };
@@ -128,7 +144,9 @@ export class LanguageModel {
   async *generate(prompt: number[], opts?: GenerateOptions): AsyncGenerator<number, void, undefined> {
     const op = 'generate';
     this.live(op);
-    const o = v.options<GenerateOptions>(op, opts, ['maxNewTokens', 'stop', 'eos', 'temperature', 'topK', 'topP', 'seed']);
+    const o = v.options<GenerateOptions>(op, opts, ['maxNewTokens', 'stop', 'eos', 'signal', 'temperature', 'topK', 'topP', 'seed']);
+    const signal = abortSignal(`model.${op}`, o.signal);
+    signal?.throwIfAborted();
     const maxNew = v.int(op, 'maxNewTokens', o.maxNewTokens, 0, 32);
     if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((x) => !Number.isInteger(x))))
       throw typeError(`model.${op}: stop must be an array of token ids, got ${describe(o.stop)}`);
@@ -168,6 +186,7 @@ export class LanguageModel {
         ids.dispose();
       }
       for (let n = 0; n < maxNew; n++) {
+        signal?.throwIfAborted();
         const more = n + 1 < maxNew && position < this.maxSeq;
         let token: number;
         if (sample === argmax || native) {
@@ -217,7 +236,10 @@ export class LanguageModel {
 export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<LanguageModel> {
   const op = 'loadModel';
   if (typeof dir !== 'string' || !dir) throw typeError(`${op}: dir must be a directory path, got ${describe(dir)}`);
-  const o = v.options<LoadModelOptions>(op, opts, ['device', 'dtype', 'quantize', 'groupSize', 'maxSeq', 'maxBatch']);
+  const o = v.options<LoadModelOptions>(op, opts, ['device', 'dtype', 'quantize', 'groupSize', 'maxSeq', 'maxBatch', 'onProgress', 'signal']);
+  const signal = abortSignal(op, o.signal);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw typeError(`${op}: onProgress must be a function, got ${describe(o.onProgress)}`);
+  signal?.throwIfAborted();
   const device = v.device(op, o.device);
   const dtype = v.dtype(op, o.dtype, 'f32') as FloatDType;
   if (!['f32', 'f16', 'bf16'].includes(dtype)) throw new IgnisError('E_DTYPE', `${op}: dtype must be f32, f16 or bf16, got ${dtype}`);
@@ -235,7 +257,8 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   }
   if (typeof raw !== 'object' || raw === null) throw new IgnisError('E_FORMAT', `${op}: ${cfgPath} is not a JSON object`);
   const wo = { dtype, quantize: o.quantize, groupSize, device };
-  const src = await openCheckpoint(dir);
+  const opened = await openCheckpoint(dir);
+  const src = watched(opened, o.onProgress, signal);
   let arch: Arch;
   try {
     if (raw.model_type === 'gpt2') {
@@ -247,10 +270,20 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
     } else {
       throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama)`);
     }
+  } catch (e) {
+    src.disposeRead();
+    throw e;
   } finally {
-    await src.close();
+    await opened.close();
   }
-  const eos = await eosTokenIds(dir, raw, arch.config.vocab);
+  let eos: number[];
+  try {
+    eos = await eosTokenIds(dir, raw, arch.config.vocab);
+    signal?.throwIfAborted();
+  } catch (e) {
+    src.disposeRead();
+    throw e;
+  }
   const context = arch.config.modelType === 'gpt2' ? arch.config.positions : arch.config.maxPositions;
   const maxSeq = Math.min(context, v.int(op, 'maxSeq', o.maxSeq, 1, Math.min(context, 2048)));
   const build = (mode: 'full' | 'step') => {
@@ -259,8 +292,18 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
     else buildLlama(g, arch.config, arch.weights as LlamaWeights, mode, maxSeq);
     return g.compile({ device, max: { batch: maxBatch, seq: maxSeq } });
   };
-  const full = await build('full');
-  const step = await build('step');
+  let full: Model | undefined, step: Model | undefined;
+  try {
+    full = await build('full');
+    signal?.throwIfAborted();
+    step = await build('step');
+    signal?.throwIfAborted();
+  } catch (e) {
+    full?.dispose();
+    step?.dispose();
+    src.disposeRead();
+    throw e;
+  }
   return new LanguageModel(arch, full, step, { maxSeq, maxBatch, device, dtype, quantize: o.quantize, eos });
 }
 
@@ -286,4 +329,42 @@ async function eosTokenIds(dir: string, cfg: Record<string, unknown>, vocab: num
     if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= vocab)
       throw new IgnisError('E_FORMAT', `loadModel: ${file}: eos_token_id ${JSON.stringify(raw)} is not a token id of the vocabulary (0 to ${vocab - 1})`);
   return ids as number[];
+}
+
+function abortSignal(op: string, s: unknown): AbortSignal | undefined {
+  if (s === undefined) return undefined;
+  if (!(s instanceof AbortSignal)) throw typeError(`${op}: signal must be an AbortSignal, got ${describe(s)}`);
+  return s;
+}
+
+/**
+ * The checkpoint as the loaders read it, counting each tensor read for onProgress, checking the
+ * signal before each, and keeping what it handed out so a failed or aborted load can free it
+ * (dispose is idempotent: tensors a loader consumed are already freed).
+ */
+function watched(src: TensorSource, onProgress: ((p: LoadProgress) => void) | undefined, signal: AbortSignal | undefined): TensorSource & { disposeRead(): void } {
+  const names = src.names();
+  const total = { totalTensors: names.length, totalBytes: names.reduce((n, k) => n + (src.info(k)?.byteLength ?? 0), 0) };
+  const done = { tensors: 0, bytes: 0 };
+  const read: Tensor[] = [];
+  return {
+    names: () => src.names(),
+    info: (name) => src.info(name),
+    has: (name) => src.has(name),
+    async read<D extends DType = DType>(name: string, opts?: ReadOptions<D>): Promise<Tensor<D>> {
+      signal?.throwIfAborted();
+      const t = await src.read(name, opts);
+      read.push(t);
+      done.tensors++;
+      done.bytes += src.info(name)?.byteLength ?? 0;
+      onProgress?.({ ...done, ...total });
+      signal?.throwIfAborted();
+      return t;
+    },
+    readBytes: (name) => src.readBytes(name),
+    close: () => src.close(),
+    disposeRead: () => {
+      for (const t of read) t.dispose();
+    },
+  };
 }

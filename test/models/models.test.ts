@@ -296,3 +296,58 @@ describe('end of sequence', () => {
     await bad(broken, 'generation_config.json');
   });
 });
+
+describe('progress and abort', () => {
+  it('loadModel reports each tensor read, and an abort frees what was read', async () => {
+    const cfg = tinyLlamaConfig();
+    const { dir } = await checkpoint(cfg, 'f32');
+    const seen: ignis.LoadProgress[] = [];
+    const m = await ignis.loadModel(dir, { onProgress: (p) => seen.push(p) });
+    m.dispose();
+    // embed, 9 per layer, the final norm, the head
+    expect(seen.length).toBe(1 + 9 * cfg.num_hidden_layers + 2);
+    expect(seen.map((p) => p.tensors)).toEqual(seen.map((_, i) => i + 1));
+    for (let i = 1; i < seen.length; i++) expect(seen[i].bytes).toBeGreaterThan(seen[i - 1].bytes);
+    expect(seen.at(-1)!.bytes).toBe(seen.at(-1)!.totalBytes); // this checkpoint holds exactly what a Llama reads
+    expect(seen.at(-1)!.totalTensors).toBe(seen.length);
+
+    const before = ignis.memory('cpu').allocated;
+    const early = new AbortController();
+    early.abort();
+    await expect(ignis.loadModel(dir, { signal: early.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    for (const dtype of ['bf16', 'f32'] as const) {
+      const ac = new AbortController();
+      const err = await ignis.loadModel(dir, { dtype, signal: ac.signal, onProgress: (p) => p.tensors === 5 && ac.abort(new Error('enough')) })
+        .then(() => null, (e) => e);
+      expect((err as Error)?.message, dtype).toBe('enough');
+      // bf16 keeps each tensor as read, so all of it is freed at once (f32's packed copies are the GC's)
+      // (at most: other tests' tensors may be collected meanwhile, never added)
+      if (dtype === 'bf16') expect(ignis.memory('cpu').allocated, 'bytes left after the aborted bf16 load').toBeLessThanOrEqual(before);
+    }
+    await expect(ignis.loadModel(dir, { signal: 'stop' as never })).rejects.toMatchObject({ code: 'E_TYPE' });
+    await expect(ignis.loadModel(dir, { onProgress: 3 as never })).rejects.toMatchObject({ code: 'E_TYPE' });
+  });
+
+  it('generate stops at an abort: the tokens before it, then the reason', async () => {
+    const { dir } = await checkpoint(tinyLlamaConfig(), 'f32');
+    const m = await ignis.loadModel(dir);
+    try {
+      const ac = new AbortController();
+      const got: number[] = [];
+      const err = await (async () => {
+        for await (const t of m.generate([3, 17, 5], { maxNewTokens: 10, signal: ac.signal })) {
+          got.push(t);
+          if (got.length === 3) ac.abort();
+        }
+      })().then(() => null, (e) => e);
+      expect(got.length).toBe(3);
+      expect((err as Error)?.name).toBe('AbortError');
+      // the model is fine after it
+      const again: number[] = [];
+      for await (const t of m.generate([3, 17, 5], { maxNewTokens: 4 })) again.push(t);
+      expect(again.length).toBe(4);
+    } finally {
+      m.dispose();
+    }
+  });
+});
