@@ -59,7 +59,7 @@ export interface GenerateOptions extends SamplingOptions {
 type Arch = { config: Gpt2Config; weights: Gpt2Weights } | { config: LlamaConfig; weights: LlamaWeights };
 
 export class LanguageModel {
-  readonly modelType: 'gpt2' | 'llama';
+  readonly modelType: 'gpt2' | 'llama' | 'qwen2' | 'mistral';
   readonly vocabSize: number;
   /** the longest sequence a state holds */
   readonly maxSeq: number;
@@ -264,11 +264,11 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
     if (raw.model_type === 'gpt2') {
       const config = gpt2Config(raw);
       arch = { config, weights: await loadGpt2(src, config, wo) };
-    } else if (raw.model_type === 'llama') {
+    } else if (raw.model_type === 'llama' || raw.model_type === 'qwen2' || raw.model_type === 'mistral') {
       const config = llamaConfig(raw);
       arch = { config, weights: await loadLlama(src, config, wo) };
     } else {
-      throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama)`);
+      throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama, qwen2, mistral)`);
     }
   } catch (e) {
     src.disposeRead();
@@ -285,7 +285,13 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
     throw e;
   }
   const context = arch.config.modelType === 'gpt2' ? arch.config.positions : arch.config.maxPositions;
-  const maxSeq = Math.min(context, v.int(op, 'maxSeq', o.maxSeq, 1, Math.min(context, 2048)));
+  // a sliding window of w equals full attention up to w tokens, and that is all ignis computes
+  const window = arch.config.modelType === 'gpt2' ? undefined : arch.config.window;
+  const maxSeq = Math.min(context, v.int(op, 'maxSeq', o.maxSeq, 1, Math.min(context, 2048, window ?? Infinity)));
+  if (window !== undefined && maxSeq > window) {
+    src.disposeRead();
+    throw new IgnisError('E_ARGUMENT', `${op}: maxSeq ${maxSeq} passes the config's sliding_window ${window}: attention is computed over every key, which equals the window's only up to ${window} tokens`);
+  }
   const build = (mode: 'full' | 'step') => {
     const g = graph();
     if (arch.config.modelType === 'gpt2') buildGpt2(g, arch.config, arch.weights as Gpt2Weights, mode, maxSeq);

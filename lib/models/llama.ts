@@ -1,5 +1,7 @@
 // Llama (Hugging Face LlamaForCausalLM layout): RMSNorm, rotary positions (rope_theta),
-// grouped-query attention, SwiGLU MLP, optional untied LM head.
+// grouped-query attention, SwiGLU MLP, optional untied LM head; and the families built the same
+// way: Qwen2 (biases on q, k and v), Mistral (a sliding window, which equals full attention for
+// sequences no longer than it: maxSeq is held to it).
 import { IgnisError } from '../errors';
 import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
@@ -7,7 +9,8 @@ import { Tensor } from '../tensor';
 import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, tensorBytes, WeightOptions } from './weights';
 
 export interface LlamaConfig {
-  modelType: 'llama';
+  /** the checkpoint's family: the same graph, with the biases and window each one has */
+  modelType: 'llama' | 'qwen2' | 'mistral';
   vocab: number;
   hidden: number;
   intermediate: number;
@@ -19,16 +22,25 @@ export interface LlamaConfig {
   theta: number;
   maxPositions: number;
   tied: boolean;
+  /** which linear layers carry a bias: llama's attention_bias (q, k, v, o) and mlp_bias (gate,
+   * up, down); qwen2's q, k, v always */
+  bias: { qkv: boolean; o: boolean; mlp: boolean };
+  /** the sliding window where the family applies one (mistral; qwen2 with use_sliding_window) */
+  window?: number;
 }
 
 export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
-  for (const k of ['attention_bias', 'mlp_bias'])
-    if (configBool(cfg, k, false)) throw new IgnisError('E_FORMAT', `loadModel: config.json: ${k}: true is not supported`);
+  const family = cfg.model_type as LlamaConfig['modelType'];
+  // llama reads attention_bias and mlp_bias; qwen2 and mistral do not have them (transformers
+  // builds Qwen2's q, k, v with biases and nothing else; Mistral none)
+  const bias = family === 'llama'
+    ? { qkv: configBool(cfg, 'attention_bias', false), o: configBool(cfg, 'attention_bias', false), mlp: configBool(cfg, 'mlp_bias', false) }
+    : { qkv: family === 'qwen2', o: false, mlp: false };
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu')
     throw new IgnisError('E_FORMAT', `loadModel: config.json: hidden_act '${cfg.hidden_act}' is not supported (silu)`);
   const hidden = needInt(cfg, 'hidden_size'), heads = needInt(cfg, 'num_attention_heads');
   const c: LlamaConfig = {
-    modelType: 'llama',
+    modelType: family,
     vocab: needInt(cfg, 'vocab_size'),
     hidden,
     intermediate: needInt(cfg, 'intermediate_size'),
@@ -40,10 +52,30 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
     theta: ropeTheta(cfg),
     maxPositions: needInt(cfg, 'max_position_embeddings', 2048),
     tied: cfg.tie_word_embeddings === true,
+    bias,
+    window: slidingWindow(cfg, family),
   };
   if (!Number.isInteger(c.headDim) || c.headDim % 2 || c.heads % c.kvHeads)
     throw new IgnisError('E_FORMAT', `loadModel: config.json: heads ${c.heads}, kv heads ${c.kvHeads} and head_dim ${c.headDim} do not fit together`);
   return c;
+}
+
+/**
+ * The sliding window, where the family uses one: mistral's sliding_window (absent: 4096, null:
+ * none); qwen2's
+ * when use_sliding_window is true; any family whose transformers-5 layer_types has a
+ * 'sliding_attention' layer. A window of w equals full attention for sequences of at most w
+ * tokens, so loadModel holds maxSeq to it.
+ */
+function slidingWindow(cfg: Record<string, unknown>, family: LlamaConfig['modelType']): number | undefined {
+  const types = cfg.layer_types;
+  if (types != null && (!Array.isArray(types) || types.some((t) => t !== 'full_attention' && t !== 'sliding_attention')))
+    throw new IgnisError('E_FORMAT', `loadModel: config.json: layer_types ${JSON.stringify(types)} is not a list of 'full_attention' / 'sliding_attention'`);
+  // MistralConfig's sliding_window defaults to 4096 when the key is absent; null turns it off
+  const used = (family === 'mistral' && cfg.sliding_window !== null) ||
+    (family === 'qwen2' && configBool(cfg, 'use_sliding_window', false)) ||
+    (Array.isArray(types) && types.includes('sliding_attention'));
+  return used ? needInt(cfg, 'sliding_window', 4096) : undefined;
 }
 
 /**
@@ -88,6 +120,8 @@ interface Layer {
   gate: Linear;
   up: Linear;
   down: Linear;
+  /** the biases the family has, by layer name (q, k, v, o, gate, up, down) */
+  bias: Partial<Record<'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down', Tensor>>;
 }
 
 export interface LlamaWeights {
@@ -107,6 +141,18 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
   const layers: Layer[] = [];
   for (let i = 0; i < c.layers; i++) {
     const p = `model.layers.${i}.`;
+    const bias: Layer['bias'] = {};
+    if (c.bias.qkv) {
+      bias.q = await vec(`${p}self_attn.q_proj.bias`, qd);
+      bias.k = await vec(`${p}self_attn.k_proj.bias`, kd);
+      bias.v = await vec(`${p}self_attn.v_proj.bias`, kd);
+    }
+    if (c.bias.o) bias.o = await vec(`${p}self_attn.o_proj.bias`, H);
+    if (c.bias.mlp) {
+      bias.gate = await vec(`${p}mlp.gate_proj.bias`, I);
+      bias.up = await vec(`${p}mlp.up_proj.bias`, I);
+      bias.down = await vec(`${p}mlp.down_proj.bias`, H);
+    }
     layers.push({
       ln1: await vec(`${p}input_layernorm.weight`, H),
       ln2: await vec(`${p}post_attention_layernorm.weight`, H),
@@ -117,18 +163,22 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
       gate: await lin(`${p}mlp.gate_proj.weight`, I, H),
       up: await lin(`${p}mlp.up_proj.weight`, I, H),
       down: await lin(`${p}mlp.down_proj.weight`, H, I),
+      bias,
     });
   }
   const headName = !c.tied && src.has('lm_head.weight') ? 'lm_head.weight' : 'model.embed_tokens.weight';
   if (!c.tied && headName !== 'lm_head.weight') throw new IgnisError('E_FORMAT', `loadModel: the checkpoint has no tensor 'lm_head.weight' and tie_word_embeddings is false`);
-  const head = await lin(headName, c.vocab, H);
+  // A tied head kept as stored is the embedding itself (one copy); packed or int8 it is its own.
+  const sameAsEmbed = headName === 'model.embed_tokens.weight' && o.quantize !== 'int8' && !(act === 'f32' && o.device === 'cpu');
+  const head: Linear = sameAsEmbed ? { kind: 'tensor', t: embed } : await lin(headName, c.vocab, H);
   return { embed, norm: await vec('model.norm.weight', H), head, layers };
 }
 
 export function llamaWeightBytes(w: LlamaWeights): number {
-  let n = tensorBytes(w.embed) + tensorBytes(w.norm) + linearBytes(w.head);
+  let n = tensorBytes(w.embed) + tensorBytes(w.norm) + (w.head.t === w.embed ? 0 : linearBytes(w.head));
   for (const l of w.layers) {
     n += tensorBytes(l.ln1) + tensorBytes(l.ln2);
+    for (const b of Object.values(l.bias)) n += tensorBytes(b);
     for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) n += linearBytes(x);
   }
   return n;
@@ -141,6 +191,7 @@ export function disposeLlama(w: LlamaWeights): void {
   for (const l of w.layers) {
     l.ln1.dispose();
     l.ln2.dispose();
+    for (const b of Object.values(l.bias)) b.dispose();
     for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) disposeLinear(x);
   }
 }
@@ -153,9 +204,9 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
   const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
   const position: GraphScalar | undefined = mode === 'step' ? g.scalar('position') : undefined;
   const dtype = w.embed.dtype as 'f32' | 'f16' | 'bf16';
-  const linear = (x: GraphNode, name: string, l: Linear, activation?: 'silu') => {
+  const linear = (x: GraphNode, name: string, l: Linear, activation?: 'silu', bias?: Tensor) => {
     const { b, transposeB } = graphLinear(g, name, l);
-    return g.matmul(x, b, { transposeB, activation });
+    return g.matmul(x, b, { transposeB, activation, bias: bias && g.weight(`${name}.bias`, bias) }); // act(x W^T + b)
   };
   let x = g.embedding(ids, g.weight('embed', w.embed)); // [batch, seq, hidden]
   w.layers.forEach((l, i) => {
@@ -163,14 +214,14 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
       mode === 'step' ? g.kvCache(`layer${i}`, { batch: 'batch', maxSeq, heads: c.kvHeads, headDim: c.headDim, dtype }) : undefined;
     const h = g.rmsnorm(x, g.weight(`l${i}.ln1`, l.ln1), { eps: c.eps });
     const heads = (y: GraphNode, n: number) => g.reshape(y, ['batch', 'seq', n, c.headDim]);
-    const q = g.rope(heads(linear(h, `l${i}.q`, l.q), c.heads), { position, theta: c.theta });
-    const k = g.rope(heads(linear(h, `l${i}.k`, l.k), c.kvHeads), { position, theta: c.theta });
-    const v = heads(linear(h, `l${i}.v`, l.v), c.kvHeads);
+    const q = g.rope(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), { position, theta: c.theta });
+    const k = g.rope(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), { position, theta: c.theta });
+    const v = heads(linear(h, `l${i}.v`, l.v, undefined, l.bias.v), c.kvHeads);
     const a = g.attention(q, k, v, { causal: true, cache, position }); // [batch, seq, heads, headDim]
-    x = g.add(x, linear(g.reshape(a, ['batch', 'seq', c.heads * c.headDim]), `l${i}.o`, l.o));
+    x = g.add(x, linear(g.reshape(a, ['batch', 'seq', c.heads * c.headDim]), `l${i}.o`, l.o, undefined, l.bias.o));
     const h2 = g.rmsnorm(x, g.weight(`l${i}.ln2`, l.ln2), { eps: c.eps });
-    const mlp = g.mul(linear(h2, `l${i}.gate`, l.gate, 'silu'), linear(h2, `l${i}.up`, l.up)); // silu(gate) * up
-    x = g.add(x, linear(mlp, `l${i}.down`, l.down));
+    const mlp = g.mul(linear(h2, `l${i}.gate`, l.gate, 'silu', l.bias.gate), linear(h2, `l${i}.up`, l.up, undefined, l.bias.up)); // silu(gate) * up
+    x = g.add(x, linear(mlp, `l${i}.down`, l.down, undefined, l.bias.down));
   });
   let y = g.rmsnorm(x, g.weight('norm', w.norm), { eps: c.eps });
   if (mode === 'step') y = g.last(y);

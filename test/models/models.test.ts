@@ -34,6 +34,12 @@ function randomIds(name: string, batch: number, seq: number, vocab: number): num
 const ARCHS: [string, () => ModelConfig][] = [
   ['gpt2', () => tinyGpt2Config()],
   ['llama', () => tinyLlamaConfig()],
+  // Llama with attention_bias and mlp_bias (q, k, v, o, gate, up, down biases)
+  ['llama-bias', () => tinyLlamaConfig({ attention_bias: true, mlp_bias: true })],
+  // Qwen2: q, k, v biases, a tied head, a large base
+  ['qwen2', () => tinyLlamaConfig({ model_type: 'qwen2', tie_word_embeddings: true, rope_theta: 1000000 })],
+  // Mistral: a sliding window no shorter than the context, so attention is the full one
+  ['mistral', () => tinyLlamaConfig({ model_type: 'mistral', sliding_window: 64 })],
 ];
 
 forDevices((device) => {
@@ -149,8 +155,12 @@ forDevices((device) => {
             let j = 0;
             for await (const t of m.generate(prompt, { maxNewTokens: 5 })) {
               expect(t).toBe(greedy[j]);
+              // wait for step j + 1 however loaded the machine is, then a little more: step j + 2
+              // must not come (no wall-clock bound: the wait ends when the count is reached)
+              const want = j < 4 ? j + 2 : j + 1;
+              for (let waited = 0; m.step.profileTotal().runs < want && waited < 30_000; waited += 5) await new Promise((r) => setTimeout(r, 5));
               await new Promise((r) => setTimeout(r, 20));
-              expect(m.step.profileTotal().runs, `${name}: steps run while token ${j} is held`).toBe(j < 4 ? j + 2 : j + 1);
+              expect(m.step.profileTotal().runs, `${name}: steps run while token ${j} is held`).toBe(want);
               j++;
             }
           } finally {
@@ -229,7 +239,9 @@ describe('loadModel errors', () => {
     await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_theta: 10000, partial_rotary_factor: 0.5 } }))), 'E_FORMAT', 'rope_parameters.partial_rotary_factor');
     await expectReject(ignis.loadModel(copy(cfgWith({ partial_rotary_factor: 0.5 }))), 'E_FORMAT', 'partial_rotary_factor 0.5');
     await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: 'default' }))), 'E_FORMAT', 'rope_parameters "default" is not an object');
-    await expectReject(ignis.loadModel(copy(cfgWith({ attention_bias: true }))), 'E_FORMAT', 'attention_bias: true');
+    await expectReject(ignis.loadModel(copy(cfgWith({ attention_bias: true }))), 'E_FORMAT', "no tensor 'model.layers.0.self_attn.q_proj.bias'");
+    await expectReject(ignis.loadModel(copy(cfgWith({ model_type: 'mistral', sliding_window: 16 })), { maxSeq: 32 }), 'E_ARGUMENT', 'maxSeq 32 passes the config\'s sliding_window 16');
+    await expectReject(ignis.loadModel(copy(cfgWith({ layer_types: ['full_attention', 'chunked'] }))), 'E_FORMAT', 'layer_types');
     await expectReject(ignis.loadModel(copy(cfgWith({ mlp_bias: 'yes' }))), 'E_FORMAT', "'mlp_bias' must be true or false");
     await expectReject(ignis.loadModel(copy(cfgWith({ num_hidden_layers: 3 }))), 'E_FORMAT', 'model.layers.2');
     await expectReject(ignis.loadModel(copy(cfgWith({ num_hidden_layers: 1.5 }))), 'E_FORMAT', 'num_hidden_layers');

@@ -29,8 +29,9 @@ export interface Gpt2Config {
   scale_attn_by_inverse_layer_idx?: boolean;
 }
 
+/** Llama and the families built like it: Qwen2 (q/k/v biases), Mistral (a sliding window). */
 export interface LlamaConfig {
-  model_type: 'llama';
+  model_type: 'llama' | 'qwen2' | 'mistral';
   vocab_size: number;
   hidden_size: number;
   intermediate_size: number;
@@ -51,10 +52,14 @@ export interface LlamaConfig {
   hidden_act: 'silu';
   /** only null / absent is supported (no llama3 / linear / dynamic scaling) */
   rope_scaling?: null | Record<string, unknown>;
-  /** only false / absent is supported */
+  /** llama: biases on q, k, v and o (qwen2 always has q, k, v biases and none on o) */
   attention_bias?: boolean;
-  /** only false / absent is supported */
+  /** llama: biases on gate, up and down */
   mlp_bias?: boolean;
+  /** mistral (and qwen2 with use_sliding_window): each query sees the last sliding_window keys;
+   * the reference refuses sequences longer than that (where the window would cut) */
+  sliding_window?: number | null;
+  use_sliding_window?: boolean;
 }
 
 export type ModelConfig = Gpt2Config | LlamaConfig;
@@ -112,14 +117,17 @@ export interface LlamaDims {
   eps: number;
   theta: number;
   tied: boolean;
+  /** which linear layers carry a bias */
+  bias: { qkv: boolean; o: boolean; mlp: boolean };
+  /** the sliding window, where one applies */
+  window?: number;
 }
 
 export function llamaDims(cfg: LlamaConfig): LlamaDims {
-  if (cfg.model_type !== 'llama') throw new Error(`llama reference: model_type ${cfg.model_type}`);
+  if (!['llama', 'qwen2', 'mistral'].includes(cfg.model_type)) throw new Error(`llama reference: model_type ${cfg.model_type}`);
   if (cfg.hidden_act !== 'silu') throw new Error(`llama reference: hidden_act ${cfg.hidden_act} is not supported (silu only)`);
   if (cfg.rope_scaling != null) throw new Error('llama reference: rope_scaling is not supported');
   if ((cfg.rope_parameters?.rope_type ?? 'default') !== 'default') throw new Error('llama reference: only the default rope type');
-  if (cfg.attention_bias || cfg.mlp_bias) throw new Error('llama reference: attention_bias / mlp_bias are not supported');
   const H = cfg.num_attention_heads;
   const Hkv = cfg.num_key_value_heads ?? H;
   if (H % Hkv !== 0) throw new Error(`llama reference: num_attention_heads ${H} is not a multiple of num_key_value_heads ${Hkv}`);
@@ -136,6 +144,14 @@ export function llamaDims(cfg: LlamaConfig): LlamaDims {
     eps: cfg.rms_norm_eps,
     theta: cfg.rope_parameters?.rope_theta ?? cfg.rope_theta ?? 10000,
     tied: cfg.tie_word_embeddings ?? false,
+    bias: {
+      qkv: cfg.model_type === 'qwen2' || (cfg.model_type === 'llama' && !!cfg.attention_bias),
+      o: cfg.model_type === 'llama' && !!cfg.attention_bias,
+      mlp: cfg.model_type === 'llama' && !!cfg.mlp_bias,
+    },
+    // MistralConfig: sliding_window 4096 when absent, null for none
+    window: cfg.model_type === 'mistral' ? (cfg.sliding_window === null ? undefined : cfg.sliding_window ?? 4096)
+      : cfg.model_type === 'qwen2' && cfg.use_sliding_window ? cfg.sliding_window ?? 4096 : undefined,
   };
 }
 
@@ -262,12 +278,16 @@ export function gpt2Forward(cfg: Gpt2Config, w: Weights, ids: readonly (readonly
  * down(silu(gate(x)) * up(x)), logits = norm(x) @ lm_head^T (embed_tokens when tied).
  */
 export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readonly number[])[], opts: ForwardOptions = {}): Float64Array {
-  const { V, E, I, L, H, Hkv, D, eps, theta, tied } = llamaDims(cfg);
+  const { V, E, I, L, H, Hkv, D, eps, theta, tied, bias, window } = llamaDims(cfg);
   const { B, S } = checkIds(ids, V);
   const pos0 = opts.pos0 ?? 0;
   if (!Number.isInteger(pos0) || pos0 < 0) throw new Error(`llama reference: pos0 ${pos0} must be a non-negative integer`);
+  if (window !== undefined && pos0 + S > window) throw new Error(`llama reference: ${pos0 + S} positions pass the sliding window ${window}`);
   const T = B * S;
   const get = (name: string, shape: readonly number[]) => tensorOf(w, name, shape);
+  // y = x W^T (+ b where the family has that bias)
+  const lin = (x: Float64Array, name: string, N: number, K: number, hasBias: boolean, activation?: 'silu') =>
+    linear(x, [T, K], get(`${name}.weight`, [N, K]), N, K, { activation, bias: hasBias ? get(`${name}.bias`, [N]) : undefined }).data;
 
   const embed = get('model.embed_tokens.weight', [V, E]);
   const x = new Float64Array(T * E); // (B, S, E) residual stream
@@ -282,19 +302,19 @@ export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readon
   for (let l = 0; l < L; l++) {
     const p = `model.layers.${l}.`;
     const h1 = rmsnorm(x, [T, E], get(`${p}input_layernorm.weight`, [E]), eps).data;
-    const q = linear(h1, [T, E], get(`${p}self_attn.q_proj.weight`, [H * D, E]), H * D, E).data; // (B, S, H, D)
-    const k = linear(h1, [T, E], get(`${p}self_attn.k_proj.weight`, [Hkv * D, E]), Hkv * D, E).data; // (B, S, Hkv, D)
-    const v = linear(h1, [T, E], get(`${p}self_attn.v_proj.weight`, [Hkv * D, E]), Hkv * D, E).data; // (B, S, Hkv, D)
+    const q = lin(h1, `${p}self_attn.q_proj`, H * D, E, bias.qkv); // (B, S, H, D)
+    const k = lin(h1, `${p}self_attn.k_proj`, Hkv * D, E, bias.qkv); // (B, S, Hkv, D)
+    const v = lin(h1, `${p}self_attn.v_proj`, Hkv * D, E, bias.qkv); // (B, S, Hkv, D)
     const qr = rope(q, [B, S, H, D], pos0, theta).data;
     const kr = rope(k, [B, S, Hkv, D], pos0, theta).data;
     const a = attention(qr, kr, v, B, S, S, H, Hkv, D, { causal: true }).data; // (B, S, H, D)
-    addInto(x, linear(a, [T, H * D], get(`${p}self_attn.o_proj.weight`, [E, H * D]), E, H * D).data);
+    addInto(x, lin(a, `${p}self_attn.o_proj`, E, H * D, bias.o));
 
     const h2 = rmsnorm(x, [T, E], get(`${p}post_attention_layernorm.weight`, [E]), eps).data;
-    const g = linear(h2, [T, E], get(`${p}mlp.gate_proj.weight`, [I, E]), I, E, { activation: 'silu' }).data; // (T, I)
-    const u = linear(h2, [T, E], get(`${p}mlp.up_proj.weight`, [I, E]), I, E).data; // (T, I)
+    const g = lin(h2, `${p}mlp.gate_proj`, I, E, bias.mlp, 'silu'); // (T, I)
+    const u = lin(h2, `${p}mlp.up_proj`, I, E, bias.mlp); // (T, I)
     for (let i = 0; i < g.length; i++) g[i] *= u[i]; // silu(gate) * up
-    addInto(x, linear(g, [T, I], get(`${p}mlp.down_proj.weight`, [E, I]), E, I).data);
+    addInto(x, lin(g, `${p}mlp.down_proj`, E, I, bias.mlp));
   }
 
   const hf = rmsnorm(x, [T, E], get('model.norm.weight', [E]), eps).data;
@@ -313,6 +333,8 @@ export function forwardReference(cfg: ModelConfig, w: Weights, ids: readonly (re
     case 'gpt2':
       return gpt2Forward(cfg, w, ids, opts);
     case 'llama':
+    case 'qwen2':
+    case 'mistral':
       return llamaForward(cfg, w, ids, opts);
     default:
       throw new Error(`reference: unsupported model_type ${(cfg as { model_type: unknown }).model_type}`);
