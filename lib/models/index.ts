@@ -257,40 +257,32 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   }
   if (typeof raw !== 'object' || raw === null) throw new IgnisError('E_FORMAT', `${op}: ${cfgPath} is not a JSON object`);
   const wo = { dtype, quantize: o.quantize, groupSize, device };
+  // The config first, all of it checked before a byte of weights is read.
+  let config: Gpt2Config | LlamaConfig;
+  if (raw.model_type === 'gpt2') config = gpt2Config(raw);
+  else if (raw.model_type === 'llama' || raw.model_type === 'qwen2' || raw.model_type === 'mistral') config = llamaConfig(raw);
+  else throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama, qwen2, mistral)`);
+  const eos = await eosTokenIds(dir, raw, config.vocab);
+  const context = config.modelType === 'gpt2' ? config.positions : config.maxPositions;
+  // a sliding window of w equals full attention up to w tokens, and that is all ignis computes
+  const window = config.modelType === 'gpt2' ? undefined : config.window;
+  const maxSeq = Math.min(context, v.int(op, 'maxSeq', o.maxSeq, 1, Math.min(context, 2048, window ?? Infinity)));
+  if (window !== undefined && maxSeq > window)
+    throw new IgnisError('E_ARGUMENT', `${op}: maxSeq ${maxSeq} passes the config's sliding_window ${window}: attention is computed over every key, which equals the window's only up to ${window} tokens`);
+
   const opened = await openCheckpoint(dir);
   const src = watched(opened, o.onProgress, signal);
   let arch: Arch;
   try {
-    if (raw.model_type === 'gpt2') {
-      const config = gpt2Config(raw);
-      arch = { config, weights: await loadGpt2(src, config, wo) };
-    } else if (raw.model_type === 'llama' || raw.model_type === 'qwen2' || raw.model_type === 'mistral') {
-      const config = llamaConfig(raw);
-      arch = { config, weights: await loadLlama(src, config, wo) };
-    } else {
-      throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama, qwen2, mistral)`);
-    }
+    arch = config.modelType === 'gpt2'
+      ? { config, weights: await loadGpt2(src, config, wo) }
+      : { config, weights: await loadLlama(src, config, wo) };
+    signal?.throwIfAborted();
   } catch (e) {
     src.disposeRead();
     throw e;
   } finally {
     await opened.close();
-  }
-  let eos: number[];
-  try {
-    eos = await eosTokenIds(dir, raw, arch.config.vocab);
-    signal?.throwIfAborted();
-  } catch (e) {
-    src.disposeRead();
-    throw e;
-  }
-  const context = arch.config.modelType === 'gpt2' ? arch.config.positions : arch.config.maxPositions;
-  // a sliding window of w equals full attention up to w tokens, and that is all ignis computes
-  const window = arch.config.modelType === 'gpt2' ? undefined : arch.config.window;
-  const maxSeq = Math.min(context, v.int(op, 'maxSeq', o.maxSeq, 1, Math.min(context, 2048, window ?? Infinity)));
-  if (window !== undefined && maxSeq > window) {
-    src.disposeRead();
-    throw new IgnisError('E_ARGUMENT', `${op}: maxSeq ${maxSeq} passes the config's sliding_window ${window}: attention is computed over every key, which equals the window's only up to ${window} tokens`);
   }
   const build = (mode: 'full' | 'step') => {
     const g = graph();
