@@ -10,7 +10,7 @@ import { configBool, configInt as needInt, configNumber as need, disposeLinear, 
 
 export interface LlamaConfig {
   /** the checkpoint's family: the same graph, with the biases and window each one has */
-  modelType: 'llama' | 'qwen2' | 'mistral';
+  modelType: 'llama' | 'qwen2' | 'qwen3' | 'mistral';
   vocab: number;
   hidden: number;
   intermediate: number;
@@ -25,17 +25,19 @@ export interface LlamaConfig {
   /** which linear layers carry a bias: llama's attention_bias (q, k, v, o) and mlp_bias (gate,
    * up, down); qwen2's q, k, v always */
   bias: { qkv: boolean; o: boolean; mlp: boolean };
-  /** the sliding window where the family applies one (mistral; qwen2 with use_sliding_window) */
+  /** the sliding window where the family applies one (mistral; qwen2/qwen3 with use_sliding_window) */
   window?: number;
+  /** qwen3: q and k RMS-normalized per head before the rotation */
+  qkNorm: boolean;
 }
 
 export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
   const family = cfg.model_type as LlamaConfig['modelType'];
   // llama reads attention_bias and mlp_bias; qwen2 and mistral do not have them (transformers
   // builds Qwen2's q, k, v with biases and nothing else; Mistral none)
-  const bias = family === 'llama'
-    ? { qkv: configBool(cfg, 'attention_bias', false), o: configBool(cfg, 'attention_bias', false), mlp: configBool(cfg, 'mlp_bias', false) }
-    : { qkv: family === 'qwen2', o: false, mlp: false };
+  // (qwen3 reads attention_bias for q, k, v and o, as llama does, and has no mlp_bias)
+  const attnBias = family === 'llama' || family === 'qwen3' ? configBool(cfg, 'attention_bias', false) : false;
+  const bias = { qkv: attnBias || family === 'qwen2', o: attnBias, mlp: family === 'llama' ? configBool(cfg, 'mlp_bias', false) : false };
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu')
     throw new IgnisError('E_FORMAT', `loadModel: config.json: hidden_act '${cfg.hidden_act}' is not supported (silu)`);
   const hidden = needInt(cfg, 'hidden_size'), heads = needInt(cfg, 'num_attention_heads');
@@ -54,6 +56,7 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
     tied: cfg.tie_word_embeddings === true,
     bias,
     window: slidingWindow(cfg, family),
+    qkNorm: family === 'qwen3',
   };
   if (!Number.isInteger(c.headDim) || c.headDim % 2 || c.heads % c.kvHeads)
     throw new IgnisError('E_FORMAT', `loadModel: config.json: heads ${c.heads}, kv heads ${c.kvHeads} and head_dim ${c.headDim} do not fit together`);
@@ -73,7 +76,7 @@ function slidingWindow(cfg: Record<string, unknown>, family: LlamaConfig['modelT
     throw new IgnisError('E_FORMAT', `loadModel: config.json: layer_types ${JSON.stringify(types)} is not a list of 'full_attention' / 'sliding_attention'`);
   // MistralConfig's sliding_window defaults to 4096 when the key is absent; null turns it off
   const used = (family === 'mistral' && cfg.sliding_window !== null) ||
-    (family === 'qwen2' && configBool(cfg, 'use_sliding_window', false)) ||
+    ((family === 'qwen2' || family === 'qwen3') && configBool(cfg, 'use_sliding_window', false)) ||
     (Array.isArray(types) && types.includes('sliding_attention'));
   return used ? needInt(cfg, 'sliding_window', 4096) : undefined;
 }
@@ -120,6 +123,9 @@ interface Layer {
   gate: Linear;
   up: Linear;
   down: Linear;
+  /** qwen3's per-head RMSNorm weights of q and k, [headDim] each */
+  qNorm?: Tensor;
+  kNorm?: Tensor;
   /** the biases the family has, by layer name (q, k, v, o, gate, up, down) */
   bias: Partial<Record<'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down', Tensor>>;
 }
@@ -154,6 +160,7 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
       bias.down = await vec(`${p}mlp.down_proj.bias`, H);
     }
     layers.push({
+      ...(c.qkNorm ? { qNorm: await vec(`${p}self_attn.q_norm.weight`, c.headDim), kNorm: await vec(`${p}self_attn.k_norm.weight`, c.headDim) } : {}),
       ln1: await vec(`${p}input_layernorm.weight`, H),
       ln2: await vec(`${p}post_attention_layernorm.weight`, H),
       q: await lin(`${p}self_attn.q_proj.weight`, qd, H),
@@ -177,7 +184,7 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
 export function llamaWeightBytes(w: LlamaWeights): number {
   let n = tensorBytes(w.embed) + tensorBytes(w.norm) + (w.head.t === w.embed ? 0 : linearBytes(w.head));
   for (const l of w.layers) {
-    n += tensorBytes(l.ln1) + tensorBytes(l.ln2);
+    n += tensorBytes(l.ln1) + tensorBytes(l.ln2) + (l.qNorm ? tensorBytes(l.qNorm) + tensorBytes(l.kNorm!) : 0);
     for (const b of Object.values(l.bias)) n += tensorBytes(b);
     for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) n += linearBytes(x);
   }
@@ -191,6 +198,8 @@ export function disposeLlama(w: LlamaWeights): void {
   for (const l of w.layers) {
     l.ln1.dispose();
     l.ln2.dispose();
+    l.qNorm?.dispose();
+    l.kNorm?.dispose();
     for (const b of Object.values(l.bias)) b.dispose();
     for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) disposeLinear(x);
   }
@@ -214,8 +223,10 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
       mode === 'step' ? g.kvCache(`layer${i}`, { batch: 'batch', maxSeq, heads: c.kvHeads, headDim: c.headDim, dtype }) : undefined;
     const h = g.rmsnorm(x, g.weight(`l${i}.ln1`, l.ln1), { eps: c.eps });
     const heads = (y: GraphNode, n: number) => g.reshape(y, ['batch', 'seq', n, c.headDim]);
-    const q = g.rope(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), { position, theta: c.theta });
-    const k = g.rope(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), { position, theta: c.theta });
+    // qwen3: q and k RMS-normalized per head (over headDim) before the rotation
+    const qkNorm = (y: GraphNode, w: Tensor | undefined, name: string) => (w ? g.rmsnorm(y, g.weight(name, w), { eps: c.eps }) : y);
+    const q = g.rope(qkNorm(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), l.qNorm, `l${i}.qnorm`), { position, theta: c.theta });
+    const k = g.rope(qkNorm(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), l.kNorm, `l${i}.knorm`), { position, theta: c.theta });
     const v = heads(linear(h, `l${i}.v`, l.v, undefined, l.bias.v), c.kvHeads);
     const a = g.attention(q, k, v, { causal: true, cache, position }); // [batch, seq, heads, headDim]
     x = g.add(x, linear(g.reshape(a, ['batch', 'seq', c.heads * c.headDim]), `l${i}.o`, l.o, undefined, l.bias.o));

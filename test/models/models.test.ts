@@ -38,6 +38,8 @@ const ARCHS: [string, () => ModelConfig][] = [
   ['llama-bias', () => tinyLlamaConfig({ attention_bias: true, mlp_bias: true })],
   // Qwen2: q, k, v biases, a tied head, a large base
   ['qwen2', () => tinyLlamaConfig({ model_type: 'qwen2', tie_word_embeddings: true, rope_theta: 1000000 })],
+  // Qwen3: per-head q/k RMSNorm, an explicit head_dim unlike hidden / heads (64 / 4 = 16), no biases
+  ['qwen3', () => tinyLlamaConfig({ model_type: 'qwen3', head_dim: 24, rope_theta: 1000000 })],
   // Mistral: a sliding window no shorter than the context, so attention is the full one
   ['mistral', () => tinyLlamaConfig({ model_type: 'mistral', sliding_window: 64 })],
 ];

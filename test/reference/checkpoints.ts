@@ -112,7 +112,7 @@ export function randomGpt2(cfg: Gpt2Config, seed: number, opts: Gpt2CheckpointOp
  * tie_word_embeddings is true.
  */
 export function randomLlama(cfg: LlamaConfig, seed: number): Weights {
-  const { V, E, I, L, H, Hkv, D, tied, bias } = llamaDims(cfg);
+  const { V, E, I, L, H, Hkv, D, tied, bias, qkNorm } = llamaDims(cfg);
   const b = new Builder(seed);
   // RMSNorm removes the scale of the embedding; a tied head then gives logits std ~ sqrt(E)
   b.normal('model.embed_tokens.weight', [V, E], 1);
@@ -130,6 +130,7 @@ export function randomLlama(cfg: LlamaConfig, seed: number): Weights {
     if (bias.qkv) for (const [n, rows] of [['q', H * D], ['k', Hkv * D], ['v', Hkv * D]] as const) b.normal(`${p}self_attn.${n}_proj.bias`, [rows], 0.5);
     if (bias.o) b.normal(`${p}self_attn.o_proj.bias`, [E], 0.5);
     if (bias.mlp) for (const [n, rows] of [['gate', I], ['up', I], ['down', E]] as const) b.normal(`${p}mlp.${n}_proj.bias`, [rows], 0.5);
+    if (qkNorm) for (const n of ['q', 'k']) b.gain(`${p}self_attn.${n}_norm.weight`, D);
     b.gain(`${p}input_layernorm.weight`, E);
     b.gain(`${p}post_attention_layernorm.weight`, E);
   }

@@ -29,9 +29,10 @@ export interface Gpt2Config {
   scale_attn_by_inverse_layer_idx?: boolean;
 }
 
-/** Llama and the families built like it: Qwen2 (q/k/v biases), Mistral (a sliding window). */
+/** Llama and the families built like it: Qwen2 (q/k/v biases), Qwen3 (per-head q/k RMSNorm),
+ * Mistral (a sliding window). */
 export interface LlamaConfig {
-  model_type: 'llama' | 'qwen2' | 'mistral';
+  model_type: 'llama' | 'qwen2' | 'qwen3' | 'mistral';
   vocab_size: number;
   hidden_size: number;
   intermediate_size: number;
@@ -119,12 +120,14 @@ export interface LlamaDims {
   tied: boolean;
   /** which linear layers carry a bias */
   bias: { qkv: boolean; o: boolean; mlp: boolean };
+  /** qwen3: q and k RMS-normalized per head (weights [head_dim]) before the rotation */
+  qkNorm: boolean;
   /** the sliding window, where one applies */
   window?: number;
 }
 
 export function llamaDims(cfg: LlamaConfig): LlamaDims {
-  if (!['llama', 'qwen2', 'mistral'].includes(cfg.model_type)) throw new Error(`llama reference: model_type ${cfg.model_type}`);
+  if (!['llama', 'qwen2', 'qwen3', 'mistral'].includes(cfg.model_type)) throw new Error(`llama reference: model_type ${cfg.model_type}`);
   if (cfg.hidden_act !== 'silu') throw new Error(`llama reference: hidden_act ${cfg.hidden_act} is not supported (silu only)`);
   if (cfg.rope_scaling != null) throw new Error('llama reference: rope_scaling is not supported');
   if ((cfg.rope_parameters?.rope_type ?? 'default') !== 'default') throw new Error('llama reference: only the default rope type');
@@ -145,13 +148,14 @@ export function llamaDims(cfg: LlamaConfig): LlamaDims {
     theta: cfg.rope_parameters?.rope_theta ?? cfg.rope_theta ?? 10000,
     tied: cfg.tie_word_embeddings ?? false,
     bias: {
-      qkv: cfg.model_type === 'qwen2' || (cfg.model_type === 'llama' && !!cfg.attention_bias),
-      o: cfg.model_type === 'llama' && !!cfg.attention_bias,
+      qkv: cfg.model_type === 'qwen2' || ((cfg.model_type === 'llama' || cfg.model_type === 'qwen3') && !!cfg.attention_bias),
+      o: (cfg.model_type === 'llama' || cfg.model_type === 'qwen3') && !!cfg.attention_bias,
       mlp: cfg.model_type === 'llama' && !!cfg.mlp_bias,
     },
+    qkNorm: cfg.model_type === 'qwen3',
     // MistralConfig: sliding_window 4096 when absent, null for none
     window: cfg.model_type === 'mistral' ? (cfg.sliding_window === null ? undefined : cfg.sliding_window ?? 4096)
-      : cfg.model_type === 'qwen2' && cfg.use_sliding_window ? cfg.sliding_window ?? 4096 : undefined,
+      : (cfg.model_type === 'qwen2' || cfg.model_type === 'qwen3') && cfg.use_sliding_window ? cfg.sliding_window ?? 4096 : undefined,
   };
 }
 
@@ -278,7 +282,7 @@ export function gpt2Forward(cfg: Gpt2Config, w: Weights, ids: readonly (readonly
  * down(silu(gate(x)) * up(x)), logits = norm(x) @ lm_head^T (embed_tokens when tied).
  */
 export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readonly number[])[], opts: ForwardOptions = {}): Float64Array {
-  const { V, E, I, L, H, Hkv, D, eps, theta, tied, bias, window } = llamaDims(cfg);
+  const { V, E, I, L, H, Hkv, D, eps, theta, tied, bias, qkNorm, window } = llamaDims(cfg);
   const { B, S } = checkIds(ids, V);
   const pos0 = opts.pos0 ?? 0;
   if (!Number.isInteger(pos0) || pos0 < 0) throw new Error(`llama reference: pos0 ${pos0} must be a non-negative integer`);
@@ -305,8 +309,11 @@ export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readon
     const q = lin(h1, `${p}self_attn.q_proj`, H * D, E, bias.qkv); // (B, S, H, D)
     const k = lin(h1, `${p}self_attn.k_proj`, Hkv * D, E, bias.qkv); // (B, S, Hkv, D)
     const v = lin(h1, `${p}self_attn.v_proj`, Hkv * D, E, bias.qkv); // (B, S, Hkv, D)
-    const qr = rope(q, [B, S, H, D], pos0, theta).data;
-    const kr = rope(k, [B, S, Hkv, D], pos0, theta).data;
+    // qwen3: each head of q and k RMS-normalized over head_dim, then rotated
+    const qn = qkNorm ? rmsnorm(q, [T * H, D], get(`${p}self_attn.q_norm.weight`, [D]), eps).data : q;
+    const kn = qkNorm ? rmsnorm(k, [T * Hkv, D], get(`${p}self_attn.k_norm.weight`, [D]), eps).data : k;
+    const qr = rope(qn, [B, S, H, D], pos0, theta).data;
+    const kr = rope(kn, [B, S, Hkv, D], pos0, theta).data;
     const a = attention(qr, kr, v, B, S, S, H, Hkv, D, { causal: true }).data; // (B, S, H, D)
     addInto(x, lin(a, `${p}self_attn.o_proj`, E, H * D, bias.o));
 
@@ -334,6 +341,7 @@ export function forwardReference(cfg: ModelConfig, w: Weights, ids: readonly (re
       return gpt2Forward(cfg, w, ids, opts);
     case 'llama':
     case 'qwen2':
+    case 'qwen3':
     case 'mistral':
       return llamaForward(cfg, w, ids, opts);
     default:
