@@ -59,7 +59,7 @@ export interface GenerateOptions extends SamplingOptions {
 type Arch = { config: Gpt2Config; weights: Gpt2Weights } | { config: LlamaConfig; weights: LlamaWeights };
 
 export class LanguageModel {
-  readonly modelType: 'gpt2' | 'llama' | 'qwen2' | 'qwen3' | 'mistral';
+  readonly modelType: 'gpt2' | 'llama' | 'qwen2' | 'qwen3' | 'mistral' | 'phi3';
   readonly vocabSize: number;
   /** the longest sequence a state holds */
   readonly maxSeq: number;
@@ -260,8 +260,8 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   // The config first, all of it checked before a byte of weights is read.
   let config: Gpt2Config | LlamaConfig;
   if (raw.model_type === 'gpt2') config = gpt2Config(raw);
-  else if (['llama', 'qwen2', 'qwen3', 'mistral'].includes(raw.model_type as string)) config = llamaConfig(raw);
-  else throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama, qwen2, qwen3, mistral)`);
+  else if (['llama', 'qwen2', 'qwen3', 'mistral', 'phi3'].includes(raw.model_type as string)) config = llamaConfig(raw);
+  else throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama, qwen2, qwen3, mistral, phi3)`);
   const eos = await eosTokenIds(dir, raw, config.vocab);
   const context = config.modelType === 'gpt2' ? config.positions : config.maxPositions;
   // a sliding window of w equals full attention up to w tokens, and that is all ignis computes

@@ -5,12 +5,12 @@
 import { IgnisError } from '../errors';
 import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
-import { Tensor } from '../tensor';
-import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, tensorBytes, WeightOptions } from './weights';
+import { tensor, Tensor } from '../tensor';
+import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, readHost, tensorBytes, WeightOptions } from './weights';
 
 export interface LlamaConfig {
   /** the checkpoint's family: the same graph, with the biases and window each one has */
-  modelType: 'llama' | 'qwen2' | 'qwen3' | 'mistral';
+  modelType: 'llama' | 'qwen2' | 'qwen3' | 'mistral' | 'phi3';
   vocab: number;
   hidden: number;
   intermediate: number;
@@ -74,8 +74,9 @@ function slidingWindow(cfg: Record<string, unknown>, family: LlamaConfig['modelT
   const types = cfg.layer_types;
   if (types != null && (!Array.isArray(types) || types.some((t) => t !== 'full_attention' && t !== 'sliding_attention')))
     throw new IgnisError('E_FORMAT', `loadModel: config.json: layer_types ${JSON.stringify(types)} is not a list of 'full_attention' / 'sliding_attention'`);
-  // MistralConfig's sliding_window defaults to 4096 when the key is absent; null turns it off
-  const used = (family === 'mistral' && cfg.sliding_window !== null) ||
+  // MistralConfig's sliding_window defaults to 4096 when the key is absent, Phi3Config's to none;
+  // null turns it off
+  const used = (family === 'mistral' && cfg.sliding_window !== null) || (family === 'phi3' && cfg.sliding_window != null) ||
     ((family === 'qwen2' || family === 'qwen3') && configBool(cfg, 'use_sliding_window', false)) ||
     (Array.isArray(types) && types.includes('sliding_attention'));
   return used ? needInt(cfg, 'sliding_window', 4096) : undefined;
@@ -143,6 +144,15 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
   const lin = async (name: string, N: number, K: number) =>
     linearFromNK(await readChecked(src, name, [N, K], act, o.device), o);
   const H = c.hidden, I = c.intermediate, qd = c.heads * c.headDim, kd = c.kvHeads * c.headDim;
+  // W [sum(rows), K] stored as one tensor: one linear layer per block of rows, in order
+  const fusedRows = async (name: string, K: number, rows: number[]) => {
+    const host = await readHost(src, name, [rows.reduce((a, b) => a + b, 0), K]);
+    let r0 = 0;
+    return rows.map((n) => {
+      const part = host.subarray(r0 * K, (r0 += n) * K);
+      return linearFromNK(tensor(part, { shape: [n, K], dtype: act, device: o.device }), o);
+    });
+  };
   const embed = await readChecked(src, 'model.embed_tokens.weight', [c.vocab, H], act, o.device);
   const layers: Layer[] = [];
   for (let i = 0; i < c.layers; i++) {
@@ -159,16 +169,23 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
       bias.up = await vec(`${p}mlp.up_proj.bias`, I);
       bias.down = await vec(`${p}mlp.down_proj.bias`, H);
     }
+    // phi3 stores q, k, v in one qkv_proj and gate, up in one gate_up_proj: split by rows
+    const [q, k, v] = c.modelType === 'phi3'
+      ? await fusedRows(`${p}self_attn.qkv_proj.weight`, H, [qd, kd, kd])
+      : [await lin(`${p}self_attn.q_proj.weight`, qd, H), await lin(`${p}self_attn.k_proj.weight`, kd, H), await lin(`${p}self_attn.v_proj.weight`, kd, H)];
+    const [gate, up] = c.modelType === 'phi3'
+      ? await fusedRows(`${p}mlp.gate_up_proj.weight`, H, [I, I])
+      : [await lin(`${p}mlp.gate_proj.weight`, I, H), await lin(`${p}mlp.up_proj.weight`, I, H)];
     layers.push({
       ...(c.qkNorm ? { qNorm: await vec(`${p}self_attn.q_norm.weight`, c.headDim), kNorm: await vec(`${p}self_attn.k_norm.weight`, c.headDim) } : {}),
       ln1: await vec(`${p}input_layernorm.weight`, H),
       ln2: await vec(`${p}post_attention_layernorm.weight`, H),
-      q: await lin(`${p}self_attn.q_proj.weight`, qd, H),
-      k: await lin(`${p}self_attn.k_proj.weight`, kd, H),
-      v: await lin(`${p}self_attn.v_proj.weight`, kd, H),
+      q,
+      k,
+      v,
       o: await lin(`${p}self_attn.o_proj.weight`, H, qd),
-      gate: await lin(`${p}mlp.gate_proj.weight`, I, H),
-      up: await lin(`${p}mlp.up_proj.weight`, I, H),
+      gate,
+      up,
       down: await lin(`${p}mlp.down_proj.weight`, H, I),
       bias,
     });

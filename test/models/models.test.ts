@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as ignis from '../../lib/index';
 import { drawToken } from '../../lib/models/sampling';
 import { forDevices } from '../helpers';
-import { randomGpt2, randomLlama, roundWeights, tinyGpt2Config, tinyLlamaConfig } from '../reference/checkpoints';
+import { phi3Layout, randomGpt2, randomLlama, roundWeights, tinyGpt2Config, tinyLlamaConfig } from '../reference/checkpoints';
 import { forwardReference, greedyReference, type ModelConfig, type Weights } from '../reference/models';
 import { rngFor, testSeed } from '../reference/rng';
 import { relError, removeDir, writeCheckpoint } from './helpers';
@@ -21,7 +21,7 @@ afterAll(() => dirs.forEach(removeDir));
 async function checkpoint(cfg: ModelConfig, stored: 'f32' | 'bf16', opts: { shards?: boolean; prefix?: boolean } = {}) {
   const s = rngFor(`${cfg.model_type} ${stored}`, seed).int(0, 1 << 30);
   const w = cfg.model_type === 'gpt2' ? randomGpt2(cfg, s, { transformerPrefix: opts.prefix }) : randomLlama(cfg, s);
-  const dir = await writeCheckpoint(cfg, w, stored, opts.shards);
+  const dir = await writeCheckpoint(cfg, cfg.model_type === 'phi3' ? phi3Layout(cfg, w) : w, stored, opts.shards);
   dirs.push(dir);
   return { dir, w: stored === 'f32' ? w : roundWeights(w, stored) };
 }
@@ -40,6 +40,8 @@ const ARCHS: [string, () => ModelConfig][] = [
   ['qwen2', () => tinyLlamaConfig({ model_type: 'qwen2', tie_word_embeddings: true, rope_theta: 1000000 })],
   // Qwen3: per-head q/k RMSNorm, an explicit head_dim unlike hidden / heads (64 / 4 = 16), no biases
   ['qwen3', () => tinyLlamaConfig({ model_type: 'qwen3', head_dim: 24, rope_theta: 1000000 })],
+  // Phi-3: q, k, v in one qkv_proj, gate and up in one gate_up_proj
+  ['phi3', () => tinyLlamaConfig({ model_type: 'phi3' })],
   // Mistral: a sliding window no shorter than the context, so attention is the full one
   ['mistral', () => tinyLlamaConfig({ model_type: 'mistral', sliding_window: 64 })],
 ];

@@ -139,6 +139,32 @@ export function randomLlama(cfg: LlamaConfig, seed: number): Weights {
   return b.w;
 }
 
+/**
+ * Phi-3's layout of Llama weights, as a checkpoint stores them: self_attn.qkv_proj.weight holds
+ * q, k and v's rows in that order, mlp.gate_up_proj.weight gate's then up's (the reference reads
+ * the separate ones).
+ */
+export function phi3Layout(cfg: LlamaConfig, w: Weights): Weights {
+  const out: Weights = new Map(w);
+  for (let l = 0; l < cfg.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.`;
+    const fuse = (to: string, parts: string[]) => {
+      const ts = parts.map((n) => w.get(p + n)!);
+      const data = new Float64Array(ts.reduce((n, t) => n + t.data.length, 0));
+      let at = 0;
+      for (const t of ts) {
+        data.set(t.data, at);
+        at += t.data.length;
+      }
+      out.set(p + to, { shape: [ts.reduce((n, t) => n + t.shape[0], 0), ts[0].shape[1]], data });
+      for (const n of parts) out.delete(p + n);
+    };
+    fuse('self_attn.qkv_proj.weight', ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight']);
+    fuse('mlp.gate_up_proj.weight', ['mlp.gate_proj.weight', 'mlp.up_proj.weight']);
+  }
+  return out;
+}
+
 /** A copy of w with every value rounded to dtype, so a reference sees the values an engine loads. */
 export function roundWeights(w: Weights, dtype: FloatDType): Weights {
   const out: Weights = new Map();

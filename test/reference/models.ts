@@ -32,7 +32,7 @@ export interface Gpt2Config {
 /** Llama and the families built like it: Qwen2 (q/k/v biases), Qwen3 (per-head q/k RMSNorm),
  * Mistral (a sliding window). */
 export interface LlamaConfig {
-  model_type: 'llama' | 'qwen2' | 'qwen3' | 'mistral';
+  model_type: 'llama' | 'qwen2' | 'qwen3' | 'mistral' | 'phi3';
   vocab_size: number;
   hidden_size: number;
   intermediate_size: number;
@@ -127,7 +127,7 @@ export interface LlamaDims {
 }
 
 export function llamaDims(cfg: LlamaConfig): LlamaDims {
-  if (!['llama', 'qwen2', 'qwen3', 'mistral'].includes(cfg.model_type)) throw new Error(`llama reference: model_type ${cfg.model_type}`);
+  if (!['llama', 'qwen2', 'qwen3', 'mistral', 'phi3'].includes(cfg.model_type)) throw new Error(`llama reference: model_type ${cfg.model_type}`);
   if (cfg.hidden_act !== 'silu') throw new Error(`llama reference: hidden_act ${cfg.hidden_act} is not supported (silu only)`);
   if (cfg.rope_scaling != null) throw new Error('llama reference: rope_scaling is not supported');
   if ((cfg.rope_parameters?.rope_type ?? 'default') !== 'default') throw new Error('llama reference: only the default rope type');
@@ -154,7 +154,9 @@ export function llamaDims(cfg: LlamaConfig): LlamaDims {
     },
     qkNorm: cfg.model_type === 'qwen3',
     // MistralConfig: sliding_window 4096 when absent, null for none
-    window: cfg.model_type === 'mistral' ? (cfg.sliding_window === null ? undefined : cfg.sliding_window ?? 4096)
+    // Phi3Config: sliding_window null when absent
+    window: cfg.model_type === 'phi3' ? cfg.sliding_window ?? undefined
+      : cfg.model_type === 'mistral' ? (cfg.sliding_window === null ? undefined : cfg.sliding_window ?? 4096)
       : (cfg.model_type === 'qwen2' || cfg.model_type === 'qwen3') && cfg.use_sliding_window ? cfg.sliding_window ?? 4096 : undefined,
   };
 }
@@ -343,6 +345,7 @@ export function forwardReference(cfg: ModelConfig, w: Weights, ids: readonly (re
     case 'qwen2':
     case 'qwen3':
     case 'mistral':
+    case 'phi3':
       return llamaForward(cfg, w, ids, opts);
     default:
       throw new Error(`reference: unsupported model_type ${(cfg as { model_type: unknown }).model_type}`);
