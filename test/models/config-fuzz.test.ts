@@ -18,7 +18,8 @@ afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-const HOSTILE: unknown[] = [0, -1, 1.5, 0.5, 2 ** 40, 2 ** 53, 1e300, -0, '4', '', null, true, [], [1, 2], {}, { a: 1 }, 'llama', 'silu'];
+const HOSTILE: unknown[] = [0, -1, 1.5, 0.5, 2 ** 40, 2 ** 53, 1e300, -0, '4', '', null, true, [], [1, 2], {}, { a: 1 }, 'llama', 'silu',
+  'qwen2', 'qwen3', 'mistral', 'phi3', ['full_attention', 'sliding_attention']];
 
 for (const modelType of ['llama', 'gpt2'] as const) {
   describe(`config.json mutation, ${modelType}`, () => {
@@ -31,7 +32,8 @@ for (const modelType of ['llama', 'gpt2'] as const) {
       const seed = testSeed();
       const rng = rngFor(`config fuzz ${modelType}`, seed);
       const keys = [...Object.keys(base), 'rope_scaling', 'rope_parameters', 'partial_rotary_factor', 'attention_bias', 'mlp_bias',
-        'scale_attn_weights', 'scale_attn_by_inverse_layer_idx', 'reorder_and_upcast_attn', 'head_dim', 'n_inner', 'tie_word_embeddings', 'unknown_key'];
+        'scale_attn_weights', 'scale_attn_by_inverse_layer_idx', 'reorder_and_upcast_attn', 'sliding_window', 'use_sliding_window',
+        'layer_types', 'eos_token_id', 'head_dim', 'n_inner', 'tie_word_embeddings', 'unknown_key'];
       const pick = <T>(xs: readonly T[]): T => xs[rng.ints(1, 0, xs.length - 1)[0]];
       const counts = { loaded: 0, refused: 0 };
       for (let i = 0; i < CASES; i++) {
