@@ -232,7 +232,7 @@ export class LanguageModel {
   }
 }
 
-/** Loads a Hugging Face style checkpoint directory of model_type 'gpt2' or 'llama'. */
+/** Loads a Hugging Face style checkpoint directory: model_type gpt2, llama, qwen2, qwen3, mistral or phi3. */
 export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<LanguageModel> {
   const op = 'loadModel';
   if (typeof dir !== 'string' || !dir) throw typeError(`${op}: dir must be a directory path, got ${describe(dir)}`);
