@@ -264,11 +264,15 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   else throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama, qwen2, qwen3, mistral, phi3)`);
   const eos = await eosTokenIds(dir, raw, config.vocab);
   const context = config.modelType === 'gpt2' ? config.positions : config.maxPositions;
-  // a sliding window of w equals full attention up to w tokens, and that is all ignis computes
+  // a sliding window of w equals full attention up to w tokens, and dynamic NTK RoPE the default
+  // rotation up to the original context: that is all ignis computes
   const window = config.modelType === 'gpt2' ? undefined : config.window;
-  const maxSeq = Math.min(context, v.int(op, 'maxSeq', o.maxSeq, 1, Math.min(context, 2048, window ?? Infinity)));
+  const ropeLimit = config.modelType === 'gpt2' ? undefined : config.ropeLimit;
+  const maxSeq = Math.min(context, v.int(op, 'maxSeq', o.maxSeq, 1, Math.min(context, 2048, window ?? Infinity, ropeLimit ?? Infinity)));
   if (window !== undefined && maxSeq > window)
     throw new IgnisError('E_ARGUMENT', `${op}: maxSeq ${maxSeq} passes the config's sliding_window ${window}: attention is computed over every key, which equals the window's only up to ${window} tokens`);
+  if (ropeLimit !== undefined && maxSeq > ropeLimit)
+    throw new IgnisError('E_ARGUMENT', `${op}: maxSeq ${maxSeq} passes ${ropeLimit}, where the config's dynamic RoPE scaling starts (the default rotation is computed, which it equals up to there)`);
 
   const opened = await openCheckpoint(dir);
   const src = watched(opened, o.onProgress, signal);

@@ -29,6 +29,8 @@ export interface LlamaConfig {
   window?: number;
   /** qwen3: q and k RMS-normalized per head before the rotation */
   qkNorm: boolean;
+  /** dynamic NTK RoPE: the length up to which it is the default rotation (maxSeq is held to it) */
+  ropeLimit?: number;
 }
 
 export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
@@ -41,6 +43,7 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu')
     throw new IgnisError('E_FORMAT', `loadModel: config.json: hidden_act '${cfg.hidden_act}' is not supported (silu)`);
   const hidden = needInt(cfg, 'hidden_size'), heads = needInt(cfg, 'num_attention_heads');
+  const rope = ropeOf(cfg);
   const c: LlamaConfig = {
     modelType: family,
     vocab: needInt(cfg, 'vocab_size'),
@@ -51,7 +54,8 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
     kvHeads: needInt(cfg, 'num_key_value_heads', heads),
     headDim: cfg.head_dim == null ? hidden / heads : needInt(cfg, 'head_dim'),
     eps: need(cfg, 'rms_norm_eps', 1e-6),
-    theta: ropeTheta(cfg),
+    theta: rope.theta,
+    ropeLimit: rope.limit,
     maxPositions: needInt(cfg, 'max_position_embeddings', 2048),
     tied: cfg.tie_word_embeddings === true,
     bias,
@@ -83,35 +87,48 @@ function slidingWindow(cfg: Record<string, unknown>, family: LlamaConfig['modelT
 }
 
 /**
- * RoPE's base as transformers reads it: transformers 5 writes `rope_parameters: { rope_type,
- * rope_theta, ... }`, 4.x a top-level `rope_theta` and an optional `rope_scaling`. Only the
- * default rotation is computed here; every other rope type, and a partial rotary factor, is
- * E_FORMAT naming the key (a wrong rotation would give wrong logits and no error).
+ * RoPE as transformers reads it: transformers 5 writes `rope_parameters: { rope_type, rope_theta,
+ * ... }`, 4.x a top-level `rope_theta` and an optional `rope_scaling`. The default rotation is
+ * computed, and 'dynamic' (NTK) too, which is the default rotation until a sequence passes the
+ * original context (its base grows only beyond it): `limit` holds maxSeq there. Every other rope
+ * type, and a partial rotary factor, is E_FORMAT naming the key (a wrong rotation would give
+ * wrong logits and no error).
  */
-function ropeTheta(cfg: Record<string, unknown>): number {
+function ropeOf(cfg: Record<string, unknown>): { theta: number; limit?: number } {
   const typeOf = (o: Record<string, unknown>) => o.rope_type ?? o.type ?? 'default';
   const where = (k: string, o: unknown) => `loadModel: config.json: ${k} ${JSON.stringify(o)}`;
+  // dynamic NTK: exact as the default up to the original context; its factor must make sense
+  const scaling = (o: Record<string, unknown>, key: string): number | undefined => {
+    const type = typeOf(o);
+    if (type === 'default') return undefined;
+    if (type !== 'dynamic') throw new IgnisError('E_FORMAT', `loadModel: config.json: ${key} type ${JSON.stringify(type)} is not supported yet (default, dynamic)`);
+    const factor = o.factor;
+    if (typeof factor !== 'number' || !(factor >= 1)) throw new IgnisError('E_FORMAT', `${where(`${key}.factor`, factor)} must be a number >= 1`);
+    const original = o.original_max_position_embeddings ?? cfg.max_position_embeddings ?? 2048;
+    if (!Number.isSafeInteger(original) || (original as number) < 1) throw new IgnisError('E_FORMAT', `${where(`${key}.original_max_position_embeddings`, original)} must be a whole number >= 1`);
+    return original as number;
+  };
+  let limit: number | undefined;
   if (cfg.rope_scaling != null) {
     const s = cfg.rope_scaling;
     if (typeof s !== 'object' || Array.isArray(s)) throw new IgnisError('E_FORMAT', `${where('rope_scaling', s)} is not an object`);
-    if (typeOf(s as Record<string, unknown>) !== 'default')
-      throw new IgnisError('E_FORMAT', `${where('rope_scaling', s)} is not supported yet (the default rotation only)`);
+    limit = scaling(s as Record<string, unknown>, 'rope_scaling');
   }
   if (cfg.partial_rotary_factor != null && cfg.partial_rotary_factor !== 1)
     throw new IgnisError('E_FORMAT', `${where('partial_rotary_factor', cfg.partial_rotary_factor)} is not supported (1: every dimension rotates)`);
   const p = cfg.rope_parameters;
-  if (p == null) return need(cfg, 'rope_theta', 10000);
+  if (p == null) return { theta: need(cfg, 'rope_theta', 10000), limit };
   if (typeof p !== 'object' || Array.isArray(p)) throw new IgnisError('E_FORMAT', `${where('rope_parameters', p)} is not an object`);
   const params = p as Record<string, unknown>;
-  if (typeOf(params) !== 'default')
-    throw new IgnisError('E_FORMAT', `loadModel: config.json: rope_parameters.rope_type ${JSON.stringify(typeOf(params))} is not supported yet (default)`);
+  const l2 = scaling(params, 'rope_parameters');
+  if (l2 !== undefined) limit = Math.min(limit ?? l2, l2);
   if (params.partial_rotary_factor != null && params.partial_rotary_factor !== 1)
     throw new IgnisError('E_FORMAT', `${where('rope_parameters.partial_rotary_factor', params.partial_rotary_factor)} is not supported (1: every dimension rotates)`);
-  if (params.rope_theta == null) return need(cfg, 'rope_theta', 10000);
+  if (params.rope_theta == null) return { theta: need(cfg, 'rope_theta', 10000), limit };
   const theta = need(params, 'rope_theta');
   if (cfg.rope_theta != null && cfg.rope_theta !== theta)
     throw new IgnisError('E_FORMAT', `loadModel: config.json: rope_theta ${JSON.stringify(cfg.rope_theta)} and rope_parameters.rope_theta ${theta} disagree`);
-  return theta;
+  return { theta, limit };
 }
 
 interface Layer {

@@ -198,6 +198,8 @@ forDevices((device) => {
       [tinyLlamaConfig({ num_key_value_heads: 1, rope_theta: 500000 }), {}],
       // transformers 5 writes the base inside rope_parameters (before, it was read as 10000)
       [{ ...tinyLlamaConfig({ rope_parameters: { rope_type: 'default', rope_theta: 500000 } }), rope_theta: undefined }, {}],
+      // dynamic NTK: the default rotation within the original context (64 here)
+      [{ ...tinyLlamaConfig({ rope_parameters: { rope_type: 'dynamic', rope_theta: 500000, factor: 4 } }), rope_theta: undefined }, {}],
       [tinyGpt2Config({ scale_attn_by_inverse_layer_idx: true }), {}],
       [tinyGpt2Config({ scale_attn_weights: false, scale_attn_by_inverse_layer_idx: true }), {}],
     ];
@@ -237,8 +239,12 @@ describe('loadModel errors', () => {
     await expectReject(ignis.loadModel(copy(cfgWith({ hidden_size: 96 }))), 'E_FORMAT', 'model.embed_tokens.weight');
     await expectReject(ignis.loadModel(copy(cfgWith({ rope_scaling: { rope_type: 'llama3', factor: 8 } }))), 'E_FORMAT', 'rope_scaling');
     // every key that would change the math and is not computed: refused, by name
-    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'llama3', rope_theta: 500000, factor: 8 } }))), 'E_FORMAT', 'rope_parameters.rope_type "llama3"');
-    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'yarn', rope_theta: 10000, factor: 4 } }))), 'E_FORMAT', 'rope_parameters.rope_type "yarn"');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'llama3', rope_theta: 500000, factor: 8 } }))), 'E_FORMAT', 'rope_parameters type "llama3" is not supported yet');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'yarn', rope_theta: 10000, factor: 4 } }))), 'E_FORMAT', 'rope_parameters type "yarn"');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'linear', rope_theta: 10000, factor: 2 } }))), 'E_FORMAT', 'rope_parameters type "linear"');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_theta: undefined, rope_parameters: { rope_type: 'dynamic', rope_theta: 10000, factor: 0.5 } }))), 'E_FORMAT', 'rope_parameters.factor 0.5 must be a number >= 1');
+    // dynamic NTK equals the default rotation only up to the original context: maxSeq held there
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_theta: undefined, rope_parameters: { rope_type: 'dynamic', rope_theta: 10000, factor: 2, original_max_position_embeddings: 16 } })), { maxSeq: 32 }), 'E_ARGUMENT', 'maxSeq 32 passes 16, where the config\'s dynamic RoPE scaling starts');
     await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_theta: 500000 } }))), 'E_FORMAT', 'rope_theta 10000 and rope_parameters.rope_theta 500000 disagree');
     await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_theta: 10000, partial_rotary_factor: 0.5 } }))), 'E_FORMAT', 'rope_parameters.partial_rotary_factor');
     await expectReject(ignis.loadModel(copy(cfgWith({ partial_rotary_factor: 0.5 }))), 'E_FORMAT', 'partial_rotary_factor 0.5');

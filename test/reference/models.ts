@@ -46,7 +46,7 @@ export interface LlamaConfig {
   /** default 10000 */
   rope_theta?: number;
   /** transformers 5's form: the base here (only the default rope type) */
-  rope_parameters?: { rope_type?: string; rope_theta?: number };
+  rope_parameters?: { rope_type?: string; rope_theta?: number; factor?: number; original_max_position_embeddings?: number };
   max_position_embeddings: number;
   /** default false: lm_head.weight is a tensor of its own */
   tie_word_embeddings?: boolean;
@@ -130,7 +130,8 @@ export function llamaDims(cfg: LlamaConfig): LlamaDims {
   if (!['llama', 'qwen2', 'qwen3', 'mistral', 'phi3'].includes(cfg.model_type)) throw new Error(`llama reference: model_type ${cfg.model_type}`);
   if (cfg.hidden_act !== 'silu') throw new Error(`llama reference: hidden_act ${cfg.hidden_act} is not supported (silu only)`);
   if (cfg.rope_scaling != null) throw new Error('llama reference: rope_scaling is not supported');
-  if ((cfg.rope_parameters?.rope_type ?? 'default') !== 'default') throw new Error('llama reference: only the default rope type');
+  // dynamic NTK is the default rotation up to the original context (llamaForward checks the length)
+  if (!['default', 'dynamic'].includes(cfg.rope_parameters?.rope_type ?? 'default')) throw new Error('llama reference: only the default and dynamic rope types');
   const H = cfg.num_attention_heads;
   const Hkv = cfg.num_key_value_heads ?? H;
   if (H % Hkv !== 0) throw new Error(`llama reference: num_attention_heads ${H} is not a multiple of num_key_value_heads ${Hkv}`);
@@ -289,6 +290,9 @@ export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readon
   const pos0 = opts.pos0 ?? 0;
   if (!Number.isInteger(pos0) || pos0 < 0) throw new Error(`llama reference: pos0 ${pos0} must be a non-negative integer`);
   if (window !== undefined && pos0 + S > window) throw new Error(`llama reference: ${pos0 + S} positions pass the sliding window ${window}`);
+  const rp = cfg.rope_parameters;
+  if (rp?.rope_type === 'dynamic' && pos0 + S > (rp.original_max_position_embeddings ?? cfg.max_position_embeddings))
+    throw new Error('llama reference: past the original context, dynamic NTK changes the base (not modelled)');
   const T = B * S;
   const get = (name: string, shape: readonly number[]) => tensorOf(w, name, shape);
   // y = x W^T (+ b where the family has that bias)
