@@ -293,6 +293,7 @@ describe('end of sequence', () => {
     const free = (await ids(dir)).out; // no eos_token_id anywhere: runs to maxNewTokens
     expect(free.length).toBe(10);
     const e = free[4], cut = free.slice(0, free.indexOf(e) + 1);
+    const other = [...Array(cfg.vocab_size).keys()].find((i) => !free.includes(i))!; // an id this run never emits
     const variant = (cfgPatch: object, gen?: object) => {
       const d = fs.mkdtempSync(dir + '-eos');
       dirs.push(d);
@@ -301,11 +302,13 @@ describe('end of sequence', () => {
       if (gen) fs.writeFileSync(path.join(d, 'generation_config.json'), JSON.stringify(gen));
       return d;
     };
-    expect(await ids(variant({ eos_token_id: e }))).toEqual({ out: cut, eos: [e] });
-    expect((await ids(variant({ eos_token_id: [96, e] }))).out).toEqual(cut);
+    const name = ctx(`eos ${e}, free run ${free}`);
+    expect(await ids(variant({ eos_token_id: e })), name).toEqual({ out: cut, eos: [e] });
+    expect((await ids(variant({ eos_token_id: [other, e] }))).out, name).toEqual(cut);
     // generation_config.json wins over config.json, as in transformers' generate()
-    expect((await ids(variant({ eos_token_id: 96 }, { eos_token_id: [e], do_sample: false }))).out).toEqual(cut);
-    expect((await ids(variant({ eos_token_id: e }), { eos: false })).out).toEqual(free);
+    expect((await ids(variant({ eos_token_id: e }, { eos_token_id: [other], do_sample: false }))).out, name).toEqual(free);
+    expect((await ids(variant({ eos_token_id: other }, { eos_token_id: [e], do_sample: false }))).out, name).toEqual(cut);
+    expect((await ids(variant({ eos_token_id: e }), { eos: false })).out, name).toEqual(free);
     const bad = async (d: string, text: string) => {
       const err = await ignis.loadModel(d).then(() => null, (x) => x);
       expect(err?.code, text).toBe('E_FORMAT');
