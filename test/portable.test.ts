@@ -2,12 +2,25 @@
 // builds build-linux-*-gnu/) asks for no glibc symbol newer than 2.28 and nothing of the system's
 // libstdc++ (RHEL 8, Debian 10, Ubuntu 20.04 and Amazon Linux 2023 have glibc 2.28 to 2.34 and
 // older libstdc++s than the build machine's); each musl one (build-linux-*-musl/, zig c++) needs
-// musl's libc alone. Read from the ELF files themselves (test/elf.ts).
+// musl's libc alone. Read from the ELF files themselves (scripts/elf.js, which the cross builds run too).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { libcOf, muslProblems, portabilityProblems, readElfNeeds } from './elf';
+/** scripts/elf.js's ElfNeeds */
+interface ElfNeeds {
+  machine: string;
+  libraries: string[];
+  versions: { file: string; version: string }[];
+  undefinedSymbols: { name: string; version: string }[];
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { libcOf, muslProblems, portabilityProblems, readElfNeeds } = require('../scripts/elf.js') as {
+  readElfNeeds(file: string): ElfNeeds;
+  portabilityProblems(needs: ElfNeeds, maxGlibc?: number[]): string[];
+  libcOf(needs: ElfNeeds): 'glibc' | 'musl' | undefined;
+  muslProblems(needs: ElfNeeds, muslSymbols?: Set<string>): string[];
+};
 
 const root = path.join(__dirname, '..');
 const built = fs

@@ -2,7 +2,7 @@
 # Cross-builds the linux-x64-musl and linux-arm64-musl (Alpine) addons on x86-64 Linux with zig c++
 # (scripts/build.js --target=linux-<arch>-musl: cmake-js with cmake/linux-<arch>-musl.cmake, zig
 # fetched by scripts/toolchain.js zig(), IGNIS_CUDA=OFF) into build-linux-<arch>-musl/Release/
-# ignis.node, then reads what each needs of the system: musl's libc alone (NEEDED libc.so or
+# ignis.node, then reads (scripts/elf.js) what each needs of the system: musl's libc alone (NEEDED libc.so or
 # libc.musl-<arch>.so.1; libc++, libunwind and compiler-rt are linked in), no symbol versions, and
 # no undefined strong symbol but Node-API's and musl's own (checked against zig's musl symbol list).
 # No musl Node is on the npm registry, so nothing here runs them (node:20-alpine, the release
@@ -18,28 +18,11 @@ archs=("$@")
 [ ${#archs[@]} -eq 0 ] && archs=(x64 arm64)
 command -v readelf >/dev/null 2>&1 || { echo "build-musl: no readelf (binutils)" >&2; exit 1; }
 zig=$(node scripts/toolchain.js zig)
-musl_symbols=$(sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\):$/\1/p' "$(dirname "$zig")/lib/libc/musl/libc.S" | sort -u)
+musl_symbols="$(dirname "$zig")/lib/libc/musl/libc.S" # one "name:" line per symbol musl defines
 
 fail=0
-check() { # <ignis.node> <machine as readelf names it>
-  local file=$1 machine=$2 bad=0
-  echo "$file: $(stat -c %s "$file") bytes"
-  local arch; arch=$(readelf -h "$file" | sed -n 's/^ *Machine: *//p')
-  echo "  machine: $arch"
-  [[ "$arch" == *"$machine"* ]] || { echo "  FAIL: machine is not $machine"; bad=1; }
-  local needed; needed=$(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
-  echo "  needed: $needed"
-  for lib in $needed; do
-    [[ "$lib" =~ ^libc\.(so|musl-[a-z0-9_]+\.so\.1)$ ]] || { echo "  FAIL: needs $lib (only musl's libc is on every Alpine)"; bad=1; }
-  done
-  if readelf -V -W "$file" | grep -q '^Version needs section'; then echo "  FAIL: has symbol version needs (glibc's?)"; bad=1; fi
-  local loose; loose=$(readelf --dyn-syms -W "$file" | awk '$7 == "UND" && $5 != "WEAK" && $8 != "" { print $8 }' | sort -u)
-  local napi; napi=$(echo "$loose" | grep -cE '^(napi|node_api)_' || true)
-  local other; other=$(echo "$loose" | grep -vE '^(napi|node_api)_' | grep -v '^$' || true)
-  local unknown; unknown=$(comm -23 <(echo "$other") <(echo "$musl_symbols") | grep -v '^$' || true)
-  echo "  undefined strong symbols: $napi napi_*/node_api_*, $(echo "$other" | grep -c . || true) from musl; not musl's: ${unknown:-none}"
-  [ -z "$unknown" ] || { echo "  FAIL: undefined symbols musl does not define: $(echo $unknown)"; bad=1; }
-  [ "$bad" -eq 0 ] && echo "  ok" || fail=1
+check() { # <ignis.node> <machine>: scripts/elf.js's musl rules, with zig's musl symbol list
+  node scripts/elf.js "$1" --machine="$2" --musl-symbols="$musl_symbols" || fail=1
 }
 
 load() { # <ignis.node>: dlopen under musl's loader, N-API stubbed
@@ -69,8 +52,8 @@ load() { # <ignis.node>: dlopen under musl's loader, N-API stubbed
 
 for a in "${archs[@]}"; do
   case $a in
-    x64) machine='X86-64' ;;
-    arm64) machine=AArch64 ;;
+    x64) machine=x86-64 ;;
+    arm64) machine=aarch64 ;;
     *) echo "build-musl: unknown arch $a (x64 or arm64)" >&2; exit 2 ;;
   esac
   start=$SECONDS
