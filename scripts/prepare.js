@@ -15,6 +15,4 @@ const step = (args) => {
 };
 const packing = ['pack', 'publish'].includes(process.env.npm_command);
 if (!packing && process.env.IGNIS_SKIP_NATIVE !== '1') step([path.join(__dirname, 'build.js')]);
-require('fs').rmSync(path.join(root, 'dist'), { recursive: true, force: true });
-step([require.resolve('typescript/bin/tsc', { paths: [root] }), '-p', 'tsconfig.json']);
-step([path.join(__dirname, 'esm-wrapper.js')]);
+step([path.join(__dirname, 'build-ts.js')]);
