@@ -23,6 +23,7 @@ const arg = (name) => {
 const say = (s) => console.log(`ignis: ${s}`);
 
 
+/** The first line a tool prints for `cmd --version` (or args), undefined where it does not run. */
 function found(cmd, args = ['--version']) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', shell: process.platform === 'win32' });
   return r.status === 0 ? (r.stdout || r.stderr).split('\n')[0].trim() : undefined;
@@ -169,4 +170,4 @@ if (require.main === module) {
     process.exitCode = 1;
   }
 }
-module.exports = { BUILD_TOOLS };
+module.exports = { BUILD_TOOLS, found };

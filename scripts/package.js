@@ -15,6 +15,7 @@ const { spawnSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
 const { hostTarget } = require('./target');
+const { found } = require('./build');
 
 const root = path.join(__dirname, '..');
 const out = path.join(root, 'dist-packages');
@@ -42,7 +43,6 @@ function capture(cmd, args, opts = {}) {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout;
 }
-const has = (cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
 
 
 /** The targets this machine can build: its own; from linux-x64-gnu also linux-arm64-gnu (with
@@ -50,7 +50,7 @@ const has = (cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status =
 function buildable() {
   const host = hostTarget();
   const list = [host];
-  if (host === 'linux-x64-gnu' && has('aarch64-linux-gnu-g++')) list.push('linux-arm64-gnu');
+  if (host === 'linux-x64-gnu' && found('aarch64-linux-gnu-g++') !== undefined) list.push('linux-arm64-gnu');
   if (host === 'linux-x64-gnu') list.push('linux-x64-musl', 'linux-arm64-musl');
   return list;
 }
