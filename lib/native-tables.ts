@@ -28,7 +28,7 @@ export const OP_PARAMS = {
   softmax: { axis: 'int' },
   argmax: {},
   sample: { temperature: 'number', topK: 'int', topP: 'number', seed: 'uint', counter: 'uint' },
-  rope: { position: 'int', theta: 'number' },
+  rope: { position: 'int', theta: 'number', freqs: 'numbers', scale: 'number' },
   embedding: {},
   binary: { op: 'binaryOp' },
   cast: { dtype: 'dtype' },
@@ -45,6 +45,7 @@ interface KindTypes {
   int: number;
   uint: number;
   dim: number | string;
+  numbers: readonly number[] | Float64Array;
   activation: ActivationName | 'none';
   binaryOp: BinaryOpName;
   dtype: DType;

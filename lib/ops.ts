@@ -183,17 +183,25 @@ export function sample(logits: Tensor, opts?: SampleOptions): Tensor<'i32'> {
 
 export interface RopeOptions {
   position?: number;
+  /** the base of the default frequencies theta^(-2i/headDim); default 10000 */
   theta?: number;
+  /** headDim/2 inverse frequencies (transformers' inv_freq, e.g. of a scaled RoPE) in place of
+   * theta's; at most 256 */
+  freqs?: readonly number[] | Float64Array;
+  /** cos and sin are multiplied by it (transformers' attention_scaling); default 1 */
+  scale?: number;
 }
 
 /** Rotary position embedding, rotate-half (GPT-NeoX / Llama) form, on x [batch, seq, heads, headDim]. */
 export function rope(x: Tensor, opts?: RopeOptions): Tensor {
   const op = 'rope';
   const hx = handle(op, 'x', x);
-  const o = v.options<RopeOptions>(op, opts, ['position', 'theta']);
+  const o = v.options<RopeOptions>(op, opts, ['position', 'theta', 'freqs', 'scale']);
   const position = v.int(op, 'position', o.position, 0, 0);
   const theta = v.number(op, 'theta', o.theta, 10000, (t) => t > 0, 'a positive number');
-  return callOne(op, [hx], { position, theta });
+  const freqs = v.ropeFreqs(op, o.freqs);
+  const scale = v.number(op, 'scale', o.scale, 1, Number.isFinite, 'a finite number');
+  return callOne(op, [hx], { position, theta, freqs, scale });
 }
 
 /** table [V, D] rows picked by ids (i32 [...]) -> [..., D]. An id outside [0, V) fails the read. */

@@ -102,3 +102,19 @@ export function oneOf<T extends string>(op: string, name: string, v: unknown, al
 export function shapeStr(s: readonly number[]): string {
   return `[${s.join(', ')}]`;
 }
+
+/** rope's freqs: a list of finite numbers >= 0, as a Float64Array (empty when not given); its
+ * length is checked against headDim by the op's shape rule. */
+export function ropeFreqs(op: string, v: unknown): Float64Array {
+  if (v === undefined) return new Float64Array(0);
+  if (!(v instanceof Float64Array) && !Array.isArray(v)) throw typeError(`${op}: freqs must be an array of numbers or a Float64Array, got ${describe(v)}`);
+  const list = v as ArrayLike<unknown>;
+  const out = new Float64Array(list.length);
+  for (let i = 0; i < list.length; i++) {
+    const f = list[i];
+    if (typeof f !== 'number') throw typeError(`${op}: freqs[${i}] must be a number, got ${describe(f)}`);
+    if (!Number.isFinite(f) || f < 0) throw rangeError(`${op}: freqs[${i}] must be a finite number >= 0, got ${f}`);
+    out[i] = f;
+  }
+  return out;
+}

@@ -138,6 +138,10 @@ export interface GraphRopeOptions {
   position?: GraphScalar | number;
   offset?: number;
   theta?: number;
+  /** headDim/2 inverse frequencies in place of theta's (ignis.rope's freqs) */
+  freqs?: readonly number[] | Float64Array;
+  /** cos and sin are multiplied by it; default 1 */
+  scale?: number;
 }
 export interface GraphKVCacheOptions {
   batch: Dim;
@@ -341,12 +345,14 @@ export class GraphBuilder {
   rope(x: GraphNode, opts?: GraphRopeOptions): GraphNode {
     const op = 'rope';
     const rx = this.node(op, 'x', x);
-    const o = v.options<GraphRopeOptions>(op, opts, ['position', 'offset', 'theta']);
+    const o = v.options<GraphRopeOptions>(op, opts, ['position', 'offset', 'theta', 'freqs', 'scale']);
     const theta = v.number(op, 'theta', o.theta, 10000, (t) => t > 0, 'a positive number');
+    const freqs = v.ropeFreqs(op, o.freqs);
+    const scale = v.number(op, 'scale', o.scale, 1, Number.isFinite, 'a finite number');
     let scalar = -1, offset = v.int(op, 'offset', o.offset, 0, 0);
     if (o.position instanceof GraphScalar) scalar = o.position.index;
     else if (o.position !== undefined) offset += v.int(op, 'position', o.position, 0);
-    const node = this.op(op, op, [rx], { position: offset, theta }, { scalar }); // x's shape is checked first
+    const node = this.op(op, op, [rx], { position: offset, theta, freqs, scale }, { scalar }); // x's shape is checked first
     if (o.position instanceof GraphScalar && o.position.graph !== this) {
       this.nodes.pop();
       throw new IgnisError('E_ARGUMENT', `graph.${op}: position belongs to another graph`);

@@ -5,6 +5,7 @@
 import { IgnisError } from '../errors';
 import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
+import { Rope, ropeOf } from './rope';
 import { tensor, Tensor } from '../tensor';
 import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, readHost, tensorBytes, WeightOptions } from './weights';
 
@@ -19,7 +20,8 @@ export interface LlamaConfig {
   kvHeads: number;
   headDim: number;
   eps: number;
-  theta: number;
+  /** the rotation: its base, or the frequencies and scale of a scaled RoPE (./rope) */
+  rope: Rope;
   maxPositions: number;
   tied: boolean;
   /** which linear layers carry a bias: llama's attention_bias (q, k, v, o) and mlp_bias (gate,
@@ -29,8 +31,6 @@ export interface LlamaConfig {
   window?: number;
   /** qwen3: q and k RMS-normalized per head before the rotation */
   qkNorm: boolean;
-  /** dynamic NTK RoPE: the length up to which it is the default rotation (maxSeq is held to it) */
-  ropeLimit?: number;
 }
 
 export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
@@ -43,7 +43,11 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu')
     throw new IgnisError('E_FORMAT', `loadModel: config.json: hidden_act '${cfg.hidden_act}' is not supported (silu)`);
   const hidden = needInt(cfg, 'hidden_size'), heads = needInt(cfg, 'num_attention_heads');
-  const rope = ropeOf(cfg);
+  const headDim = cfg.head_dim == null ? hidden / heads : needInt(cfg, 'head_dim');
+  const kvHeads = needInt(cfg, 'num_key_value_heads', heads);
+  if (!Number.isInteger(headDim) || headDim % 2 || heads % kvHeads)
+    throw new IgnisError('E_FORMAT', `loadModel: config.json: heads ${heads}, kv heads ${kvHeads} and head_dim ${headDim} do not fit together`);
+  const rope = ropeOf(cfg, headDim);
   const c: LlamaConfig = {
     modelType: family,
     vocab: needInt(cfg, 'vocab_size'),
@@ -51,19 +55,16 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
     intermediate: needInt(cfg, 'intermediate_size'),
     layers: needInt(cfg, 'num_hidden_layers'),
     heads,
-    kvHeads: needInt(cfg, 'num_key_value_heads', heads),
-    headDim: cfg.head_dim == null ? hidden / heads : needInt(cfg, 'head_dim'),
+    kvHeads,
+    headDim,
     eps: need(cfg, 'rms_norm_eps', 1e-6),
-    theta: rope.theta,
-    ropeLimit: rope.limit,
+    rope,
     maxPositions: needInt(cfg, 'max_position_embeddings', 2048),
     tied: cfg.tie_word_embeddings === true,
     bias,
     window: slidingWindow(cfg, family),
     qkNorm: family === 'qwen3',
   };
-  if (!Number.isInteger(c.headDim) || c.headDim % 2 || c.heads % c.kvHeads)
-    throw new IgnisError('E_FORMAT', `loadModel: config.json: heads ${c.heads}, kv heads ${c.kvHeads} and head_dim ${c.headDim} do not fit together`);
   return c;
 }
 
@@ -84,51 +85,6 @@ function slidingWindow(cfg: Record<string, unknown>, family: LlamaConfig['modelT
     ((family === 'qwen2' || family === 'qwen3') && configBool(cfg, 'use_sliding_window', false)) ||
     (Array.isArray(types) && types.includes('sliding_attention'));
   return used ? needInt(cfg, 'sliding_window', 4096) : undefined;
-}
-
-/**
- * RoPE as transformers reads it: transformers 5 writes `rope_parameters: { rope_type, rope_theta,
- * ... }`, 4.x a top-level `rope_theta` and an optional `rope_scaling`. The default rotation is
- * computed, and 'dynamic' (NTK) too, which is the default rotation until a sequence passes the
- * original context (its base grows only beyond it): `limit` holds maxSeq there. Every other rope
- * type, and a partial rotary factor, is E_FORMAT naming the key (a wrong rotation would give
- * wrong logits and no error).
- */
-function ropeOf(cfg: Record<string, unknown>): { theta: number; limit?: number } {
-  const typeOf = (o: Record<string, unknown>) => o.rope_type ?? o.type ?? 'default';
-  const where = (k: string, o: unknown) => `loadModel: config.json: ${k} ${JSON.stringify(o)}`;
-  // dynamic NTK: exact as the default up to the original context; its factor must make sense
-  const scaling = (o: Record<string, unknown>, key: string): number | undefined => {
-    const type = typeOf(o);
-    if (type === 'default') return undefined;
-    if (type !== 'dynamic') throw new IgnisError('E_FORMAT', `loadModel: config.json: ${key} type ${JSON.stringify(type)} is not supported yet (default, dynamic)`);
-    const factor = o.factor;
-    if (typeof factor !== 'number' || !(factor >= 1)) throw new IgnisError('E_FORMAT', `${where(`${key}.factor`, factor)} must be a number >= 1`);
-    const original = o.original_max_position_embeddings ?? cfg.max_position_embeddings ?? 2048;
-    if (!Number.isSafeInteger(original) || (original as number) < 1) throw new IgnisError('E_FORMAT', `${where(`${key}.original_max_position_embeddings`, original)} must be a whole number >= 1`);
-    return original as number;
-  };
-  let limit: number | undefined;
-  if (cfg.rope_scaling != null) {
-    const s = cfg.rope_scaling;
-    if (typeof s !== 'object' || Array.isArray(s)) throw new IgnisError('E_FORMAT', `${where('rope_scaling', s)} is not an object`);
-    limit = scaling(s as Record<string, unknown>, 'rope_scaling');
-  }
-  if (cfg.partial_rotary_factor != null && cfg.partial_rotary_factor !== 1)
-    throw new IgnisError('E_FORMAT', `${where('partial_rotary_factor', cfg.partial_rotary_factor)} is not supported (1: every dimension rotates)`);
-  const p = cfg.rope_parameters;
-  if (p == null) return { theta: need(cfg, 'rope_theta', 10000), limit };
-  if (typeof p !== 'object' || Array.isArray(p)) throw new IgnisError('E_FORMAT', `${where('rope_parameters', p)} is not an object`);
-  const params = p as Record<string, unknown>;
-  const l2 = scaling(params, 'rope_parameters');
-  if (l2 !== undefined) limit = Math.min(limit ?? l2, l2);
-  if (params.partial_rotary_factor != null && params.partial_rotary_factor !== 1)
-    throw new IgnisError('E_FORMAT', `${where('rope_parameters.partial_rotary_factor', params.partial_rotary_factor)} is not supported (1: every dimension rotates)`);
-  if (params.rope_theta == null) return { theta: need(cfg, 'rope_theta', 10000), limit };
-  const theta = need(params, 'rope_theta');
-  if (cfg.rope_theta != null && cfg.rope_theta !== theta)
-    throw new IgnisError('E_FORMAT', `loadModel: config.json: rope_theta ${JSON.stringify(cfg.rope_theta)} and rope_parameters.rope_theta ${theta} disagree`);
-  return { theta, limit };
 }
 
 interface Layer {
@@ -259,8 +215,8 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
     const heads = (y: GraphNode, n: number) => g.reshape(y, ['batch', 'seq', n, c.headDim]);
     // qwen3: q and k RMS-normalized per head (over headDim) before the rotation
     const qkNorm = (y: GraphNode, w: Tensor | undefined, name: string) => (w ? g.rmsnorm(y, g.weight(name, w), { eps: c.eps }) : y);
-    const q = g.rope(qkNorm(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), l.qNorm, `l${i}.qnorm`), { position, theta: c.theta });
-    const k = g.rope(qkNorm(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), l.kNorm, `l${i}.knorm`), { position, theta: c.theta });
+    const q = g.rope(qkNorm(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), l.qNorm, `l${i}.qnorm`), { position, theta: c.rope.theta, freqs: c.rope.freqs, scale: c.rope.scale });
+    const k = g.rope(qkNorm(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), l.kNorm, `l${i}.knorm`), { position, theta: c.rope.theta, freqs: c.rope.freqs, scale: c.rope.scale });
     const v = heads(linear(h, `l${i}.v`, l.v, undefined, l.bias.v), c.kvHeads);
     const a = g.attention(q, k, v, { causal: true, cache, position }); // [batch, seq, heads, headDim]
     x = g.add(x, linear(g.reshape(a, ['batch', 'seq', c.heads * c.headDim]), `l${i}.o`, l.o, undefined, l.bias.o));

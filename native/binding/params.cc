@@ -59,6 +59,28 @@ struct Reader {
     if (v.IsString() && symbols) x.value = symbols->find(env, v.As<Napi::String>().Utf8Value());
     else x.value = integer(name, 0);
   }
+  void operator()(const char* name, Numbers& x) {
+    Napi::Value v = get(name);
+    const std::string bad = std::string(op) + ": params." + name + " must be an array of finite numbers";
+    auto list = std::make_shared<std::vector<double>>();
+    if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
+      Napi::Float64Array a = v.As<Napi::Float64Array>();
+      list->assign(a.Data(), a.Data() + a.ElementLength());
+    } else if (v.IsArray()) {
+      Napi::Array a = v.As<Napi::Array>();
+      list->reserve(a.Length());
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        Napi::Value e = a.Get(i);
+        if (!e.IsNumber()) throw type_error(env, bad);
+        list->push_back(e.As<Napi::Number>().DoubleValue());
+      }
+    } else {
+      throw type_error(env, bad);
+    }
+    for (double d : *list)
+      if (!std::isfinite(d)) throw type_error(env, bad);
+    x.v = std::move(list);
+  }
   void operator()(const char* name, Activation& x) { x = enum_value<Activation>(env, string(name), "activation", kActivationNames); }
   void operator()(const char* name, BinaryOp& x) { x = enum_value<BinaryOp>(env, string(name), "binary op", kBinaryOpNames); }
   void operator()(const char* name, DType& x) {
@@ -75,6 +97,7 @@ struct Namer {
   void operator()(const char* name, int64_t&) { set(name, "int"); }
   void operator()(const char* name, uint64_t&) { set(name, "uint"); }
   void operator()(const char* name, SymDim&) { set(name, "dim"); }
+  void operator()(const char* name, Numbers&) { set(name, "numbers"); }
   void operator()(const char* name, Activation&) { set(name, "activation"); }
   void operator()(const char* name, BinaryOp&) { set(name, "binaryOp"); }
   void operator()(const char* name, DType&) { set(name, "dtype"); }

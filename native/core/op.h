@@ -9,7 +9,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <variant>
+#include <vector>
 
 #include "dtype.h"
 
@@ -133,10 +135,24 @@ struct SampleParams {
     v("temperature", temperature); v("topK", top_k); v("topP", top_p); v("seed", seed); v("counter", counter);
   }
 };
+// A list of numbers given as a parameter, shared (not copied) by every queued copy of the params.
+struct Numbers {
+  std::shared_ptr<const std::vector<double>> v;
+  size_t size() const { return v ? v->size() : 0; }
+  const double* data() const { return v ? v->data() : nullptr; }
+};
+// The most frequencies rope takes as a list: headDim 512. A CUDA launch carries them by value.
+inline constexpr int64_t kRopeMaxFreqs = 256;
 struct RopeParams {
   int64_t position = 0;  // of token 0
   float theta = 10000.f;
-  template <class V> void fields(V&& v) { v("position", position); v("theta", theta); }
+  // The inverse frequencies f_i, i < D/2 (transformers' inv_freq) of a scaled rotation, in place
+  // of theta^(-2i/D); empty: theta's.
+  Numbers freqs;
+  float scale = 1.f;  // cos and sin are multiplied by it (transformers' attention_scaling)
+  template <class V> void fields(V&& v) {
+    v("position", position); v("theta", theta); v("freqs", freqs); v("scale", scale);
+  }
 };
 struct EmbeddingParams {
   template <class V> void fields(V&&) {}

@@ -70,8 +70,7 @@ void CpuBackend::run(const Exec& e, const KernelCall& c) {
     case OpId::argmax: return argmax(pool, c.output(), c.input(0));
     case OpId::sample: return sample(pool, c.output(), c.input(0), c.p<SampleParams>());
     case OpId::rope: {
-      const auto& p = c.p<RopeParams>();
-      return rope(pool, c.output(), c.input(0), p.position, p.theta);
+      return rope(pool, c.output(), c.input(0), c.p<RopeParams>());
     }
     case OpId::embedding: return embedding(pool, c.output(), c.input(0), c.input(1));
     case OpId::binary: return binary(pool, c.output(), c.input(0), c.input(1), c.p<BinaryParams>().op);

@@ -63,9 +63,10 @@ void argmax(ThreadPool& pool, const Tensor& out, const Tensor& x);
 // (lib/models/sampling.ts's drawToken gives the same token).
 void sample(ThreadPool& pool, const Tensor& out, const Tensor& logits, const SampleParams& p);
 // Rotary embedding, rotate-half (GPT-NeoX / Llama) form, on x [B, S, H, D] (D even): for
-// token s at position p = position + s and i < D/2, with f = theta^(-2i/D):
-//   out[i] = x[i] cos(p f) - x[i + D/2] sin(p f);  out[i + D/2] = x[i + D/2] cos(p f) + x[i] sin(p f)
-void rope(ThreadPool& pool, const Tensor& out, const Tensor& x, int64_t position, float theta);
+// token s at position p = position + s and i < D/2, with f = freqs[i] if given, else
+// theta^(-2i/D), c = scale cos(p f), s = scale sin(p f):
+//   out[i] = x[i] c - x[i + D/2] s;  out[i + D/2] = x[i + D/2] c + x[i] s
+void rope(ThreadPool& pool, const Tensor& out, const Tensor& x, const RopeParams& p);
 // out [..., D] = table [V, D] [ids [...]]; throws E_INDEX naming the first id outside [0, V).
 void embedding(ThreadPool& pool, const Tensor& out, const Tensor& ids, const Tensor& table);
 // out = a op b with numpy broadcasting (out's shape is the broadcast shape).

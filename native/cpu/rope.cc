@@ -1,5 +1,6 @@
-// Rotary position embedding, rotate-half form, on x [B, S, H, D]. The angles p * theta^(-2i/D)
-// are formed in double and only their cos/sin rounded to f32, so positions near 1e5 keep
+// Rotary position embedding, rotate-half form, on x [B, S, H, D]. The angles p * f_i (f_i =
+// theta^(-2i/D), or the given freqs of a scaled rotation) are formed in double and only their
+// (scaled) cos/sin rounded to f32, so positions near 1e5 keep
 // ~1e-7 accuracy; one cos/sin table [D/2] serves every batch row and head of a position.
 #include <cmath>
 #include <vector>
@@ -40,12 +41,14 @@ IGNIS_AVX2 static void rope_heads_avx2(T* out, const T* x, const float* c, const
 }
 #endif
 
-void rope(ThreadPool& pool, const Tensor& out, const Tensor& x, int64_t position, float theta) {
+void rope(ThreadPool& pool, const Tensor& out, const Tensor& x, const RopeParams& p) {
   if (x.numel() == 0) return;
   const int64_t B = x.dim(0), S = x.dim(1), H = x.dim(2), D = x.dim(3), h = D / 2;
-  std::vector<double> freq(static_cast<size_t>(h));  // [h]: theta^(-2i/D)
+  const int64_t position = p.position;
+  const double scale = p.scale;
+  std::vector<double> freq(static_cast<size_t>(h));  // [h]: freqs, or theta^(-2i/D)
   for (int64_t i = 0; i < h; i++)
-    freq[size_t(i)] = std::pow(double(theta), -2.0 * double(i) / double(D));
+    freq[size_t(i)] = p.freqs.size() ? p.freqs.data()[i] : std::pow(double(p.theta), -2.0 * double(i) / double(D));
   [[maybe_unused]] const bool simd = has_avx2();
 
   dispatch_float(x.dtype, [&](auto tag) {
@@ -64,8 +67,8 @@ void rope(ThreadPool& pool, const Tensor& out, const Tensor& x, int64_t position
           const double p = double(position + s);
           for (int64_t i = 0; i < h; i++) {
             const double angle = p * freq[size_t(i)];
-            c[i] = float(std::cos(angle));
-            sn[i] = float(std::sin(angle));
+            c[i] = float(scale * std::cos(angle));
+            sn[i] = float(scale * std::sin(angle));
           }
           table_s = s;
         }

@@ -68,8 +68,7 @@ void CudaBackend::run(const Exec& e, const KernelCall& c) {
     case OpId::softmax: return softmax(L, c.output(), c.input(0), int(c.p<SoftmaxParams>().axis));
     case OpId::argmax: return argmax(L, c.output(), c.input(0));
     case OpId::rope: {
-      const auto& p = c.p<RopeParams>();
-      return rope(L, c.output(), c.input(0), p.position, p.theta, c.pos_dev);
+      return rope(L, c.output(), c.input(0), c.p<RopeParams>(), c.pos_dev);
     }
     case OpId::embedding: return embedding(L, c.output(), c.input(0), c.input(1));
     case OpId::binary: return binary(L, c.output(), c.input(0), c.input(1), c.p<BinaryParams>().op);

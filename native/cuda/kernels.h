@@ -76,8 +76,8 @@ void layernorm(const Launch& L, const Tensor& out, const Tensor& x, const Tensor
 void activation(const Launch& L, const Tensor& out, const Tensor& x, Activation act);
 void softmax(const Launch& L, const Tensor& out, const Tensor& x, int axis);
 void argmax(const Launch& L, const Tensor& out, const Tensor& x);  // argmax.cu
-// With position_dev (CUDA graphs), token s is at position + *position_dev + s.
-void rope(const Launch& L, const Tensor& out, const Tensor& x, int64_t position, float theta,
+// cpu::rope semantics. With position_dev (CUDA graphs), token s is at p.position + *position_dev + s.
+void rope(const Launch& L, const Tensor& out, const Tensor& x, const RopeParams& p,
           const int64_t* position_dev = nullptr);
 // An id outside [0, V) writes zeros for its row and records a Fault (FaultOp::embedding).
 void embedding(const Launch& L, const Tensor& out, const Tensor& ids, const Tensor& table);

@@ -45,7 +45,19 @@ for (const modelType of ['llama', 'gpt2'] as const) {
           if (how === 0) delete cfg[key];
           else if (how === 1) cfg[key] = pick(HOSTILE);
           else if (how === 2 && typeof base[key] === 'number') cfg[key] = (base[key] as number) * pick([2, 3, 0.5, 7, -1]);
-          else cfg[key] = key === 'rope_scaling' ? { rope_type: pick(['linear', 'llama3', 'yarn', 'dynamic', 42]), factor: pick(HOSTILE) } : pick(HOSTILE);
+          else if (key === 'rope_scaling' || key === 'rope_parameters') {
+            // a whole rope config of some type, one of its keys then made hostile
+            const rope: Record<string, unknown> = pick([
+              { rope_type: 'linear', factor: 2 },
+              { rope_type: 'dynamic', factor: 2 },
+              { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 },
+              { type: 'yarn', factor: 4, beta_fast: 32, beta_slow: 1, mscale: 1, mscale_all_dim: 0.5, original_max_position_embeddings: 32 },
+              { type: 'longrope', short_factor: Array(4).fill(1.5), long_factor: Array(4).fill(3), original_max_position_embeddings: 32 },
+              { rope_type: 42 },
+            ]);
+            rope[pick([...Object.keys(rope), 'rope_theta', 'attention_factor', 'truncate'])] = pick(HOSTILE);
+            cfg[key] = rope;
+          } else cfg[key] = pick(HOSTILE);
           edits.push(`${key}=${JSON.stringify(cfg[key])}`);
         }
         fs.writeFileSync(cfgPath, JSON.stringify(cfg));

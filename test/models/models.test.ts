@@ -200,6 +200,17 @@ forDevices((device) => {
       [{ ...tinyLlamaConfig({ rope_parameters: { rope_type: 'default', rope_theta: 500000 } }), rope_theta: undefined }, {}],
       // dynamic NTK: the default rotation within the original context (64 here)
       [{ ...tinyLlamaConfig({ rope_parameters: { rope_type: 'dynamic', rope_theta: 500000, factor: 4 } }), rope_theta: undefined }, {}],
+      // every scaled RoPE (test/reference/rope-scaling.ts): head_dim 16, so 8 frequencies
+      [{ ...tinyLlamaConfig({ rope_parameters: { rope_type: 'linear', rope_theta: 10000, factor: 3 } }), rope_theta: undefined }, {}],
+      [{ ...tinyLlamaConfig({ rope_parameters: { rope_type: 'llama3', rope_theta: 500000, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } }), rope_theta: undefined }, {}],
+      // the same in transformers 4.x's form
+      [tinyLlamaConfig({ rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } }), {}],
+      [{ ...tinyLlamaConfig({ rope_parameters: { rope_type: 'yarn', rope_theta: 100, factor: 4, original_max_position_embeddings: 64 } }), rope_theta: undefined }, {}],
+      [tinyLlamaConfig({ rope_theta: 100, rope_scaling: { type: 'yarn', factor: 4, beta_fast: 16, beta_slow: 2, mscale: 0.7, mscale_all_dim: 1.3, truncate: false } }), {}],
+      [tinyLlamaConfig({ rope_theta: 100, rope_scaling: { type: 'yarn', factor: 2, attention_factor: 1.5 } }), {}],
+      // Phi-3 long context: the short factors up to the original context, attention factor from
+      // the context ratio
+      [{ ...tinyLlamaConfig({ model_type: 'phi3', original_max_position_embeddings: 32, rope_scaling: { type: 'longrope', short_factor: [1, 1.1, 1.3, 1.7, 2.2, 3, 4, 5.5], long_factor: [1, 2, 3, 4, 5, 6, 7, 8] } }) }, {}],
       [tinyGpt2Config({ scale_attn_by_inverse_layer_idx: true }), {}],
       [tinyGpt2Config({ scale_attn_weights: false, scale_attn_by_inverse_layer_idx: true }), {}],
     ];
@@ -237,14 +248,20 @@ describe('loadModel errors', () => {
     await expectReject(ignis.loadModel(path.join(dir, 'nope')), 'E_ARGUMENT', 'config.json');
     await expectReject(ignis.loadModel(copy(cfgWith({ model_type: 'bert' }))), 'E_FORMAT', 'bert');
     await expectReject(ignis.loadModel(copy(cfgWith({ hidden_size: 96 }))), 'E_FORMAT', 'model.embed_tokens.weight');
-    await expectReject(ignis.loadModel(copy(cfgWith({ rope_scaling: { rope_type: 'llama3', factor: 8 } }))), 'E_FORMAT', 'rope_scaling');
     // every key that would change the math and is not computed: refused, by name
-    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'llama3', rope_theta: 500000, factor: 8 } }))), 'E_FORMAT', 'rope_parameters type "llama3" is not supported yet');
-    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'yarn', rope_theta: 10000, factor: 4 } }))), 'E_FORMAT', 'rope_parameters type "yarn"');
-    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'linear', rope_theta: 10000, factor: 2 } }))), 'E_FORMAT', 'rope_parameters type "linear"');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_scaling: { rope_type: 'llama3', factor: 8 } }))), 'E_FORMAT', 'rope_scaling.low_freq_factor');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4 } }))), 'E_FORMAT', 'original_max_position_embeddings');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'mrope', rope_theta: 10000 } }))), 'E_FORMAT', 'rope_parameters.rope_type "mrope" is not supported');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'default', rope_theta: 10000, mrope_section: [2, 2, 4] } }))), 'E_FORMAT', 'rope_parameters.mrope_section');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'linear', rope_theta: 10000, factor: 2, low_freq_factor: 1 } }))), 'E_FORMAT', "rope_parameters.low_freq_factor 1 is not read by rope type 'linear'");
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_type: 'linear', rope_theta: 10000 } }))), 'E_FORMAT', 'factor');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_scaling: { type: 'linear', factor: 2 }, rope_parameters: { rope_type: 'linear', rope_theta: 10000, factor: 4 } }))), 'E_FORMAT', 'rope_scaling.factor 2 and rope_parameters.factor 4 disagree');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_scaling: { type: 'yarn', factor: 2, truncate: 'no' } }))), 'E_FORMAT', 'rope_scaling.truncate');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_scaling: { type: 'longrope', short_factor: [1, 2], long_factor: [1, 2] } }))), 'E_FORMAT', 'must be 8 positive numbers');
+    await expectReject(ignis.loadModel(copy(cfgWith({ original_max_position_embeddings: 16, rope_scaling: { type: 'longrope', short_factor: Array(8).fill(1), long_factor: Array(8).fill(2) } })), { maxSeq: 32 }), 'E_ARGUMENT', 'maxSeq 32 passes 16');
     await expectReject(ignis.loadModel(copy(cfgWith({ rope_theta: undefined, rope_parameters: { rope_type: 'dynamic', rope_theta: 10000, factor: 0.5 } }))), 'E_FORMAT', 'rope_parameters.factor 0.5 must be a number >= 1');
     // dynamic NTK equals the default rotation only up to the original context: maxSeq held there
-    await expectReject(ignis.loadModel(copy(cfgWith({ rope_theta: undefined, rope_parameters: { rope_type: 'dynamic', rope_theta: 10000, factor: 2, original_max_position_embeddings: 16 } })), { maxSeq: 32 }), 'E_ARGUMENT', 'maxSeq 32 passes 16, where the config\'s dynamic RoPE scaling starts');
+    await expectReject(ignis.loadModel(copy(cfgWith({ rope_theta: undefined, rope_parameters: { rope_type: 'dynamic', rope_theta: 10000, factor: 2, original_max_position_embeddings: 16 } })), { maxSeq: 32 }), 'E_ARGUMENT', 'maxSeq 32 passes 16, where the config\'s RoPE scaling changes with the sequence length');
     await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_theta: 500000 } }))), 'E_FORMAT', 'rope_theta 10000 and rope_parameters.rope_theta 500000 disagree');
     await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: { rope_theta: 10000, partial_rotary_factor: 0.5 } }))), 'E_FORMAT', 'rope_parameters.partial_rotary_factor');
     await expectReject(ignis.loadModel(copy(cfgWith({ partial_rotary_factor: 0.5 }))), 'E_FORMAT', 'partial_rotary_factor 0.5');

@@ -1,8 +1,9 @@
 // rope (rotate-half, GPT-NeoX / Llama form) on x [B, S, H, D] against the float64 reference:
-// head dims 2 / 6 / 14 / 64 / 80 / 128, positions 0 and later, custom theta, every float
-// dtype and device; position 0 of a single token is the identity.
+// head dims 2 / 6 / 14 / 64 / 80 / 128, positions 0 and later, custom theta, given frequencies
+// and a scale (head dims 6 to 512), every float dtype and device; position 0 of a single token is
+// the identity; bad freqs are refused by name.
 
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as ignis from '../../lib/index';
 import { check, FLOAT_DTYPES, forDevices, input, testCase, tolFor } from '../helpers';
 import { rope } from '../reference/rope';
@@ -48,6 +49,19 @@ forDevices((dev) => {
           await check(out, ref, ropeTol(dtype, maxPos), c.ctx, { dtype, device: dev });
         });
       }
+      // a scaled rotation: headDim/2 given frequencies (transformers' inv_freq) and a factor on
+      // cos and sin; uneven frequencies, so a kernel that used theta's would fail
+      for (const [shape, position] of [[[1, 7, 3, 6], 0], [[2, 33, 4, 64], 5], [[1, 2, 2, 130], 1000], [[1, 3, 1, 512], 40]] as [[number, number, number, number], number][]) {
+        const name = `rope ${shapeStr(shape)} given freqs, scale 1.25, position ${position} ${dtype} ${dev}`;
+        it(name, async () => {
+          const c = testCase(FILE, name);
+          const x = await input(c, shape, dtype, dev);
+          const freqs = Array.from({ length: shape[3] / 2 }, (_, i) => Math.pow(10000, -2 * i / shape[3]) * (0.25 + ((i * 7919) % 13) / 8));
+          const out = ignis.rope(x.t, { position, freqs, scale: 1.25 });
+          const ref = rope(x.x, shape, position, 10000, freqs, 1.25);
+          await check(out, ref, 1.25 * ropeTol(dtype, (position + shape[1]) * 2), c.ctx, { dtype, device: dev });
+        });
+      }
       it(`rope at position 0 of one token is the identity ${dtype} ${dev}`, async () => {
         const name = `rope identity ${dtype} ${dev}`;
         const c = testCase(FILE, name);
@@ -63,4 +77,27 @@ forDevices((dev) => {
       });
     });
   }
+});
+
+describe('rope freqs errors', () => {
+  it('refuses freqs of the wrong length, too many, negative, not numbers, and a bad scale', () => {
+    const x = ignis.tensor(new Float32Array(2 * 8).fill(0.5), { shape: [1, 2, 1, 8] });
+    try {
+      expect(() => ignis.rope(x, { freqs: [1, 2, 3] })).toThrow(expect.objectContaining({ code: 'E_SHAPE', message: expect.stringContaining('freqs holds 3 frequencies, x [1, 2, 1, 8] needs headDim/2 = 4') }));
+      const big = ignis.tensor(new Float32Array(514).fill(0.5), { shape: [1, 1, 1, 514] });
+      try {
+        expect(() => ignis.rope(big, { freqs: new Array(257).fill(1) })).toThrow(expect.objectContaining({ code: 'E_SHAPE', message: expect.stringContaining('at most 256') }));
+      } finally {
+        big.dispose();
+      }
+      expect(() => ignis.rope(x, { freqs: [1, 2, -3, 4] })).toThrow(RangeError);
+      expect(() => ignis.rope(x, { freqs: [1, 2, NaN, 4] })).toThrow(RangeError);
+      expect(() => ignis.rope(x, { freqs: [1, '2', 3, 4] as unknown as number[] })).toThrow(TypeError);
+      expect(() => ignis.rope(x, { freqs: 'abc' as unknown as number[] })).toThrow(TypeError);
+      expect(() => ignis.rope(x, { freqs: [1, 2, 3, 4], scale: Infinity })).toThrow(RangeError);
+      expect(() => ignis.rope(x, { freqs: new Float64Array([1, 2, 3, 4]) }).dispose()).not.toThrow();
+    } finally {
+      x.dispose();
+    }
+  });
 });

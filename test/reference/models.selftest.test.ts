@@ -496,7 +496,7 @@ describe('llama checkpoint and forward', () => {
   });
 
   it('rejects unsupported configs', () => {
-    expect(() => llamaForward({ ...cfg, rope_scaling: { rope_type: 'llama3', factor: 8 } }, w, ids)).toThrow('rope_scaling');
+    expect(() => llamaForward({ ...cfg, rope_scaling: { rope_type: 'mrope', factor: 8 } }, w, ids)).toThrow('rope_type mrope');
     expect(() => llamaForward({ ...cfg, num_key_value_heads: 3 }, w, ids)).toThrow('not a multiple');
   });
 });

@@ -6,6 +6,7 @@ import { attention } from './attention';
 import { linear, matmul } from './matmul';
 import { layernorm, rmsnorm } from './norm';
 import { rope } from './rope';
+import { ropeInit, RopeInit } from './rope-scaling';
 import { shapeStr } from './shape';
 
 // --- configs: the keys of HF config.json ---------------------------------------------------------
@@ -45,13 +46,15 @@ export interface LlamaConfig {
   rms_norm_eps: number;
   /** default 10000 */
   rope_theta?: number;
-  /** transformers 5's form: the base here (only the default rope type) */
-  rope_parameters?: { rope_type?: string; rope_theta?: number; factor?: number; original_max_position_embeddings?: number };
+  /** transformers 5's form (./rope-scaling reads every rope type) */
+  rope_parameters?: Record<string, unknown>;
+  /** Phi-3 writes the pretrained context at the top level */
+  original_max_position_embeddings?: number;
   max_position_embeddings: number;
   /** default false: lm_head.weight is a tensor of its own */
   tie_word_embeddings?: boolean;
   hidden_act: 'silu';
-  /** only null / absent is supported (no llama3 / linear / dynamic scaling) */
+  /** transformers 4.x's form of rope_parameters' scaling keys */
   rope_scaling?: null | Record<string, unknown>;
   /** llama: biases on q, k, v and o (qwen2 always has q, k, v biases and none on o) */
   attention_bias?: boolean;
@@ -116,7 +119,8 @@ export interface LlamaDims {
   Hkv: number; // key/value heads
   D: number; // head_dim
   eps: number;
-  theta: number;
+  /** inverse frequencies and attention factor of the rotation (./rope-scaling) */
+  rope: RopeInit;
   tied: boolean;
   /** which linear layers carry a bias */
   bias: { qkv: boolean; o: boolean; mlp: boolean };
@@ -129,9 +133,6 @@ export interface LlamaDims {
 export function llamaDims(cfg: LlamaConfig): LlamaDims {
   if (!['llama', 'qwen2', 'qwen3', 'mistral', 'phi3'].includes(cfg.model_type)) throw new Error(`llama reference: model_type ${cfg.model_type}`);
   if (cfg.hidden_act !== 'silu') throw new Error(`llama reference: hidden_act ${cfg.hidden_act} is not supported (silu only)`);
-  if (cfg.rope_scaling != null) throw new Error('llama reference: rope_scaling is not supported');
-  // dynamic NTK is the default rotation up to the original context (llamaForward checks the length)
-  if (!['default', 'dynamic'].includes(cfg.rope_parameters?.rope_type ?? 'default')) throw new Error('llama reference: only the default and dynamic rope types');
   const H = cfg.num_attention_heads;
   const Hkv = cfg.num_key_value_heads ?? H;
   if (H % Hkv !== 0) throw new Error(`llama reference: num_attention_heads ${H} is not a multiple of num_key_value_heads ${Hkv}`);
@@ -146,7 +147,7 @@ export function llamaDims(cfg: LlamaConfig): LlamaDims {
     Hkv,
     D,
     eps: cfg.rms_norm_eps,
-    theta: cfg.rope_parameters?.rope_theta ?? cfg.rope_theta ?? 10000,
+    rope: ropeInit(cfg, D),
     tied: cfg.tie_word_embeddings ?? false,
     bias: {
       qkv: cfg.model_type === 'qwen2' || ((cfg.model_type === 'llama' || cfg.model_type === 'qwen3') && !!cfg.attention_bias),
@@ -285,14 +286,12 @@ export function gpt2Forward(cfg: Gpt2Config, w: Weights, ids: readonly (readonly
  * down(silu(gate(x)) * up(x)), logits = norm(x) @ lm_head^T (embed_tokens when tied).
  */
 export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readonly number[])[], opts: ForwardOptions = {}): Float64Array {
-  const { V, E, I, L, H, Hkv, D, eps, theta, tied, bias, qkNorm, window } = llamaDims(cfg);
+  const { V, E, I, L, H, Hkv, D, eps, rope: rot, tied, bias, qkNorm, window } = llamaDims(cfg);
   const { B, S } = checkIds(ids, V);
   const pos0 = opts.pos0 ?? 0;
   if (!Number.isInteger(pos0) || pos0 < 0) throw new Error(`llama reference: pos0 ${pos0} must be a non-negative integer`);
   if (window !== undefined && pos0 + S > window) throw new Error(`llama reference: ${pos0 + S} positions pass the sliding window ${window}`);
-  const rp = cfg.rope_parameters;
-  if (rp?.rope_type === 'dynamic' && pos0 + S > (rp.original_max_position_embeddings ?? cfg.max_position_embeddings))
-    throw new Error('llama reference: past the original context, dynamic NTK changes the base (not modelled)');
+  if (pos0 + S > rot.limit) throw new Error('llama reference: past the original context the rotation changes with the length (not modelled)');
   const T = B * S;
   const get = (name: string, shape: readonly number[]) => tensorOf(w, name, shape);
   // y = x W^T (+ b where the family has that bias)
@@ -318,8 +317,8 @@ export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readon
     // qwen3: each head of q and k RMS-normalized over head_dim, then rotated
     const qn = qkNorm ? rmsnorm(q, [T * H, D], get(`${p}self_attn.q_norm.weight`, [D]), eps).data : q;
     const kn = qkNorm ? rmsnorm(k, [T * Hkv, D], get(`${p}self_attn.k_norm.weight`, [D]), eps).data : k;
-    const qr = rope(qn, [B, S, H, D], pos0, theta).data;
-    const kr = rope(kn, [B, S, Hkv, D], pos0, theta).data;
+    const qr = rope(qn, [B, S, H, D], pos0, undefined, rot.invFreq, rot.attentionFactor).data;
+    const kr = rope(kn, [B, S, Hkv, D], pos0, undefined, rot.invFreq, rot.attentionFactor).data;
     const a = attention(qr, kr, v, B, S, S, H, Hkv, D, { causal: true }).data; // (B, S, H, D)
     addInto(x, lin(a, `${p}self_attn.o_proj`, E, H * D, bias.o));
 

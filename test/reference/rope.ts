@@ -5,7 +5,8 @@
 
 import type { Ref, Shape } from './shape';
 
-export function rope(x: ArrayLike<number>, shape: Shape, position = 0, theta = 10000): Ref {
+/** With invFreq, f_i = invFreq[i] in place of theta's, and cos, sin are multiplied by scale. */
+export function rope(x: ArrayLike<number>, shape: Shape, position = 0, theta = 10000, invFreq?: ArrayLike<number>, scale = 1): Ref {
   const [B, S, H, D] = shape;
   if (shape.length !== 4 || D % 2 !== 0) throw new Error('rope reference: x must be [B, S, H, D] with D even');
   const half = D / 2;
@@ -16,9 +17,9 @@ export function rope(x: ArrayLike<number>, shape: Shape, position = 0, theta = 1
       for (let h = 0; h < H; h++) {
         const o = ((b * S + s) * H + h) * D;
         for (let i = 0; i < half; i++) {
-          const f = Math.pow(theta, (-2 * i) / D);
-          const c = Math.cos(p * f);
-          const sn = Math.sin(p * f);
+          const f = invFreq ? invFreq[i] : Math.pow(theta, (-2 * i) / D);
+          const c = scale * Math.cos(p * f);
+          const sn = scale * Math.sin(p * f);
           const x0 = x[o + i];
           const x1 = x[o + i + half];
           out[o + i] = x0 * c - x1 * sn;
