@@ -47,6 +47,8 @@ export interface NativeBinding {
     };
   };
   fromBytes(bytes: ArrayBufferView, srcDtype: string, dtype: string, shape: number[], device: string): Handle;
+  /** a CPU tensor read from an open file (POSIX), on a pool thread; fd stays open until it settles */
+  readFile(fd: number, offset: number, byteLength: number, srcDtype: string, dtype: string, shape: number[]): Promise<Handle>;
   fromData(data: Float32Array | Int32Array | Int8Array, dtype: string, shape: number[], device: string): Handle;
   full(shape: number[], dtype: string, device: string, value: number): Handle;
   randn(shape: number[], dtype: string, device: string, seed: number): Handle;
@@ -61,7 +63,7 @@ export interface NativeBinding {
 export const NATIVE_EXPORTS = [
   'init', 'tables', 'call', 'infer', 'compilePlan', 'planRun', 'planState', 'planStateReset', 'planMemory', 'planProfile',
   'planProfileTotal', 'memory', 'emptyCache', 'info', 'fromBytes', 'fromData', 'full', 'randn', 'reshape', 'to', 'read',
-  'clearErrors',
+  'clearErrors', 'readFile',
 ] as const satisfies readonly (keyof NativeBinding)[];
 type Unlisted = Exclude<keyof NativeBinding, (typeof NATIVE_EXPORTS)[number]>;
 const everyExportListed: [Unlisted] extends [never] ? true : Unlisted = true;

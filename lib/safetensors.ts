@@ -9,7 +9,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { describe, IgnisError, typeError } from './errors';
 import { DType, DTYPE_BYTES, f32ToBf16Bits, f32ToF16Bits, isFloatDType } from './dtype';
-import { native } from './binding';
+import { Handle, native } from './binding';
 import { limits } from './native-tables';
 import { handle, Tensor } from './tensor';
 import { Device, deviceName } from './device';
@@ -244,6 +244,7 @@ export class SafetensorsFile implements TensorSource {
   #fh: fsp.FileHandle | null;
   #dataStart: number;
   #header: Header;
+  #inFlight = new Set<Promise<Handle>>();
 
   /** @internal Made by openSafetensors. */
   constructor(file: string, fh: fsp.FileHandle, dataStart: number, header: Header) {
@@ -287,6 +288,30 @@ export class SafetensorsFile implements TensorSource {
       throw new IgnisError('E_DTYPE', `${t} is ${e.dtype} and cannot be read as ${want}: only float dtypes convert into each other`);
     if (e.shape.length > limits.maxRank || v.checkedNumel(e.shape) < 0)
       throw new IgnisError('E_SHAPE', `${t} has shape ${v.shapeStr(e.shape)}; ignis tensors have at most ${limits.maxRank} dimensions and 2^40 elements`);
+    if (!this.#fh) throw new IgnisError('E_DISPOSED', `${op}: ${this.path} was closed`);
+    if (process.platform !== 'win32') {
+      // Read natively from the open file into the tensor's memory, on a pool thread: one copy
+      // out of the page cache (stored dtype), or chunks converted as they arrive; on a device,
+      // then copied in. close() waits for reads in flight before it closes the file.
+      const reading = native().readFile(this.#fh.fd, this.#dataStart + e.begin, e.end - e.begin, own, want, e.shape);
+      this.#inFlight.add(reading);
+      let handle: Handle;
+      try {
+        handle = await reading;
+      } catch (err) {
+        if (err instanceof IgnisError && err.code === 'E_FORMAT') throw formatError(t, err.message);
+        throw err;
+      } finally {
+        this.#inFlight.delete(reading);
+      }
+      const host = new Tensor<D>(handle, [e.shape.slice(), want, 'cpu']);
+      if (device === 'cpu') return host;
+      try {
+        return host.to(deviceName(device)) as Tensor<D>;
+      } finally {
+        host.dispose();
+      }
+    }
     const bytes = await this.#bytes(op, e);
     // The stored bits go to native as they are and are converted there (the conversion cast uses):
     // no JS pass over the elements, NaN payloads kept.
@@ -303,6 +328,7 @@ export class SafetensorsFile implements TensorSource {
   async close(): Promise<void> {
     const fh = this.#fh;
     this.#fh = null;
+    await Promise.allSettled([...this.#inFlight]); // the native reads use the descriptor
     if (fh) await fh.close();
   }
   /** close(), for `await using f = await ignis.openSafetensors(path)`. */

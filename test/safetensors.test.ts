@@ -528,6 +528,26 @@ describe('reading with a dtype', () => {
     await f.close();
   });
 
+  it('converts tensors larger than one read chunk (4 MiB stored), every chunk and the tail; reads run concurrently, close waits for them', async () => {
+    const n = 3 * (1 << 20) + 123; // f16: 6 MiB + 246 bytes, so two whole chunks and a partial one
+    const rng = rngFor('big convert', seed);
+    const values = rng.normals(n, 10);
+    const h = Uint16Array.from(values, (x) => f16Bits(x));
+    const bf = Uint16Array.from(values, (x) => bf16Bits(x));
+    const p = write('big.safetensors', ignis.encodeSafetensors({ h: { dtype: 'f16', shape: [n], data: h }, bf: { dtype: 'bf16', shape: [n], data: bf } }));
+    const f = await ignis.openSafetensors(p);
+    const [a, b, c] = await Promise.all([f.read('h', { dtype: 'f32' }), f.read('bf', { dtype: 'f32' }), f.read('bf')]);
+    const [ga, gb, gc] = [await a.data(), await b.data(), await c.data()];
+    for (let i = 0; i < n; i++) {
+      if (ga[i] !== f16BitsToNumber(h[i])) expect.fail(`f16 -> f32 element ${i} of ${n}: ${ga[i]}, expected ${f16BitsToNumber(h[i])} ${rerun}`);
+      if (gb[i] !== bf16BitsToNumber(bf[i]) || gc[i] !== gb[i]) expect.fail(`bf16 element ${i} of ${n}: ${gb[i]} / ${gc[i]}, expected ${bf16BitsToNumber(bf[i])} ${rerun}`);
+    }
+    // a read in flight when close() is called completes before the file closes
+    const pending = f.read('h');
+    await f.close();
+    expect((await (await pending).data()).length).toBe(n);
+  });
+
   describe.skipIf(!cudaAvailable)('on cuda', () => {
     it('reads onto the GPU', async () => {
       const p = write('cuda.safetensors', ignis.encodeSafetensors({ w: { dtype: 'bf16', shape: [3], data: Uint16Array.from([0x3f80, 0xc000, 0x3f00]) } }));

@@ -5,7 +5,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { tensor, Tensor } from '../tensor';
-import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, readHost, tensorBytes, transposeCols, WeightOptions } from './weights';
+import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearTensors, linearFromNK, readChecked, readHost, tensorBytes, transposeCols, WeightOptions } from './weights';
 
 export interface Gpt2Config {
   modelType: 'gpt2';
@@ -123,6 +123,16 @@ export function gpt2WeightBytes(w: Gpt2Weights): number {
     for (const l of [b.q, b.k, b.v, b.proj, b.fc, b.out]) n += linearBytes(l);
   }
   return n;
+}
+
+/** Every tensor of the weights (a tied head's once). */
+export function gpt2Tensors(w: Gpt2Weights): Tensor[] {
+  const out = [w.wte, w.wpe, w.lnf[0], w.lnf[1], ...(w.head.kind === 'tensor' && w.head.t === w.wte ? [] : linearTensors(w.head))];
+  for (const b of w.blocks) {
+    out.push(b.ln1[0], b.ln1[1], b.ln2[0], b.ln2[1], b.qb, b.kb, b.vb, b.projB, b.fcB, b.outB);
+    for (const l of [b.q, b.k, b.v, b.proj, b.fc, b.out]) out.push(...linearTensors(l));
+  }
+  return out;
 }
 
 export function disposeGpt2(w: Gpt2Weights): void {

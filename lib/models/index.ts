@@ -13,8 +13,8 @@ import type { DType } from '../dtype';
 import { tensor, Tensor } from '../tensor';
 import type { Device } from '../device';
 import * as v from '../validate';
-import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, Gpt2Weights, gpt2WeightBytes, loadGpt2 } from './gpt2';
-import { buildLlama, disposeLlama, LlamaConfig, llamaConfig, LlamaWeights, llamaWeightBytes, loadLlama } from './llama';
+import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, gpt2Tensors, Gpt2Weights, gpt2WeightBytes, loadGpt2 } from './gpt2';
+import { buildLlama, disposeLlama, LlamaConfig, llamaConfig, llamaTensors, LlamaWeights, llamaWeightBytes, loadLlama } from './llama';
 import { sample as sampleOn } from '../ops';
 import { argmax, samplerFor, samplingParams, SamplingOptions } from './sampling';
 
@@ -300,10 +300,16 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
     signal?.throwIfAborted();
     step = await build('step');
     signal?.throwIfAborted();
+    // packing and quantizing were queued as the tensors arrived: the model is loaded once they
+    // are done (a failure there rejects the load, not the first request)
+    const weights = arch.config.modelType === 'gpt2' ? gpt2Tensors(arch.weights as Gpt2Weights) : llamaTensors(arch.weights as LlamaWeights);
+    await Promise.all(weights.map((t) => t.ready()));
   } catch (e) {
     full?.dispose();
     step?.dispose();
     src.disposeRead();
+    if (arch.config.modelType === 'gpt2') disposeGpt2(arch.weights as Gpt2Weights);
+    else disposeLlama(arch.weights as LlamaWeights);
     throw e;
   }
   return new LanguageModel(arch, full, step, { maxSeq, maxBatch, device, dtype, quantize: o.quantize, eos });

@@ -7,7 +7,7 @@ import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { Rope, ropeOf } from './rope';
 import { tensor, Tensor } from '../tensor';
-import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearFromNK, readChecked, readHost, tensorBytes, WeightOptions } from './weights';
+import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearTensors, linearFromNK, readChecked, readHost, tensorBytes, WeightOptions } from './weights';
 
 export interface LlamaConfig {
   /** the checkpoint's family: the same graph, with the biases and window each one has */
@@ -128,38 +128,50 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
   };
   const embed = await readChecked(src, 'model.embed_tokens.weight', [c.vocab, H], act, o.device);
   const layers: Layer[] = [];
+  // A layer's tensors are read concurrently (each read runs on a pool thread, packing and
+  // quantizing are queued on the CPU worker), the layers one after another.
+  const optional = <T>(when: boolean, f: () => Promise<T>) => (when ? f() : Promise.resolve(undefined));
   for (let i = 0; i < c.layers; i++) {
     const p = `model.layers.${i}.`;
+    const phi3 = c.modelType === 'phi3';
+    const [bq, bk, bv, bo, bgate, bup, bdown, qkv, gateUp, q, k, v, o, gate, up, down, qNorm, kNorm, ln1, ln2] = await settleAll([
+      optional(c.bias.qkv, () => vec(`${p}self_attn.q_proj.bias`, qd)),
+      optional(c.bias.qkv, () => vec(`${p}self_attn.k_proj.bias`, kd)),
+      optional(c.bias.qkv, () => vec(`${p}self_attn.v_proj.bias`, kd)),
+      optional(c.bias.o, () => vec(`${p}self_attn.o_proj.bias`, H)),
+      optional(c.bias.mlp, () => vec(`${p}mlp.gate_proj.bias`, I)),
+      optional(c.bias.mlp, () => vec(`${p}mlp.up_proj.bias`, I)),
+      optional(c.bias.mlp, () => vec(`${p}mlp.down_proj.bias`, H)),
+      // phi3 stores q, k, v in one qkv_proj and gate, up in one gate_up_proj: split by rows
+      optional(phi3, () => fusedRows(`${p}self_attn.qkv_proj.weight`, H, [qd, kd, kd])),
+      optional(phi3, () => fusedRows(`${p}mlp.gate_up_proj.weight`, H, [I, I])),
+      optional(!phi3, () => lin(`${p}self_attn.q_proj.weight`, qd, H)),
+      optional(!phi3, () => lin(`${p}self_attn.k_proj.weight`, kd, H)),
+      optional(!phi3, () => lin(`${p}self_attn.v_proj.weight`, kd, H)),
+      lin(`${p}self_attn.o_proj.weight`, H, qd),
+      optional(!phi3, () => lin(`${p}mlp.gate_proj.weight`, I, H)),
+      optional(!phi3, () => lin(`${p}mlp.up_proj.weight`, I, H)),
+      lin(`${p}mlp.down_proj.weight`, H, I),
+      optional(c.qkNorm, () => vec(`${p}self_attn.q_norm.weight`, c.headDim)),
+      optional(c.qkNorm, () => vec(`${p}self_attn.k_norm.weight`, c.headDim)),
+      vec(`${p}input_layernorm.weight`, H),
+      vec(`${p}post_attention_layernorm.weight`, H),
+    ] as const);
     const bias: Layer['bias'] = {};
-    if (c.bias.qkv) {
-      bias.q = await vec(`${p}self_attn.q_proj.bias`, qd);
-      bias.k = await vec(`${p}self_attn.k_proj.bias`, kd);
-      bias.v = await vec(`${p}self_attn.v_proj.bias`, kd);
-    }
-    if (c.bias.o) bias.o = await vec(`${p}self_attn.o_proj.bias`, H);
-    if (c.bias.mlp) {
-      bias.gate = await vec(`${p}mlp.gate_proj.bias`, I);
-      bias.up = await vec(`${p}mlp.up_proj.bias`, I);
-      bias.down = await vec(`${p}mlp.down_proj.bias`, H);
-    }
-    // phi3 stores q, k, v in one qkv_proj and gate, up in one gate_up_proj: split by rows
-    const [q, k, v] = c.modelType === 'phi3'
-      ? await fusedRows(`${p}self_attn.qkv_proj.weight`, H, [qd, kd, kd])
-      : [await lin(`${p}self_attn.q_proj.weight`, qd, H), await lin(`${p}self_attn.k_proj.weight`, kd, H), await lin(`${p}self_attn.v_proj.weight`, kd, H)];
-    const [gate, up] = c.modelType === 'phi3'
-      ? await fusedRows(`${p}mlp.gate_up_proj.weight`, H, [I, I])
-      : [await lin(`${p}mlp.gate_proj.weight`, I, H), await lin(`${p}mlp.up_proj.weight`, I, H)];
+    for (const [key, t] of [['q', bq], ['k', bk], ['v', bv], ['o', bo], ['gate', bgate], ['up', bup], ['down', bdown]] as const) if (t) bias[key] = t as Tensor;
+    const [q2, k2, v2] = phi3 ? (qkv as Linear[]) : [q as Linear, k as Linear, v as Linear];
+    const [gate2, up2] = phi3 ? (gateUp as Linear[]) : [gate as Linear, up as Linear];
     layers.push({
-      ...(c.qkNorm ? { qNorm: await vec(`${p}self_attn.q_norm.weight`, c.headDim), kNorm: await vec(`${p}self_attn.k_norm.weight`, c.headDim) } : {}),
-      ln1: await vec(`${p}input_layernorm.weight`, H),
-      ln2: await vec(`${p}post_attention_layernorm.weight`, H),
-      q,
-      k,
-      v,
-      o: await lin(`${p}self_attn.o_proj.weight`, H, qd),
-      gate,
-      up,
-      down: await lin(`${p}mlp.down_proj.weight`, H, I),
+      ...(c.qkNorm ? { qNorm: qNorm as Tensor, kNorm: kNorm as Tensor } : {}),
+      ln1: ln1 as Tensor,
+      ln2: ln2 as Tensor,
+      q: q2,
+      k: k2,
+      v: v2,
+      o: o as Linear,
+      gate: gate2,
+      up: up2,
+      down: down as Linear,
       bias,
     });
   }
@@ -179,6 +191,16 @@ export function llamaWeightBytes(w: LlamaWeights): number {
     for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) n += linearBytes(x);
   }
   return n;
+}
+
+/** Every tensor of the weights (a tied head's once). */
+export function llamaTensors(w: LlamaWeights): Tensor[] {
+  const out = [w.embed, w.norm, ...(w.head.t === w.embed ? [] : linearTensors(w.head))];
+  for (const l of w.layers) {
+    out.push(l.ln1, l.ln2, ...(l.qNorm ? [l.qNorm, l.kNorm!] : []), ...Object.values(l.bias));
+    for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) out.push(...linearTensors(x));
+  }
+  return out;
 }
 
 export function disposeLlama(w: LlamaWeights): void {
@@ -229,4 +251,15 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
   const logits = linear(y, 'head', w.head);
   g.output('logits', logits);
   if (mode === 'step') g.output('next', g.argmax(logits)); // [batch, 1]: the greedy token, fed to the next step
+}
+
+/**
+ * Promise.all that waits for every promise before it throws (the first rejection): a failed load
+ * leaves no read running, so the caller can free what was read.
+ */
+async function settleAll<T extends readonly Promise<unknown>[]>(ps: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const r = await Promise.allSettled(ps);
+  const bad = r.find((x) => x.status === 'rejected');
+  if (bad) throw (bad as PromiseRejectedResult).reason;
+  return r.map((x) => (x as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> };
 }

@@ -29,6 +29,13 @@ export function linearBytes(l: Linear): number {
   return tensorBytes(l.t.q) + tensorBytes(l.t.scales);
 }
 
+/** The tensors holding a linear weight. */
+export function linearTensors(l: Linear): Tensor[] {
+  if (l.kind === 'tensor') return [l.t];
+  if (l.kind === 'packed') return [l.t.packed];
+  return [l.t.q, l.t.scales];
+}
+
 export function disposeLinear(l: Linear): void {
   l.t.dispose();
 }

@@ -28,6 +28,7 @@ static Napi::Object Register(Napi::Env env, Napi::Object exports) {
   register_ops(env, exports);
   register_info(env, exports);
   register_graph(env, exports);
+  register_file(env, exports);
   return exports;
 }
 

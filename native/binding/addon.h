@@ -85,5 +85,6 @@ void register_tensor(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);
 void register_info(Napi::Env env, Napi::Object exports);
 void register_graph(Napi::Env env, Napi::Object exports);
+void register_file(Napi::Env env, Napi::Object exports);
 
 }  // namespace ignis::binding

@@ -7,6 +7,7 @@
 #include "../core/quant.h"
 #include "cpu.h"
 #include "gemm.h"
+#include "simd.h"
 
 namespace ignis::cpu {
 namespace {
@@ -16,6 +17,44 @@ using gemm::advance;
 // Rows of work per parallel chunk so each chunk has at least ~32K elements.
 int64_t row_grain(int64_t K) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, K)); }
 
+// One group of n weights: its scale, and q. The formula is core/quant.h's, element for element.
+void quantize_group_scalar(const float* v, int64_t n, int8_t* o, float* scale_out) {
+  float amax = 0.f;
+  for (int64_t k = 0; k < n; k++) amax = std::max(amax, std::fabs(v[k]));  // NaN ignored
+  const float scale = quant_scale(amax);
+  *scale_out = scale;
+  for (int64_t k = 0; k < n; k++) o[k] = quant_value(v[k], scale);
+}
+
+#if IGNIS_X86
+// The same, 8 lanes at a time: |v| max with NaN ignored (max returns its second operand when
+// one is NaN), the IEEE division, round to nearest even (rintf's default mode), clamp, NaN -> 0.
+IGNIS_AVX2 void quantize_group_avx2(const float* v, int64_t n, int8_t* o, float* scale_out) {
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  __m256 m = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(v + k)), m);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, m);
+  float amax = 0.f;
+  for (float x : lanes) amax = std::max(amax, x);
+  for (int64_t t = k; t < n; t++) amax = std::max(amax, std::fabs(v[t]));
+  const float scale = quant_scale(amax);
+  *scale_out = scale;
+  const __m256 vs = _mm256_set1_ps(scale), hi = _mm256_set1_ps(kQuantMax), lo = _mm256_set1_ps(-kQuantMax);
+  k = 0;
+  for (; k + 8 <= n; k += 8) {
+    const __m256 r = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(v + k), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 ordered = _mm256_cmp_ps(r, r, _CMP_ORD_Q);
+    const __m256 c = _mm256_and_ps(ordered, _mm256_min_ps(_mm256_max_ps(r, lo), hi));
+    const __m256i i32 = _mm256_cvtps_epi32(c);
+    const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(o + k), _mm_packs_epi16(i16, i16));
+  }
+  for (; k < n; k++) o[k] = quant_value(v[k], scale);
+}
+#endif
+
 }  // namespace
 
 void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Tensor& w, int64_t group) {
@@ -23,19 +62,19 @@ void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Ten
   if (N == 0 || K == 0) return;
   int8_t* qp = q.data<int8_t>();
   float* sp = scales.data<float>();
+  auto* one_group = quantize_group_scalar;
+#if IGNIS_X86
+  if (has_avx2()) one_group = quantize_group_avx2;
+#endif
   pool.parallel_for(N, row_grain(K), [&](int64_t n0, int64_t n1) {
     std::vector<float> row(static_cast<size_t>(K));
     for (int64_t n = n0; n < n1; n++) {
-      convert_to_f32(advance(w.raw(), w.dtype, n * K), w.dtype, row.data(), size_t(K));
-      for (int64_t g = 0; g < G; g++) {
-        const float* v = row.data() + g * group;
-        float amax = 0.f;
-        for (int64_t k = 0; k < group; k++) amax = std::max(amax, std::fabs(v[k]));
-        const float scale = quant_scale(amax);
-        sp[n * G + g] = scale;
-        int8_t* o = qp + n * K + g * group;
-        for (int64_t k = 0; k < group; k++) o[k] = quant_value(v[k], scale);  // core/quant.h
+      const float* src = static_cast<const float*>(advance(w.raw(), w.dtype, n * K));
+      if (w.dtype != DType::f32) {
+        convert_to_f32(src, w.dtype, row.data(), size_t(K));
+        src = row.data();
       }
+      for (int64_t g = 0; g < G; g++) one_group(src + g * group, group, qp + n * K + g * group, sp + n * G + g);
     }
   });
 }

@@ -29,6 +29,8 @@ void run_kernel(const Exec& e, Backend& b, const OpParams& p, const Tensor* cons
 // `dtype`: any float src_type for a float dtype (the conversion happens here), else == dtype.
 // Copies synchronously, so the caller may reuse its buffer at once.
 Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shape, DType dtype, Device device);
+// n elements of src_type at src -> dtype at dst (same dtype: a copy; float <-> float converted).
+void convert_host(const void* src, DType src_type, void* dst, DType dtype, size_t n);
 Tensor full(Runtime& rt, const Shape& shape, DType dtype, Device device, double value);
 Tensor randn(Runtime& rt, const Shape& shape, DType dtype, Device device, uint64_t seed);
 Tensor to_device(Runtime& rt, const Tensor& x, Device device);

@@ -23,6 +23,28 @@ void enqueue_make(Runtime& rt, const Tensor& t, OpParams p) {
 
 }  // namespace
 
+void convert_host(const void* src, DType src_type, void* dst, DType dtype, size_t n) {
+  if (src_type == dtype) {
+    std::memcpy(dst, src, n * dtype_size(dtype));
+  } else if (src_type == DType::f32 && is_float(dtype)) {
+    cpu::convert_from_f32(static_cast<const float*>(src), dst, dtype, n);
+  } else if (is_float(src_type) && dtype == DType::f32) {
+    cpu::convert_to_f32(src, src_type, static_cast<float*>(dst), n);
+  } else if (is_float(src_type) && is_float(dtype)) {  // f16 <-> bf16, through f32 in chunks
+    constexpr size_t kChunk = 4096;
+    float tmp[kChunk];
+    const size_t es = dtype_size(src_type), ed = dtype_size(dtype);
+    for (size_t i = 0; i < n; i += kChunk) {
+      const size_t w = std::min(kChunk, n - i);
+      cpu::convert_to_f32(static_cast<const char*>(src) + i * es, src_type, tmp, w);
+      cpu::convert_from_f32(tmp, static_cast<char*>(dst) + i * ed, dtype, w);
+    }
+  } else {
+    fail(ErrorCode::DType, std::string("cannot make a ") + dtype_name(dtype) + " tensor from " +
+                               dtype_name(src_type) + " data");
+  }
+}
+
 Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shape, DType dtype, Device device) {
   rt.queue(device);  // throws E_DEVICE for a device that is not usable
   if (device.kind != Device::CPU) {
@@ -34,26 +56,7 @@ Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shap
     return dev;
   }
   Tensor t = empty(shape, dtype, device);
-  size_t n = size_t(t.numel());
-  if (src_type == dtype) {
-    std::memcpy(t.raw(), src, t.nbytes());
-  } else if (src_type == DType::f32 && is_float(dtype)) {
-    cpu::convert_from_f32(static_cast<const float*>(src), t.raw(), dtype, n);
-  } else if (is_float(src_type) && dtype == DType::f32) {
-    cpu::convert_to_f32(src, src_type, t.data<float>(), n);
-  } else if (is_float(src_type) && is_float(dtype)) {  // f16 <-> bf16, through f32 in chunks
-    constexpr size_t kChunk = 4096;
-    float tmp[kChunk];
-    const size_t es = dtype_size(src_type), ed = dtype_size(dtype);
-    for (size_t i = 0; i < n; i += kChunk) {
-      const size_t w = std::min(kChunk, n - i);
-      cpu::convert_to_f32(static_cast<const char*>(src) + i * es, src_type, tmp, w);
-      cpu::convert_from_f32(tmp, static_cast<char*>(t.raw()) + i * ed, dtype, w);
-    }
-  } else {
-    fail(ErrorCode::DType, std::string("cannot make a ") + dtype_name(dtype) + " tensor from " +
-                               dtype_name(src_type) + " data");
-  }
+  convert_host(src, src_type, t.raw(), dtype, size_t(t.numel()));
   return t;
 }
 

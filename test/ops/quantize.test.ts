@@ -21,6 +21,7 @@ forDevices((dev) => {
       [17, 160, 32],
       [3, 160, 160],
       [9, 384, 128],
+      [5, 100, 100], // a group that is not a multiple of the 8 lanes
     ];
     for (const wDtype of FLOAT_DTYPES) {
       for (const [N, K, g] of shapes) {
@@ -61,6 +62,21 @@ forDevices((dev) => {
           qt.dispose();
         });
       }
+    }
+  });
+
+  it(`quantize rounds ties to even, ignores NaN in the scale and stores it as 0, in the vector lanes and the tail ${dev}`, async () => {
+    // scale = 127 / 127 = 1, so q = rint(w)
+    const row = [127, 0.5, 1.5, 2.5, -0.5, -1.5, NaN, 126.5, -127, 3.5, 4.5, -2.5, 0.49999997, 5.5, -126.5, 6.5, 0.5, 1.5, NaN, -3.5];
+    const want = [127, 0, 2, 2, 0, -2, 0, 126, -127, 4, 4, -2, 0, 6, -126, 6, 0, 2, 0, -4];
+    const w = ignis.tensor(Float32Array.from(row), { shape: [1, 20], device: dev });
+    const qt = ignis.quantize(w, { groupSize: 20 });
+    try {
+      expect([...(await qt.scales.data())]).toEqual([1]);
+      expect([...(await qt.q.data())]).toEqual(want);
+    } finally {
+      w.dispose();
+      qt.dispose();
     }
   });
 
