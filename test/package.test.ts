@@ -38,7 +38,16 @@ describe('loader', () => {
     const { BUILD_TOOLS } = require('../scripts/build.js') as { BUILD_TOOLS: Record<string, string> };
     const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
     for (const [name, range] of Object.entries(BUILD_TOOLS)) expect(pkg.devDependencies[name], name).toBe(range);
-    expect(pkg.dependencies ?? {}).toEqual({});
+    // the runtime dependencies: the tokenizer's two pure-JS Hugging Face packages, pinned, with
+    // no install step and no native code of their own
+    expect(pkg.dependencies).toEqual({ '@huggingface/jinja': '0.5.13', '@huggingface/tokenizers': '0.2.0' });
+    for (const name of Object.keys(pkg.dependencies)) {
+      const dep = JSON.parse(fs.readFileSync(path.join(root, 'node_modules', name, 'package.json'), 'utf8'));
+      expect(dep.version, name).toBe(pkg.dependencies[name]);
+      expect(Object.keys(dep.scripts ?? {}).filter((s) => /install/.test(s)), name).toEqual([]);
+      expect(dep.dependencies ?? {}, name).toEqual({});
+      expect(dep.gypfile, name).toBeUndefined();
+    }
     expect(Object.keys(pkg.scripts)).not.toContain('install');
     for (const f of pkg.files) expect(fs.existsSync(path.join(root, f)), f).toBe(true);
   });
