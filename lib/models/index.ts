@@ -17,6 +17,9 @@ import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, gpt2Tensors, Gpt2Weight
 import { buildLlama, disposeLlama, LlamaConfig, llamaConfig, llamaTensors, LlamaWeights, llamaWeightBytes, loadLlama } from './llama';
 import { sample as sampleOn } from '../ops';
 import { argmax, samplerFor, samplingParams, SamplingOptions } from './sampling';
+import { loadTokenizer, Tokenizer } from '../tokenizer/tokenizer';
+import type { Detokenizer } from '../tokenizer/detokenizer';
+import type { ChatMessage, ChatTemplateOptions } from '../tokenizer/chat';
 
 export interface LoadModelOptions {
   device?: Device;
@@ -37,6 +40,9 @@ export interface LoadModelOptions {
   /** aborts the load between two tensors (and before the graphs compile): loadModel rejects with
    * the signal's reason, and the tensors read so far are freed */
   signal?: AbortSignal;
+  /** read the directory's tokenizer.json (model.tokenizer; text and chat in generate); default
+   * true where the file exists. false: ids only */
+  tokenizer?: boolean;
 }
 
 export interface LoadProgress {
@@ -47,13 +53,58 @@ export interface LoadProgress {
 }
 
 export interface GenerateOptions extends SamplingOptions {
+  /** default: generation_config.json's max_new_tokens, else 32 */
   maxNewTokens?: number;
-  /** token ids that end generation (the stop token is yielded, then generation ends) */
-  stop?: number[];
+  /** what ends generation: token ids (the id is yielded, then generation ends) and strings (the
+   * text ends before the string; needs a tokenizer) */
+  stop?: readonly (number | string)[];
   /** end at the model's end-of-sequence ids (model.eosTokenIds) as at a stop id; default true */
   eos?: boolean;
   /** ends the generation: the next step is not queued, and the generator throws the reason */
   signal?: AbortSignal;
+  /** a text prompt: add the tokenizer's special tokens around it (Llama's BOS); default true */
+  addSpecialTokens?: boolean;
+  /** chat messages: the template's options (tools, variables such as Qwen3's enable_thinking) */
+  chatTemplate?: Omit<ChatTemplateOptions, 'addGenerationPrompt'>;
+  /** the text of special tokens (EOS, <|eot_id|>) is left out of the pieces; default true */
+  skipSpecialTokens?: boolean;
+}
+
+/** What generate() takes: token ids, a text, or chat messages (the chat template applied). */
+export type GenerateInput = readonly number[] | string | readonly ChatMessage[];
+
+/** One generated token and the text that became final with it ('' while a character or a
+ * possible stop string is pending; always '' for a model without a tokenizer). */
+export interface GeneratedPiece {
+  token: number;
+  text: string;
+}
+
+/** Why generation ended: an EOS id, a stop id or string, or maxNewTokens / maxSeq. */
+export type FinishReason = 'eos' | 'stop' | 'length';
+
+/** model.chat()'s reply: the assistant's turn, ready to append to the messages. */
+export interface ChatReply {
+  role: 'assistant';
+  content: string;
+  tokens: number[];
+  finishReason: FinishReason;
+}
+
+/**
+ * generation_config.json's sampling defaults, as generate() applies them when a call gives no
+ * temperature, topK or topP: greedy unless do_sample; then temperature (1), top_k (50) and top_p
+ * (1) as transformers' GenerationConfig defaults them.
+ */
+export interface GenerationDefaults {
+  doSample: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  maxNewTokens?: number;
+  /** settings of the file that generate() does not apply (repetition_penalty, min_p, num_beams,
+   * ...), as "key=value": a call that relies on the defaults samples without them */
+  notApplied: string[];
 }
 
 type Arch = { config: Gpt2Config; weights: Gpt2Weights } | { config: LlamaConfig; weights: LlamaWeights };
@@ -71,12 +122,16 @@ export class LanguageModel {
   /** end-of-sequence ids: generation_config.json's eos_token_id, else config.json's; generate()
    * ends at them unless told `eos: false` */
   readonly eosTokenIds: readonly number[];
+  /** the checkpoint's tokenizer (tokenizer.json), or null: then generate() takes ids only */
+  readonly tokenizer: Tokenizer | null;
+  /** generation_config.json's sampling defaults */
+  readonly generationDefaults: Readonly<GenerationDefaults>;
   /** @internal */ readonly full: Model;
   /** @internal */ readonly step: Model;
   private arch: Arch | null;
 
   /** @internal */
-  constructor(arch: Arch, full: Model, step: Model, o: { maxSeq: number; maxBatch: number; device: Device; dtype: FloatDType; quantize?: 'int8'; eos: number[] }) {
+  constructor(arch: Arch, full: Model, step: Model, o: { maxSeq: number; maxBatch: number; device: Device; dtype: FloatDType; quantize?: 'int8'; eos: number[]; tokenizer: Tokenizer | null; defaults: GenerationDefaults }) {
     this.arch = arch;
     this.modelType = arch.config.modelType;
     this.vocabSize = arch.config.vocab;
@@ -88,6 +143,8 @@ export class LanguageModel {
     this.dtype = o.dtype;
     this.quantized = o.quantize;
     this.eosTokenIds = Object.freeze([...o.eos]);
+    this.tokenizer = o.tokenizer;
+    this.generationDefaults = Object.freeze({ ...o.defaults, notApplied: Object.freeze([...o.defaults.notApplied]) as string[] });
   }
 
   /** Bytes: the weights, the two graphs' activation arenas, and the KV cache of one state. */
@@ -134,51 +191,150 @@ export class LanguageModel {
   }
 
   /**
-   * Generates token ids after `prompt`, one per iteration: the prompt is run once (prefill),
-   * then each new token is one step over the KV cache. Greedy unless a temperature is given.
-   * Greedy steps pick their token on the device (the step graph's argmax), sampled ones on the
-   * CPU too (ignis.sample queued after the step), so each step is queued, reading the previous
-   * step's token tensor, before that token is read back: the JS work of a step overlaps the
-   * kernels of the one before it. Elsewhere a sampled token is drawn in JS from the logits.
+   * Generates after `input` (token ids, a text, or chat messages with the chat template applied),
+   * one { token, text } piece per token: the prompt is run once (prefill), then each new token is
+   * one step over the KV cache. The text is decoded incrementally: a character whose bytes span
+   * tokens comes with the token that completes it, and text that may begin a stop string is held
+   * until it does or does not. Sampling: the call's temperature / topK / topP, else the model's
+   * generationDefaults (greedy unless the checkpoint's generation_config.json samples). The
+   * generator's return value is the FinishReason.
    */
-  async *generate(prompt: number[], opts?: GenerateOptions): AsyncGenerator<number, void, undefined> {
+  async *generate(input: GenerateInput, opts?: GenerateOptions): AsyncGenerator<GeneratedPiece, FinishReason, undefined> {
     const op = 'generate';
     this.live(op);
-    const o = v.options<GenerateOptions>(op, opts, ['maxNewTokens', 'stop', 'eos', 'signal', 'temperature', 'topK', 'topP', 'seed']);
+    const o = v.options<GenerateOptions>(op, opts, ['maxNewTokens', 'stop', 'eos', 'signal', 'temperature', 'topK', 'topP', 'seed', 'addSpecialTokens', 'chatTemplate', 'skipSpecialTokens']);
+    if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((x) => !Number.isInteger(x) && (typeof x !== 'string' || x === ''))))
+      throw typeError(`model.${op}: stop must be an array of token ids and non-empty strings, got ${describe(o.stop)}`);
+    const stopIds = (o.stop ?? []).filter((x): x is number => typeof x === 'number');
+    const stopStrings = (o.stop ?? []).filter((x): x is string => typeof x === 'string');
+    if (stopStrings.length && !this.tokenizer) throw new IgnisError('E_ARGUMENT', `model.${op}: stop strings need a tokenizer, and this model has none (no tokenizer.json)`);
+    const prompt = this.promptIds(op, input, o);
+    const detok = this.tokenizer?.detokenizer({ skipSpecialTokens: v.bool(op, 'skipSpecialTokens', o.skipSpecialTokens, true) }) ?? null;
+    const steps = this.steps(op, prompt, o, stopIds);
+    try {
+      return yield* this.pieces(steps, detok, stopStrings);
+    } finally {
+      await steps.return('stop'); // a consumer that stops early frees the state here (a no-op once done)
+    }
+  }
+
+  /** The pieces of a token loop's tokens: detokenized, stop strings found and held back. */
+  private async *pieces(steps: AsyncGenerator<{ token: number; end?: FinishReason }, FinishReason, undefined>, detok: Detokenizer | null, stopStrings: string[]): AsyncGenerator<GeneratedPiece, FinishReason, undefined> {
+    const longest = Math.max(0, ...stopStrings.map((x) => x.length));
+    let held = ''; // text not yet given out: it may be the start of a stop string
+    for (;;) {
+      const r = await steps.next();
+      if (r.done) return r.value;
+      const { token, end } = r.value;
+      let text = held + (detok ? detok.push(token) + (end ? detok.flush() : '') : '');
+      held = '';
+      let hit = -1;
+      for (const x of stopStrings) {
+        const at = text.indexOf(x);
+        if (at >= 0 && (hit < 0 || at < hit)) hit = at;
+      }
+      if (hit >= 0) {
+        yield { token, text: text.slice(0, hit) };
+        return 'stop'; // generate() closes the loop: the state is freed, no further step queued
+      }
+      if (!end && longest > 1) {
+        // hold back the longest end of the text that a stop string starts with
+        for (let k = Math.min(longest - 1, text.length); k > 0; k--) {
+          const tail = text.slice(text.length - k);
+          if (stopStrings.some((x) => x.startsWith(tail))) {
+            held = tail;
+            text = text.slice(0, text.length - k);
+            break;
+          }
+        }
+      }
+      yield { token, text };
+      if (end) return end;
+    }
+  }
+
+  /**
+   * Applies the chat template to `messages` and generates the assistant's reply (until EOS, a
+   * stop, maxNewTokens or maxSeq): { role: 'assistant', content, tokens, finishReason }.
+   */
+  async chat(messages: readonly ChatMessage[], opts?: GenerateOptions): Promise<ChatReply> {
+    if (!Array.isArray(messages)) throw typeError(`model.chat: messages must be an array of { role, content }, got ${describe(messages)}`);
+    const tokens: number[] = [];
+    let content = '';
+    const it = this.generate(messages, opts);
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return { role: 'assistant', content, tokens, finishReason: r.value };
+      tokens.push(r.value.token);
+      content += r.value.text;
+    }
+  }
+
+  /** The prompt's ids: ids as given, a text encoded, messages through the chat template. */
+  private promptIds(op: string, input: unknown, o: GenerateOptions): number[] {
+    if (typeof input === 'string' || (Array.isArray(input) && input.length > 0 && typeof input[0] === 'object' && input[0] !== null)) {
+      const tok = this.tokenizer;
+      if (!tok) throw new IgnisError('E_ARGUMENT', `model.${op}: a text or chat prompt needs a tokenizer, and this model has none (no tokenizer.json in its directory, or loadModel's tokenizer: false); pass token ids`);
+      if (typeof input === 'string') {
+        if (input === '') throw typeError(`model.${op}: the prompt text is empty`);
+        return tok.encode(input, { addSpecialTokens: v.bool(op, 'addSpecialTokens', o.addSpecialTokens, true) });
+      }
+      if (o.chatTemplate !== undefined && (typeof o.chatTemplate !== 'object' || o.chatTemplate === null || 'addGenerationPrompt' in o.chatTemplate))
+        throw typeError(`model.${op}: chatTemplate must be template options without addGenerationPrompt (generation adds it), got ${describe(o.chatTemplate)}`);
+      // the template writes the special tokens itself (BOS included)
+      return tok.encode(tok.applyChatTemplate(input as ChatMessage[], { ...o.chatTemplate, addGenerationPrompt: true }), { addSpecialTokens: false });
+    }
+    if (!Array.isArray(input) || input.length === 0 || Array.isArray(input[0]))
+      throw typeError(`model.${op}: the prompt must be token ids (a non-empty number[]), a text or chat messages, got ${describe(input)}`);
+    return input as number[];
+  }
+
+  /**
+   * The token loop: yields each token with `end` set on the last one (why it is the last). Greedy
+   * steps pick their token on the device (the step graph's argmax), sampled ones on the CPU too
+   * (ignis.sample queued after the step), so each step is queued, reading the previous step's
+   * token tensor, before that token is read back: the JS work of a step overlaps the kernels of
+   * the one before it. Elsewhere a sampled token is drawn in JS from the logits.
+   */
+  private async *steps(op: string, prompt: number[], o: GenerateOptions, stopIds: number[]): AsyncGenerator<{ token: number; end?: FinishReason }, FinishReason, undefined> {
     const signal = abortSignal(`model.${op}`, o.signal);
     signal?.throwIfAborted();
-    const maxNew = v.int(op, 'maxNewTokens', o.maxNewTokens, 0, 32);
-    if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((x) => !Number.isInteger(x))))
-      throw typeError(`model.${op}: stop must be an array of token ids, got ${describe(o.stop)}`);
+    const d = this.generationDefaults;
+    const maxNew = v.int(op, 'maxNewTokens', o.maxNewTokens, 0, d.maxNewTokens ?? 32);
     if (o.eos !== undefined && typeof o.eos !== 'boolean') throw typeError(`model.${op}: eos must be true or false, got ${describe(o.eos)}`);
-    const stop = new Set([...(o.stop ?? []), ...(o.eos === false ? [] : this.eosTokenIds)]);
-    const params = samplingParams(`model.${op}`, o);
+    const eos = new Set(o.eos === false ? [] : this.eosTokenIds);
+    const stop = new Set(stopIds);
+    // the call's sampling, else the checkpoint's defaults
+    const own = o.temperature !== undefined || o.topK !== undefined || o.topP !== undefined;
+    const sampling: SamplingOptions = own || !d.doSample ? o : { temperature: d.temperature, topK: d.topK || undefined, topP: d.topP, seed: o.seed };
+    const params = samplingParams(`model.${op}`, sampling);
     const sample = samplerFor(params);
     // On the CPU a sampled token is drawn by ignis.sample, queued after its step like the argmax.
     const native = sample !== argmax && this.device === 'cpu';
-    if (!Array.isArray(prompt) || prompt.length === 0 || Array.isArray(prompt[0]))
-      throw typeError(`model.${op}: prompt must be a non-empty array of token ids, got ${describe(prompt)}`);
     if (prompt.length > this.maxSeq)
       throw new IgnisError('E_ARGUMENT', `model.${op}: the prompt (${prompt.length} tokens) does not fit maxSeq ${this.maxSeq}`);
-    if (maxNew === 0) return;
+    const ids = this.ids(op, prompt); // checks every id
+    if (maxNew === 0) {
+      ids.dispose();
+      return 'length';
+    }
     const state = this.step.createState();
     // The first step's outputs are written over by the later ones: logits [1, 1, vocab], and
     // two next-token tensors [1, 1] used in turn (a step reads one while it writes the other).
     let logits: Tensor | undefined;
     const next: Tensor[] = [];
     let position = 0;
-    const enqueue = (ids: Tensor, k: number): Tensor => {
+    const enqueue = (x: Tensor, k: number): Tensor => {
       const outputs: Record<string, Tensor> = {};
       if (logits) outputs.logits = logits;
       if (next[k % 2]) outputs.next = next[k % 2];
-      const r = this.step.enqueue({ ids, position }, { state, outputs });
-      position += ids.shape[1];
+      const r = this.step.enqueue({ ids: x, position }, { state, outputs });
+      position += x.shape[1];
       logits = r.logits;
       next[k % 2] = r.next;
       return r.next;
     };
     try {
-      const ids = this.ids(op, prompt);
       let pending: Tensor;
       try {
         pending = enqueue(ids, 0);
@@ -208,9 +364,11 @@ export class LanguageModel {
             }
           }
         }
-        yield token;
-        if (stop.has(token) || !more) return;
+        const end: FinishReason | undefined = eos.has(token) ? 'eos' : stop.has(token) ? 'stop' : !more ? 'length' : undefined;
+        yield end ? { token, end } : { token };
+        if (end) return end;
       }
+      return 'length';
     } finally {
       logits?.dispose();
       for (const t of next) t.dispose();
@@ -236,7 +394,8 @@ export class LanguageModel {
 export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<LanguageModel> {
   const op = 'loadModel';
   if (typeof dir !== 'string' || !dir) throw typeError(`${op}: dir must be a directory path, got ${describe(dir)}`);
-  const o = v.options<LoadModelOptions>(op, opts, ['device', 'dtype', 'quantize', 'groupSize', 'maxSeq', 'maxBatch', 'onProgress', 'signal']);
+  const o = v.options<LoadModelOptions>(op, opts, ['device', 'dtype', 'quantize', 'groupSize', 'maxSeq', 'maxBatch', 'onProgress', 'signal', 'tokenizer']);
+  const wantTokenizer = v.bool(op, 'tokenizer', o.tokenizer, true);
   const signal = abortSignal(op, o.signal);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw typeError(`${op}: onProgress must be a function, got ${describe(o.onProgress)}`);
   signal?.throwIfAborted();
@@ -262,7 +421,15 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   if (raw.model_type === 'gpt2') config = gpt2Config(raw);
   else if (['llama', 'qwen2', 'qwen3', 'mistral', 'phi3'].includes(raw.model_type as string)) config = llamaConfig(raw);
   else throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama, qwen2, qwen3, mistral, phi3)`);
-  const eos = await eosTokenIds(dir, raw, config.vocab);
+  const gen = await generationConfig(dir, raw, config.vocab);
+  const eos = gen.eos;
+  // the tokenizer, where the directory has one: its ids must be the model's
+  let tokenizer: Tokenizer | null = null;
+  if (wantTokenizer && (await fsp.stat(path.join(dir, 'tokenizer.json')).catch(() => null))) {
+    tokenizer = await loadTokenizer(dir);
+    if (tokenizer.vocabSize > config.vocab)
+      throw new IgnisError('E_FORMAT', `${op}: tokenizer.json has ${tokenizer.vocabSize} tokens, more than the model's vocab_size ${config.vocab}`);
+  }
   const context = config.modelType === 'gpt2' ? config.positions : config.maxPositions;
   // a sliding window of w equals full attention up to w tokens, and dynamic NTK RoPE the default
   // rotation up to the original context: that is all ignis computes
@@ -312,15 +479,28 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
     else disposeLlama(arch.weights as LlamaWeights);
     throw e;
   }
-  return new LanguageModel(arch, full, step, { maxSeq, maxBatch, device, dtype, quantize: o.quantize, eos });
+  return new LanguageModel(arch, full, step, { maxSeq, maxBatch, device, dtype, quantize: o.quantize, eos, tokenizer, defaults: gen.defaults });
 }
 
+/** generation_config.json's keys generate() applies, and those that need nothing at their neutral value. */
+const APPLIED = new Set(['do_sample', 'temperature', 'top_k', 'top_p', 'max_new_tokens', 'eos_token_id']);
+const NEUTRAL: Record<string, unknown> = {
+  repetition_penalty: 1, num_beams: 1, num_beam_groups: 1, no_repeat_ngram_size: 0, typical_p: 1, min_p: null,
+  epsilon_cutoff: 0, eta_cutoff: 0, encoder_repetition_penalty: 1, length_penalty: 1, diversity_penalty: 0,
+  bad_words_ids: null, force_words_ids: null, suppress_tokens: null, begin_suppress_tokens: null, forced_bos_token_id: null,
+  forced_eos_token_id: null, penalty_alpha: null, exponential_decay_length_penalty: null, sequence_bias: null,
+  min_new_tokens: 0, min_length: 0, renormalize_logits: false, guidance_scale: null,
+};
+
 /**
- * The end-of-sequence ids as transformers' generate() takes them: generation_config.json's
- * eos_token_id when that file has one, else config.json's; an id or a list of ids, each a token
- * of the vocabulary (anything else is E_FORMAT naming the file).
+ * generation_config.json (optional) with config.json: the end-of-sequence ids as transformers'
+ * generate() takes them (the generation config's eos_token_id when it has one, else config.json's;
+ * an id or a list of ids, each a token of the vocabulary, anything else E_FORMAT naming the file),
+ * and the sampling defaults (GenerationDefaults). A setting generate() does not apply is listed
+ * in notApplied; keys that are not settings (bos/pad ids, max_length, transformers_version, ...)
+ * change nothing here.
  */
-async function eosTokenIds(dir: string, cfg: Record<string, unknown>, vocab: number): Promise<number[]> {
+async function generationConfig(dir: string, cfg: Record<string, unknown>, vocab: number): Promise<{ eos: number[]; defaults: GenerationDefaults }> {
   const genPath = path.join(dir, 'generation_config.json');
   let gen: Record<string, unknown> = {};
   try {
@@ -331,12 +511,28 @@ async function eosTokenIds(dir: string, cfg: Record<string, unknown>, vocab: num
   }
   if (typeof gen !== 'object' || gen === null || Array.isArray(gen)) throw new IgnisError('E_FORMAT', `loadModel: ${genPath} is not a JSON object`);
   const [file, raw] = gen.eos_token_id != null ? ['generation_config.json', gen.eos_token_id] : ['config.json', cfg.eos_token_id];
-  if (raw == null) return [];
-  const ids = Array.isArray(raw) ? raw : [raw];
-  for (const id of ids)
+  const list = raw == null ? [] : Array.isArray(raw) ? raw : [raw];
+  for (const id of list)
     if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= vocab)
       throw new IgnisError('E_FORMAT', `loadModel: ${file}: eos_token_id ${JSON.stringify(raw)} is not a token id of the vocabulary (0 to ${vocab - 1})`);
-  return ids as number[];
+  const bad = (k: string, want: string) => new IgnisError('E_FORMAT', `loadModel: generation_config.json: ${k} ${JSON.stringify(gen[k])} ${want}`);
+  const num = (k: string, fallback: number, ok: (x: number) => boolean, want: string) => {
+    if (gen[k] == null) return fallback;
+    if (typeof gen[k] !== 'number' || !ok(gen[k] as number)) throw bad(k, want);
+    return gen[k] as number;
+  };
+  if (gen.do_sample != null && typeof gen.do_sample !== 'boolean') throw bad('do_sample', 'must be true or false');
+  const defaults: GenerationDefaults = {
+    doSample: gen.do_sample === true,
+    temperature: num('temperature', 1, (x) => x > 0 && Number.isFinite(x), 'must be a number > 0'),
+    topK: num('top_k', 50, (x) => Number.isSafeInteger(x) && x >= 0, 'must be a whole number >= 0'),
+    topP: num('top_p', 1, (x) => x > 0 && x <= 1, 'must be a number in (0, 1]'),
+    notApplied: [],
+  };
+  if (gen.max_new_tokens != null) defaults.maxNewTokens = num('max_new_tokens', 0, (x) => Number.isSafeInteger(x) && x >= 0, 'must be a whole number >= 0');
+  for (const [k, value] of Object.entries(gen))
+    if (!APPLIED.has(k) && k in NEUTRAL && value != null && JSON.stringify(value) !== JSON.stringify(NEUTRAL[k])) defaults.notApplied.push(`${k}=${JSON.stringify(value)}`);
+  return { eos: list as number[], defaults };
 }
 
 function abortSignal(op: string, s: unknown): AbortSignal | undefined {

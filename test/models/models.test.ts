@@ -91,7 +91,7 @@ forDevices((device) => {
         try {
           const prompt = randomIds(`${name} prompt`, 1, 6, vocab)[0];
           const got: number[] = [];
-          for await (const t of m.generate(prompt, { maxNewTokens: 10 })) got.push(t);
+          for await (const { token: t } of m.generate(prompt, { maxNewTokens: 10 })) got.push(t);
           expect(got).toHaveLength(10);
           // the same model, no cache: the argmax of the last row of forward(prompt + generated)
           const seq = prompt.slice();
@@ -118,7 +118,7 @@ forDevices((device) => {
           const prompt = randomIds(`${name} prompt`, 1, 5, vocab)[0];
           const run = async (o: ignis.GenerateOptions) => {
             const out: number[] = [];
-            for await (const t of m.generate(prompt, o)) out.push(t);
+            for await (const { token: t } of m.generate(prompt, o)) out.push(t);
             return out;
           };
           const a = await run({ maxNewTokens: 12, temperature: 0.8, topK: 20, topP: 0.95, seed: 5 });
@@ -146,7 +146,7 @@ forDevices((device) => {
           // greedy steps run ahead of the reads: a stop token or a break still ends cleanly
           expect(await run({ maxNewTokens: 8, stop: [greedy[2]] }), `${name}: greedy stop`).toEqual(greedy.slice(0, greedy.indexOf(greedy[2]) + 1));
           let k = 0;
-          for await (const t of m.generate(prompt, { maxNewTokens: 8 })) {
+          for await (const { token: t } of m.generate(prompt, { maxNewTokens: 8 })) {
             expect(t, `${name}: token ${k} before the break`).toBe(greedy[k]);
             if (++k === 3) break;
           }
@@ -157,7 +157,7 @@ forDevices((device) => {
           m.step.profile(true);
           try {
             let j = 0;
-            for await (const t of m.generate(prompt, { maxNewTokens: 5 })) {
+            for await (const { token: t } of m.generate(prompt, { maxNewTokens: 5 })) {
               expect(t).toBe(greedy[j]);
               // wait for step j + 1 however loaded the machine is, then a little more: step j + 2
               // must not come (no wall-clock bound: the wait ends when the count is reached)
@@ -177,12 +177,12 @@ forDevices((device) => {
           const g2 = m.generate(prompt.slice(1), { maxNewTokens: 8 });
           const r1: number[] = [], r2: number[] = [];
           for (let i = 0; i < 8; i++) {
-            r1.push((await g1.next()).value as number);
-            r2.push((await g2.next()).value as number);
+            r1.push(((await g1.next()).value as ignis.GeneratedPiece).token);
+            r2.push(((await g2.next()).value as ignis.GeneratedPiece).token);
           }
           expect(r1, name).toEqual(await run({ maxNewTokens: 8 }));
           const solo: number[] = [];
-          for await (const t of m.generate(prompt.slice(1), { maxNewTokens: 8 })) solo.push(t);
+          for await (const { token: t } of m.generate(prompt.slice(1), { maxNewTokens: 8 })) solo.push(t);
           expect(r2, name).toEqual(solo);
         } finally {
           m.dispose();
@@ -283,7 +283,7 @@ describe('loadModel errors', () => {
     await expect(m.generate(Array(17).fill(1)).next()).rejects.toMatchObject({ code: 'E_ARGUMENT' });
     await expect(m.generate([1], { topK: 3 }).next()).rejects.toMatchObject({ code: 'E_RANGE' });
     const out: number[] = [];
-    for await (const t of m.generate([1, 2, 3], { maxNewTokens: 100 })) out.push(t);
+    for await (const { token: t } of m.generate([1, 2, 3], { maxNewTokens: 100 })) out.push(t);
     expect(out.length, 'generation stops when the cache (maxSeq 16) is full').toBe(14);
     m.dispose();
     expect(() => m.forward([1])).toThrow(expect.objectContaining({ code: 'E_DISPOSED' }));
@@ -301,7 +301,7 @@ describe('end of sequence', () => {
       const m = await ignis.loadModel(d);
       try {
         const out: number[] = [];
-        for await (const t of m.generate(prompt, { maxNewTokens: 10, ...o })) out.push(t);
+        for await (const { token: t } of m.generate(prompt, { maxNewTokens: 10, ...o })) out.push(t);
         return { out, eos: m.eosTokenIds };
       } finally {
         m.dispose();
@@ -377,7 +377,7 @@ describe('progress and abort', () => {
       const ac = new AbortController();
       const got: number[] = [];
       const err = await (async () => {
-        for await (const t of m.generate([3, 17, 5], { maxNewTokens: 10, signal: ac.signal })) {
+        for await (const { token: t } of m.generate([3, 17, 5], { maxNewTokens: 10, signal: ac.signal })) {
           got.push(t);
           if (got.length === 3) ac.abort();
         }
@@ -386,7 +386,7 @@ describe('progress and abort', () => {
       expect((err as Error)?.name).toBe('AbortError');
       // the model is fine after it
       const again: number[] = [];
-      for await (const t of m.generate([3, 17, 5], { maxNewTokens: 4 })) again.push(t);
+      for await (const { token: t } of m.generate([3, 17, 5], { maxNewTokens: 4 })) again.push(t);
       expect(again.length).toBe(4);
     } finally {
       m.dispose();
