@@ -433,11 +433,13 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   const context = config.modelType === 'gpt2' ? config.positions : config.maxPositions;
   // a sliding window of w equals full attention up to w tokens, and dynamic NTK RoPE the default
   // rotation up to the original context: that is all ignis computes
-  const window = config.modelType === 'gpt2' ? undefined : config.window;
+  // (the CPU's attention kernel computes a sliding window; on CUDA it is held to its size)
+  const windows = config.modelType === 'gpt2' ? undefined : config.windows;
+  const window = windows && (!windows.kernel || device !== 'cpu') ? windows.size : undefined;
   const ropeLimit = config.modelType === 'gpt2' ? undefined : config.rope.limit;
   const maxSeq = Math.min(context, v.int(op, 'maxSeq', o.maxSeq, 1, Math.min(context, 2048, window ?? Infinity, ropeLimit ?? Infinity)));
   if (window !== undefined && maxSeq > window)
-    throw new IgnisError('E_ARGUMENT', `${op}: maxSeq ${maxSeq} passes the config's sliding_window ${window}: attention is computed over every key, which equals the window's only up to ${window} tokens`);
+    throw new IgnisError('E_ARGUMENT', `${op}: maxSeq ${maxSeq} passes the config's sliding_window ${window}: ${windows!.kernel ? `on ${device} ` : ''}attention is computed over every key, which equals the window's only up to ${window} tokens`);
   if (ropeLimit !== undefined && maxSeq > ropeLimit)
     throw new IgnisError('E_ARGUMENT', `${op}: maxSeq ${maxSeq} passes ${ropeLimit}, where the config's RoPE scaling changes with the sequence length (dynamic NTK, longrope's long factors): ignis computes the rotation up to there`);
 

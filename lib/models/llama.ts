@@ -27,8 +27,9 @@ export interface LlamaConfig {
   /** which linear layers carry a bias: llama's attention_bias (q, k, v, o) and mlp_bias (gate,
    * up, down); qwen2's q, k, v always */
   bias: { qkv: boolean; o: boolean; mlp: boolean };
-  /** the sliding window where the family applies one (mistral; qwen2/qwen3 with use_sliding_window) */
-  window?: number;
+  /** the sliding window where the family applies one: its size, the layers it is on, and whether
+   * the attention kernel computes it (else loadModel holds maxSeq to it) */
+  windows?: { size: number; layers: boolean[]; kernel: boolean };
   /** qwen3: q and k RMS-normalized per head before the rotation */
   qkNorm: boolean;
 }
@@ -62,29 +63,45 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
     maxPositions: needInt(cfg, 'max_position_embeddings', 2048),
     tied: cfg.tie_word_embeddings === true,
     bias,
-    window: slidingWindow(cfg, family),
+    windows: slidingWindows(cfg, family, needInt(cfg, 'num_hidden_layers')),
     qkNorm: family === 'qwen3',
   };
   return c;
 }
 
 /**
- * The sliding window, where the family uses one: mistral's sliding_window (absent: 4096, null:
- * none); qwen2's
- * when use_sliding_window is true; any family whose transformers-5 layer_types has a
- * 'sliding_attention' layer. A window of w equals full attention for sequences of at most w
- * tokens, so loadModel holds maxSeq to it.
+ * The sliding window as transformers applies it, per layer: mistral's and phi3's on every layer
+ * (MistralConfig's sliding_window is 4096 when absent, Phi3Config's none; null turns it off);
+ * qwen2's and qwen3's on the layers layer_types marks 'sliding_attention', which transformers
+ * derives from use_sliding_window and max_window_layers (layers i >= it, default 28) when the
+ * config has none. The CPU's attention kernel computes the window; elsewhere it equals full
+ * attention up to w tokens, so loadModel holds maxSeq to it. llama reads no window: a
+ * layer_types with sliding layers there is held to its window too (exact either way).
  */
-function slidingWindow(cfg: Record<string, unknown>, family: LlamaConfig['modelType']): number | undefined {
+function slidingWindows(cfg: Record<string, unknown>, family: LlamaConfig['modelType'], layers: number): LlamaConfig['windows'] {
   const types = cfg.layer_types;
   if (types != null && (!Array.isArray(types) || types.some((t) => t !== 'full_attention' && t !== 'sliding_attention')))
     throw new IgnisError('E_FORMAT', `loadModel: config.json: layer_types ${JSON.stringify(types)} is not a list of 'full_attention' / 'sliding_attention'`);
-  // MistralConfig's sliding_window defaults to 4096 when the key is absent, Phi3Config's to none;
-  // null turns it off
-  const used = (family === 'mistral' && cfg.sliding_window !== null) || (family === 'phi3' && cfg.sliding_window != null) ||
-    ((family === 'qwen2' || family === 'qwen3') && configBool(cfg, 'use_sliding_window', false)) ||
-    (Array.isArray(types) && types.includes('sliding_attention'));
-  return used ? needInt(cfg, 'sliding_window', 4096) : undefined;
+  if (layers > 65536) throw new IgnisError('E_FORMAT', `loadModel: config.json: num_hidden_layers ${layers} is past any model's (65536 at most)`);
+  if (Array.isArray(types) && types.length !== layers)
+    throw new IgnisError('E_FORMAT', `loadModel: config.json: layer_types has ${types.length} entries for ${layers} layers`);
+  const all = (on: boolean) => Array.from({ length: layers }, () => on);
+  let on: boolean[];
+  if (family === 'mistral' || family === 'phi3') {
+    on = all(family === 'mistral' ? cfg.sliding_window !== null : cfg.sliding_window != null);
+    if (Array.isArray(types) && on[0] && types.includes('full_attention'))
+      throw new IgnisError('E_FORMAT', `loadModel: config.json: layer_types ${JSON.stringify(types)} has full-attention layers, which ${family} does not read (its window is on every layer)`);
+  } else if (family === 'qwen2' || family === 'qwen3') {
+    const use = configBool(cfg, 'use_sliding_window', false);
+    const from = cfg.max_window_layers == null ? 28 : cfg.max_window_layers;
+    if (!Number.isSafeInteger(from) || (from as number) < 0)
+      throw new IgnisError('E_FORMAT', `loadModel: config.json: 'max_window_layers' must be a whole number >= 0, got ${JSON.stringify(from)}`);
+    on = Array.isArray(types) ? types.map((t) => t === 'sliding_attention') : all(false).map((_, i) => use && cfg.sliding_window !== null && i >= (from as number));
+  } else {
+    on = all(Array.isArray(types) && types.includes('sliding_attention'));
+  }
+  if (!on.includes(true)) return undefined;
+  return { size: needInt(cfg, 'sliding_window', 4096), layers: on, kernel: family !== 'llama' };
 }
 
 interface Layer {
@@ -240,7 +257,9 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
     const q = g.rope(qkNorm(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), l.qNorm, `l${i}.qnorm`), { position, theta: c.rope.theta, freqs: c.rope.freqs, scale: c.rope.scale });
     const k = g.rope(qkNorm(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), l.kNorm, `l${i}.knorm`), { position, theta: c.rope.theta, freqs: c.rope.freqs, scale: c.rope.scale });
     const v = heads(linear(h, `l${i}.v`, l.v, undefined, l.bias.v), c.kvHeads);
-    const a = g.attention(q, k, v, { causal: true, cache, position }); // [batch, seq, heads, headDim]
+    // a sliding window matters only past its size: below it, it is the full attention
+    const win = c.windows?.layers[i] && maxSeq > c.windows.size ? c.windows.size : 0;
+    const a = g.attention(q, k, v, { causal: true, cache, position, window: win }); // [batch, seq, heads, headDim]
     x = g.add(x, linear(g.reshape(a, ['batch', 'seq', c.heads * c.headDim]), `l${i}.o`, l.o, undefined, l.bias.o));
     const h2 = g.rmsnorm(x, g.weight(`l${i}.ln2`, l.ln2), { eps: c.eps });
     const mlp = g.mul(linear(h2, `l${i}.gate`, l.gate, 'silu', l.bias.gate), linear(h2, `l${i}.up`, l.up, undefined, l.bias.up)); // silu(gate) * up

@@ -97,8 +97,11 @@ struct AttentionParams {
   // by when the kernel runs (a replayed graph reads the run's position there); the launch is
   // then sized for k's full rows. Null everywhere else; not a field the binding sets.
   const int64_t* pos_dev = nullptr;
+  // > 0 (causal only): the query at position p sees keys (p - window, p] only, a sliding window
+  // (transformers' sliding_window); keys before it are skipped a tile at a time, not masked.
+  int64_t window = 0;
   template <class V> void fields(V&& v) {
-    v("causal", causal); v("scale", scale); v("kvLen", kv_len); v("qPos0", q_pos0);
+    v("causal", causal); v("scale", scale); v("kvLen", kv_len); v("qPos0", q_pos0); v("window", window);
   }
 };
 struct KvAppendParams {

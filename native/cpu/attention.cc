@@ -36,6 +36,7 @@ struct Problem {
   size_t esize;
   int64_t B, Sq, Hq, Hk, G, D, Dp, Skv;
   int64_t kv_len, q_pos0;
+  int64_t window;  // > 0: a row at position p sees keys (p - window, p]
   bool causal;
   float scale;
   bool avx;
@@ -53,7 +54,8 @@ struct Scratch {
   std::vector<float> k, v;   // [block_keys, Dp] K and V rows as f32 (zero padded)
   std::vector<float> m, l;   // [block_rows] running max and running sum of exp
   std::vector<float> alpha;  // [block_rows] exp(m_old - m_new) of the current key block
-  std::vector<int64_t> nvis; // [block_rows] keys of the current block a row sees
+  std::vector<int64_t> nvis; // [block_rows] keys of the current block a row sees: j < nvis
+  std::vector<int64_t> lo;   // [block_rows] sliding window: and j >= lo
   std::vector<float> row;    // [Dp] one output row before conversion
 
   explicit Scratch(const Problem& P)
@@ -62,7 +64,7 @@ struct Scratch {
         k(P.direct_kv ? 0 : size_t(P.block_keys * P.Dp), 0.f),
         v(P.direct_kv ? 0 : size_t(P.block_keys * P.Dp), 0.f), m(size_t(P.block_rows)),
         l(size_t(P.block_rows)), alpha(size_t(P.block_rows)), nvis(size_t(P.block_rows)),
-        row(size_t(P.Dp)) {}
+        lo(size_t(P.block_rows)), row(size_t(P.Dp)) {}
 };
 
 // dst [Dp] = mul * src [D] (any float dtype), zero padded.
@@ -353,13 +355,15 @@ void attention_block(const Problem& P, Scratch& w, int64_t b, int64_t hk, int64_
   std::fill(w.m.begin(), w.m.begin() + M, kNegInf);
   std::fill(w.l.begin(), w.l.begin() + M, 0.f);
 
-  // Causal: keys past the last row's position are seen by no row of this block.
+  // Causal: keys past the last row's position are seen by no row of this block; a sliding
+  // window: nor keys before the first row's window.
   const int64_t pos_last = P.q_pos0 + (r0 + M - 1) / P.G;
   const int64_t kend = P.causal ? std::min(P.kv_len, pos_last + 1) : P.kv_len;
+  const int64_t kbegin = P.window > 0 ? std::max<int64_t>(0, P.q_pos0 + r0 / P.G - P.window + 1) : 0;
   const int64_t ld_src = P.Hk * D;  // elements between consecutive key rows of one head
   const size_t row_bytes = size_t(D) * P.esize;
   const int64_t BK = P.block_keys;
-  for (int64_t k0 = 0; k0 < kend; k0 += BK) {
+  for (int64_t k0 = kbegin; k0 < kend; k0 += BK) {
     const int64_t nk = std::min(BK, kend - k0);
     const size_t src0 = size_t((b * P.Skv + k0) * P.Hk + hk) * size_t(D);  // element offset
     // K, V [nk, Dp]
@@ -393,16 +397,28 @@ void attention_block(const Problem& P, Scratch& w, int64_t b, int64_t hk, int64_
       vt = w.v.data();
       ldk = Dp;
     }
-    // keys of this block row r sees: j < nvis[r]
+    // keys of this block row r sees: j < nvis[r] (and, in a window, j >= lo[r])
+    bool clipped = false;
     for (int64_t r = 0; r < M; r++) {
       const int64_t pos = P.q_pos0 + (r0 + r) / P.G;
       w.nvis[size_t(r)] = P.causal ? std::clamp<int64_t>(pos + 1 - k0, 0, nk) : nk;
+      w.lo[size_t(r)] = P.window > 0 ? std::clamp<int64_t>(pos - P.window + 1 - k0, 0, nk) : 0;
+      if (w.lo[size_t(r)] >= w.nvis[size_t(r)]) w.nvis[size_t(r)] = 0;  // the whole block is outside
+      clipped |= w.lo[size_t(r)] > 0 && w.nvis[size_t(r)] > 0;
     }
     float* s = w.s.data();
     const int64_t* nvis = w.nvis.data();
+    // Scores of keys before a row's window are -inf (weight 0): only the window's first block
+    // has any; every row keeps at least one key, so its running max stays finite.
+    auto clip = [&] {
+      if (!clipped) return;
+      for (int64_t r = 0; r < M; r++)
+        for (int64_t j = 0; j < std::min(w.lo[size_t(r)], nvis[r]); j++) s[r * BK + j] = kNegInf;
+    };
 #if IGNIS_X86
     if (P.avx) {
       scores_avx2(w.q.data(), Dp, kt, ldk, s, BK, nvis, M, Dp);  // S = (scale Q) K^T
+      clip();
       for (int64_t r = 0; r < M; r++)  // P = exp(S - m), online m, l
         softmax_row_avx2(s + r * BK, nvis[r], nk, &w.m[size_t(r)], &w.l[size_t(r)],
                          &w.alpha[size_t(r)]);
@@ -411,6 +427,7 @@ void attention_block(const Problem& P, Scratch& w, int64_t b, int64_t hk, int64_
     }
 #endif
     scores_scalar(w.q.data(), Dp, kt, ldk, s, BK, nvis, M, D);  // S = (scale Q) K^T
+    clip();
     for (int64_t r = 0; r < M; r++)  // P = exp(S - m), online m, l
       softmax_row_scalar(s + r * BK, nvis[r], nk, &w.m[size_t(r)], &w.l[size_t(r)],
                          &w.alpha[size_t(r)]);
@@ -449,6 +466,7 @@ void attention(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tenso
   P.kv_len = std::min(p.kv_len, P.Skv);
   P.q_pos0 = p.q_pos0;
   P.causal = p.causal;
+  P.window = p.window;
   P.scale = p.scale;
   P.avx = has_avx2();
   P.rows = P.Sq * P.G;

@@ -170,6 +170,8 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
       fail(ErrorCode::Device, std::string("graph: ") + d.name + " is not available on " + spec.device.name() + ": " +
                                   (d.elsewhere ? d.elsewhere : "no kernel"));
     }
+    if (const char* why = b.lacks(s.params))
+      fail(ErrorCode::Device, std::string("graph: ") + ops::op_def(op).name + " is not available on " + spec.device.name() + ": " + why);
     // A step's run-time rules need checking again only where a run can change their inputs:
     // a run-time integer, or a symbolic size among its buffers.
     bool varies = s.scalar >= 0;

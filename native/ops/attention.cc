@@ -27,6 +27,8 @@ std::vector<Meta> infer_attention(Infer& c, AttentionParams& p) {
   const int64_t skv = c.dim(1, 1);
   if (p.kv_len >= 0 && skv >= 0 && p.kv_len > skv)
     c.fail(ErrorCode::Argument, "kv_len " + std::to_string(p.kv_len) + " does not fit " + c.str(1));
+  if (p.window < 0) c.fail(ErrorCode::Argument, "window must be >= 0 (0: none), got " + std::to_string(p.window));
+  if (p.window > 0 && !p.causal) c.fail(ErrorCode::Argument, "a sliding window needs causal attention");
   check_attention(c.prefix(), p, c.shape(0), c.shape(1));
   return {{c.shape(0), c.dtype(0)}};
 }

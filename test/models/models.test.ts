@@ -191,6 +191,50 @@ forDevices((device) => {
     });
   }
 
+  it(`sliding windows computed in the kernel past their size: mistral on every layer, qwen2 on the layers layer_types / max_window_layers give ${device}`, async () => {
+    const cases: ModelConfig[] = [
+      tinyLlamaConfig({ model_type: 'mistral', sliding_window: 8 }),
+      tinyLlamaConfig({ model_type: 'qwen2', sliding_window: 5, layer_types: ['full_attention', 'sliding_attention'] }),
+      tinyLlamaConfig({ model_type: 'qwen2', sliding_window: 3, use_sliding_window: true, max_window_layers: 1 }),
+      tinyLlamaConfig({ model_type: 'phi3', sliding_window: 6 }),
+    ];
+    for (const cfg of cases) {
+      const name = ctx(`window ${cfg.model_type} ${JSON.stringify(cfg.layer_types ?? cfg.max_window_layers ?? '')} ${device}`);
+      const { dir, w } = await checkpoint(cfg, 'f32');
+      if (device !== 'cpu') {
+        // computed on the CPU only for now: on CUDA maxSeq is held to the window
+        await expect(ignis.loadModel(dir, { device, maxSeq: 40 }), name).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('sliding_window') });
+        continue;
+      }
+      const m = await ignis.loadModel(dir, { device, maxSeq: 48, maxBatch: 2 });
+      try {
+        const ids = randomIds(name, 2, 33, cfg.vocab_size);
+        const logits = m.forward(ids);
+        const ref = forwardReference(cfg, w, ids);
+        expect(relError(await logits.data(), ref), name).toBeLessThan(1e-4);
+        logits.dispose();
+        // the same without the window differs: the test sees the window
+        const full = forwardReference({ ...cfg, sliding_window: null, use_sliding_window: false, layer_types: undefined }, w, ids);
+        expect(relError(full, ref), `${name}: the window changes the logits`).toBeGreaterThan(1e-3);
+        // generation over the KV cache, past the window: the argmax of forward() each step
+        const prompt = ids[0].slice(0, 4);
+        const got: number[] = [];
+        for await (const { token } of m.generate(prompt, { maxNewTokens: 14 })) got.push(token);
+        const seq = [...prompt, ...got.slice(0, -1)];
+        const last = forwardReference(cfg, w, [seq]);
+        const V = cfg.vocab_size;
+        for (let i = 0; i < got.length; i++) {
+          const row = last.subarray((prompt.length - 1 + i) * V, (prompt.length + i) * V);
+          let best = 0;
+          for (let j = 1; j < V; j++) if (row[j] > row[best]) best = j;
+          expect(got[i], `${name}: token ${i}`).toBe(best);
+        }
+      } finally {
+        m.dispose();
+      }
+    }
+  });
+
   it(`layouts and config forms: sharded checkpoints, GPT-2 with the transformer. prefix and its score scalings, a tied Llama head, transformers 5's rope_parameters ${device}`, async () => {
     const cases: [ModelConfig, { shards?: boolean; prefix?: boolean }][] = [
       [tinyGpt2Config(), { shards: true, prefix: true }],
@@ -267,7 +311,11 @@ describe('loadModel errors', () => {
     await expectReject(ignis.loadModel(copy(cfgWith({ partial_rotary_factor: 0.5 }))), 'E_FORMAT', 'partial_rotary_factor 0.5');
     await expectReject(ignis.loadModel(copy(cfgWith({ rope_parameters: 'default' }))), 'E_FORMAT', 'rope_parameters "default" is not an object');
     await expectReject(ignis.loadModel(copy(cfgWith({ attention_bias: true }))), 'E_FORMAT', "no tensor 'model.layers.0.self_attn.q_proj.bias'");
-    await expectReject(ignis.loadModel(copy(cfgWith({ model_type: 'mistral', sliding_window: 16 })), { maxSeq: 32 }), 'E_ARGUMENT', 'maxSeq 32 passes the config\'s sliding_window 16');
+    // llama reads no sliding window: a layer_types with sliding layers holds maxSeq to it
+    await expectReject(ignis.loadModel(copy(cfgWith({ sliding_window: 16, layer_types: ['sliding_attention', 'full_attention'] })), { maxSeq: 32 }), 'E_ARGUMENT', 'maxSeq 32 passes the config\'s sliding_window 16');
+    await expectReject(ignis.loadModel(copy(cfgWith({ model_type: 'mistral', sliding_window: 16, layer_types: ['sliding_attention', 'full_attention'] }))), 'E_FORMAT', 'full-attention layers, which mistral does not read');
+    await expectReject(ignis.loadModel(copy(cfgWith({ model_type: 'qwen2', layer_types: ['sliding_attention'] }))), 'E_FORMAT', 'layer_types has 1 entries for 2 layers');
+    await expectReject(ignis.loadModel(copy(cfgWith({ model_type: 'qwen2', use_sliding_window: true, max_window_layers: -1 }))), 'E_FORMAT', 'max_window_layers');
     await expectReject(ignis.loadModel(copy(cfgWith({ layer_types: ['full_attention', 'chunked'] }))), 'E_FORMAT', 'layer_types');
     await expectReject(ignis.loadModel(copy(cfgWith({ mlp_bias: 'yes' }))), 'E_FORMAT', "'mlp_bias' must be true or false");
     await expectReject(ignis.loadModel(copy(cfgWith({ num_hidden_layers: 3 }))), 'E_FORMAT', 'model.layers.2');

@@ -12,6 +12,9 @@ export interface AttentionOptions {
   offset?: number;
   /** attend over key rows [0, kvLen) only; default Skv. */
   kvLen?: number;
+  /** causal: query i (at position i + offset) sees keys j > i + offset - window only
+   * (transformers' sliding_window: kv_idx > q_idx - sliding_window) */
+  window?: number;
 }
 
 /**
@@ -44,8 +47,9 @@ export function attention(
         const qo = ((b * Sq + i) * Hq + h) * D;
         const last = opts.causal ? Math.min(kvLen - 1, i + offset) : kvLen - 1;
         if (last < 0) continue;
+        const first = opts.window ? Math.max(0, i + offset - opts.window + 1) : 0;
         let mx = -Infinity;
-        for (let j = 0; j <= last; j++) {
+        for (let j = first; j <= last; j++) {
           const ko = ((b * Skv + j) * Hk + hk) * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += q[qo + d] * k[ko + d];
@@ -53,11 +57,11 @@ export function attention(
           if (s[j] > mx) mx = s[j];
         }
         let sum = 0;
-        for (let j = 0; j <= last; j++) {
+        for (let j = first; j <= last; j++) {
           s[j] = Math.exp(s[j] - mx);
           sum += s[j];
         }
-        for (let j = 0; j <= last; j++) {
+        for (let j = first; j <= last; j++) {
           const p = s[j] / sum; // P = softmax(S)
           const vo = ((b * Skv + j) * Hk + hk) * D;
           for (let d = 0; d < D; d++) out[qo + d] += p * v[vo + d]; // O += P V

@@ -64,6 +64,10 @@ export interface LlamaConfig {
    * the reference refuses sequences longer than that (where the window would cut) */
   sliding_window?: number | null;
   use_sliding_window?: boolean;
+  /** qwen2/qwen3: the first layer with a window when use_sliding_window (default 28) */
+  max_window_layers?: number;
+  /** transformers 5: each layer's attention, 'full_attention' or 'sliding_attention' */
+  layer_types?: string[];
 }
 
 export type ModelConfig = Gpt2Config | LlamaConfig;
@@ -159,7 +163,12 @@ export function llamaDims(cfg: LlamaConfig): LlamaDims {
     // Phi3Config: sliding_window null when absent
     window: cfg.model_type === 'phi3' ? cfg.sliding_window ?? undefined
       : cfg.model_type === 'mistral' ? (cfg.sliding_window === null ? undefined : cfg.sliding_window ?? 4096)
-      : (cfg.model_type === 'qwen2' || cfg.model_type === 'qwen3') && cfg.use_sliding_window ? cfg.sliding_window ?? 4096 : undefined,
+      : (cfg.model_type === 'qwen2' || cfg.model_type === 'qwen3') && (cfg.use_sliding_window || cfg.layer_types) ? cfg.sliding_window ?? 4096 : undefined,
+    // Qwen2Config: layer_types, else sliding from layer max_window_layers (28) on; Mistral, Phi3: every layer
+    windowLayers: Array.from({ length: cfg.num_hidden_layers }, (_, l) =>
+      cfg.model_type === 'qwen2' || cfg.model_type === 'qwen3'
+        ? cfg.layer_types ? cfg.layer_types[l] === 'sliding_attention' : !!cfg.use_sliding_window && l >= (cfg.max_window_layers ?? 28)
+        : true),
   };
 }
 
@@ -286,11 +295,10 @@ export function gpt2Forward(cfg: Gpt2Config, w: Weights, ids: readonly (readonly
  * down(silu(gate(x)) * up(x)), logits = norm(x) @ lm_head^T (embed_tokens when tied).
  */
 export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readonly number[])[], opts: ForwardOptions = {}): Float64Array {
-  const { V, E, I, L, H, Hkv, D, eps, rope: rot, tied, bias, qkNorm, window } = llamaDims(cfg);
+  const { V, E, I, L, H, Hkv, D, eps, rope: rot, tied, bias, qkNorm, window, windowLayers } = llamaDims(cfg);
   const { B, S } = checkIds(ids, V);
   const pos0 = opts.pos0 ?? 0;
   if (!Number.isInteger(pos0) || pos0 < 0) throw new Error(`llama reference: pos0 ${pos0} must be a non-negative integer`);
-  if (window !== undefined && pos0 + S > window) throw new Error(`llama reference: ${pos0 + S} positions pass the sliding window ${window}`);
   if (pos0 + S > rot.limit) throw new Error('llama reference: past the original context the rotation changes with the length (not modelled)');
   const T = B * S;
   const get = (name: string, shape: readonly number[]) => tensorOf(w, name, shape);
@@ -319,7 +327,8 @@ export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readon
     const kn = qkNorm ? rmsnorm(k, [T * Hkv, D], get(`${p}self_attn.k_norm.weight`, [D]), eps).data : k;
     const qr = rope(qn, [B, S, H, D], pos0, undefined, rot.invFreq, rot.attentionFactor).data;
     const kr = rope(kn, [B, S, Hkv, D], pos0, undefined, rot.invFreq, rot.attentionFactor).data;
-    const a = attention(qr, kr, v, B, S, S, H, Hkv, D, { causal: true }).data; // (B, S, H, D)
+    // a sliding window: each query sees its last `window` keys (the layers it is on)
+    const a = attention(qr, kr, v, B, S, S, H, Hkv, D, { causal: true, window: windowLayers?.[l] ? window : undefined }).data; // (B, S, H, D)
     addInto(x, lin(a, `${p}self_attn.o_proj`, E, H * D, bias.o));
 
     const h2 = rmsnorm(x, [T, E], get(`${p}post_attention_layernorm.weight`, [E]), eps).data;
