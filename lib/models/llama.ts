@@ -1,7 +1,9 @@
 // Llama (Hugging Face LlamaForCausalLM layout): RMSNorm, rotary positions (rope_theta),
 // grouped-query attention, SwiGLU MLP, optional untied LM head; and the families built the same
 // way: Qwen2 (biases on q, k and v), Mistral (a sliding window, which equals full attention for
-// sequences no longer than it: maxSeq is held to it).
+// sequences no longer than it: maxSeq is held to it), and Gemma 3 (gemma3_text: RMSNorm with
+// (1 + w), norms before and after attention and MLP, embeddings scaled by sqrt(hidden), GELU
+// (tanh) MLP, q/k norms, sliding and global layers with their own RoPE, a tied head).
 import { IgnisError } from '../errors';
 import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
@@ -11,7 +13,7 @@ import { configBool, configInt as needInt, configNumber as need, disposeLinear, 
 
 export interface LlamaConfig {
   /** the checkpoint's family: the same graph, with the biases and window each one has */
-  modelType: 'llama' | 'qwen2' | 'qwen3' | 'mistral' | 'phi3';
+  modelType: 'llama' | 'qwen2' | 'qwen3' | 'mistral' | 'phi3' | 'gemma3_text';
   vocab: number;
   hidden: number;
   intermediate: number;
@@ -30,8 +32,21 @@ export interface LlamaConfig {
   /** the sliding window where the family applies one: its size, the layers it is on, and whether
    * the attention kernel computes it (else loadModel holds maxSeq to it) */
   windows?: { size: number; layers: boolean[]; kernel: boolean };
-  /** qwen3: q and k RMS-normalized per head before the rotation */
+  /** qwen3, gemma3: q and k RMS-normalized per head before the rotation */
   qkNorm: boolean;
+  /** gemma3's differences from the llama graph */
+  gemma?: GemmaParts;
+}
+
+export interface GemmaParts {
+  /** the embeddings are multiplied by sqrt(hidden) (in the weights' dtype, as transformers) */
+  embedScale: number;
+  /** softmax(attnScale q k^T): query_pre_attn_scalar^-0.5 */
+  attnScale: number;
+  /** the sliding layers' rotation (rope_local_base_freq); `rope` is the global layers' */
+  localRope: Rope;
+  /** logits = cap tanh(logits / cap) where set */
+  finalSoftcap?: number;
 }
 
 export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
@@ -39,16 +54,22 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
   // llama reads attention_bias and mlp_bias; qwen2 and mistral do not have them (transformers
   // builds Qwen2's q, k, v with biases and nothing else; Mistral none)
   // (qwen3 reads attention_bias for q, k, v and o, as llama does, and has no mlp_bias)
-  const attnBias = family === 'llama' || family === 'qwen3' ? configBool(cfg, 'attention_bias', false) : false;
+  const attnBias = family === 'llama' || family === 'qwen3' || family === 'gemma3_text' ? configBool(cfg, 'attention_bias', false) : false;
   const bias = { qkv: attnBias || family === 'qwen2', o: attnBias, mlp: family === 'llama' ? configBool(cfg, 'mlp_bias', false) : false };
-  if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu')
-    throw new IgnisError('E_FORMAT', `loadModel: config.json: hidden_act '${cfg.hidden_act}' is not supported (silu)`);
+  const isGemma = family === 'gemma3_text';
+  // gemma writes hidden_activation (hidden_act is the older key); both must be its GELU
+  const act = isGemma ? 'gelu_pytorch_tanh' : 'silu';
+  for (const key of isGemma ? ['hidden_activation', 'hidden_act'] : ['hidden_act'])
+    if (cfg[key] != null && cfg[key] !== act)
+      throw new IgnisError('E_FORMAT', `loadModel: config.json: ${key} '${cfg[key]}' is not supported (${act})`);
   const hidden = needInt(cfg, 'hidden_size'), heads = needInt(cfg, 'num_attention_heads');
   const headDim = cfg.head_dim == null ? hidden / heads : needInt(cfg, 'head_dim');
   const kvHeads = needInt(cfg, 'num_key_value_heads', heads);
   if (!Number.isInteger(headDim) || headDim % 2 || heads % kvHeads)
     throw new IgnisError('E_FORMAT', `loadModel: config.json: heads ${heads}, kv heads ${kvHeads} and head_dim ${headDim} do not fit together`);
-  const rope = ropeOf(cfg, headDim);
+  const gemma = isGemma ? gemmaParts(cfg, headDim, hidden) : undefined;
+  const rope = gemma ? gemmaGlobalRope(cfg, headDim) : ropeOf(cfg, headDim);
+  if (gemma?.localRope.limit !== undefined) rope.limit = Math.min(rope.limit ?? Infinity, gemma.localRope.limit);
   const c: LlamaConfig = {
     modelType: family,
     vocab: needInt(cfg, 'vocab_size'),
@@ -61,12 +82,60 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
     eps: need(cfg, 'rms_norm_eps', 1e-6),
     rope,
     maxPositions: needInt(cfg, 'max_position_embeddings', 2048),
-    tied: cfg.tie_word_embeddings === true,
+    // Gemma3TextConfig ties the head unless told not to
+    tied: isGemma ? cfg.tie_word_embeddings !== false : cfg.tie_word_embeddings === true,
     bias,
     windows: slidingWindows(cfg, family, needInt(cfg, 'num_hidden_layers')),
-    qkNorm: family === 'qwen3',
+    qkNorm: family === 'qwen3' || isGemma,
+    gemma,
   };
   return c;
+}
+
+/**
+ * Gemma 3's config keys beside llama's: query_pre_attn_scalar (default 256), the sliding layers'
+ * rope_local_base_freq, final_logit_softcapping; attn_logit_softcapping (Gemma 2's) and
+ * use_bidirectional_attention (the embedding variants) are not computed: E_FORMAT naming them.
+ */
+function gemmaParts(cfg: Record<string, unknown>, headDim: number, hidden: number): GemmaParts {
+  const bad = (k: string, want: string) => new IgnisError('E_FORMAT', `loadModel: config.json: ${k} ${JSON.stringify(cfg[k])} ${want}`);
+  if (cfg.attn_logit_softcapping != null) throw bad('attn_logit_softcapping', 'is not supported (attention logit soft-capping is not computed)');
+  if (cfg.use_bidirectional_attention != null && cfg.use_bidirectional_attention !== false) throw bad('use_bidirectional_attention', 'is not supported (causal attention only)');
+  const pre = need(cfg, 'query_pre_attn_scalar', 256);
+  if (!(pre > 0)) throw bad('query_pre_attn_scalar', 'must be a positive number');
+  let finalSoftcap: number | undefined;
+  if (cfg.final_logit_softcapping != null) {
+    finalSoftcap = need(cfg, 'final_logit_softcapping');
+    if (!(finalSoftcap > 0)) throw bad('final_logit_softcapping', 'must be a positive number or null');
+  }
+  return { embedScale: Math.sqrt(hidden), attnScale: 1 / Math.sqrt(pre), localRope: gemmaLocalRope(cfg, headDim), finalSoftcap };
+}
+
+/** rope_parameters keyed by layer type (transformers 5's form for Gemma 3), or null. */
+function ropeByLayerType(cfg: Record<string, unknown>): Record<string, unknown> | null {
+  const p = cfg.rope_parameters;
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) return null;
+  const keys = Object.keys(p);
+  if (!keys.some((k) => k === 'full_attention' || k === 'sliding_attention')) return null;
+  const other = keys.find((k) => k !== 'full_attention' && k !== 'sliding_attention');
+  if (other) throw new IgnisError('E_FORMAT', `loadModel: config.json: rope_parameters.${other} is not a layer type (full_attention, sliding_attention)`);
+  if (cfg.rope_scaling != null || cfg.rope_theta != null || cfg.rope_local_base_freq != null)
+    throw new IgnisError('E_FORMAT', 'loadModel: config.json: rope_parameters per layer type beside rope_theta / rope_scaling / rope_local_base_freq: one form or the other');
+  return p as Record<string, unknown>;
+}
+
+// The global layers': rope_parameters.full_attention, else rope_theta (default 1e6) and rope_scaling.
+function gemmaGlobalRope(cfg: Record<string, unknown>, headDim: number): Rope {
+  const byType = ropeByLayerType(cfg);
+  if (byType) return ropeOf({ max_position_embeddings: cfg.max_position_embeddings, rope_parameters: byType.full_attention ?? { rope_type: 'default', rope_theta: 1e6 } }, headDim);
+  return ropeOf({ ...cfg, rope_theta: cfg.rope_theta ?? (cfg.rope_parameters == null ? 1e6 : undefined) }, headDim);
+}
+
+// The sliding layers': rope_parameters.sliding_attention, else the default rotation of rope_local_base_freq (10000).
+function gemmaLocalRope(cfg: Record<string, unknown>, headDim: number): Rope {
+  const byType = ropeByLayerType(cfg);
+  if (byType) return ropeOf({ max_position_embeddings: cfg.max_position_embeddings, rope_parameters: byType.sliding_attention ?? { rope_type: 'default', rope_theta: 10000 } }, headDim);
+  return ropeOf({ max_position_embeddings: cfg.max_position_embeddings, rope_theta: need(cfg, 'rope_local_base_freq', 10000) }, headDim);
 }
 
 /**
@@ -91,6 +160,12 @@ function slidingWindows(cfg: Record<string, unknown>, family: LlamaConfig['model
     on = all(family === 'mistral' ? cfg.sliding_window !== null : cfg.sliding_window != null);
     if (Array.isArray(types) && on[0] && types.includes('full_attention'))
       throw new IgnisError('E_FORMAT', `loadModel: config.json: layer_types ${JSON.stringify(types)} has full-attention layers, which ${family} does not read (its window is on every layer)`);
+  } else if (family === 'gemma3_text') {
+    // layer_types, else every sliding_window_pattern-th layer global (Gemma3TextConfig: 6)
+    const pattern = cfg.sliding_window_pattern == null ? 6 : cfg.sliding_window_pattern;
+    if (!Number.isSafeInteger(pattern) || (pattern as number) < 1)
+      throw new IgnisError('E_FORMAT', `loadModel: config.json: 'sliding_window_pattern' must be a whole number >= 1, got ${JSON.stringify(pattern)}`);
+    on = Array.isArray(types) ? types.map((t) => t === 'sliding_attention') : all(false).map((_, i) => (i + 1) % (pattern as number) !== 0);
   } else if (family === 'qwen2' || family === 'qwen3') {
     const use = configBool(cfg, 'use_sliding_window', false);
     const from = cfg.max_window_layers == null ? 28 : cfg.max_window_layers;
@@ -117,6 +192,9 @@ interface Layer {
   /** qwen3's per-head RMSNorm weights of q and k, [headDim] each */
   qNorm?: Tensor;
   kNorm?: Tensor;
+  /** gemma3: the norms after attention and after the MLP (ln2 is then the one before the MLP) */
+  postAttn?: Tensor;
+  postFfn?: Tensor;
   /** the biases the family has, by layer name (q, k, v, o, gate, up, down) */
   bias: Partial<Record<'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down', Tensor>>;
 }
@@ -126,11 +204,19 @@ export interface LlamaWeights {
   norm: Tensor;
   head: Linear;
   layers: Layer[];
+  /** gemma: sqrt(hidden) [1] in the activation dtype; the final soft-cap's 1/cap and cap [1] */
+  gemma?: { embedScale: Tensor; softcap?: [Tensor, Tensor] };
 }
 
 export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOptions): Promise<LlamaWeights> {
   const act = o.quantize ? 'f32' : o.dtype;
   const vec = (name: string, n: number) => readChecked(src, name, [n], act, o.device);
+  // Gemma's RMSNorm scales by (1 + w), formed here in f32 (as transformers does) and kept as w'
+  const norm = async (name: string, n: number) => {
+    if (!c.gemma) return vec(name, n);
+    const w = await readHost(src, name, [n]);
+    return tensor(w.map((x) => 1 + x), { shape: [n], dtype: act, device: o.device });
+  };
   const lin = async (name: string, N: number, K: number) =>
     linearFromNK(await readChecked(src, name, [N, K], act, o.device), o);
   const H = c.hidden, I = c.intermediate, qd = c.heads * c.headDim, kd = c.kvHeads * c.headDim;
@@ -151,7 +237,7 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
   for (let i = 0; i < c.layers; i++) {
     const p = `model.layers.${i}.`;
     const phi3 = c.modelType === 'phi3';
-    const [bq, bk, bv, bo, bgate, bup, bdown, qkv, gateUp, q, k, v, o, gate, up, down, qNorm, kNorm, ln1, ln2] = await settleAll([
+    const [bq, bk, bv, bo, bgate, bup, bdown, qkv, gateUp, q, k, v, o, gate, up, down, qNorm, kNorm, ln1, ln2, postAttn, postFfn] = await settleAll([
       optional(c.bias.qkv, () => vec(`${p}self_attn.q_proj.bias`, qd)),
       optional(c.bias.qkv, () => vec(`${p}self_attn.k_proj.bias`, kd)),
       optional(c.bias.qkv, () => vec(`${p}self_attn.v_proj.bias`, kd)),
@@ -169,10 +255,12 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
       optional(!phi3, () => lin(`${p}mlp.gate_proj.weight`, I, H)),
       optional(!phi3, () => lin(`${p}mlp.up_proj.weight`, I, H)),
       lin(`${p}mlp.down_proj.weight`, H, I),
-      optional(c.qkNorm, () => vec(`${p}self_attn.q_norm.weight`, c.headDim)),
-      optional(c.qkNorm, () => vec(`${p}self_attn.k_norm.weight`, c.headDim)),
-      vec(`${p}input_layernorm.weight`, H),
-      vec(`${p}post_attention_layernorm.weight`, H),
+      optional(c.qkNorm, () => norm(`${p}self_attn.q_norm.weight`, c.headDim)),
+      optional(c.qkNorm, () => norm(`${p}self_attn.k_norm.weight`, c.headDim)),
+      norm(`${p}input_layernorm.weight`, H),
+      norm(`${p}${c.gemma ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`, H),
+      optional(!!c.gemma, () => norm(`${p}post_attention_layernorm.weight`, H)),
+      optional(!!c.gemma, () => norm(`${p}post_feedforward_layernorm.weight`, H)),
     ] as const);
     const bias: Layer['bias'] = {};
     for (const [key, t] of [['q', bq], ['k', bk], ['v', bv], ['o', bo], ['gate', bgate], ['up', bup], ['down', bdown]] as const) if (t) bias[key] = t as Tensor;
@@ -180,6 +268,7 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
     const [gate2, up2] = phi3 ? (gateUp as Linear[]) : [gate as Linear, up as Linear];
     layers.push({
       ...(c.qkNorm ? { qNorm: qNorm as Tensor, kNorm: kNorm as Tensor } : {}),
+      ...(c.gemma ? { postAttn: postAttn as Tensor, postFfn: postFfn as Tensor } : {}),
       ln1: ln1 as Tensor,
       ln2: ln2 as Tensor,
       q: q2,
@@ -197,13 +286,18 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
   // A tied head kept as stored is the embedding itself (one copy); packed or int8 it is its own.
   const sameAsEmbed = headName === 'model.embed_tokens.weight' && o.quantize !== 'int8' && !(act === 'f32' && o.device === 'cpu');
   const head: Linear = sameAsEmbed ? { kind: 'tensor', t: embed } : await lin(headName, c.vocab, H);
-  return { embed, norm: await vec('model.norm.weight', H), head, layers };
+  const scalar = (x: number) => tensor(new Float32Array([x]), { shape: [1], dtype: act, device: o.device });
+  const gemma = c.gemma && {
+    embedScale: scalar(c.gemma.embedScale),
+    softcap: c.gemma.finalSoftcap ? ([scalar(1 / c.gemma.finalSoftcap), scalar(c.gemma.finalSoftcap)] as [Tensor, Tensor]) : undefined,
+  };
+  return { embed, norm: await norm('model.norm.weight', H), head, layers, gemma };
 }
 
 export function llamaWeightBytes(w: LlamaWeights): number {
   let n = tensorBytes(w.embed) + tensorBytes(w.norm) + (w.head.t === w.embed ? 0 : linearBytes(w.head));
   for (const l of w.layers) {
-    n += tensorBytes(l.ln1) + tensorBytes(l.ln2) + (l.qNorm ? tensorBytes(l.qNorm) + tensorBytes(l.kNorm!) : 0);
+    n += tensorBytes(l.ln1) + tensorBytes(l.ln2) + (l.qNorm ? tensorBytes(l.qNorm) + tensorBytes(l.kNorm!) : 0) + (l.postAttn ? tensorBytes(l.postAttn) + tensorBytes(l.postFfn!) : 0);
     for (const b of Object.values(l.bias)) n += tensorBytes(b);
     for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) n += linearBytes(x);
   }
@@ -213,14 +307,17 @@ export function llamaWeightBytes(w: LlamaWeights): number {
 /** Every tensor of the weights (a tied head's once). */
 export function llamaTensors(w: LlamaWeights): Tensor[] {
   const out = [w.embed, w.norm, ...(w.head.t === w.embed ? [] : linearTensors(w.head))];
+  if (w.gemma) out.push(w.gemma.embedScale, ...(w.gemma.softcap ?? []));
   for (const l of w.layers) {
-    out.push(l.ln1, l.ln2, ...(l.qNorm ? [l.qNorm, l.kNorm!] : []), ...Object.values(l.bias));
+    out.push(l.ln1, l.ln2, ...(l.qNorm ? [l.qNorm, l.kNorm!] : []), ...(l.postAttn ? [l.postAttn, l.postFfn!] : []), ...Object.values(l.bias));
     for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) out.push(...linearTensors(x));
   }
   return out;
 }
 
 export function disposeLlama(w: LlamaWeights): void {
+  w.gemma?.embedScale.dispose();
+  for (const t of w.gemma?.softcap ?? []) t.dispose();
   w.embed.dispose();
   w.norm.dispose();
   disposeLinear(w.head);
@@ -229,6 +326,8 @@ export function disposeLlama(w: LlamaWeights): void {
     l.ln2.dispose();
     l.qNorm?.dispose();
     l.kNorm?.dispose();
+    l.postAttn?.dispose();
+    l.postFfn?.dispose();
     for (const b of Object.values(l.bias)) b.dispose();
     for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) disposeLinear(x);
   }
@@ -242,11 +341,13 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
   const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
   const position: GraphScalar | undefined = mode === 'step' ? g.scalar('position') : undefined;
   const dtype = w.embed.dtype as 'f32' | 'f16' | 'bf16';
-  const linear = (x: GraphNode, name: string, l: Linear, activation?: 'silu', bias?: Tensor) => {
+  const linear = (x: GraphNode, name: string, l: Linear, activation?: 'silu' | 'gelu', bias?: Tensor) => {
     const { b, transposeB } = graphLinear(g, name, l);
     return g.matmul(x, b, { transposeB, activation, bias: bias && g.weight(`${name}.bias`, bias) }); // act(x W^T + b)
   };
   let x = g.embedding(ids, g.weight('embed', w.embed)); // [batch, seq, hidden]
+  const gm = c.gemma, gw = w.gemma;
+  if (gw) x = g.mul(x, g.weight('embed_scale', gw.embedScale)); // gemma: x sqrt(hidden)
   w.layers.forEach((l, i) => {
     const cache: GraphCache | undefined =
       mode === 'step' ? g.kvCache(`layer${i}`, { batch: 'batch', maxSeq, heads: c.kvHeads, headDim: c.headDim, dtype }) : undefined;
@@ -254,20 +355,29 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
     const heads = (y: GraphNode, n: number) => g.reshape(y, ['batch', 'seq', n, c.headDim]);
     // qwen3: q and k RMS-normalized per head (over headDim) before the rotation
     const qkNorm = (y: GraphNode, w: Tensor | undefined, name: string) => (w ? g.rmsnorm(y, g.weight(name, w), { eps: c.eps }) : y);
-    const q = g.rope(qkNorm(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), l.qNorm, `l${i}.qnorm`), { position, theta: c.rope.theta, freqs: c.rope.freqs, scale: c.rope.scale });
-    const k = g.rope(qkNorm(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), l.kNorm, `l${i}.knorm`), { position, theta: c.rope.theta, freqs: c.rope.freqs, scale: c.rope.scale });
+    // gemma's sliding layers rotate with their own base
+    const sliding = !!c.windows?.layers[i];
+    const r = gm && sliding ? gm.localRope : c.rope;
+    const rot = { position, theta: r.theta, freqs: r.freqs, scale: r.scale };
+    const q = g.rope(qkNorm(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), l.qNorm, `l${i}.qnorm`), rot);
+    const k = g.rope(qkNorm(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), l.kNorm, `l${i}.knorm`), rot);
     const v = heads(linear(h, `l${i}.v`, l.v, undefined, l.bias.v), c.kvHeads);
     // a sliding window matters only past its size: below it, it is the full attention
-    const win = c.windows?.layers[i] && maxSeq > c.windows.size ? c.windows.size : 0;
-    const a = g.attention(q, k, v, { causal: true, cache, position, window: win }); // [batch, seq, heads, headDim]
-    x = g.add(x, linear(g.reshape(a, ['batch', 'seq', c.heads * c.headDim]), `l${i}.o`, l.o, undefined, l.bias.o));
+    const win = sliding && maxSeq > c.windows!.size ? c.windows!.size : 0;
+    const a = g.attention(q, k, v, { causal: true, cache, position, window: win, scale: gm?.attnScale }); // [batch, seq, heads, headDim]
+    // gemma normalizes the attention's and the MLP's outputs before adding them
+    const post = (y: GraphNode, t: Tensor | undefined, name: string) => (t ? g.rmsnorm(y, g.weight(name, t), { eps: c.eps }) : y);
+    x = g.add(x, post(linear(g.reshape(a, ['batch', 'seq', c.heads * c.headDim]), `l${i}.o`, l.o, undefined, l.bias.o), l.postAttn, `l${i}.postattn`));
     const h2 = g.rmsnorm(x, g.weight(`l${i}.ln2`, l.ln2), { eps: c.eps });
-    const mlp = g.mul(linear(h2, `l${i}.gate`, l.gate, 'silu', l.bias.gate), linear(h2, `l${i}.up`, l.up, undefined, l.bias.up)); // silu(gate) * up
-    x = g.add(x, linear(mlp, `l${i}.down`, l.down, undefined, l.bias.down));
+    const act = gm ? 'gelu' : 'silu';
+    const mlp = g.mul(linear(h2, `l${i}.gate`, l.gate, act, l.bias.gate), linear(h2, `l${i}.up`, l.up, undefined, l.bias.up)); // act(gate) * up
+    x = g.add(x, post(linear(mlp, `l${i}.down`, l.down, undefined, l.bias.down), l.postFfn, `l${i}.postffn`));
   });
   let y = g.rmsnorm(x, g.weight('norm', w.norm), { eps: c.eps });
   if (mode === 'step') y = g.last(y);
-  const logits = linear(y, 'head', w.head);
+  let logits = linear(y, 'head', w.head);
+  // gemma's final soft-capping: cap tanh(logits / cap)
+  if (gw?.softcap) logits = g.mul(g.activation(g.mul(logits, g.weight('softcap_inv', gw.softcap[0])), 'tanh'), g.weight('softcap', gw.softcap[1]));
   g.output('logits', logits);
   if (mode === 'step') g.output('next', g.argmax(logits)); // [batch, 1]: the greedy token, fed to the next step
 }

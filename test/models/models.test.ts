@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as ignis from '../../lib/index';
 import { drawToken } from '../../lib/models/sampling';
 import { forDevices } from '../helpers';
-import { phi3Layout, randomGpt2, randomLlama, roundWeights, tinyGpt2Config, tinyLlamaConfig } from '../reference/checkpoints';
+import { phi3Layout, randomGemma3, randomGpt2, randomLlama, roundWeights, tinyGemma3Config, tinyGpt2Config, tinyLlamaConfig } from '../reference/checkpoints';
 import { forwardReference, greedyReference, type ModelConfig, type Weights } from '../reference/models';
 import { rngFor, testSeed } from '../reference/rng';
 import { relError, removeDir, writeCheckpoint } from './helpers';
@@ -20,7 +20,7 @@ afterAll(() => dirs.forEach(removeDir));
 
 async function checkpoint(cfg: ModelConfig, stored: 'f32' | 'bf16', opts: { shards?: boolean; prefix?: boolean } = {}) {
   const s = rngFor(`${cfg.model_type} ${stored}`, seed).int(0, 1 << 30);
-  const w = cfg.model_type === 'gpt2' ? randomGpt2(cfg, s, { transformerPrefix: opts.prefix }) : randomLlama(cfg, s);
+  const w = cfg.model_type === 'gpt2' ? randomGpt2(cfg, s, { transformerPrefix: opts.prefix }) : cfg.model_type === 'gemma3_text' ? randomGemma3(cfg, s) : randomLlama(cfg, s);
   const dir = await writeCheckpoint(cfg, cfg.model_type === 'phi3' ? phi3Layout(cfg, w) : w, stored, opts.shards);
   dirs.push(dir);
   return { dir, w: stored === 'f32' ? w : roundWeights(w, stored) };
@@ -44,6 +44,9 @@ const ARCHS: [string, () => ModelConfig][] = [
   ['phi3', () => tinyLlamaConfig({ model_type: 'phi3' })],
   // Mistral: a sliding window no shorter than the context, so attention is the full one
   ['mistral', () => tinyLlamaConfig({ model_type: 'mistral', sliding_window: 64 })],
+  // Gemma 3: (1 + w) norms around attention and MLP, scaled embeddings, GELU, q/k norms, sliding
+  // and global layers with their own RoPE (linear-scaled global), final soft-capping, tied head
+  ['gemma3', () => tinyGemma3Config()],
 ];
 
 forDevices((device) => {
@@ -52,11 +55,14 @@ forDevices((device) => {
       const cfg = makeCfg();
       const vocab = cfg.vocab_size;
       // stored dtype, load options, bound on max|ignis - ref| / max|ref|
+      // (Gemma's norms after attention and MLP pass their int8 weights' error on at full size: its
+      // int8 logits are checked exactly against the dequantized weights below)
+      const int8Tol = arch === 'gemma3' ? 6e-2 : 3e-2;
       const variants: [string, 'f32' | 'bf16', ignis.LoadModelOptions, number][] = [
         ['f32', 'f32', {}, 1e-4],
         ['bf16', 'bf16', { dtype: 'bf16' }, 3e-2],
-        ['int8', 'f32', { quantize: 'int8' }, 3e-2],
-        ['int8 g32', 'f32', { quantize: 'int8', groupSize: 32 }, 3e-2],
+        ['int8', 'f32', { quantize: 'int8' }, int8Tol],
+        ['int8 g32', 'f32', { quantize: 'int8', groupSize: 32 }, int8Tol],
       ];
       for (const [label, stored, opts, tol] of variants) {
         it(`${arch} ${label}: logits match the float64 reference ${device}`, async () => {
@@ -191,12 +197,72 @@ forDevices((device) => {
     });
   }
 
+  it(`int8: the logits are the float64 reference's over the weights quantized and dequantized, llama and gemma3 ${device}`, async () => {
+    for (const cfg of [tinyLlamaConfig(), tinyGemma3Config({ tie_word_embeddings: false })] as ModelConfig[]) {
+      const name = ctx(`int8 exact ${cfg.model_type} ${device}`);
+      const { dir, w } = await checkpoint(cfg, 'f32');
+      const m = await ignis.loadModel(dir, { device, quantize: 'int8', maxBatch: 2 });
+      try {
+        // every linear weight (the embedding table is looked up as stored) as the loader quantizes it
+        const wq = new Map(w);
+        for (const [n, t] of w) {
+          if (t.shape.length !== 2 || n === 'model.embed_tokens.weight') continue;
+          const K = t.shape[1];
+          const x = ignis.tensor(Float32Array.from(t.data), { shape: t.shape });
+          const q = ignis.quantize(x, { groupSize: [128, 64, 32].find((g) => K % g === 0) ?? K });
+          wq.set(n, { shape: t.shape, data: Float64Array.from(await ignis.dequantize(q).data()) });
+          x.dispose();
+          q.dispose();
+        }
+        const ids = randomIds(name, 2, 11, cfg.vocab_size);
+        const logits = m.forward(ids);
+        expect(relError(await logits.data(), forwardReference(cfg, wq, ids)), name).toBeLessThan(1e-5);
+        logits.dispose();
+      } finally {
+        m.dispose();
+      }
+    }
+  });
+
+  it(`gemma3 in transformers 5's form: rope_parameters per layer type, layer_types ${device}`, async () => {
+    const cfg = tinyGemma3Config();
+    const name = ctx(`gemma3 5.x config ${device}`);
+    const { dir, w } = await checkpoint(cfg, 'f32');
+    const { rope_theta: _t, rope_scaling: _s, rope_local_base_freq: _l, sliding_window_pattern: _p, ...rest } = cfg;
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
+      ...rest,
+      layer_types: ['sliding_attention', 'sliding_attention', 'full_attention'],
+      rope_parameters: { full_attention: { rope_type: 'linear', rope_theta: 1000000, factor: 2 }, sliding_attention: { rope_type: 'default', rope_theta: 10000 } },
+    }));
+    const m = await ignis.loadModel(dir, { device });
+    try {
+      const ids = randomIds(name, 1, 9, cfg.vocab_size);
+      const logits = m.forward(ids);
+      expect(relError(await logits.data(), forwardReference(cfg, w, ids)), name).toBeLessThan(1e-4);
+      logits.dispose();
+    } finally {
+      m.dispose();
+    }
+    const bad = async (patch: object, text: string) => {
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, ...patch }));
+      await expect(ignis.loadModel(dir, { device }), text).rejects.toMatchObject({ code: 'E_FORMAT', message: expect.stringContaining(text) });
+    };
+    await bad({ attn_logit_softcapping: 50 }, 'attn_logit_softcapping');
+    await bad({ use_bidirectional_attention: true }, 'use_bidirectional_attention');
+    await bad({ hidden_activation: 'silu' }, "hidden_activation 'silu'");
+    await bad({ final_logit_softcapping: -1 }, 'final_logit_softcapping');
+    await bad({ rope_parameters: { full_attention: { rope_theta: 1e6 }, chunked: {} } }, 'rope_parameters.chunked is not a layer type');
+    await bad({ rope_parameters: { full_attention: { rope_theta: 1e6 } } }, 'one form or the other');
+    await bad({ sliding_window_pattern: 0 }, 'sliding_window_pattern');
+  });
+
   it(`sliding windows computed in the kernel past their size: mistral on every layer, qwen2 on the layers layer_types / max_window_layers give ${device}`, async () => {
     const cases: ModelConfig[] = [
       tinyLlamaConfig({ model_type: 'mistral', sliding_window: 8 }),
       tinyLlamaConfig({ model_type: 'qwen2', sliding_window: 5, layer_types: ['full_attention', 'sliding_attention'] }),
       tinyLlamaConfig({ model_type: 'qwen2', sliding_window: 3, use_sliding_window: true, max_window_layers: 1 }),
       tinyLlamaConfig({ model_type: 'phi3', sliding_window: 6 }),
+      tinyGemma3Config({ sliding_window: 5 }),
     ];
     for (const cfg of cases) {
       const name = ctx(`window ${cfg.model_type} ${JSON.stringify(cfg.layer_types ?? cfg.max_window_layers ?? '')} ${device}`);
@@ -214,7 +280,7 @@ forDevices((device) => {
         expect(relError(await logits.data(), ref), name).toBeLessThan(1e-4);
         logits.dispose();
         // the same without the window differs: the test sees the window
-        const full = forwardReference({ ...cfg, sliding_window: null, use_sliding_window: false, layer_types: undefined }, w, ids);
+        const full = forwardReference(cfg.model_type === 'gemma3_text' ? { ...cfg, sliding_window: 64 } : { ...cfg, sliding_window: null, use_sliding_window: false, layer_types: undefined }, w, ids);
         expect(relError(full, ref), `${name}: the window changes the logits`).toBeGreaterThan(1e-3);
         // generation over the KV cache, past the window: the argmax of forward() each step
         const prompt = ids[0].slice(0, 4);

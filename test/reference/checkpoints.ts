@@ -2,7 +2,7 @@
 // from a seeded generator, scaled so activations stay O(1) and the logits depend on every
 // tensor; and tiny configs with awkward sizes for the model tests.
 
-import { gpt2Dims, llamaDims, type Gpt2Config, type LlamaConfig, type Weights } from './models';
+import { gpt2Dims, llamaDims, type Gemma3Config, type Gpt2Config, type LlamaConfig, type Weights } from './models';
 import { Rng } from './rng';
 import { roundTo, type FloatDType } from './round';
 
@@ -39,6 +39,32 @@ export function tinyLlamaConfig(overrides: Partial<LlamaConfig> = {}): LlamaConf
     max_position_embeddings: 64,
     tie_word_embeddings: false,
     hidden_act: 'silu',
+    ...overrides,
+  };
+}
+
+/** A Gemma 3 text config of the tiny shape: 3 layers, two sliding (window 64: the whole context) and one global. */
+export function tinyGemma3Config(overrides: Partial<Gemma3Config> = {}): Gemma3Config {
+  return {
+    model_type: 'gemma3_text',
+    vocab_size: 97,
+    hidden_size: 64,
+    intermediate_size: 88,
+    num_hidden_layers: 3,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 16,
+    rms_norm_eps: 1e-6,
+    max_position_embeddings: 64,
+    hidden_activation: 'gelu_pytorch_tanh',
+    query_pre_attn_scalar: 24,
+    rope_theta: 1000000,
+    rope_scaling: { rope_type: 'linear', factor: 2 },
+    rope_local_base_freq: 10000,
+    sliding_window: 64,
+    sliding_window_pattern: 3,
+    final_logit_softcapping: 4,
+    tie_word_embeddings: true,
     ...overrides,
   };
 }
@@ -118,13 +144,7 @@ export function randomLlama(cfg: LlamaConfig, seed: number): Weights {
   b.normal('model.embed_tokens.weight', [V, E], 1);
   for (let l = 0; l < L; l++) {
     const p = `model.layers.${l}.`;
-    b.matrix(`${p}self_attn.q_proj.weight`, [H * D, E], E);
-    b.matrix(`${p}self_attn.k_proj.weight`, [Hkv * D, E], E);
-    b.matrix(`${p}self_attn.v_proj.weight`, [Hkv * D, E], E);
-    b.matrix(`${p}self_attn.o_proj.weight`, [E, H * D], H * D);
-    b.matrix(`${p}mlp.gate_proj.weight`, [I, E], E);
-    b.matrix(`${p}mlp.up_proj.weight`, [I, E], E);
-    b.matrix(`${p}mlp.down_proj.weight`, [E, I], I);
+    linears(b, p, E, I, H, Hkv, D);
     // biases of the families that have them (drawn after the matrices, so a family without
     // biases gets the same weights as before)
     if (bias.qkv) for (const [n, rows] of [['q', H * D], ['k', Hkv * D], ['v', Hkv * D]] as const) b.normal(`${p}self_attn.${n}_proj.bias`, [rows], 0.5);
@@ -136,6 +156,33 @@ export function randomLlama(cfg: LlamaConfig, seed: number): Weights {
   }
   b.gain('model.norm.weight', E);
   if (!tied) b.matrix('lm_head.weight', [V, E], E);
+  return b.w;
+}
+
+/** A decoder layer's q, k, v, o and gate, up, down projections (nn.Linear [out, in]), in that order. */
+function linears(b: Builder, p: string, E: number, I: number, H: number, Hkv: number, D: number): void {
+  b.matrix(`${p}self_attn.q_proj.weight`, [H * D, E], E);
+  b.matrix(`${p}self_attn.k_proj.weight`, [Hkv * D, E], E);
+  b.matrix(`${p}self_attn.v_proj.weight`, [Hkv * D, E], E);
+  b.matrix(`${p}self_attn.o_proj.weight`, [E, H * D], H * D);
+  b.matrix(`${p}mlp.gate_proj.weight`, [I, E], E);
+  b.matrix(`${p}mlp.up_proj.weight`, [I, E], E);
+  b.matrix(`${p}mlp.down_proj.weight`, [E, I], I);
+}
+
+/** Random Gemma 3 text weights: norms stored as offsets from 1 (the model scales by 1 + w). */
+export function randomGemma3(cfg: Gemma3Config, seed: number): Weights {
+  const { vocab_size: V, hidden_size: E, intermediate_size: I, num_hidden_layers: L, num_attention_heads: H, num_key_value_heads: Hkv, head_dim: D } = cfg;
+  const b = new Builder(seed);
+  b.normal('model.embed_tokens.weight', [V, E], 1 / Math.sqrt(E)); // times sqrt(E) at the input
+  for (let l = 0; l < L; l++) {
+    const p = `model.layers.${l}.`;
+    linears(b, p, E, I, H, Hkv, D);
+    for (const n of ['q', 'k']) b.normal(`${p}self_attn.${n}_norm.weight`, [D], 0.2);
+    for (const n of ['input_layernorm', 'post_attention_layernorm', 'pre_feedforward_layernorm', 'post_feedforward_layernorm']) b.normal(`${p}${n}.weight`, [E], 0.2);
+  }
+  b.normal('model.norm.weight', [E], 0.2);
+  if (cfg.tie_word_embeddings === false) b.matrix('lm_head.weight', [V, E], E);
   return b.w;
 }
 

@@ -70,7 +70,35 @@ export interface LlamaConfig {
   layer_types?: string[];
 }
 
-export type ModelConfig = Gpt2Config | LlamaConfig;
+/** Gemma 3 text (Gemma3ForCausalLM, model_type gemma3_text): the keys its forward reads. */
+export interface Gemma3Config {
+  model_type: 'gemma3_text';
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  head_dim: number;
+  rms_norm_eps: number;
+  max_position_embeddings: number;
+  hidden_activation: 'gelu_pytorch_tanh';
+  /** softmax(q k^T / sqrt(query_pre_attn_scalar)) */
+  query_pre_attn_scalar: number;
+  /** the global layers' RoPE (4.x form) */
+  rope_theta: number;
+  rope_scaling?: Record<string, unknown> | null;
+  /** the sliding layers' RoPE base */
+  rope_local_base_freq: number;
+  sliding_window: number;
+  /** every n-th layer (1-based) global, the others sliding, when layer_types is absent */
+  sliding_window_pattern?: number;
+  layer_types?: string[];
+  final_logit_softcapping?: number | null;
+  tie_word_embeddings?: boolean;
+}
+
+export type ModelConfig = Gpt2Config | LlamaConfig | Gemma3Config;
 
 /** A checkpoint: HF tensor name -> row-major float64 values and their shape. */
 export type Weights = Map<string, { shape: number[]; data: Float64Array }>;
@@ -346,6 +374,64 @@ export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readon
   return linear(hf, [T, E], head, V, E).data; // logits = hf @ head^T, (B, S, V)
 }
 
+// --- Gemma 3 -------------------------------------------------------------------------------------
+
+/**
+ * Gemma 3 text logits [batch, seq, vocab], as Gemma3ForCausalLM computes them: the embedding
+ * times sqrt(hidden); per layer x += post_attn_norm(attn(input_norm(x))), x +=
+ * post_ffn_norm(mlp(pre_ffn_norm(x))) with every RMSNorm scaling by (1 + w); q and k normalized
+ * per head the same way, rotated with the sliding layers' base or the global layers' RoPE;
+ * attention scaled by query_pre_attn_scalar^-1/2, causal, within the sliding window on sliding
+ * layers; MLP down(gelu_tanh(gate) * up); the tied head; then cap tanh(logits / cap).
+ */
+export function gemma3Forward(cfg: Gemma3Config, w: Weights, ids: readonly (readonly number[])[], opts: ForwardOptions = {}): Float64Array {
+  const V = cfg.vocab_size, E = cfg.hidden_size, I = cfg.intermediate_size, L = cfg.num_hidden_layers;
+  const H = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim, eps = cfg.rms_norm_eps;
+  const { B, S } = checkIds(ids, V);
+  const pos0 = opts.pos0 ?? 0;
+  const T = B * S;
+  const get = (name: string, shape: readonly number[]) => tensorOf(w, name, shape);
+  const norm1 = (name: string, n: number) => get(name, [n]).map((x) => 1 + x); // (1 + w)
+  const lin = (x: Float64Array, name: string, N: number, K: number, activation?: 'gelu') => linear(x, [T, K], get(`${name}.weight`, [N, K]), N, K, { activation }).data;
+  const global = ropeInit({ rope_theta: cfg.rope_theta, rope_scaling: cfg.rope_scaling, max_position_embeddings: cfg.max_position_embeddings }, D);
+  const local = ropeInit({ rope_theta: cfg.rope_local_base_freq, max_position_embeddings: cfg.max_position_embeddings }, D);
+  if (pos0 + S > Math.min(global.limit, local.limit)) throw new Error('gemma3 reference: past the rotation limit');
+  const pattern = cfg.sliding_window_pattern ?? 6;
+  const embed = get('model.embed_tokens.weight', [V, E]);
+  const x = new Float64Array(T * E);
+  const scale = Math.sqrt(E);
+  for (let t = 0; t < T; t++) {
+    const id = ids[Math.floor(t / S)][t % S];
+    for (let e = 0; e < E; e++) x[t * E + e] = embed[id * E + e] * scale;
+  }
+  for (let l = 0; l < L; l++) {
+    const p = `model.layers.${l}.`;
+    const sliding = cfg.layer_types ? cfg.layer_types[l] === 'sliding_attention' : (l + 1) % pattern !== 0;
+    const rot = sliding ? local : global;
+    const h = rmsnorm(x, [T, E], norm1(`${p}input_layernorm.weight`, E), eps).data;
+    const q = rmsnorm(lin(h, `${p}self_attn.q_proj`, H * D, E), [T * H, D], norm1(`${p}self_attn.q_norm.weight`, D), eps).data;
+    const k = rmsnorm(lin(h, `${p}self_attn.k_proj`, Hkv * D, E), [T * Hkv, D], norm1(`${p}self_attn.k_norm.weight`, D), eps).data;
+    const v = lin(h, `${p}self_attn.v_proj`, Hkv * D, E);
+    const qr = rope(q, [B, S, H, D], pos0, undefined, rot.invFreq, rot.attentionFactor).data;
+    const kr = rope(k, [B, S, Hkv, D], pos0, undefined, rot.invFreq, rot.attentionFactor).data;
+    const a = attention(qr, kr, v, B, S, S, H, Hkv, D, { causal: true, scale: 1 / Math.sqrt(cfg.query_pre_attn_scalar), window: sliding ? cfg.sliding_window : undefined }).data;
+    const ao = rmsnorm(lin(a, `${p}self_attn.o_proj`, E, H * D), [T, E], norm1(`${p}post_attention_layernorm.weight`, E), eps).data;
+    for (let i = 0; i < x.length; i++) x[i] += ao[i];
+    const h2 = rmsnorm(x, [T, E], norm1(`${p}pre_feedforward_layernorm.weight`, E), eps).data;
+    const g = lin(h2, `${p}mlp.gate_proj`, I, E, 'gelu');
+    const u = lin(h2, `${p}mlp.up_proj`, I, E);
+    for (let i = 0; i < g.length; i++) g[i] *= u[i];
+    const m = rmsnorm(lin(g, `${p}mlp.down_proj`, E, I), [T, E], norm1(`${p}post_feedforward_layernorm.weight`, E), eps).data;
+    for (let i = 0; i < x.length; i++) x[i] += m[i];
+  }
+  const y = rmsnorm(x, [T, E], norm1('model.norm.weight', E), eps).data;
+  const head = w.has('lm_head.weight') ? get('lm_head.weight', [V, E]) : embed;
+  const logits = linear(y, [T, E], head, V, E).data;
+  const cap = cfg.final_logit_softcapping;
+  if (cap) for (let i = 0; i < logits.length; i++) logits[i] = cap * Math.tanh(logits[i] / cap);
+  return logits;
+}
+
 // --- dispatch and greedy decoding ----------------------------------------------------------------
 
 /** Logits [batch, seq, vocab] of the model cfg.model_type names. */
@@ -359,6 +445,8 @@ export function forwardReference(cfg: ModelConfig, w: Weights, ids: readonly (re
     case 'mistral':
     case 'phi3':
       return llamaForward(cfg, w, ids, opts);
+    case 'gemma3_text':
+      return gemma3Forward(cfg, w, ids, opts);
     default:
       throw new Error(`reference: unsupported model_type ${(cfg as { model_type: unknown }).model_type}`);
   }
