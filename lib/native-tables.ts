@@ -20,7 +20,7 @@ export const OP_PARAMS = {
   pack_weight: { transposeB: 'bool' },
   quantize: { groupSize: 'int' },
   dequantize: { groupSize: 'int', dtype: 'dtype' },
-  attention: { causal: 'bool', scale: 'number', kvLen: 'int', qPos0: 'int', window: 'int' },
+  attention: { causal: 'bool', scale: 'number', kvLen: 'int', qPos0: 'int', window: 'int', softcap: 'number' },
   kv_append: { position: 'int' },
   rmsnorm: { eps: 'number' },
   layernorm: { eps: 'number' },

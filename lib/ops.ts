@@ -56,6 +56,9 @@ export interface AttentionOptions {
   /** causal only: the query at position p sees keys (p - window, p], a sliding window; 0 (the
    * default) none. The CPU computes it (keys before the window are skipped, not masked). */
   window?: number;
+  /** > 0: each score s (scale q.k) becomes softcap tanh(s / softcap) before the softmax
+   * (Gemma 2's attn_logit_softcapping); 0 (the default) none. The CPU computes it. */
+  softcap?: number;
 }
 
 /**
@@ -68,16 +71,17 @@ export function attention(q: Tensor, k: Tensor, vt: Tensor, opts?: AttentionOpti
   const hq = handle(op, 'q', q);
   const hk = handle(op, 'k', k);
   const hv = handle(op, 'v', vt);
-  const o = v.options<AttentionOptions>(op, opts, ['causal', 'scale', 'kvCache', 'position', 'window']);
+  const o = v.options<AttentionOptions>(op, opts, ['causal', 'scale', 'kvCache', 'position', 'window', 'softcap']);
   const causal = v.bool(op, 'causal', o.causal, false);
   const scale = v.number(op, 'scale', o.scale, 0, (x) => x > 0, 'a positive number');
   const window = v.int(op, 'window', o.window, 0, 0);
+  const softcap = v.number(op, 'softcap', o.softcap, 0, (x) => x >= 0, 'a number >= 0');
   if (q.rank !== 4 || k.rank !== 4)
     throw new IgnisError('E_SHAPE', `${op}: q ${v.shapeStr(q.shape)} and k ${v.shapeStr(k.shape)} must both be [batch, seq, heads, headDim]`);
   if (o.kvCache === undefined) {
     if (o.position !== undefined) throw typeError(`${op}: position needs a kvCache`);
     // q attends over all of k, its rows being k's last (kvLen, qPos0 -1: settled natively)
-    return callOne(op, [hq, hk, hv], { causal, scale, kvLen: -1, qPos0: -1, window });
+    return callOne(op, [hq, hk, hv], { causal, scale, kvLen: -1, qPos0: -1, window, softcap });
   }
   const cache = o.kvCache;
   if (!(cache instanceof KVCache)) throw typeError(`${op}: kvCache must be a KVCache from ignis.kvCache(), got ${describe(cache)}`);
@@ -93,7 +97,7 @@ export function attention(q: Tensor, k: Tensor, vt: Tensor, opts?: AttentionOpti
   const cv = handle(op, 'kvCache.v', cache.v);
   callOp('kv_append', [ck, cv, hk, hv], { position });
   cache.length = position + seq;
-  return callOne(op, [hq, ck, cv], { causal, scale, kvLen: position + seq, qPos0: position, window });
+  return callOne(op, [hq, ck, cv], { causal, scale, kvLen: position + seq, qPos0: position, window, softcap });
 }
 
 export interface NormOptions {

@@ -134,6 +134,8 @@ export interface GraphAttentionOptions {
   position?: GraphScalar;
   /** causal only: a sliding window of this many keys (ignis.attention's window); 0 none */
   window?: number;
+  /** score soft-capping (ignis.attention's softcap); 0 none */
+  softcap?: number;
 }
 export interface GraphRopeOptions {
   /** the position of token 0: a scalar given per run, a number, or both (scalar + offset) */
@@ -286,14 +288,15 @@ export class GraphBuilder {
   attention(q: GraphNode, k: GraphNode, val: GraphNode, opts?: GraphAttentionOptions): GraphNode {
     const op = 'attention';
     const [rq, rk, rv] = [this.node(op, 'q', q), this.node(op, 'k', k), this.node(op, 'v', val)];
-    const o = v.options<GraphAttentionOptions>(op, opts, ['causal', 'scale', 'cache', 'position', 'window']);
+    const o = v.options<GraphAttentionOptions>(op, opts, ['causal', 'scale', 'cache', 'position', 'window', 'softcap']);
     const causal = v.bool(op, 'causal', o.causal, false);
     const scale = v.number(op, 'scale', o.scale, 0, (x) => x > 0, 'a positive number');
     const window = v.int(op, 'window', o.window, 0, 0);
+    const softcap = v.number(op, 'softcap', o.softcap, 0, (x) => x >= 0, 'a number >= 0');
     if (o.cache === undefined) {
       if (o.position !== undefined) throw typeError(`graph.${op}: position needs a cache`);
       // q attends over all of k, its rows being k's last
-      return this.op(op, op, [rq, rk, rv], { causal, scale, kvLen: -1, qPos0: -1, window });
+      return this.op(op, op, [rq, rk, rv], { causal, scale, kvLen: -1, qPos0: -1, window, softcap });
     }
     // With a cache: k, v are appended at the run's position (kv_append), then q (the same rows)
     // attends over the cache's rows [0, position + seq).
@@ -307,8 +310,8 @@ export class GraphBuilder {
     this.infer(op, 'kv_append', [ck, cv, rk, rv], { position: 0 });
     if (rq.shape.length !== 4 || rk.shape.length !== 4 || rq.shape[1] !== rk.shape[1])
       this.fail(op, `with a cache q ${dimsStr(rq.shape)} and k ${dimsStr(rk.shape)} must have the same seq`);
-    const [out] = this.infer(op, op, [rq, ck, cv], { causal, scale, kvLen: -1, qPos0: 0, window });
-    const params: ParamsOf<'attention'> = { causal, scale, kvLen: -1, qPos0: 0, window };
+    const [out] = this.infer(op, op, [rq, ck, cv], { causal, scale, kvLen: -1, qPos0: 0, window, softcap });
+    const params: ParamsOf<'attention'> = { causal, scale, kvLen: -1, qPos0: 0, window, softcap };
     return this.push({ kind: 'op', op, params, in: [rq.id, rk.id, rv.id], shape: out.dims, dtype: out.dtype as DType, scalar: o.position.index, cache: c.index }, `${op} #${this.nodes.length}`);
   }
 

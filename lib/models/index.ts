@@ -110,7 +110,7 @@ export interface GenerationDefaults {
 type Arch = { config: Gpt2Config; weights: Gpt2Weights } | { config: LlamaConfig; weights: LlamaWeights };
 
 export class LanguageModel {
-  readonly modelType: 'gpt2' | 'llama' | 'qwen2' | 'qwen3' | 'mistral' | 'phi3' | 'gemma3_text';
+  readonly modelType: 'gpt2' | 'llama' | 'qwen2' | 'qwen3' | 'mistral' | 'phi3' | 'gemma2' | 'gemma3_text';
   readonly vocabSize: number;
   /** the longest sequence a state holds */
   readonly maxSeq: number;
@@ -390,7 +390,7 @@ export class LanguageModel {
   }
 }
 
-/** Loads a Hugging Face style checkpoint directory: model_type gpt2, llama, qwen2, qwen3, mistral, phi3 or gemma3_text. */
+/** Loads a Hugging Face style checkpoint directory: model_type gpt2, llama, qwen2, qwen3, mistral, phi3, gemma2 or gemma3_text. */
 export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<LanguageModel> {
   const op = 'loadModel';
   if (typeof dir !== 'string' || !dir) throw typeError(`${op}: dir must be a directory path, got ${describe(dir)}`);
@@ -419,8 +419,10 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   // The config first, all of it checked before a byte of weights is read.
   let config: Gpt2Config | LlamaConfig;
   if (raw.model_type === 'gpt2') config = gpt2Config(raw);
-  else if (['llama', 'qwen2', 'qwen3', 'mistral', 'phi3', 'gemma3_text'].includes(raw.model_type as string)) config = llamaConfig(raw);
-  else throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama, qwen2, qwen3, mistral, phi3, gemma3_text)`);
+  else if (['llama', 'qwen2', 'qwen3', 'mistral', 'phi3', 'gemma2', 'gemma3_text'].includes(raw.model_type as string)) config = llamaConfig(raw);
+  else throw new IgnisError('E_FORMAT', `${op}: model_type ${JSON.stringify(raw.model_type)} is not supported (gpt2, llama, qwen2, qwen3, mistral, phi3, gemma2, gemma3_text)`);
+  if (device !== 'cpu' && config.modelType !== 'gpt2' && config.gemma?.attnSoftcap)
+    throw new IgnisError('E_DEVICE', `${op}: config.json: attn_logit_softcapping ${config.gemma.attnSoftcap}: attention score soft-capping is computed on the CPU only, for now (device ${device})`);
   const gen = await generationConfig(dir, raw, config.vocab);
   const eos = gen.eos;
   // the tokenizer, where the directory has one: its ids must be the model's

@@ -13,7 +13,7 @@ import { configBool, configInt as needInt, configNumber as need, disposeLinear, 
 
 export interface LlamaConfig {
   /** the checkpoint's family: the same graph, with the biases and window each one has */
-  modelType: 'llama' | 'qwen2' | 'qwen3' | 'mistral' | 'phi3' | 'gemma3_text';
+  modelType: 'llama' | 'qwen2' | 'qwen3' | 'mistral' | 'phi3' | 'gemma2' | 'gemma3_text';
   vocab: number;
   hidden: number;
   intermediate: number;
@@ -47,6 +47,8 @@ export interface GemmaParts {
   localRope: Rope;
   /** logits = cap tanh(logits / cap) where set */
   finalSoftcap?: number;
+  /** gemma2: attention scores capped the same way */
+  attnSoftcap?: number;
 }
 
 export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
@@ -54,9 +56,9 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
   // llama reads attention_bias and mlp_bias; qwen2 and mistral do not have them (transformers
   // builds Qwen2's q, k, v with biases and nothing else; Mistral none)
   // (qwen3 reads attention_bias for q, k, v and o, as llama does, and has no mlp_bias)
-  const attnBias = family === 'llama' || family === 'qwen3' || family === 'gemma3_text' ? configBool(cfg, 'attention_bias', false) : false;
+  const attnBias = family === 'llama' || family === 'qwen3' || isGemmaFamily(family) ? configBool(cfg, 'attention_bias', false) : false;
   const bias = { qkv: attnBias || family === 'qwen2', o: attnBias, mlp: family === 'llama' ? configBool(cfg, 'mlp_bias', false) : false };
-  const isGemma = family === 'gemma3_text';
+  const isGemma = family === 'gemma3_text' || family === 'gemma2';
   // gemma writes hidden_activation (hidden_act is the older key); both must be its GELU
   const act = isGemma ? 'gelu_pytorch_tanh' : 'silu';
   for (const key of isGemma ? ['hidden_activation', 'hidden_act'] : ['hidden_act'])
@@ -67,8 +69,8 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
   const kvHeads = needInt(cfg, 'num_key_value_heads', heads);
   if (!Number.isInteger(headDim) || headDim % 2 || heads % kvHeads)
     throw new IgnisError('E_FORMAT', `loadModel: config.json: heads ${heads}, kv heads ${kvHeads} and head_dim ${headDim} do not fit together`);
-  const gemma = isGemma ? gemmaParts(cfg, headDim, hidden) : undefined;
-  const rope = gemma ? gemmaGlobalRope(cfg, headDim) : ropeOf(cfg, headDim);
+  const gemma = isGemma ? gemmaParts(cfg, family, headDim, hidden) : undefined;
+  const rope = family === 'gemma3_text' ? gemmaGlobalRope(cfg, headDim) : ropeOf(cfg, headDim);
   if (gemma?.localRope.limit !== undefined) rope.limit = Math.min(rope.limit ?? Infinity, gemma.localRope.limit);
   const c: LlamaConfig = {
     modelType: family,
@@ -86,29 +88,39 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
     tied: isGemma ? cfg.tie_word_embeddings !== false : cfg.tie_word_embeddings === true,
     bias,
     windows: slidingWindows(cfg, family, needInt(cfg, 'num_hidden_layers')),
-    qkNorm: family === 'qwen3' || isGemma,
+    qkNorm: family === 'qwen3' || family === 'gemma3_text',
     gemma,
   };
   return c;
 }
 
+const isGemmaFamily = (f: string) => f === 'gemma2' || f === 'gemma3_text';
+
 /**
- * Gemma 3's config keys beside llama's: query_pre_attn_scalar (default 256), the sliding layers'
- * rope_local_base_freq, final_logit_softcapping; attn_logit_softcapping (Gemma 2's) and
- * use_bidirectional_attention (the embedding variants) are not computed: E_FORMAT naming them.
+ * Gemma's config keys beside llama's: query_pre_attn_scalar (default 256), final_logit_softcapping
+ * and attn_logit_softcapping (Gemma2Config: 30 and 50 when absent, Gemma 3: none; null turns them
+ * off), and Gemma 3's sliding layers' rope_local_base_freq (Gemma 2 rotates every layer alike);
+ * use_bidirectional_attention (the embedding variants) is not computed: E_FORMAT naming it.
  */
-function gemmaParts(cfg: Record<string, unknown>, headDim: number, hidden: number): GemmaParts {
+function gemmaParts(cfg: Record<string, unknown>, family: string, headDim: number, hidden: number): GemmaParts {
   const bad = (k: string, want: string) => new IgnisError('E_FORMAT', `loadModel: config.json: ${k} ${JSON.stringify(cfg[k])} ${want}`);
-  if (cfg.attn_logit_softcapping != null) throw bad('attn_logit_softcapping', 'is not supported (attention logit soft-capping is not computed)');
   if (cfg.use_bidirectional_attention != null && cfg.use_bidirectional_attention !== false) throw bad('use_bidirectional_attention', 'is not supported (causal attention only)');
   const pre = need(cfg, 'query_pre_attn_scalar', 256);
   if (!(pre > 0)) throw bad('query_pre_attn_scalar', 'must be a positive number');
-  let finalSoftcap: number | undefined;
-  if (cfg.final_logit_softcapping != null) {
-    finalSoftcap = need(cfg, 'final_logit_softcapping');
-    if (!(finalSoftcap > 0)) throw bad('final_logit_softcapping', 'must be a positive number or null');
-  }
-  return { embedScale: Math.sqrt(hidden), attnScale: 1 / Math.sqrt(pre), localRope: gemmaLocalRope(cfg, headDim), finalSoftcap };
+  const gemma2 = family === 'gemma2';
+  const cap = (k: string, fallback: number | undefined) => {
+    if (cfg[k] === null || (cfg[k] === undefined && fallback === undefined)) return undefined;
+    const x = cfg[k] === undefined ? fallback! : need(cfg, k);
+    if (!(x > 0)) throw bad(k, 'must be a positive number or null');
+    return x;
+  };
+  return {
+    embedScale: Math.sqrt(hidden),
+    attnScale: 1 / Math.sqrt(pre),
+    localRope: gemma2 ? ropeOf(cfg, headDim) : gemmaLocalRope(cfg, headDim),
+    finalSoftcap: cap('final_logit_softcapping', gemma2 ? 30 : undefined),
+    attnSoftcap: cap('attn_logit_softcapping', gemma2 ? 50 : undefined),
+  };
 }
 
 /** rope_parameters keyed by layer type (transformers 5's form for Gemma 3), or null. */
@@ -160,9 +172,10 @@ function slidingWindows(cfg: Record<string, unknown>, family: LlamaConfig['model
     on = all(family === 'mistral' ? cfg.sliding_window !== null : cfg.sliding_window != null);
     if (Array.isArray(types) && on[0] && types.includes('full_attention'))
       throw new IgnisError('E_FORMAT', `loadModel: config.json: layer_types ${JSON.stringify(types)} has full-attention layers, which ${family} does not read (its window is on every layer)`);
-  } else if (family === 'gemma3_text') {
-    // layer_types, else every sliding_window_pattern-th layer global (Gemma3TextConfig: 6)
-    const pattern = cfg.sliding_window_pattern == null ? 6 : cfg.sliding_window_pattern;
+  } else if (isGemmaFamily(family)) {
+    // layer_types, else every sliding_window_pattern-th layer global (Gemma3TextConfig: 6;
+    // Gemma2Config: every other layer, the first sliding)
+    const pattern = cfg.sliding_window_pattern == null ? (family === 'gemma2' ? 2 : 6) : cfg.sliding_window_pattern;
     if (!Number.isSafeInteger(pattern) || (pattern as number) < 1)
       throw new IgnisError('E_FORMAT', `loadModel: config.json: 'sliding_window_pattern' must be a whole number >= 1, got ${JSON.stringify(pattern)}`);
     on = Array.isArray(types) ? types.map((t) => t === 'sliding_attention') : all(false).map((_, i) => (i + 1) % (pattern as number) !== 0);
@@ -364,7 +377,7 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
     const v = heads(linear(h, `l${i}.v`, l.v, undefined, l.bias.v), c.kvHeads);
     // a sliding window matters only past its size: below it, it is the full attention
     const win = sliding && maxSeq > c.windows!.size ? c.windows!.size : 0;
-    const a = g.attention(q, k, v, { causal: true, cache, position, window: win, scale: gm?.attnScale }); // [batch, seq, heads, headDim]
+    const a = g.attention(q, k, v, { causal: true, cache, position, window: win, scale: gm?.attnScale, softcap: gm?.attnSoftcap }); // [batch, seq, heads, headDim]
     // gemma normalizes the attention's and the MLP's outputs before adding them
     const post = (y: GraphNode, t: Tensor | undefined, name: string) => (t ? g.rmsnorm(y, g.weight(name, t), { eps: c.eps }) : y);
     x = g.add(x, post(linear(g.reshape(a, ['batch', 'seq', c.heads * c.headDim]), `l${i}.o`, l.o, undefined, l.bias.o), l.postAttn, `l${i}.postattn`));

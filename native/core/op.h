@@ -100,8 +100,12 @@ struct AttentionParams {
   // > 0 (causal only): the query at position p sees keys (p - window, p] only, a sliding window
   // (transformers' sliding_window); keys before it are skipped a tile at a time, not masked.
   int64_t window = 0;
+  // > 0: each score s = scale q.k becomes softcap tanh(s / softcap) before the softmax (Gemma 2's
+  // attn_logit_softcapping); 0: none
+  float softcap = 0.f;
   template <class V> void fields(V&& v) {
     v("causal", causal); v("scale", scale); v("kvLen", kv_len); v("qPos0", q_pos0); v("window", window);
+    v("softcap", softcap);
   }
 };
 struct KvAppendParams {

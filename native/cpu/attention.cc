@@ -37,6 +37,7 @@ struct Problem {
   int64_t B, Sq, Hq, Hk, G, D, Dp, Skv;
   int64_t kv_len, q_pos0;
   int64_t window;  // > 0: a row at position p sees keys (p - window, p]
+  float softcap;   // > 0: scores become softcap tanh(s / softcap)
   bool causal;
   float scale;
   bool avx;
@@ -408,9 +409,15 @@ void attention_block(const Problem& P, Scratch& w, int64_t b, int64_t hk, int64_
     }
     float* s = w.s.data();
     const int64_t* nvis = w.nvis.data();
-    // Scores of keys before a row's window are -inf (weight 0): only the window's first block
-    // has any; every row keeps at least one key, so its running max stays finite.
+    // Soft-capped scores: cap tanh(s / cap), before the window's and the softmax. Scores of keys
+    // before a row's window are -inf (weight 0): only the window's first block has any; every
+    // row keeps at least one key, so its running max stays finite.
     auto clip = [&] {
+      if (P.softcap > 0.f) {
+        const float cap = P.softcap, inv = 1.f / P.softcap;
+        for (int64_t r = 0; r < M; r++)
+          for (int64_t j = 0; j < nvis[r]; j++) s[r * BK + j] = cap * std::tanh(s[r * BK + j] * inv);
+      }
       if (!clipped) return;
       for (int64_t r = 0; r < M; r++)
         for (int64_t j = 0; j < std::min(w.lo[size_t(r)], nvis[r]); j++) s[r * BK + j] = kNegInf;
@@ -467,6 +474,7 @@ void attention(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tenso
   P.q_pos0 = p.q_pos0;
   P.causal = p.causal;
   P.window = p.window;
+  P.softcap = p.softcap;
   P.scale = p.scale;
   P.avx = has_avx2();
   P.rows = P.Sq * P.G;

@@ -44,6 +44,7 @@ class CudaBackend final : public Backend {
   bool supports(OpId op, DType) const override { return !cpu_only(op); }
   const char* lacks(const OpParams& p) const override {
     if (const auto* a = std::get_if<AttentionParams>(&p); a && a->window > 0) return "a sliding window (attention's window) is computed on the CPU only, for now";
+    if (const auto* a = std::get_if<AttentionParams>(&p); a && a->softcap > 0.f) return "score soft-capping (attention's softcap) is computed on the CPU only, for now";
     return nullptr;
   }
   void run(const Exec& e, const KernelCall& c) override;

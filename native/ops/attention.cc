@@ -1,5 +1,7 @@
 // Shape rules of attention (softmax(scale q k^T) v per head, grouped-query) and kv_append
 // (k, v written into a cache's rows, in place).
+#include <cmath>
+
 #include "op.h"
 
 namespace ignis::ops {
@@ -29,6 +31,7 @@ std::vector<Meta> infer_attention(Infer& c, AttentionParams& p) {
     c.fail(ErrorCode::Argument, "kv_len " + std::to_string(p.kv_len) + " does not fit " + c.str(1));
   if (p.window < 0) c.fail(ErrorCode::Argument, "window must be >= 0 (0: none), got " + std::to_string(p.window));
   if (p.window > 0 && !p.causal) c.fail(ErrorCode::Argument, "a sliding window needs causal attention");
+  if (!(p.softcap >= 0.f) || !std::isfinite(p.softcap)) c.fail(ErrorCode::Argument, "softcap must be a finite number >= 0 (0: none)");
   check_attention(c.prefix(), p, c.shape(0), c.shape(1));
   return {{c.shape(0), c.dtype(0)}};
 }

@@ -20,6 +20,8 @@ interface AttnCase {
   scale?: number;
   /** a sliding window (causal): query at position p sees keys (p - window, p] */
   window?: number;
+  /** score soft-capping */
+  softcap?: number;
 }
 
 const cases: AttnCase[] = [];
@@ -53,16 +55,20 @@ cases.push(
   { B: 1, Sq: 7, Skv: 300, Hq: 8, Hk: 2, D: 64, causal: true, window: 33 },
   { B: 1, Sq: 1, Skv: 257, Hq: 8, Hk: 1, D: 128, causal: true, window: 129 },
   { B: 1, Sq: 17, Skv: 17, Hq: 3, Hk: 3, D: 64, causal: true, window: 1 },
+  // score soft-capping (Gemma 2), with large scores so the cap bites, alone and with a window
+  { B: 1, Sq: 33, Skv: 33, Hq: 4, Hk: 2, D: 64, causal: true, scale: 2, softcap: 1.5 },
+  { B: 1, Sq: 7, Skv: 129, Hq: 4, Hk: 4, D: 80, causal: false, scale: 1, softcap: 3 },
+  { B: 1, Sq: 129, Skv: 129, Hq: 2, Hk: 1, D: 64, causal: true, scale: 2, softcap: 2, window: 33 },
 );
 
 forDevices((dev) => {
   for (const dtype of FLOAT_DTYPES) {
     describe(dtype, () => {
       for (const ac of cases) {
-        const { B, Sq, Skv, Hq, Hk, D, causal, scale, window } = ac;
+        const { B, Sq, Skv, Hq, Hk, D, causal, scale, window, softcap } = ac;
         const name =
           `attention q [${B}, ${Sq}, ${Hq}, ${D}] kv [${B}, ${Skv}, ${Hk}, ${D}]` +
-          `${causal ? ' causal' : ''}${scale !== undefined ? ` scale ${scale}` : ''}${window ? ` window ${window}` : ''} ${dtype} ${dev}`;
+          `${causal ? ' causal' : ''}${scale !== undefined ? ` scale ${scale}` : ''}${window ? ` window ${window}` : ''}${softcap ? ` softcap ${softcap}` : ''} ${dtype} ${dev}`;
         it(name, async () => {
           const c = testCase(FILE, name);
           const q = await input(c, [B, Sq, Hq, D], dtype, dev);
@@ -70,13 +76,14 @@ forDevices((dev) => {
           const v = await input(c, [B, Skv, Hk, D], dtype, dev);
           const opts: ignis.AttentionOptions = scale === undefined ? { causal } : { causal, scale };
           if (window) opts.window = window;
-          if (window && dev !== 'cpu') {
+          if (softcap) opts.softcap = softcap;
+          if ((window || softcap) && dev !== 'cpu') {
             // computed on the CPU only for now: refused by name, never a full attention instead
-            expect(() => ignis.attention(q.t, k.t, v.t, opts)).toThrow(expect.objectContaining({ code: 'E_DEVICE', message: expect.stringContaining('sliding window') }));
+            expect(() => ignis.attention(q.t, k.t, v.t, opts)).toThrow(expect.objectContaining({ code: 'E_DEVICE', message: expect.stringContaining(window ? 'sliding window' : 'soft-capping') }));
             return;
           }
           const out = ignis.attention(q.t, k.t, v.t, opts);
-          const ref = attention(q.x, k.x, v.x, B, Sq, Skv, Hq, Hk, D, { causal, scale, window });
+          const ref = attention(q.x, k.x, v.x, B, Sq, Skv, Hq, Hk, D, { causal, scale, window, softcap });
           await check(out, ref, tolFor(dtype, Skv >= 129), c.ctx, { dtype, device: dev });
         });
       }
@@ -87,6 +94,7 @@ forDevices((dev) => {
         expect(() => ignis.attention(q.t, q.t, q.t, { window: 2 })).toThrow(expect.objectContaining({ code: 'E_ARGUMENT', message: expect.stringContaining('needs causal') }));
         expect(() => ignis.attention(q.t, q.t, q.t, { causal: true, window: -1 })).toThrow(RangeError);
         expect(() => ignis.attention(q.t, q.t, q.t, { causal: true, window: 1.5 })).toThrow(RangeError);
+        expect(() => ignis.attention(q.t, q.t, q.t, { softcap: -1 })).toThrow(RangeError);
       });
 
       it(`attention with peaked scores (large logits) ${dtype} ${dev}`, async () => {

@@ -15,6 +15,8 @@ export interface AttentionOptions {
   /** causal: query i (at position i + offset) sees keys j > i + offset - window only
    * (transformers' sliding_window: kv_idx > q_idx - sliding_window) */
   window?: number;
+  /** each score s = scale q.k becomes softcap tanh(s / softcap) (Gemma 2) */
+  softcap?: number;
 }
 
 /**
@@ -54,6 +56,7 @@ export function attention(
           let dot = 0;
           for (let d = 0; d < D; d++) dot += q[qo + d] * k[ko + d];
           s[j] = dot * scale; // S = scale * Q K^T
+          if (opts.softcap) s[j] = opts.softcap * Math.tanh(s[j] / opts.softcap);
           if (s[j] > mx) mx = s[j];
         }
         let sum = 0;

@@ -69,6 +69,12 @@ export function tinyGemma3Config(overrides: Partial<Gemma3Config> = {}): Gemma3C
   };
 }
 
+/** A Gemma 2 config of the tiny shape: 4 layers, every other one sliding, scores and logits soft-capped. */
+export function tinyGemma2Config(overrides: Partial<Gemma3Config> = {}): Gemma3Config {
+  const { rope_local_base_freq: _l, rope_scaling: _s, ...base } = tinyGemma3Config();
+  return { ...base, model_type: 'gemma2', num_hidden_layers: 4, rope_theta: 10000, sliding_window_pattern: undefined, attn_logit_softcapping: 2, final_logit_softcapping: 5, ...overrides };
+}
+
 /** Adds tensors drawn from one seeded stream, in the order they are added. */
 class Builder {
   readonly w: Weights = new Map();
@@ -178,7 +184,7 @@ export function randomGemma3(cfg: Gemma3Config, seed: number): Weights {
   for (let l = 0; l < L; l++) {
     const p = `model.layers.${l}.`;
     linears(b, p, E, I, H, Hkv, D);
-    for (const n of ['q', 'k']) b.normal(`${p}self_attn.${n}_norm.weight`, [D], 0.2);
+    if (cfg.model_type === 'gemma3_text') for (const n of ['q', 'k']) b.normal(`${p}self_attn.${n}_norm.weight`, [D], 0.2);
     for (const n of ['input_layernorm', 'post_attention_layernorm', 'pre_feedforward_layernorm', 'post_feedforward_layernorm']) b.normal(`${p}${n}.weight`, [E], 0.2);
   }
   b.normal('model.norm.weight', [E], 0.2);

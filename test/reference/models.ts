@@ -70,9 +70,9 @@ export interface LlamaConfig {
   layer_types?: string[];
 }
 
-/** Gemma 3 text (Gemma3ForCausalLM, model_type gemma3_text): the keys its forward reads. */
+/** Gemma 3 text (Gemma3ForCausalLM, model_type gemma3_text) and Gemma 2 (Gemma2ForCausalLM): the keys their forward reads. */
 export interface Gemma3Config {
-  model_type: 'gemma3_text';
+  model_type: 'gemma3_text' | 'gemma2';
   vocab_size: number;
   hidden_size: number;
   intermediate_size: number;
@@ -88,10 +88,12 @@ export interface Gemma3Config {
   /** the global layers' RoPE (4.x form) */
   rope_theta: number;
   rope_scaling?: Record<string, unknown> | null;
-  /** the sliding layers' RoPE base */
-  rope_local_base_freq: number;
+  /** gemma3: the sliding layers' RoPE base (gemma2 rotates every layer with rope_theta) */
+  rope_local_base_freq?: number;
+  /** gemma2: scores s become cap tanh(s / cap) (absent: 50, null: none) */
+  attn_logit_softcapping?: number | null;
   sliding_window: number;
-  /** every n-th layer (1-based) global, the others sliding, when layer_types is absent */
+  /** every n-th layer (1-based) global, the others sliding, when layer_types is absent (gemma3: 6, gemma2: 2) */
   sliding_window_pattern?: number;
   layer_types?: string[];
   final_logit_softcapping?: number | null;
@@ -377,7 +379,9 @@ export function llamaForward(cfg: LlamaConfig, w: Weights, ids: readonly (readon
 // --- Gemma 3 -------------------------------------------------------------------------------------
 
 /**
- * Gemma 3 text logits [batch, seq, vocab], as Gemma3ForCausalLM computes them: the embedding
+ * Gemma 3 text and Gemma 2 logits [batch, seq, vocab], as Gemma3ForCausalLM / Gemma2ForCausalLM
+ * compute them (Gemma 2: no q/k norms, one RoPE for every layer, scores soft-capped, final cap 30
+ * by default): the embedding
  * times sqrt(hidden); per layer x += post_attn_norm(attn(input_norm(x))), x +=
  * post_ffn_norm(mlp(pre_ffn_norm(x))) with every RMSNorm scaling by (1 + w); q and k normalized
  * per head the same way, rotated with the sliding layers' base or the global layers' RoPE;
@@ -393,10 +397,14 @@ export function gemma3Forward(cfg: Gemma3Config, w: Weights, ids: readonly (read
   const get = (name: string, shape: readonly number[]) => tensorOf(w, name, shape);
   const norm1 = (name: string, n: number) => get(name, [n]).map((x) => 1 + x); // (1 + w)
   const lin = (x: Float64Array, name: string, N: number, K: number, activation?: 'gelu') => linear(x, [T, K], get(`${name}.weight`, [N, K]), N, K, { activation }).data;
+  const gemma2 = cfg.model_type === 'gemma2';
   const global = ropeInit({ rope_theta: cfg.rope_theta, rope_scaling: cfg.rope_scaling, max_position_embeddings: cfg.max_position_embeddings }, D);
-  const local = ropeInit({ rope_theta: cfg.rope_local_base_freq, max_position_embeddings: cfg.max_position_embeddings }, D);
-  if (pos0 + S > Math.min(global.limit, local.limit)) throw new Error('gemma3 reference: past the rotation limit');
-  const pattern = cfg.sliding_window_pattern ?? 6;
+  const local = gemma2 ? global : ropeInit({ rope_theta: cfg.rope_local_base_freq ?? 10000, max_position_embeddings: cfg.max_position_embeddings }, D);
+  if (pos0 + S > Math.min(global.limit, local.limit)) throw new Error('gemma reference: past the rotation limit');
+  const pattern = cfg.sliding_window_pattern ?? (gemma2 ? 2 : 6);
+  const attnCap = cfg.attn_logit_softcapping === undefined ? (gemma2 ? 50 : undefined) : cfg.attn_logit_softcapping ?? undefined;
+  const finalCap = cfg.final_logit_softcapping === undefined ? (gemma2 ? 30 : undefined) : cfg.final_logit_softcapping ?? undefined;
+  const qkNorm = (y: Float64Array, rows: number, name: string) => (gemma2 ? y : rmsnorm(y, [rows, D], norm1(name, D), eps).data);
   const embed = get('model.embed_tokens.weight', [V, E]);
   const x = new Float64Array(T * E);
   const scale = Math.sqrt(E);
@@ -409,12 +417,12 @@ export function gemma3Forward(cfg: Gemma3Config, w: Weights, ids: readonly (read
     const sliding = cfg.layer_types ? cfg.layer_types[l] === 'sliding_attention' : (l + 1) % pattern !== 0;
     const rot = sliding ? local : global;
     const h = rmsnorm(x, [T, E], norm1(`${p}input_layernorm.weight`, E), eps).data;
-    const q = rmsnorm(lin(h, `${p}self_attn.q_proj`, H * D, E), [T * H, D], norm1(`${p}self_attn.q_norm.weight`, D), eps).data;
-    const k = rmsnorm(lin(h, `${p}self_attn.k_proj`, Hkv * D, E), [T * Hkv, D], norm1(`${p}self_attn.k_norm.weight`, D), eps).data;
+    const q = qkNorm(lin(h, `${p}self_attn.q_proj`, H * D, E), T * H, `${p}self_attn.q_norm.weight`);
+    const k = qkNorm(lin(h, `${p}self_attn.k_proj`, Hkv * D, E), T * Hkv, `${p}self_attn.k_norm.weight`);
     const v = lin(h, `${p}self_attn.v_proj`, Hkv * D, E);
     const qr = rope(q, [B, S, H, D], pos0, undefined, rot.invFreq, rot.attentionFactor).data;
     const kr = rope(k, [B, S, Hkv, D], pos0, undefined, rot.invFreq, rot.attentionFactor).data;
-    const a = attention(qr, kr, v, B, S, S, H, Hkv, D, { causal: true, scale: 1 / Math.sqrt(cfg.query_pre_attn_scalar), window: sliding ? cfg.sliding_window : undefined }).data;
+    const a = attention(qr, kr, v, B, S, S, H, Hkv, D, { causal: true, scale: 1 / Math.sqrt(cfg.query_pre_attn_scalar), window: sliding ? cfg.sliding_window : undefined, softcap: attnCap }).data;
     const ao = rmsnorm(lin(a, `${p}self_attn.o_proj`, E, H * D), [T, E], norm1(`${p}post_attention_layernorm.weight`, E), eps).data;
     for (let i = 0; i < x.length; i++) x[i] += ao[i];
     const h2 = rmsnorm(x, [T, E], norm1(`${p}pre_feedforward_layernorm.weight`, E), eps).data;
@@ -427,8 +435,7 @@ export function gemma3Forward(cfg: Gemma3Config, w: Weights, ids: readonly (read
   const y = rmsnorm(x, [T, E], norm1('model.norm.weight', E), eps).data;
   const head = w.has('lm_head.weight') ? get('lm_head.weight', [V, E]) : embed;
   const logits = linear(y, [T, E], head, V, E).data;
-  const cap = cfg.final_logit_softcapping;
-  if (cap) for (let i = 0; i < logits.length; i++) logits[i] = cap * Math.tanh(logits[i] / cap);
+  if (finalCap) for (let i = 0; i < logits.length; i++) logits[i] = finalCap * Math.tanh(logits[i] / finalCap);
   return logits;
 }
 
@@ -446,6 +453,7 @@ export function forwardReference(cfg: ModelConfig, w: Weights, ids: readonly (re
     case 'phi3':
       return llamaForward(cfg, w, ids, opts);
     case 'gemma3_text':
+    case 'gemma2':
       return gemma3Forward(cfg, w, ids, opts);
     default:
       throw new Error(`reference: unsupported model_type ${(cfg as { model_type: unknown }).model_type}`);
