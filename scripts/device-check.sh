@@ -17,6 +17,9 @@ set -uo pipefail
 OUT=${OUT:-/tmp/ignis-device}
 mkdir -p "$OUT"
 export IGNIS_TEST_DEVICE=cuda
+# the attention kernels' sliding-window and soft-cap paths await their first GPU run: lifted here
+# so the op and model suites check them against the float64 reference (README: Environment)
+export IGNIS_CUDA_UNVERIFIED_ATTENTION=1
 [ -f build-device/Release/ignis.node ] && export IGNIS_BINARY=$PWD/build-device/Release/ignis.node
 # the type, workflow and packaging checks need what the pack leaves behind, and no GPU
 vitest=(node node_modules/vitest/vitest.mjs run --reporter=dot --exclude test/types.test.ts --exclude test/workflow.test.ts)

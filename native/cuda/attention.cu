@@ -89,6 +89,8 @@ void attention(const Launch& L, const Tensor& out, const Tensor& q, const Tensor
   a.q_pos0 = p.q_pos0;
   a.pos_dev = p.pos_dev;
   a.causal = p.causal;
+  a.window = p.window;
+  a.softcap = p.softcap;
   a.scale_log2 = p.scale * attn::kLog2e;
   a.splits = 1;
   // With pos_dev the run-time kv_len is unknown here: size for k's full rows.

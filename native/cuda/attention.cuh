@@ -40,6 +40,8 @@ struct AttnArgs {
   int split_keys;    // keys per split
   float scale_log2;  // scale * log2(e): exp(scale s - scale m) = exp2(scale_log2 (s - m))
   bool causal;
+  int64_t window;  // > 0 (causal): the row at position p sees keys (p - window, p]
+  float softcap;   // > 0: a score t = scale q.k becomes softcap tanh(t / softcap)
 };
 
 // What one block works on: rows [rb * rows, (rb + 1) * rows) of (b, hk), keys [k_begin, k_end).
@@ -73,9 +75,19 @@ __device__ __forceinline__ BlockWork block_work(const AttnArgs& a, int rows) {
     const int last = min((w.rb + 1) * rows, a.R) - 1;
     w.k_end = min(w.k_end, w.q_pos0 + last / a.G + 1);
   }
+  // a sliding window: keys before the first row's window are seen by no row of the block
+  if (a.window > 0) w.k_begin = max(w.k_begin, w.q_pos0 + (w.rb * rows) / a.G - a.window + 1);
   w.k_end = max(w.k_end, w.k_begin);
   return w;
 }
+
+// The first key the row at `pos` sees (its window's start), or INT64_MIN without a window.
+__device__ __forceinline__ int64_t window_start(const AttnArgs& a, int64_t pos) {
+  return a.window > 0 ? pos - a.window + 1 : INT64_MIN;
+}
+// A score s in units where s / unit is the score t = scale q.k, soft-capped: unit cap tanh(t / cap);
+// unit_cap = unit * cap.
+__device__ __forceinline__ float capped(float s, float unit_cap) { return unit_cap * tanhf(s / unit_cap); }
 
 // Element offset of row r of (b, hk) in q and out.
 __device__ __forceinline__ int64_t q_row_offset(const AttnArgs& a, int b, int hk, int r) {

@@ -3,6 +3,9 @@
 // when nvcc is found.
 #include "backend.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "kernels.h"
 #include "runtime.h"
 
@@ -42,7 +45,15 @@ class CudaBackend final : public Backend {
     fn(Exec{pool, &L});
   }
   bool supports(OpId op, DType) const override { return !cpu_only(op); }
+  // The kernels' window and soft-cap paths are written but have not yet run on a GPU: refused
+  // by name until they pass there (IGNIS_CUDA_UNVERIFIED_ATTENTION=1 lifts that, for the device
+  // check that verifies them).
   const char* lacks(const OpParams& p) const override {
+    static const bool lifted = [] {
+      const char* e = std::getenv("IGNIS_CUDA_UNVERIFIED_ATTENTION");
+      return e && std::string(e) == "1";
+    }();
+    if (lifted) return nullptr;
     if (const auto* a = std::get_if<AttentionParams>(&p); a && a->window > 0) return "a sliding window (attention's window) is computed on the CPU only, for now";
     if (const auto* a = std::get_if<AttentionParams>(&p); a && a->softcap > 0.f) return "score soft-capping (attention's softcap) is computed on the CPU only, for now";
     return nullptr;

@@ -68,14 +68,16 @@ __global__ void __launch_bounds__(kDecodeThreads, 1) attention_decode_kernel(con
       for (int e = 0; e < V; e++) qf[rr][p * V + e] = f[e] * a.scale_log2;
     }
   }
-  // Keys a row sees, relative to k_begin: [0, lim[rr])
+  // Keys a row sees, relative to k_begin: [first[rr], lim[rr])
   const int span = int(w.k_end - w.k_begin);
-  int lim[RT];
+  int lim[RT], first[RT];
 #pragma unroll
   for (int rr = 0; rr < RT; rr++) {
     const int64_t pos = w.q_pos0 + (r0 + rr) / a.G;
     lim[rr] = a.causal ? int(clamp64(pos + 1 - w.k_begin, 0, span)) : span;
+    first[rr] = a.window > 0 ? int(clamp64(window_start(a, pos) - w.k_begin, 0, span)) : 0;
   }
+  const float uc = a.softcap * kLog2e;  // S here is scale_log2 q.k: its unit is log2(e)
 
   float m[RT], l[RT], o[RT][E];
 #pragma unroll
@@ -129,7 +131,9 @@ __global__ void __launch_bounds__(kDecodeThreads, 1) attention_decode_kernel(con
       float mx = m[rr];
 #pragma unroll
       for (int u = 0; u < U; u++) {
-        if (j0 + u * NG + grp >= lim[rr]) s[rr][u] = -INFINITY;
+        const int j = j0 + u * NG + grp;
+        if (a.softcap > 0.f) s[rr][u] = capped(s[rr][u], uc);
+        if (j >= lim[rr] || j < first[rr]) s[rr][u] = -INFINITY;
         mx = fmaxf(mx, s[rr][u]);
       }
       const float mu = mx == -INFINITY ? 0.f : mx;  // no key seen yet: every P is 0

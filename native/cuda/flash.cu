@@ -89,6 +89,7 @@ __global__ void __launch_bounds__(NW * 32, 1) attention_flash_kernel(const AttnA
     if (n + 1 < n_tiles) load_kv(n0 + BN, int((n + 1) & 1));
     cp_async_commit();
     if (!warp_live || (a.causal && n0 > warp_pos_max)) continue;  // no row of this warp sees the tile
+    if (n0 + BN <= window_start(a, warp_pos_min)) continue;     // the tile is before every row's window
     const T* ks = smem + int(n & 1) * STAGE;
     const T* vs = ks + BN * LD;
 
@@ -106,19 +107,29 @@ __global__ void __launch_bounds__(NW * 32, 1) attention_flash_kernel(const AttnA
         mma_16816<T>(s[2 * np + 1], qf[kk], b[2], b[3]);
       }
     }
-    // S = -inf where key j >= k_end or (causal) j > the row's position
-    if (n0 + BN > w.k_end || (a.causal && n0 + BN - 1 > warp_pos_min)) {
+    // soft-capped scores (S here is q.k: its unit is 1 / scale)
+    if (a.softcap > 0.f) {
+      const float uc = a.softcap * kLog2e / c;
+#pragma unroll
+      for (int i = 0; i < NT; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[i][e] = capped(s[i][e], uc);
+    }
+    // S = -inf where key j >= k_end or (causal) j > the row's position, or j before its window
+    if (n0 + BN > w.k_end || (a.causal && n0 + BN - 1 > warp_pos_min) || n0 < window_start(a, warp_pos_max)) {
       const int64_t lim_a = a.causal ? min(w.k_end, pos_a + 1) : w.k_end;
       const int64_t lim_b = a.causal ? min(w.k_end, pos_b + 1) : w.k_end;
-      const int va = int(clamp64(lim_a - n0, 0, BN));  // keys of the tile row a sees
+      const int va = int(clamp64(lim_a - n0, 0, BN));  // keys of the tile row a sees: [fa, va)
       const int vb = int(clamp64(lim_b - n0, 0, BN));
+      const int fa = a.window > 0 ? int(clamp64(window_start(a, pos_a) - n0, 0, BN)) : 0;
+      const int fb = a.window > 0 ? int(clamp64(window_start(a, pos_b) - n0, 0, BN)) : 0;
 #pragma unroll
       for (int i = 0; i < NT; i++) {
         const int j = i * 8 + 2 * tq;
-        if (j >= va) s[i][0] = -INFINITY;
-        if (j + 1 >= va) s[i][1] = -INFINITY;
-        if (j >= vb) s[i][2] = -INFINITY;
-        if (j + 1 >= vb) s[i][3] = -INFINITY;
+        if (j >= va || j < fa) s[i][0] = -INFINITY;
+        if (j + 1 >= va || j + 1 < fa) s[i][1] = -INFINITY;
+        if (j >= vb || j < fb) s[i][2] = -INFINITY;
+        if (j + 1 >= vb || j + 1 < fb) s[i][3] = -INFINITY;
       }
     }
     // m_new = max(m_old, max_j S); alpha = exp(scale (m_old - m_new))

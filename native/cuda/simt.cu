@@ -37,14 +37,16 @@ __global__ void __launch_bounds__(kSimtThreads) attention_simt_kernel(const Attn
     }
   }
   float m[RW], l[RW];
-  int64_t lim[RW];  // keys row rl = warp + 4 k sees: [k_begin, lim[k])
+  int64_t lim[RW], first[RW];  // keys row rl = warp + 4 k sees: [max(k_begin, first[k]), lim[k])
 #pragma unroll
   for (int k = 0; k < RW; k++) {
     m[k] = -INFINITY;
     l[k] = 0.f;
     const int64_t pos = w.q_pos0 + (r0 + warp + 4 * k) / a.G;
     lim[k] = a.causal ? min(w.k_end, pos + 1) : w.k_end;
+    first[k] = window_start(a, pos);
   }
+  const float uc = a.softcap * kLog2e;  // S here is scale_log2 q.k: its unit is log2(e)
   // ts [32, dc] = rows [n0, n0 + 32) of src (zeros past nk), dims [c0, c0 + dc)
   auto stage = [&](const T* src, int64_t n0, int nk, int c0, int dc) {
     for (int jj = warp; jj < kSimtKeys; jj += 4) {
@@ -79,7 +81,8 @@ __global__ void __launch_bounds__(kSimtThreads) attention_simt_kernel(const Attn
       pk[k] = 0.f;
       alpha[k] = 1.f;
       if (warp + 4 * k < BM) {
-        const float sv = n0 + lane < lim[k] ? s[k] : -INFINITY;
+        const int64_t j = n0 + lane;
+        const float sv = j < lim[k] && j >= first[k] ? (a.softcap > 0.f ? capped(s[k], uc) : s[k]) : -INFINITY;
         const float mx = fmaxf(m[k], warp_max(sv));
         const float mu = mx == -INFINITY ? 0.f : mx;
         pk[k] = fast_exp2(sv - mu);

@@ -56,7 +56,7 @@ forDevices((device) => {
   for (const [arch, makeCfg] of ARCHS) {
     describe(arch, () => {
       const cfg = makeCfg();
-      if (arch === 'gemma2' && device !== 'cpu') {
+      if (arch === 'gemma2' && device !== 'cpu' && process.env.IGNIS_CUDA_UNVERIFIED_ATTENTION !== '1') {
         it(`gemma2: refused by name on ${device} (score soft-capping is computed on the CPU only)`, async () => {
           const { dir } = await checkpoint(cfg, 'f32');
           await expect(ignis.loadModel(dir, { device })).rejects.toMatchObject({ code: 'E_DEVICE', message: expect.stringContaining('attn_logit_softcapping') });
@@ -276,7 +276,7 @@ forDevices((device) => {
     for (const cfg of cases) {
       const name = ctx(`window ${cfg.model_type} ${JSON.stringify(cfg.layer_types ?? cfg.max_window_layers ?? '')} ${device}`);
       const { dir, w } = await checkpoint(cfg, 'f32');
-      if (device !== 'cpu') {
+      if (device !== 'cpu' && process.env.IGNIS_CUDA_UNVERIFIED_ATTENTION !== '1') {
         // computed on the CPU only for now: on CUDA maxSeq is held to the window
         await expect(ignis.loadModel(dir, { device, maxSeq: 40 }), name).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('sliding_window') });
         continue;
