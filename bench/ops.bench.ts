@@ -112,12 +112,14 @@ function cases(quick: boolean): Case[] {
     });
   }
 
-  {
-    // The same GEMV over four weights in turn (66 MB > the 32 MB L3): each call reads its weight
-    // from memory, the case the bandwidth bar is about. ignis only: the peers' rows above reuse one.
+  // The same GEMV over four weights in turn (66 MB > the 32 MB L3): each call reads its weight
+  // from memory, the case the bandwidth bar is about; with f32 activations, then with int8 ones
+  // (x quantized per group, integer dot products: VNNI where the CPU has it, the decode path of
+  // an int8 model on the CPU). ignis only: the peers' rows above reuse one weight.
+  for (const int8Activations of [false, true]) {
     const K = 4096, N = 4096;
     out.push({
-      area: 'int8', shape: `1x${K}x${N}, 4 weights rotated`, flops: 2 * K * N, bytes: N * K * (1 + 4 / G) + 4 * (K + N), copyEachRound: true,
+      area: 'int8', shape: `1x${K}x${N}, 4 weights rotated${int8Activations ? ', int8 activations' : ''}`, flops: 2 * K * N, bytes: N * K * (1 + 4 / G) + 4 * (K + N), copyEachRound: true,
       ignis: () => {
         const x = randn([1, K]);
         const qs = [0, 1, 2, 3].map(() => {
@@ -127,7 +129,7 @@ function cases(quick: boolean): Case[] {
           return q;
         });
         let i = 0;
-        return { run: () => ignis.matmul(x, qs[i++ % 4]), dispose: disposeAll(x, ...qs) };
+        return { run: () => ignis.matmul(x, qs[i++ % 4], { int8Activations }), dispose: disposeAll(x, ...qs) };
       },
     });
   }

@@ -15,7 +15,7 @@ export type BufferKind = (typeof BUFFER_KINDS)[number];
 /** Each op's params: field name -> kind (native/core/op.h, fields()). */
 export const OP_PARAMS = {
   matmul: { transposeB: 'bool', activation: 'activation' },
-  matmul_q: { groupSize: 'int', activation: 'activation' },
+  matmul_q: { groupSize: 'int', activation: 'activation', int8Activations: 'bool' },
   matmul_packed: { N: 'int', activation: 'activation' },
   pack_weight: { transposeB: 'bool' },
   quantize: { groupSize: 'int' },

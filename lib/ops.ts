@@ -17,6 +17,10 @@ export interface MatmulOptions {
   transposeB?: boolean;
   bias?: Tensor;
   activation?: ActivationName;
+  /** with a QuantizedTensor b, on the CPU: a call of at most 8 rows of a (a decode step)
+   * quantizes them per group as b is (max|a| / 127) and takes integer dot products, so the
+   * weight streams at memory speed; larger calls keep a in f32. Default false (exact f32 a). */
+  int8Activations?: boolean;
 }
 
 /**
@@ -28,15 +32,17 @@ export interface MatmulOptions {
 export function matmul(a: Tensor, b: Tensor | QuantizedTensor | PackedWeight, opts?: MatmulOptions): Tensor {
   const op = 'matmul';
   const ha = handle(op, 'a', a);
-  const o = v.options<MatmulOptions>(op, opts, ['transposeB', 'bias', 'activation']);
+  const o = v.options<MatmulOptions>(op, opts, ['transposeB', 'bias', 'activation', 'int8Activations']);
   const bias = o.bias === undefined ? null : handle(op, 'bias', o.bias);
   const act = v.oneOf(op, 'activation', o.activation, [...ACTIVATIONS, 'none'] as const, 'none');
+  const int8Activations = v.bool(op, 'int8Activations', o.int8Activations, false);
   if (b instanceof QuantizedTensor) {
     if (o.transposeB !== undefined)
       throw typeError(`${op}: transposeB does not apply to a QuantizedTensor (it is always [N, K])`);
     const [q, s] = quantizedHandles(op, 'b', b);
-    return callOne('matmul_q', [ha, q, s, bias], { groupSize: b.groupSize, activation: act });
+    return callOne('matmul_q', [ha, q, s, bias], { groupSize: b.groupSize, activation: act, int8Activations });
   }
+  if (int8Activations) throw typeError(`${op}: int8Activations applies to a QuantizedTensor b only`);
   if (b instanceof PackedWeight) {
     if (o.transposeB !== undefined)
       throw typeError(`${op}: transposeB does not apply to a PackedWeight (packWeight fixed the layout)`);

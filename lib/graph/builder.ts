@@ -125,6 +125,8 @@ export interface GraphMatmulOptions {
   transposeB?: boolean;
   bias?: GraphNode;
   activation?: ActivationName;
+  /** with a quantized weight: ignis.matmul's int8Activations (CPU) */
+  int8Activations?: boolean;
 }
 export interface GraphAttentionOptions {
   causal?: boolean;
@@ -269,14 +271,17 @@ export class GraphBuilder {
   matmul(a: GraphNode, b: GraphNode | GraphWeight, opts?: GraphMatmulOptions): GraphNode {
     const op = 'matmul';
     const ra = this.node(op, 'a', a);
-    const o = v.options<GraphMatmulOptions>(op, opts, ['transposeB', 'bias', 'activation']);
+    const o = v.options<GraphMatmulOptions>(op, opts, ['transposeB', 'bias', 'activation', 'int8Activations']);
     const activation = v.oneOf(op, 'activation', o.activation, [...ACTIVATIONS, 'none'] as const, 'none');
+    const int8Activations = v.bool(op, 'int8Activations', o.int8Activations, false);
+    if (int8Activations && !(b instanceof GraphWeight && b.kind === 'quantized'))
+      throw typeError(`graph.${op}: int8Activations applies to a quantized weight only`);
     const bias = o.bias === undefined ? [] : [this.node(op, 'bias', o.bias)];
     if (b instanceof GraphWeight) {
       if (b.graph !== this) throw new IgnisError('E_ARGUMENT', `graph.${op}: b (${b.label}) belongs to another graph`);
       if (o.transposeB !== undefined) throw typeError(`graph.${op}: transposeB does not apply to ${b.label} (its layout is fixed)`);
       const parts = b.parts.map((id) => this.nodes[id]);
-      if (b.kind === 'quantized') return this.op(op, 'matmul_q', [ra, ...parts, ...bias], { groupSize: b.groupSize, activation });
+      if (b.kind === 'quantized') return this.op(op, 'matmul_q', [ra, ...parts, ...bias], { groupSize: b.groupSize, activation, int8Activations });
       return this.op(op, 'matmul_packed', [ra, ...parts, ...bias], { N: b.N, activation });
     }
     const rb = this.node(op, 'b', b);

@@ -144,15 +144,15 @@ export function disposeGpt2(w: Gpt2Weights): void {
   }
 }
 
-export function buildGpt2(g: GraphBuilder, c: Gpt2Config, w: Gpt2Weights, mode: 'full' | 'step', maxSeq: number): void {
+export function buildGpt2(g: GraphBuilder, c: Gpt2Config, w: Gpt2Weights, mode: 'full' | 'step', maxSeq: number, int8Activations = false): void {
   const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
   const position: GraphScalar | undefined = mode === 'step' ? g.scalar('position') : undefined;
   const dtype = w.wte.dtype as 'f32' | 'f16' | 'bf16';
   const hd = c.embd / c.heads;
   const wte = g.weight('wte', w.wte);
   const linear = (x: GraphNode, name: string, l: Linear, bias?: Tensor, activation?: 'gelu') => {
-    const { b, transposeB } = graphLinear(g, name, l);
-    return g.matmul(x, b, { transposeB, bias: bias && g.weight(`${name}.bias`, bias), activation });
+    const { b, ...how } = graphLinear(g, name, l, int8Activations);
+    return g.matmul(x, b, { ...how, bias: bias && g.weight(`${name}.bias`, bias), activation });
   };
   // x = wte[ids] + wpe[position + s]
   let x = g.add(g.embedding(ids, wte), g.rows(g.weight('wpe', w.wpe), { start: position ?? 0, count: 'seq' }));

@@ -23,10 +23,16 @@ import type { ChatMessage, ChatTemplateOptions } from '../tokenizer/chat';
 
 export interface LoadModelOptions {
   device?: Device;
-  /** the weights' (and activations') dtype; default f32. With quantize the activations are f32. */
+  /** the weights' (and activations') dtype; default f32. With quantize the activations are f32
+   * (in decode steps on the CPU, int8: see int8Activations). */
   dtype?: FloatDType;
   /** int8 weights (per-group scales) for every linear layer and the LM head */
   quantize?: 'int8';
+  /** with quantize 'int8', on the CPU: decode steps (at most 8 rows) quantize each layer's input
+   * per group too and take integer dot products (the weights then stream at memory speed);
+   * prefill keeps f32 activations. Default true on the CPU; false keeps f32 activations
+   * everywhere (the exact mode: only the weights are rounded). */
+  int8Activations?: boolean;
   /** int8 group size along K (32, 64 or 128) where it divides a layer's K; elsewhere the largest
    * of 128, 64, 32 that does, else one scale per output channel */
   groupSize?: number;
@@ -119,6 +125,8 @@ export class LanguageModel {
   readonly device: Device;
   readonly dtype: FloatDType;
   readonly quantized: 'int8' | undefined;
+  /** whether decode steps quantize the layers' inputs to int8 too (loadModel's int8Activations) */
+  readonly int8Activations: boolean;
   /** end-of-sequence ids: generation_config.json's eos_token_id, else config.json's; generate()
    * ends at them unless told `eos: false` */
   readonly eosTokenIds: readonly number[];
@@ -131,7 +139,7 @@ export class LanguageModel {
   private arch: Arch | null;
 
   /** @internal */
-  constructor(arch: Arch, full: Model, step: Model, o: { maxSeq: number; maxBatch: number; device: Device; dtype: FloatDType; quantize?: 'int8'; eos: number[]; tokenizer: Tokenizer | null; defaults: GenerationDefaults }) {
+  constructor(arch: Arch, full: Model, step: Model, o: { maxSeq: number; maxBatch: number; device: Device; dtype: FloatDType; quantize?: 'int8'; int8Activations: boolean; eos: number[]; tokenizer: Tokenizer | null; defaults: GenerationDefaults }) {
     this.arch = arch;
     this.modelType = arch.config.modelType;
     this.vocabSize = arch.config.vocab;
@@ -142,6 +150,7 @@ export class LanguageModel {
     this.device = o.device;
     this.dtype = o.dtype;
     this.quantized = o.quantize;
+    this.int8Activations = o.int8Activations;
     this.eosTokenIds = Object.freeze([...o.eos]);
     this.tokenizer = o.tokenizer;
     this.generationDefaults = Object.freeze({ ...o.defaults, notApplied: Object.freeze([...o.defaults.notApplied]) as string[] });
@@ -394,7 +403,7 @@ export class LanguageModel {
 export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<LanguageModel> {
   const op = 'loadModel';
   if (typeof dir !== 'string' || !dir) throw typeError(`${op}: dir must be a directory path, got ${describe(dir)}`);
-  const o = v.options<LoadModelOptions>(op, opts, ['device', 'dtype', 'quantize', 'groupSize', 'maxSeq', 'maxBatch', 'onProgress', 'signal', 'tokenizer']);
+  const o = v.options<LoadModelOptions>(op, opts, ['device', 'dtype', 'quantize', 'groupSize', 'maxSeq', 'maxBatch', 'onProgress', 'signal', 'tokenizer', 'int8Activations']);
   const wantTokenizer = v.bool(op, 'tokenizer', o.tokenizer, true);
   const signal = abortSignal(op, o.signal);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw typeError(`${op}: onProgress must be a function, got ${describe(o.onProgress)}`);
@@ -404,6 +413,9 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   if (!['f32', 'f16', 'bf16'].includes(dtype)) throw new IgnisError('E_DTYPE', `${op}: dtype must be f32, f16 or bf16, got ${dtype}`);
   if (o.quantize !== undefined && o.quantize !== 'int8') throw new IgnisError('E_ARGUMENT', `${op}: quantize must be 'int8', got ${describe(o.quantize)}`);
   const groupSize = o.groupSize === undefined ? undefined : v.int(op, 'groupSize', o.groupSize, 1);
+  if (o.int8Activations !== undefined && o.quantize !== 'int8') throw new IgnisError('E_ARGUMENT', `${op}: int8Activations applies with quantize: 'int8' only`);
+  if (o.int8Activations === true && device !== 'cpu') throw new IgnisError('E_DEVICE', `${op}: int8Activations are computed on the CPU only (device ${device})`);
+  const int8Activations = o.quantize === 'int8' && device === 'cpu' && v.bool(op, 'int8Activations', o.int8Activations, true);
   const maxBatch = v.int(op, 'maxBatch', o.maxBatch, 1, 1);
   let raw: Record<string, unknown>;
   const cfgPath = path.join(dir, 'config.json');
@@ -462,8 +474,11 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   }
   const build = (mode: 'full' | 'step') => {
     const g = graph();
-    if (arch.config.modelType === 'gpt2') buildGpt2(g, arch.config, arch.weights as Gpt2Weights, mode, maxSeq);
-    else buildLlama(g, arch.config, arch.weights as LlamaWeights, mode, maxSeq);
+    // int8 activations in the step graph only: its calls are decode rows (a prompt's prefill
+    // exceeds 8 rows and stays f32 in the kernel anyway)
+    const i8 = int8Activations && mode === 'step';
+    if (arch.config.modelType === 'gpt2') buildGpt2(g, arch.config, arch.weights as Gpt2Weights, mode, maxSeq, i8);
+    else buildLlama(g, arch.config, arch.weights as LlamaWeights, mode, maxSeq, i8);
     return g.compile({ device, max: { batch: maxBatch, seq: maxSeq } });
   };
   let full: Model | undefined, step: Model | undefined;
@@ -484,7 +499,7 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
     else disposeLlama(arch.weights as LlamaWeights);
     throw e;
   }
-  return new LanguageModel(arch, full, step, { maxSeq, maxBatch, device, dtype, quantize: o.quantize, eos, tokenizer, defaults: gen.defaults });
+  return new LanguageModel(arch, full, step, { maxSeq, maxBatch, device, dtype, quantize: o.quantize, int8Activations, eos, tokenizer, defaults: gen.defaults });
 }
 
 /** generation_config.json's keys generate() applies, and those that need nothing at their neutral value. */

@@ -350,13 +350,13 @@ export function disposeLlama(w: LlamaWeights): void {
  * ids [batch, seq] -> logits: every position's ('full': no cache, causal over the input) or
  * the last position's ('step': appends to the KV caches at `position`).
  */
-export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mode: 'full' | 'step', maxSeq: number): void {
+export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mode: 'full' | 'step', maxSeq: number, int8Activations = false): void {
   const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
   const position: GraphScalar | undefined = mode === 'step' ? g.scalar('position') : undefined;
   const dtype = w.embed.dtype as 'f32' | 'f16' | 'bf16';
   const linear = (x: GraphNode, name: string, l: Linear, activation?: 'silu' | 'gelu', bias?: Tensor) => {
-    const { b, transposeB } = graphLinear(g, name, l);
-    return g.matmul(x, b, { transposeB, activation, bias: bias && g.weight(`${name}.bias`, bias) }); // act(x W^T + b)
+    const { b, ...how } = graphLinear(g, name, l, int8Activations);
+    return g.matmul(x, b, { ...how, activation, bias: bias && g.weight(`${name}.bias`, bias) }); // act(x W^T + b)
   };
   let x = g.embedding(ids, g.weight('embed', w.embed)); // [batch, seq, hidden]
   const gm = c.gemma, gw = w.gemma;

@@ -64,7 +64,13 @@ struct MatmulParams {
 struct MatmulQParams {
   int64_t group = 0;  // groupSize: K elements per scale
   Activation activation = Activation::none;
-  template <class V> void fields(V&& v) { v("groupSize", group); v("activation", activation); }
+  // A call of at most 8 rows (a decode step) quantizes x's rows per group as the weights are
+  // (core/quant.h) and takes integer dot products: sum_g s_w s_x sum_k q_w q_x. Larger calls
+  // keep x in f32. CPU only.
+  bool quantize_x = false;
+  template <class V> void fields(V&& v) {
+    v("groupSize", group); v("activation", activation); v("int8Activations", quantize_x);
+  }
 };
 struct MatmulPackedParams {
   int64_t n = 0;  // N: the packed weight holds ceil(N / kPanelWidth) panels

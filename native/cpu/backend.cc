@@ -51,7 +51,7 @@ void CpuBackend::run(const Exec& e, const KernelCall& c) {
       return matmul(pool, c.output(), c.input(0), c.input(1), c.optional(2), c.p<MatmulParams>());
     case OpId::matmul_q: {
       const auto& p = c.p<MatmulQParams>();
-      return matmul_q(pool, c.output(), c.input(0), c.input(1), c.input(2), p.group, c.optional(3), p.activation);
+      return matmul_q(pool, c.output(), c.input(0), c.input(1), c.input(2), p.group, c.optional(3), p.activation, p.quantize_x);
     }
     case OpId::matmul_packed:
       return matmul_packed(pool, c.output(), c.input(0), c.input(1), c.optional(2), c.p<MatmulPackedParams>().activation);

@@ -34,8 +34,10 @@ void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Ten
 void dequantize(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tensor& scales, int64_t group);
 // out [..., M, N] = act(x [..., M, K] @ dequant(q [N, K], scales [N, K / group])^T + bias [N]).
 // Dequantizes in registers: no f32 copy of the weight is made. x, bias, out share a float dtype.
+// quantize_x: a call of at most 8 rows quantizes x per group as the weights are and takes
+// integer dot products (MatmulQParams).
 void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& q,
-              const Tensor& scales, int64_t group, const Tensor* bias, Activation act);
+              const Tensor& scales, int64_t group, const Tensor* bias, Activation act, bool quantize_x = false);
 
 // out [B, Sq, Hq, D] = softmax(scale * q k^T) v per head, with q [B, Sq, Hq, D] and
 // k, v [B, Skv, Hk, D] (Skv >= p.kv_len; only rows [0, kv_len) are read); Hq % Hk == 0 and

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../core/quant.h"
 #include "cpu.h"
 #include "gemm.h"
 #include "simd.h"
@@ -208,10 +209,136 @@ IGNIS_AVX2 void qgemv_avx2(int64_t M, int64_t K, int64_t group, const float* x, 
 }
 #endif
 
+// ---- int8 activations: integer dot products (quantize_x) ---------------------------------------
+
+// x rows [M, K] -> xq [M, K], xs [M, G]: quantized per group with the weights' formula.
+void quantize_rows(const float* x, int64_t M, int64_t K, int64_t group, int8_t* xq, float* xs) {
+  const int64_t G = K / group;
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t g = 0; g < G; g++) {
+      const float* v = x + m * K + g * group;
+      float amax = 0.f;
+      for (int64_t k = 0; k < group; k++) amax = std::max(amax, std::fabs(v[k]));
+      const float s = quant_scale(amax);
+      xs[m * G + g] = s;
+      for (int64_t k = 0; k < group; k++) xq[m * K + g * group + k] = quant_value(v[k], s);
+    }
+}
+
+// acc [M][w] = sum over groups of (s_w s_x) times the exact integer sum of q_w q_x.
+void qgemv_i8_scalar(int64_t M, int64_t K, int64_t group, const int8_t* xq, const float* xs, const int8_t* q,
+                     const float* scales, int64_t w, float* acc) {
+  const int64_t G = K / group;
+  for (int64_t n = 0; n < w; n++)
+    for (int64_t m = 0; m < M; m++) {
+      float tot = 0.f;
+      for (int64_t g = 0; g < G; g++) {
+        int32_t is = 0;
+        for (int64_t k = g * group; k < (g + 1) * group; k++) is += int32_t(q[n * K + k]) * int32_t(xq[m * K + k]);
+        tot += float(is) * (scales[n * G + g] * xs[m * G + g]);
+      }
+      acc[m * w + n] = tot;
+    }
+}
+
+#if IGNIS_X86
+// 32 products q_w q_x summed in pairs, then quads, into 8 int32 lanes: |x| (unsigned) times
+// q_w with x's sign (so u8 x s8), as vpmaddubsw + vpmaddwd (AVX2) or vpdpbusd (VNNI). |q| <= 127
+// keeps every pair sum below 2^15.
+IGNIS_AVX2 inline __m256i dot32_avx2(__m256i acc, __m256i ax, __m256i sw) {
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sw), _mm256_set1_epi16(1)));
+}
+IGNIS_VNNI inline __m256i dot32_vnni(__m256i acc, __m256i ax, __m256i sw) { return _mm256_dpbusd_epi32(acc, ax, sw); }
+
+// The integer GEMV twice, once per instruction set (a function's target cannot follow a template
+// parameter, and the AVX2 copy must hold no AVX-512 instruction): SUFFIX names the copy, ATTR
+// its target, DOT its dot32.
+//
+// qdot_i8_tile: out [MM][R] (row stride ldo) = the quantized x [MM, K] (xq, xs) against
+// q [R, K], s [R, G]. Each group's integer sums (8 lanes) are scaled by s_w s_x into f32 lanes;
+// a group's elements past its last multiple of 32 (a per-channel group of odd width) are summed
+// one by one. qgemv_i8: acc [M][w] in L2-sized blocks of q rows, as qgemv_avx2.
+#define IGNIS_QGEMV_I8(SUFFIX, ATTR, DOT)                                                                          \
+  template <int MM, int R>                                                                                          \
+  ATTR inline void qdot_i8_tile_##SUFFIX(int64_t K, int64_t group, const int8_t* xq, const float* xs,               \
+                                         const int8_t* q, const float* s, float* out, int64_t ldo) {                \
+    const int64_t G = K / group, g32 = group / 32 * 32;                                                             \
+    __m256 tot[MM][R];                                                                                              \
+    float tail[MM][R] = {};                                                                                         \
+    for (int m = 0; m < MM; m++)                                                                                    \
+      for (int r = 0; r < R; r++) tot[m][r] = _mm256_setzero_ps();                                                  \
+    for (int64_t g = 0; g < G; g++) {                                                                               \
+      const int64_t k0 = g * group;                                                                                 \
+      {                                                                                                             \
+        const int64_t a = k0 + kPrefetchBytes, row = a / K * R, off = a % K;                                        \
+        for (int r = 0; r < R; r++)                                                                                 \
+          for (int64_t o = 0; o < group; o += 64)                                                                   \
+            _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(q) + uintptr_t((row + r) * K + off + o)), \
+                         _MM_HINT_T0);                                                                              \
+      }                                                                                                             \
+      __m256i is[MM][R];                                                                                            \
+      for (int m = 0; m < MM; m++)                                                                                  \
+        for (int r = 0; r < R; r++) is[m][r] = _mm256_setzero_si256();                                              \
+      for (int64_t k = k0; k < k0 + g32; k += 32) {                                                                 \
+        __m256i xv[MM], ax[MM];                                                                                     \
+        for (int m = 0; m < MM; m++) {                                                                              \
+          xv[m] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + m * K + k));                             \
+          ax[m] = _mm256_abs_epi8(xv[m]);                                                                           \
+        }                                                                                                           \
+        for (int r = 0; r < R; r++) {                                                                               \
+          const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + r * K + k));                   \
+          for (int m = 0; m < MM; m++) is[m][r] = DOT(is[m][r], ax[m], _mm256_sign_epi8(wv, xv[m]));                \
+        }                                                                                                           \
+      }                                                                                                             \
+      for (int m = 0; m < MM; m++)                                                                                  \
+        for (int r = 0; r < R; r++) {                                                                               \
+          const float sc = s[r * G + g] * xs[m * G + g];                                                            \
+          int32_t t = 0;                                                                                            \
+          for (int64_t k = k0 + g32; k < k0 + group; k++) t += int32_t(q[r * K + k]) * int32_t(xq[m * K + k]);      \
+          tot[m][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[m][r]), _mm256_set1_ps(sc), tot[m][r]);                 \
+          tail[m][r] += float(t) * sc;                                                                              \
+        }                                                                                                           \
+    }                                                                                                               \
+    for (int m = 0; m < MM; m++)                                                                                    \
+      for (int r = 0; r < R; r++) out[m * ldo + r] = hsum8(tot[m][r]) + tail[m][r];                                 \
+  }                                                                                                                 \
+  ATTR void qgemv_i8_##SUFFIX(int64_t M, int64_t K, int64_t group, const int8_t* xq, const float* xs,               \
+                              const int8_t* q, const float* scales, int64_t w, float* acc) {                        \
+    const int64_t G = K / group;                                                                                    \
+    const int64_t nb = std::max<int64_t>(4, (int64_t(65536) / K) / 4 * 4);                                          \
+    for (int64_t n0 = 0; n0 < w; n0 += nb) {                                                                        \
+      const int64_t bw = std::min(nb, w - n0);                                                                      \
+      const int8_t* qn = q + n0 * K;                                                                                \
+      const float* sn = scales + n0 * G;                                                                            \
+      for (int64_t m = 0; m < M;) {                                                                                 \
+        const int64_t mm = std::min<int64_t>(3, M - m);                                                             \
+        const int8_t* xm = xq + m * K;                                                                              \
+        const float* sm = xs + m * G;                                                                               \
+        float* o = acc + m * w + n0;                                                                                \
+        int64_t n = 0;                                                                                              \
+        if (mm == 1)                                                                                                \
+          for (; n + 4 <= bw; n += 4) qdot_i8_tile_##SUFFIX<1, 4>(K, group, xm, sm, qn + n * K, sn + n * G, o + n, w); \
+        else if (mm == 2)                                                                                           \
+          for (; n + 2 <= bw; n += 2) qdot_i8_tile_##SUFFIX<2, 2>(K, group, xm, sm, qn + n * K, sn + n * G, o + n, w); \
+        for (; n < bw; n++) {                                                                                       \
+          if (mm == 1) qdot_i8_tile_##SUFFIX<1, 1>(K, group, xm, sm, qn + n * K, sn + n * G, o + n, w);             \
+          else if (mm == 2) qdot_i8_tile_##SUFFIX<2, 1>(K, group, xm, sm, qn + n * K, sn + n * G, o + n, w);        \
+          else qdot_i8_tile_##SUFFIX<3, 1>(K, group, xm, sm, qn + n * K, sn + n * G, o + n, w);                     \
+        }                                                                                                           \
+        m += mm;                                                                                                    \
+      }                                                                                                             \
+    }                                                                                                               \
+  }
+
+IGNIS_QGEMV_I8(avx2, IGNIS_AVX2, dot32_avx2)
+IGNIS_QGEMV_I8(vnni, IGNIS_VNNI, dot32_vnni)
+#undef IGNIS_QGEMV_I8
+#endif
+
 }  // namespace
 
 void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& q,
-              const Tensor& scales, int64_t group, const Tensor* bias, Activation act) {
+              const Tensor& scales, int64_t group, const Tensor* bias, Activation act, bool quantize_x) {
   const DType dt = out.dtype;
   const int64_t K = x.dim(-1), N = q.dim(0);
   const int64_t M = K ? x.numel() / K : out.numel() / std::max<int64_t>(1, N);
@@ -249,16 +376,33 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
     xf = x32.data();
   }
   const int64_t G = K / group;
-  const bool avx2 = has_avx2();
+  const bool avx2 = has_avx2(), vnni = has_vnni();
+  // int8 activations: x quantized once per call, every weight row then an integer dot product
+  std::vector<int8_t> xq;
+  std::vector<float> xs;
+  if (quantize_x) {
+    xq.resize(size_t(M * K));
+    xs.resize(size_t(M * G));
+    quantize_rows(xf, M, K, group, xq.data(), xs.data());
+  }
   auto cols = [&](int64_t n0, int64_t n1) {
     const int64_t w = n1 - n0;
     std::vector<float> acc(size_t(M * w));  // [M][w]
+    if (quantize_x) {
+#if IGNIS_X86
+      if (vnni) qgemv_i8_vnni(M, K, group, xq.data(), xs.data(), qp + n0 * K, sp + n0 * G, w, acc.data());
+      else if (avx2) qgemv_i8_avx2(M, K, group, xq.data(), xs.data(), qp + n0 * K, sp + n0 * G, w, acc.data());
+      else
+#endif
+        qgemv_i8_scalar(M, K, group, xq.data(), xs.data(), qp + n0 * K, sp + n0 * G, w, acc.data());
+    } else
 #if IGNIS_X86
     if (avx2) qgemv_avx2(M, K, group, xf, qp + n0 * K, sp + n0 * G, w, acc.data());
     else
 #endif
     {
       (void)avx2;
+      (void)vnni;
       qgemv_scalar(M, K, group, xf, qp + n0 * K, sp + n0 * G, w, acc.data());
     }
     for (int64_t m = 0; m < M; m++)

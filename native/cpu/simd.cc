@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#if IGNIS_X86 && defined(__clang__)
+#if IGNIS_X86 && (defined(__clang__) || defined(__GNUC__))
 #include <cpuid.h>
 #endif
 
@@ -40,6 +40,33 @@ bool has_avx2() {
   return yes;
 }
 
-const char* simd_name() { return has_avx2() ? "avx2+fma" : "scalar"; }
+// AVX512-VNNI with AVX512VL (vpdpbusd on 256-bit vectors): leaf 7 ECX 11 and EBX 31, the OS
+// saving the opmask and ZMM state (XCR0 bits 5-7). IGNIS_SIMD=avx2 or scalar turns it off.
+static bool detect_vnni() {
+  if (!has_avx2()) return false;
+  const char* force = std::getenv("IGNIS_SIMD");
+  if (force && std::strcmp(force, "avx2") == 0) return false;
+#if IGNIS_X86 && (defined(__clang__) || defined(__GNUC__))
+  unsigned a, b, c, d;
+#if defined(__clang__)
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+#else
+  __cpuid_count(7, 0, a, b, c, d);
+#endif
+  if (!(c & (1u << 11)) || !(b & (1u << 31))) return false;
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  return (xcr0_lo & 0xE6u) == 0xE6u;
+#else
+  return false;
+#endif
+}
+
+bool has_vnni() {
+  static const bool yes = detect_vnni();
+  return yes;
+}
+
+const char* simd_name() { return has_vnni() ? "avx2+fma+avx512vnni" : has_avx2() ? "avx2+fma" : "scalar"; }
 
 }  // namespace ignis::cpu

@@ -11,12 +11,15 @@
 #include <immintrin.h>
 #if defined(__GNUC__) || defined(__clang__)
 #define IGNIS_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define IGNIS_VNNI __attribute__((target("avx2,fma,f16c,avx512vnni,avx512vl")))
 #else
 #define IGNIS_AVX2
+#define IGNIS_VNNI
 #endif
 #else
 #define IGNIS_X86 0
 #define IGNIS_AVX2
+#define IGNIS_VNNI
 #endif
 
 namespace ignis::cpu {
@@ -89,6 +92,8 @@ IGNIS_AVX2 inline void transpose8(const float* src, int64_t lds, float* dst, int
 // True when the CPU (and OS) support AVX2, FMA and F16C. Cached after the first call.
 // IGNIS_SIMD=scalar in the environment forces the scalar paths (for testing them).
 bool has_avx2();
+// AVX512-VNNI on 256-bit vectors (vpdpbusd): the int8 dot products; off with IGNIS_SIMD=avx2.
+bool has_vnni();
 // "avx2+fma" or "scalar": what the kernels use on this machine.
 const char* simd_name();
 

@@ -53,6 +53,7 @@ class CudaBackend final : public Backend {
       const char* e = std::getenv("IGNIS_CUDA_UNVERIFIED_ATTENTION");
       return e && std::string(e) == "1";
     }();
+    if (const auto* m = std::get_if<MatmulQParams>(&p); m && m->quantize_x) return "int8 activations (matmul's int8Activations) are computed on the CPU only";
     if (lifted) return nullptr;
     if (const auto* a = std::get_if<AttentionParams>(&p); a && a->window > 0) return "a sliding window (attention's window) is computed on the CPU only, for now";
     if (const auto* a = std::get_if<AttentionParams>(&p); a && a->softcap > 0.f) return "score soft-capping (attention's softcap) is computed on the CPU only, for now";

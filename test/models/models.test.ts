@@ -228,6 +228,36 @@ forDevices((device) => {
         const logits = m.forward(ids);
         expect(relError(await logits.data(), forwardReference(cfg, wq, ids)), name).toBeLessThan(1e-5);
         logits.dispose();
+        // the step graph, one token at a time: exact with int8Activations false; with them (the
+        // CPU's default), each layer's input rounded to int8 per group as well
+        const seq = ids[0].slice(0, 5);
+        const ref = forwardReference(cfg, wq, [seq]);
+        const V = cfg.vocab_size;
+        const modes = device === 'cpu' ? [false, true] : [false];
+        for (const int8Activations of modes) {
+          const ms = int8Activations ? m : await ignis.loadModel(dir, { device, quantize: 'int8', int8Activations: false });
+          try {
+            const st = ms.step.createState();
+            let last: Float32Array | undefined;
+            for (let p = 0; p < seq.length; p++) {
+              const t = ignis.tensor(new Int32Array([seq[p]]), { shape: [1, 1], dtype: 'i32', device });
+              const outs = await ms.step.run({ ids: t, position: p }, { state: st });
+              last = (await outs.logits.data()) as Float32Array;
+              for (const x of Object.values(outs)) x.dispose();
+              t.dispose();
+            }
+            st.dispose();
+            const err = relError(last!, ref.subarray((seq.length - 1) * V, seq.length * V));
+            if (int8Activations) {
+              expect(err, `${name}: step logits with int8 activations`).toBeLessThan(cfg.model_type === 'gemma3_text' ? 8e-2 : 4e-2);
+              expect(err, `${name}: int8 activations are in use`).toBeGreaterThan(1e-6);
+            } else {
+              expect(err, `${name}: step logits, f32 activations`).toBeLessThan(1e-5);
+            }
+          } finally {
+            if (ms !== m) ms.dispose();
+          }
+        }
       } finally {
         m.dispose();
       }
@@ -398,6 +428,8 @@ describe('loadModel errors', () => {
     await expectReject(ignis.loadModel(copy(cfgWith({ num_attention_heads: 0 }))), 'E_FORMAT', 'num_attention_heads');
     await expectReject(ignis.loadModel(copy((d) => fs.writeFileSync(path.join(d, 'config.json'), '{ not json'))), 'E_FORMAT', 'config.json');
     await expect(ignis.loadModel(dir, { quantize: 'int4' as 'int8' })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    await expect(ignis.loadModel(dir, { int8Activations: true })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining("int8Activations applies with quantize: 'int8' only") });
+    await expect(ignis.loadModel(dir, { quantize: 'int8', int8Activations: 'yes' as unknown as boolean })).rejects.toThrow(TypeError);
     await expect(ignis.loadModel(dir, { maxBatch: 0 })).rejects.toMatchObject({ code: 'E_RANGE' });
     const m = await ignis.loadModel(dir, { maxSeq: 16 });
     expect(() => m.forward([[1, 2], [3]])).toThrow(/same length/);

@@ -1,12 +1,13 @@
 // matmul(x, QuantizedTensor), the matmul_q op, against the float64 references: every group size,
 // every float weight and activation dtype, M in {1, 3, 8, 9, 33} (the GEMV decode path and the
-// GEMM prefill path), bias and activation, batched x.
+// GEMM prefill path), bias and activation, batched x; with int8Activations, the integer path
+// (x quantized per group, exact integer sums) against a float64 reference of that arithmetic.
 
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as ignis from '../../lib/index';
 import { check, FLOAT_DTYPES, forDevices, input, quantized, testCase, tolFor } from '../helpers';
 import { linear } from '../reference/matmul';
-import { qmatmul } from '../reference/quant';
+import { qmatmul, quantize } from '../reference/quant';
 import { type FloatDType } from '../reference/round';
 import type { ActivationName } from '../reference/activation';
 import { shapeStr } from '../reference/shape';
@@ -75,6 +76,61 @@ forDevices((dev) => {
       const x = await input(c, [8, Kw], 'f32', dev);
       const out = ignis.matmul(x.t, qt);
       await check(out, linear(x.x, [8, Kw], w.x, N, Kw), 3e-2, c.ctx, { shape: [8, N], dtype: 'f32', device: dev });
+    });
+  });
+
+  describe('int8 activations (integer dot products)', () => {
+    /** x's rows quantized as the weights are, then sum_g fround(s_w s_x) * sum_k q_w q_x, float64. */
+    function w8a8(x: ArrayLike<number>, M: number, q: ArrayLike<number>, scales: ArrayLike<number>, N: number, K: number, g: number): Float64Array {
+      const xq = quantize(x, M, K, g);
+      const G = K / g;
+      const out = new Float64Array(M * N);
+      for (let m = 0; m < M; m++)
+        for (let n = 0; n < N; n++) {
+          let tot = 0;
+          for (let gi = 0; gi < G; gi++) {
+            let is = 0;
+            for (let k = gi * g; k < (gi + 1) * g; k++) is += q[n * K + k] * xq.q[m * K + k];
+            tot += is * Math.fround(scales[n * G + gi] * xq.scales[m * G + gi]);
+          }
+          out[m * N + n] = tot;
+        }
+      return out;
+    }
+    const cases: [number, number, number, number][] = [
+      // [M, K, N, groupSize]: every decode row count, every group size, groups whose width is not
+      // a multiple of 32 (per channel: a tail summed one by one), more rows than a tile takes
+      ...[1, 2, 3, 4, 5, 8].map((M) => [M, 256, 37, 32] as [number, number, number, number]),
+      [1, 256, 64, 64], [2, 256, 33, 128], [1, 256, 9, 256], [3, 100, 17, 100], [1, 36, 129, 36], [1, 1024, 70, 128], [7, 4096, 11, 128],
+    ];
+    for (const dtype of FLOAT_DTYPES) {
+      for (const [M, K, N, g] of cases) {
+        const name = `qmatmul int8Activations x [${M}, ${K}] w [${N}, ${K}] groupSize ${g} ${dtype} ${dev}`;
+        it(name, async () => {
+          const c = testCase(FILE, name);
+          const { qt, q, scales } = await quantized(c, N, K, g, 'f32', dev);
+          const x = await input(c, [M, K], dtype, dev);
+          if (dev !== 'cpu') {
+            expect(() => ignis.matmul(x.t, qt, { int8Activations: true })).toThrow(expect.objectContaining({ code: 'E_DEVICE', message: expect.stringContaining('int8Activations') }));
+            return;
+          }
+          const out = ignis.matmul(x.t, qt, { int8Activations: true });
+          await check(out, { data: w8a8(x.x, M, q, scales, N, K, g), shape: [M, N] }, tolFor(dtype, K >= 512), c.ctx, { dtype, device: dev });
+        });
+      }
+    }
+    it(`int8Activations: more than 8 rows stay f32 (exact); its error against f32 activations ${dev}`, async () => {
+      if (dev !== 'cpu') return;
+      const c = testCase(FILE, `int8Activations accuracy ${dev}`);
+      const [N, K, g] = [64, 512, 32];
+      const { qt, q, scales } = await quantized(c, N, K, g, 'f32', dev);
+      const x9 = await input(c, [9, K], 'f32', dev);
+      await check(ignis.matmul(x9.t, qt, { int8Activations: true }), qmatmul(x9.x, [9, K], q, scales, N, K, g), tolFor('f32', true), c.ctx, { dtype: 'f32', device: dev });
+      // a decode row: within int8 rounding of the f32-activation result (about 0.5% relative)
+      const x1 = await input(c, [1, K], 'f32', dev);
+      const exact = qmatmul(x1.x, [1, K], q, scales, N, K, g);
+      await check(ignis.matmul(x1.t, qt, { int8Activations: true }), exact, 2e-2, c.ctx, { dtype: 'f32', device: dev });
+      expect(() => ignis.matmul(x1.t, x1.t, { int8Activations: true })).toThrow(TypeError);
     });
   });
 });
