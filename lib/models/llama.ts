@@ -242,7 +242,11 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
       return linearFromNK(tensor(part, { shape: [n, K], dtype: act, device: o.device }), o);
     });
   };
-  const embed = await readChecked(src, 'model.embed_tokens.weight', [c.vocab, H], act, o.device);
+  // int8 models keep a 16-bit embedding table as stored (a row is cast to f32 after the lookup:
+  // exact, at half the memory of an f32 table); otherwise the table is in the activation dtype
+  const storedEmbed = src.info('model.embed_tokens.weight')?.dtype;
+  const embedDtype = o.quantize === 'int8' && (storedEmbed === 'BF16' || storedEmbed === 'F16') ? (storedEmbed === 'BF16' ? 'bf16' : 'f16') : act;
+  const embed = await readChecked(src, 'model.embed_tokens.weight', [c.vocab, H], embedDtype, o.device);
   const layers: Layer[] = [];
   // A layer's tensors are read concurrently (each read runs on a pool thread, packing and
   // quantizing are queued on the CPU worker), the layers one after another.
@@ -353,12 +357,13 @@ export function disposeLlama(w: LlamaWeights): void {
 export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mode: 'full' | 'step', maxSeq: number, int8Activations = false): void {
   const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
   const position: GraphScalar | undefined = mode === 'step' ? g.scalar('position') : undefined;
-  const dtype = w.embed.dtype as 'f32' | 'f16' | 'bf16';
+  const dtype = w.norm.dtype as 'f32' | 'f16' | 'bf16'; // the activations' (an int8 model's table may be 16-bit)
   const linear = (x: GraphNode, name: string, l: Linear, activation?: 'silu' | 'gelu', bias?: Tensor) => {
     const { b, ...how } = graphLinear(g, name, l, int8Activations);
     return g.matmul(x, b, { ...how, activation, bias: bias && g.weight(`${name}.bias`, bias) }); // act(x W^T + b)
   };
   let x = g.embedding(ids, g.weight('embed', w.embed)); // [batch, seq, hidden]
+  if (w.embed.dtype !== dtype) x = g.cast(x, dtype);
   const gm = c.gemma, gw = w.gemma;
   if (gw) x = g.mul(x, g.weight('embed_scale', gw.embedScale)); // gemma: x sqrt(hidden)
   w.layers.forEach((l, i) => {

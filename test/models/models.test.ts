@@ -73,6 +73,8 @@ forDevices((device) => {
         ['bf16', 'bf16', { dtype: 'bf16' }, 3e-2],
         ['int8', 'f32', { quantize: 'int8' }, int8Tol],
         ['int8 g32', 'f32', { quantize: 'int8', groupSize: 32 }, int8Tol],
+        // a bf16 checkpoint quantized: its embedding table stays bf16 (cast after the lookup)
+        ['int8 from bf16', 'bf16', { quantize: 'int8' }, int8Tol],
       ];
       for (const [label, stored, opts, tol] of variants) {
         it(`${arch} ${label}: logits match the float64 reference ${device}`, async () => {
@@ -80,6 +82,14 @@ forDevices((device) => {
           const { dir, w } = await checkpoint(cfg, stored);
           const m = await ignis.loadModel(dir, { ...opts, device, maxBatch: 3 });
           try {
+            if (label === 'int8 from bf16' && cfg.model_type !== 'gpt2') {
+              // the embedding table stays 2 bytes an element: 2 V E fewer bytes than an f32 checkpoint's
+              const f32 = await checkpoint(cfg, 'f32');
+              const m32 = await ignis.loadModel(f32.dir, { ...opts, device });
+              const V = cfg.vocab_size, E = (cfg as { hidden_size: number }).hidden_size;
+              expect(m.memory().weights, `${name}: weight bytes`).toBe(m32.memory().weights - 2 * V * E);
+              m32.dispose();
+            }
             if (label === 'bf16') {
               // every tensor kept as stored, 2 bytes an element (the tied head counted once)
               let params = 0;
