@@ -136,6 +136,79 @@ IGNIS_AVX2 void kernel_avx2(int64_t kc, const float* a, const float* b, float* c
   store_tile(t, mr, nr, c, ldc, first);
 }
 
+// The same tile with one 16-float ZMM vector a row: two accumulator sets (even and odd k) give
+// 2R independent FMA chains, and a k pair reads 2 B vectors and 2R broadcasts.
+template <int R>
+IGNIS_AVX512 void kernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                int64_t mr, int64_t nr, bool first, int64_t pf) {
+  __m512 acc[R], odd[R];
+  MATMUL_UNROLL
+  for (int r = 0; r < R; r++) acc[r] = odd[r] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 2 <= kc; k += 2) {
+    _mm_prefetch(reinterpret_cast<const char*>(b + pf), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + pf + kNR), _MM_HINT_T0);
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + kNR);
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) {
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r]), b0, acc[r]);
+      odd[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[kMR + r]), b1, odd[r]);
+    }
+    a += 2 * kMR;
+    b += 2 * kNR;
+  }
+  if (k < kc) {
+    const __m512 b0 = _mm512_loadu_ps(b);
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r]), b0, acc[r]);
+  }
+  MATMUL_UNROLL
+  for (int r = 0; r < R; r++) acc[r] = _mm512_add_ps(acc[r], odd[r]);
+  if (nr == kNR) {
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) {
+      float* cr = c + r * ldc;
+      _mm512_storeu_ps(cr, first ? acc[r] : _mm512_add_ps(_mm512_loadu_ps(cr), acc[r]));
+    }
+    return;
+  }
+  alignas(64) float t[kMR * kNR];
+  MATMUL_UNROLL
+  for (int r = 0; r < R; r++) _mm512_store_ps(t + r * kNR, acc[r]);
+  store_tile(t, mr, nr, c, ldc, first);
+}
+
+// C [mr, 32] (=|+=) A panel [kc][kMR] @ two B panels side by side (b0, b1: [kc][kNR] each): a
+// 6 x 32 tile, 12 accumulators, each k reading 2 B vectors and 6 broadcasts for 12 FMAs (the
+// 6 x 16 tile reads 7 loads for 6). Full panels only.
+template <int R>
+IGNIS_AVX512 void kernel2_avx512(int64_t kc, const float* a, const float* b0, const float* b1, float* c, int64_t ldc,
+                                 bool first, int64_t pf) {
+  __m512 acc[R][2];
+  MATMUL_UNROLL
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    _mm_prefetch(reinterpret_cast<const char*>(b0 + pf), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b1 + pf), _MM_HINT_T0);
+    const __m512 v0 = _mm512_loadu_ps(b0), v1 = _mm512_loadu_ps(b1);
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) {
+      const __m512 av = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(av, v0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(av, v1, acc[r][1]);
+    }
+    a += kMR;
+    b0 += kNR;
+    b1 += kNR;
+  }
+  MATMUL_UNROLL
+  for (int r = 0; r < R; r++) {
+    float* cr = c + r * ldc;
+    _mm512_storeu_ps(cr, first ? acc[r][0] : _mm512_add_ps(_mm512_loadu_ps(cr), acc[r][0]));
+    _mm512_storeu_ps(cr + kNR, first ? acc[r][1] : _mm512_add_ps(_mm512_loadu_ps(cr + kNR), acc[r][1]));
+  }
+}
+
 // One row against up to four packed panels: out [np * 16] = a [K] @ panels, the panels read side
 // by side a line at a time, so four streams from memory are in flight (one stream leaves a
 // core's bandwidth unused).
@@ -256,6 +329,10 @@ class Run {
   // into out while it is in L1.
   void tiles(const Block& b, const float* ap, int64_t rows, int64_t row0, const float* bp, int64_t j, int64_t nr,
              int64_t kc, bool first, bool last, int64_t pf = kPrefetch) const;
+  // The same over two full panels side by side (bp0 at column j, bp1 at j + kNR), where the
+  // 32-column tile kernel exists (AVX-512).
+  void tiles2(const Block& b, const float* ap, int64_t rows, int64_t row0, const float* bp0, const float* bp1, int64_t j,
+              int64_t kc, bool first, bool last) const;
   void pack_a_all(const Block& b);
   bool gemv_prepacked(const Block& b) const;
   bool small_m_prepacked(const Block& b) const;
@@ -273,6 +350,8 @@ class Run {
   float* bpack_ = nullptr;  // the shared packed B block, taken on first use
   float* a_all_ = nullptr;  // all of A packed once (a row block's), when a_once
   Kernel kernels_[kMR + 1];  // kernels_[mr]: the tile kernel for mr rows
+  using Kernel2 = void (*)(int64_t kc, const float* a, const float* b0, const float* b1, float* c, int64_t ldc, bool first, int64_t pf);
+  Kernel2 kernels2_[kMR + 1] = {};  // the 32-column tile kernels (null: none)
 };
 
 Run::Run(ThreadPool* pool, const Problem& p)
@@ -288,7 +367,12 @@ Run::Run(ThreadPool* pool, const Problem& p)
   if (!direct_) cbuf_ = scratch(Scratch::cbuf, size_t(ms_max_ * nc_max_));
   for (Kernel& k : kernels_) k = kernel_scalar;
 #if IGNIS_X86
-  if (has_avx2()) {
+  if (has_avx512()) {
+    kernels_[1] = kernel_avx512<1>, kernels_[2] = kernel_avx512<2>, kernels_[3] = kernel_avx512<3>;
+    kernels_[4] = kernel_avx512<4>, kernels_[5] = kernel_avx512<5>, kernels_[6] = kernel_avx512<6>;
+    kernels2_[1] = kernel2_avx512<1>, kernels2_[2] = kernel2_avx512<2>, kernels2_[3] = kernel2_avx512<3>;
+    kernels2_[4] = kernel2_avx512<4>, kernels2_[5] = kernel2_avx512<5>, kernels2_[6] = kernel2_avx512<6>;
+  } else if (has_avx2()) {
     kernels_[1] = kernel_avx2<1>, kernels_[2] = kernel_avx2<2>, kernels_[3] = kernel_avx2<3>;
     kernels_[4] = kernel_avx2<4>, kernels_[5] = kernel_avx2<5>, kernels_[6] = kernel_avx2<6>;
   }
@@ -335,6 +419,19 @@ void Run::tiles(const Block& b, const float* ap, int64_t rows, int64_t row0, con
     if (!last || plain_) continue;
     for (int64_t r = 0; r < mr; r++)
       epilogue_row(c + r * b.ldc, nr, p_.bias ? advance(p_.bias, dt_, b.j0 + j) : nullptr, dt_, p_.act,
+                   advance(p_.out, dt_, (b.m0 + row0 + i + r) * N_ + b.j0 + j));
+  }
+}
+
+void Run::tiles2(const Block& b, const float* ap, int64_t rows, int64_t row0, const float* bp0, const float* bp1,
+                 int64_t j, int64_t kc, bool first, bool last) const {
+  for (int64_t i = 0; i < rows; i += kMR) {
+    const int64_t mr = std::min(kMR, rows - i);
+    float* c = b.C + (row0 + i) * b.ldc + j;
+    kernels2_[mr](kc, ap + i * kc, bp0, bp1, c, b.ldc, first, kPrefetch);
+    if (!last || plain_) continue;
+    for (int64_t r = 0; r < mr; r++)
+      epilogue_row(c + r * b.ldc, 2 * kNR, p_.bias ? advance(p_.bias, dt_, b.j0 + j) : nullptr, dt_, p_.act,
                    advance(p_.out, dt_, (b.m0 + row0 + i + r) * N_ + b.j0 + j));
   }
 }
@@ -479,6 +576,12 @@ void Run::blocked(const Block& b) {
           for (int64_t q = p0; q < p1; q++) {
             const int64_t j = q * kNR, nr = std::min(kNR, b.nc - j);
             const float* bp = p_.b_packed ? packed_panel(p_, b.j0 + j, k0) : bpack_ + q * kc * kNR;
+            if (kernels2_[1] && q + 1 < p1 && b.nc - j >= 2 * kNR) {  // two full panels: the 32-column tile
+              const float* bp1 = p_.b_packed ? packed_panel(p_, b.j0 + j + kNR, k0) : bpack_ + (q + 1) * kc * kNR;
+              tiles2(b, ap, rows, i0, bp, bp1, j, kc, first, last);
+              q++;
+              continue;
+            }
             tiles(b, ap, rows, i0, bp, j, nr, kc, first, last);
           }
         }

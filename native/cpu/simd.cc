@@ -40,33 +40,51 @@ bool has_avx2() {
   return yes;
 }
 
-// AVX512-VNNI with AVX512VL (vpdpbusd on 256-bit vectors): leaf 7 ECX 11 and EBX 31, the OS
-// saving the opmask and ZMM state (XCR0 bits 5-7). IGNIS_SIMD=avx2 or scalar turns it off.
-static bool detect_vnni() {
-  if (!has_avx2()) return false;
+// CPUID leaf 7 (EBX, ECX) when AVX2 is in use, IGNIS_SIMD does not hold the kernels at AVX2, and
+// the OS saves the opmask and ZMM state (XCR0 bits 5-7); else zeros.
+static void leaf7_avx512(unsigned& b, unsigned& c) {
+  b = c = 0;
+  if (!has_avx2()) return;
   const char* force = std::getenv("IGNIS_SIMD");
-  if (force && std::strcmp(force, "avx2") == 0) return false;
+  if (force && std::strcmp(force, "avx2") == 0) return;
 #if IGNIS_X86 && (defined(__clang__) || defined(__GNUC__))
-  unsigned a, b, c, d;
+  unsigned a, bb, cc, d;
 #if defined(__clang__)
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  if (!__get_cpuid_count(7, 0, &a, &bb, &cc, &d)) return;
 #else
-  __cpuid_count(7, 0, a, b, c, d);
+  __cpuid_count(7, 0, a, bb, cc, d);
 #endif
-  if (!(c & (1u << 11)) || !(b & (1u << 31))) return false;
   unsigned xcr0_lo, xcr0_hi;
   __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-  return (xcr0_lo & 0xE6u) == 0xE6u;
-#else
-  return false;
+  if ((xcr0_lo & 0xE6u) != 0xE6u) return;
+  b = bb, c = cc;
 #endif
 }
 
+// AVX512-VNNI (ECX 11) with AVX512VL (EBX 31): vpdpbusd on 256-bit vectors.
 bool has_vnni() {
-  static const bool yes = detect_vnni();
+  static const bool yes = [] {
+    unsigned b, c;
+    leaf7_avx512(b, c);
+    return (c & (1u << 11)) && (b & (1u << 31));
+  }();
   return yes;
 }
 
-const char* simd_name() { return has_vnni() ? "avx2+fma+avx512vnni" : has_avx2() ? "avx2+fma" : "scalar"; }
+// AVX512 F (EBX 16), DQ (17), BW (30), VL (31).
+bool has_avx512() {
+  static const bool yes = [] {
+    unsigned b, c;
+    leaf7_avx512(b, c);
+    const unsigned need = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);
+    return (b & need) == need;
+  }();
+  return yes;
+}
+
+const char* simd_name() {
+  if (has_avx512()) return has_vnni() ? "avx512+vnni" : "avx512";
+  return has_vnni() ? "avx2+fma+avx512vnni" : has_avx2() ? "avx2+fma" : "scalar";
+}
 
 }  // namespace ignis::cpu

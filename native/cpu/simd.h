@@ -12,14 +12,17 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define IGNIS_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define IGNIS_VNNI __attribute__((target("avx2,fma,f16c,avx512vnni,avx512vl")))
+#define IGNIS_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq")))
 #else
 #define IGNIS_AVX2
 #define IGNIS_VNNI
+#define IGNIS_AVX512
 #endif
 #else
 #define IGNIS_X86 0
 #define IGNIS_AVX2
 #define IGNIS_VNNI
+#define IGNIS_AVX512
 #endif
 
 namespace ignis::cpu {
@@ -94,6 +97,9 @@ IGNIS_AVX2 inline void transpose8(const float* src, int64_t lds, float* dst, int
 bool has_avx2();
 // AVX512-VNNI on 256-bit vectors (vpdpbusd): the int8 dot products; off with IGNIS_SIMD=avx2.
 bool has_vnni();
+// AVX-512 F/BW/VL/DQ with the OS saving the ZMM state: the 512-bit GEMM tile; off with
+// IGNIS_SIMD=avx2 (or scalar).
+bool has_avx512();
 // "avx2+fma" or "scalar": what the kernels use on this machine.
 const char* simd_name();
 
