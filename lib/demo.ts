@@ -35,6 +35,8 @@ interface Result {
   /** forward()'s argmax at every position of another model's seq, when given one */
   otherPicks?: number[];
   memory: { weights: number; arena: number; kvCache: number };
+  /** decode steps quantize their inputs to int8 (the model's int8Activations) */
+  int8Activations: boolean;
   /** the weight bytes a decode step reads: all but the embedding tables, of which it reads a row */
   tokenBytes: number;
   reserved: number;
@@ -120,6 +122,7 @@ async function bench(dir: string, device: ignis.Device, name: string, quantize: 
       lastLogits: logits.slice((prompt.length - 1) * V, prompt.length * V),
       otherPicks: other && (await forwardPicks(model, other)).picks,
       memory: model.memory(),
+      int8Activations: model.int8Activations,
       tokenBytes: model.memory().weights - tableBytes(dir),
       reserved: device === 'cpu' ? ignis.memory('cpu').reserved : NaN,
     };
@@ -156,14 +159,17 @@ function printTable(rows: Result[]): void {
 
 /**
  * forward() (the full graph, no cache) must pick the tokens generate() (the step graph over the
- * KV cache) picked; an exact tie between two logits could flip one, so a few may differ.
+ * KV cache) picked; an exact tie between two logits could flip one, so a few may differ. An int8
+ * model's decode steps on the CPU round their inputs to int8 too (int8Activations) while
+ * forward() keeps them f32: near-ties of random weights then flip more, so 3 in 4 must agree.
  */
 function checkModel(r: Result): string {
   const n = r.tokens.length;
   let same = 0;
   for (let k = 0; k < n; k++) if (r.picks[r.prompt - 1 + k] === r.tokens[k]) same++; // position prompt - 1 + k predicts token k
-  if (same < n - 2) throw new Error(`check failed: ${r.name}: forward() picks only ${same} of the ${n} tokens generate() picked`);
-  return `${same}/${n}`;
+  const need = r.int8Activations ? Math.ceil(0.75 * n) : n - 2;
+  if (same < need) throw new Error(`check failed: ${r.name}: forward() picks only ${same} of the ${n} tokens generate() picked`);
+  return `${same}/${n}${r.int8Activations ? ' (decode with int8 activations)' : ''}`;
 }
 
 /**
