@@ -1,5 +1,5 @@
 // Machine limits for the bench's "% of peak" column: peak FMA throughput (independent
-// register-resident AVX2 FMA chains, one thread per core), read bandwidth (AVX2 sum over a
+// register-resident AVX2 FMA chains, one thread per core; and AVX-512 ones where the CPU has them), read bandwidth (AVX2 sum over a
 // 256 MiB buffer) and copy bandwidth (memcpy, 256 MiB), each split over all cores.
 // Built and run by bench/peak.ts; prints one JSON line. `probe N bw` skips the FMA part.
 #include <immintrin.h>
@@ -33,6 +33,20 @@ float fma_chains(long iters) {
   float out[8];
   _mm256_storeu_ps(out, s);
   return out[0];
+}
+
+// The same with 512-bit vectors (16 lanes), where the CPU has AVX-512 F.
+__attribute__((target("avx512f"))) float fma_chains512(long iters) {
+  __m512 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(0.001f * c);
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (long i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
+  }
+  __m512 s = acc[0];
+  for (int c = 1; c < kChains; ++c) s = _mm512_add_ps(s, acc[c]);
+  return _mm512_reduce_add_ps(s);
 }
 
 // Sum of a float slice with 4 independent vector accumulators, so loads, not adds, limit it.
@@ -80,6 +94,16 @@ int main(int argc, char** argv) {
     best_one = std::max(best_one, flops_per_thread / s / 1e9);
   }
   const double best_fma = std::max(best_all, best_one * threads);
+  // AVX-512: the same measure with 16 lanes (0 where the CPU has no AVX-512 F)
+  double best512_all = 0, best512_one = 0;
+  const bool has512 = __builtin_cpu_supports("avx512f");
+  for (int rep = 0; rep < (bw_only || !has512 ? 0 : 5); ++rep) {
+    double s = seconds_on_all(threads, [&](int) { sink = sink + fma_chains512(iters); });
+    best512_all = std::max(best512_all, 2 * threads * flops_per_thread / s / 1e9);
+    s = seconds_on_all(1, [&](int) { sink = sink + fma_chains512(iters); });
+    best512_one = std::max(best512_one, 2 * flops_per_thread / s / 1e9);
+  }
+  const double best_fma512 = std::max(best512_all, best512_one * threads);
 
   // Copy: src -> dst, 256 MiB each, one slice per thread; bytes = read + written.
   const size_t bytes = size_t(256) << 20;
@@ -104,8 +128,8 @@ int main(int argc, char** argv) {
     best_copy = std::max(best_copy, 2.0 * slice * threads / s / 1e9);
   }
   std::printf("{\"threads\":%d,\"fmaGflops\":%.1f,\"fmaAllCoresGflops\":%.1f,\"fmaOneCoreGflops\":%.1f,"
-              "\"readGBs\":%.1f,\"copyGBs\":%.1f,\"check\":%d}\n",
-              threads, best_fma, best_all, best_one, best_read, best_copy,
+              "\"fma512Gflops\":%.1f,\"readGBs\":%.1f,\"copyGBs\":%.1f,\"check\":%d}\n",
+              threads, best_fma, best_all, best_one, best_fma512, best_read, best_copy,
               int(dst[bytes - 1]) + int(sink != 0));
   std::free(src);
   std::free(dst);
