@@ -30,6 +30,8 @@ void matmul_packed(ThreadPool& pool, const Tensor& out, const Tensor& x, const T
 // scales [N, K / group] (f32) = max|w| / 127 per group (1 where the group is all zero),
 // q [N, K] (i8) = round(w / scale) clamped to [-127, 127].
 void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Tensor& w, int64_t group);
+// One f32 row v [K] of it: q [K] and scales [K / group] (core/quant.h's formula, AVX2 where present).
+void quantize_row(const float* v, int64_t K, int64_t group, int8_t* q, float* scales);
 // out [N, K] (float dtype) = q * scales, group by group.
 void dequantize(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tensor& scales, int64_t group);
 // out [..., M, N] = act(x [..., M, K] @ dequant(q [N, K], scales [N, K / group])^T + bias [N]).

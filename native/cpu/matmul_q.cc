@@ -7,7 +7,6 @@
 #include <cstring>
 #include <vector>
 
-#include "../core/quant.h"
 #include "cpu.h"
 #include "gemm.h"
 #include "simd.h"
@@ -211,20 +210,6 @@ IGNIS_AVX2 void qgemv_avx2(int64_t M, int64_t K, int64_t group, const float* x, 
 
 // ---- int8 activations: integer dot products (quantize_x) ---------------------------------------
 
-// x rows [M, K] -> xq [M, K], xs [M, G]: quantized per group with the weights' formula.
-void quantize_rows(const float* x, int64_t M, int64_t K, int64_t group, int8_t* xq, float* xs) {
-  const int64_t G = K / group;
-  for (int64_t m = 0; m < M; m++)
-    for (int64_t g = 0; g < G; g++) {
-      const float* v = x + m * K + g * group;
-      float amax = 0.f;
-      for (int64_t k = 0; k < group; k++) amax = std::max(amax, std::fabs(v[k]));
-      const float s = quant_scale(amax);
-      xs[m * G + g] = s;
-      for (int64_t k = 0; k < group; k++) xq[m * K + g * group + k] = quant_value(v[k], s);
-    }
-}
-
 // acc [M][w] = sum over groups of (s_w s_x) times the exact integer sum of q_w q_x.
 void qgemv_i8_scalar(int64_t M, int64_t K, int64_t group, const int8_t* xq, const float* xs, const int8_t* q,
                      const float* scales, int64_t w, float* acc) {
@@ -383,7 +368,7 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
   if (quantize_x) {
     xq.resize(size_t(M * K));
     xs.resize(size_t(M * G));
-    quantize_rows(xf, M, K, group, xq.data(), xs.data());
+    for (int64_t m = 0; m < M; m++) quantize_row(xf + m * K, K, group, xq.data() + m * K, xs.data() + m * G);  // as the weights are
   }
   auto cols = [&](int64_t n0, int64_t n1) {
     const int64_t w = n1 - n0;

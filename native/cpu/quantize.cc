@@ -57,15 +57,19 @@ IGNIS_AVX2 void quantize_group_avx2(const float* v, int64_t n, int8_t* o, float*
 
 }  // namespace
 
+void quantize_row(const float* v, int64_t K, int64_t group, int8_t* q, float* scales) {
+  auto* one_group = quantize_group_scalar;
+#if IGNIS_X86
+  if (has_avx2()) one_group = quantize_group_avx2;
+#endif
+  for (int64_t g = 0; g < K / group; g++) one_group(v + g * group, group, q + g * group, scales + g);
+}
+
 void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Tensor& w, int64_t group) {
   const int64_t K = w.dim(-1), N = K ? w.numel() / K : 0, G = group ? K / group : 0;
   if (N == 0 || K == 0) return;
   int8_t* qp = q.data<int8_t>();
   float* sp = scales.data<float>();
-  auto* one_group = quantize_group_scalar;
-#if IGNIS_X86
-  if (has_avx2()) one_group = quantize_group_avx2;
-#endif
   pool.parallel_for(N, row_grain(K), [&](int64_t n0, int64_t n1) {
     std::vector<float> row(static_cast<size_t>(K));
     for (int64_t n = n0; n < n1; n++) {
@@ -74,7 +78,7 @@ void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Ten
         convert_to_f32(src, w.dtype, row.data(), size_t(K));
         src = row.data();
       }
-      for (int64_t g = 0; g < G; g++) one_group(src + g * group, group, qp + n * K + g * group, sp + n * G + g);
+      quantize_row(src, K, group, qp + n * K, sp + n * G);
     }
   });
 }
