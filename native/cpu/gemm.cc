@@ -333,6 +333,9 @@ class Run {
   // 32-column tile kernel exists (AVX-512).
   void tiles2(const Block& b, const float* ap, int64_t rows, int64_t row0, const float* bp0, const float* bp1, int64_t j,
               int64_t kc, bool first, bool last) const;
+  // After the last K block: C's rows [row, row + mr) x columns [j, j + nr) through the epilogue
+  // (bias, activation, output dtype) into out; nothing when out is C itself.
+  void finish(const Block& b, int64_t row, int64_t mr, int64_t j, int64_t nr) const;
   void pack_a_all(const Block& b);
   bool gemv_prepacked(const Block& b) const;
   bool small_m_prepacked(const Block& b) const;
@@ -416,11 +419,16 @@ void Run::tiles(const Block& b, const float* ap, int64_t rows, int64_t row0, con
     const int64_t mr = std::min(kMR, rows - i);
     float* c = b.C + (row0 + i) * b.ldc + j;
     kernels_[mr](kc, ap + i * kc, bp, c, b.ldc, mr, nr, first, pf);
-    if (!last || plain_) continue;
-    for (int64_t r = 0; r < mr; r++)
-      epilogue_row(c + r * b.ldc, nr, p_.bias ? advance(p_.bias, dt_, b.j0 + j) : nullptr, dt_, p_.act,
-                   advance(p_.out, dt_, (b.m0 + row0 + i + r) * N_ + b.j0 + j));
+    if (last) finish(b, row0 + i, mr, j, nr);
   }
+}
+
+void Run::finish(const Block& b, int64_t row, int64_t mr, int64_t j, int64_t nr) const {
+  if (plain_) return;
+  const float* c = b.C + row * b.ldc + j;
+  for (int64_t r = 0; r < mr; r++)
+    epilogue_row(c + r * b.ldc, nr, p_.bias ? advance(p_.bias, dt_, b.j0 + j) : nullptr, dt_, p_.act,
+                 advance(p_.out, dt_, (b.m0 + row + r) * N_ + b.j0 + j));
 }
 
 void Run::tiles2(const Block& b, const float* ap, int64_t rows, int64_t row0, const float* bp0, const float* bp1,
@@ -429,10 +437,7 @@ void Run::tiles2(const Block& b, const float* ap, int64_t rows, int64_t row0, co
     const int64_t mr = std::min(kMR, rows - i);
     float* c = b.C + (row0 + i) * b.ldc + j;
     kernels2_[mr](kc, ap + i * kc, bp0, bp1, c, b.ldc, first, kPrefetch);
-    if (!last || plain_) continue;
-    for (int64_t r = 0; r < mr; r++)
-      epilogue_row(c + r * b.ldc, 2 * kNR, p_.bias ? advance(p_.bias, dt_, b.j0 + j) : nullptr, dt_, p_.act,
-                   advance(p_.out, dt_, (b.m0 + row0 + i + r) * N_ + b.j0 + j));
+    if (last) finish(b, row0 + i, mr, j, 2 * kNR);
   }
 }
 
