@@ -8,6 +8,7 @@ import { Bench } from 'tinybench';
 import * as ignis from '../lib/index';
 import { writeRandomCheckpoint } from '../lib/models/random';
 import type { Peak } from './peak';
+import { printTable } from './table';
 
 /** The demo's model: Llama-shaped, 32 M parameters, 122 MB in f32 (past the L3). */
 const SHAPE = { hidden: 512, layers: 8, heads: 8, kvHeads: 4, intermediate: 1408, vocab: 8192, maxPositions: 1024 };
@@ -27,14 +28,6 @@ async function medianMs(fn: () => Promise<unknown>, quick: boolean): Promise<num
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-}
-
-function printTable(title: string, head: string[], body: string[][]): void {
-  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(w[i]) : s.padStart(w[i]))).join('  ');
-  console.log(`\n${title}`);
-  console.log(line(head));
-  for (const b of body) console.log(line(b));
 }
 
 const ids = (n: number, vocab: number) =>

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ignis from '../lib/index';
 import { writeRandomCheckpoint } from '../lib/models/random';
+import { printTable } from './table';
 
 async function readOnce(file: string): Promise<void> {
   const fh = await fsp.open(file, 'r');
@@ -66,10 +67,6 @@ export async function benchLoad(quick: boolean, progress: (s: string) => void): 
     }
   }
   progress('');
-  const head = ['load (file in the page cache)', 'size', 'median ms', 'file GB/s', 'x one read'];
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((b) => b[i].length)));
-  const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(w[i]) : s.padStart(w[i]))).join('  ');
-  console.log(`\nloading a checkpoint (${shape.layers} layers, hidden ${shape.hidden}, vocab ${shape.vocab}; ${runs} runs each)`);
-  console.log(line(head));
-  for (const r of rows) console.log(line(r));
+  printTable(`loading a checkpoint (${shape.layers} layers, hidden ${shape.hidden}, vocab ${shape.vocab}; ${runs} runs each)`,
+    ['load (file in the page cache)', 'size', 'median ms', 'file GB/s', 'x one read'], rows);
 }

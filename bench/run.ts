@@ -7,6 +7,7 @@ import { benchLoad } from './load.bench';
 import { benchLoop } from './loop.bench';
 import { AREAS, benchOps, Row } from './ops.bench';
 import { measurePeak, Peak } from './peak';
+import { printTable } from './table';
 import { ortStatus } from './peers';
 
 function fmtMs(ms: number | undefined): string {
@@ -41,11 +42,7 @@ function table(title: string, rows: Row[], peak: Peak): void {
     const { rate, pct } = roofline(r, peak);
     return [r.shape, fmtMs(r.ignisMs), rate, pct, fmtMs(r.ortMs), speedup(r.ortMs, r.ignisMs), fmtMs(r.numpyMs), speedup(r.numpyMs, r.ignisMs)];
   });
-  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(w[i]) : s.padStart(w[i]))).join('  ');
-  console.log(`\n${title}`);
-  console.log(line(head));
-  for (const b of body) console.log(line(b));
+  printTable(title, head, body);
 }
 
 async function main() {

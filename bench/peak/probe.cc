@@ -19,35 +19,29 @@ using Clock = std::chrono::steady_clock;
 // 10 independent accumulators cover the FMA latency (4-5 cycles) x 2 ports.
 constexpr int kChains = 10;
 
-float fma_chains(long iters) {
-  __m256 acc[kChains];
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm256_set1_ps(0.001f * c);
-  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+// kChains independent chains acc = acc * a + b of V vectors, in registers: GCC's vector
+// types, contracted to FMAs, so one body serves each width (inlined into its wrapper's target).
+typedef float V8 __attribute__((vector_size(32)));
+typedef float V16 __attribute__((vector_size(64)));
+
+template <class V>
+__attribute__((always_inline)) inline float fma_chains_of(long iters) {
+  V acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = V{} + 0.001f * c;
+  const V a = V{} + 0.999999f, b = V{} + 1e-7f;
   for (long i = 0; i < iters; ++i) {
-    // acc = acc*a + b; fully unrolled so every chain stays in a register.
+    // fully unrolled so every chain stays in a register
 #pragma GCC unroll 16
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
+    for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * a + b;
   }
-  __m256 s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm256_add_ps(s, acc[c]);
-  float out[8];
-  _mm256_storeu_ps(out, s);
-  return out[0];
+  V s = acc[0];
+  for (int c = 1; c < kChains; ++c) s = s + acc[c];
+  return s[0];
 }
 
-// The same with 512-bit vectors (16 lanes), where the CPU has AVX-512 F.
-__attribute__((target("avx512f"))) float fma_chains512(long iters) {
-  __m512 acc[kChains];
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(0.001f * c);
-  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-  for (long i = 0; i < iters; ++i) {
-#pragma GCC unroll 16
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
-  }
-  __m512 s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm512_add_ps(s, acc[c]);
-  return _mm512_reduce_add_ps(s);
-}
+float fma_chains(long iters) { return fma_chains_of<V8>(iters); }  // AVX2 (the build's -mavx2 -mfma)
+// 512-bit vectors, where the CPU has AVX-512 F.
+__attribute__((target("avx512f"))) float fma_chains512(long iters) { return fma_chains_of<V16>(iters); }
 
 // Sum of a float slice with 4 independent vector accumulators, so loads, not adds, limit it.
 float read_sum(const float* p, size_t n) {
