@@ -5,7 +5,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { tensor, Tensor } from '../tensor';
-import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearTensors, linearFromNK, readChecked, readHost, tensorBytes, transposeCols, WeightOptions } from './weights';
+import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearTensors, linearFromNK, readChecked, readHost, transposeCols, WeightOptions } from './weights';
 
 export interface Gpt2Config {
   modelType: 'gpt2';
@@ -114,15 +114,6 @@ export async function loadGpt2(src: TensorSource, c: Gpt2Config, o: WeightOption
   else if (headName === prefix + 'wte.weight') head = { kind: 'tensor', t: wte };
   else head = { kind: 'tensor', t: await readChecked(src, headName, [c.vocab, E], act, o.device) };
   return { wte, wpe, lnf, head, blocks };
-}
-
-export function gpt2WeightBytes(w: Gpt2Weights): number {
-  let n = tensorBytes(w.wte) + tensorBytes(w.wpe) + tensorBytes(w.lnf[0]) + tensorBytes(w.lnf[1]) + (w.head.kind === 'tensor' && w.head.t === w.wte ? 0 : linearBytes(w.head));
-  for (const b of w.blocks) {
-    for (const x of [b.ln1[0], b.ln1[1], b.ln2[0], b.ln2[1], b.qb, b.kb, b.vb, b.projB, b.fcB, b.outB]) n += tensorBytes(x);
-    for (const l of [b.q, b.k, b.v, b.proj, b.fc, b.out]) n += linearBytes(l);
-  }
-  return n;
 }
 
 /** Every tensor of the weights (a tied head's once). */

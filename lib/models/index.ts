@@ -13,8 +13,9 @@ import type { DType } from '../dtype';
 import { tensor, Tensor } from '../tensor';
 import type { Device } from '../device';
 import * as v from '../validate';
-import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, gpt2Tensors, Gpt2Weights, gpt2WeightBytes, loadGpt2 } from './gpt2';
-import { buildLlama, disposeLlama, LlamaConfig, llamaConfig, llamaTensors, LlamaWeights, llamaWeightBytes, loadLlama } from './llama';
+import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, gpt2Tensors, Gpt2Weights, loadGpt2 } from './gpt2';
+import { buildLlama, disposeLlama, LlamaConfig, llamaConfig, llamaTensors, LlamaWeights, loadLlama } from './llama';
+import { tensorBytes } from './weights';
 import { sample as sampleOn } from '../ops';
 import { argmax, samplerFor, samplingParams, SamplingOptions } from './sampling';
 import { loadTokenizer, Tokenizer } from '../tokenizer/tokenizer';
@@ -159,7 +160,7 @@ export class LanguageModel {
   /** Bytes: the weights, the two graphs' activation arenas, and the KV cache of one state. */
   memory(): { weights: number; arena: number; kvCache: number } {
     const a = this.live('memory');
-    const weights = a.config.modelType === 'gpt2' ? gpt2WeightBytes(a.weights as Gpt2Weights) : llamaWeightBytes(a.weights as LlamaWeights);
+    const weights = archTensors(a).reduce((n, t) => n + tensorBytes(t), 0);
     return { weights, arena: this.full.memory().arena + this.step.memory().arena, kvCache: this.step.memory().state };
   }
 
@@ -489,8 +490,7 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
     signal?.throwIfAborted();
     // packing and quantizing were queued as the tensors arrived: the model is loaded once they
     // are done (a failure there rejects the load, not the first request)
-    const weights = arch.config.modelType === 'gpt2' ? gpt2Tensors(arch.weights as Gpt2Weights) : llamaTensors(arch.weights as LlamaWeights);
-    await Promise.all(weights.map((t) => t.ready()));
+    await Promise.all(archTensors(arch).map((t) => t.ready()));
   } catch (e) {
     full?.dispose();
     step?.dispose();
@@ -560,6 +560,11 @@ async function generationConfig(dir: string, cfg: Record<string, unknown>, vocab
  * are written and tested on the CPU's reference, but have not yet run on a GPU, so the backend
  * refuses them (by name) unless IGNIS_CUDA_UNVERIFIED_ATTENTION=1 (the device check's setting).
  */
+/** The weights' tensors, each once. */
+function archTensors(a: Arch): Tensor[] {
+  return a.config.modelType === 'gpt2' ? gpt2Tensors(a.weights as Gpt2Weights) : llamaTensors(a.weights as LlamaWeights);
+}
+
 function cudaAttentionVerified(): boolean {
   return process.env.IGNIS_CUDA_UNVERIFIED_ATTENTION === '1';
 }

@@ -9,7 +9,7 @@ import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { Rope, ropeOf } from './rope';
 import { tensor, Tensor } from '../tensor';
-import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearBytes, linearTensors, linearFromNK, readChecked, readHost, tensorBytes, WeightOptions } from './weights';
+import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearTensors, linearFromNK, readChecked, readHost, WeightOptions } from './weights';
 
 export interface LlamaConfig {
   /** the checkpoint's family: the same graph, with the biases and window each one has */
@@ -70,7 +70,7 @@ export function llamaConfig(cfg: Record<string, unknown>): LlamaConfig {
   if (!Number.isInteger(headDim) || headDim % 2 || heads % kvHeads)
     throw new IgnisError('E_FORMAT', `loadModel: config.json: heads ${heads}, kv heads ${kvHeads} and head_dim ${headDim} do not fit together`);
   const gemma = isGemma ? gemmaParts(cfg, family, headDim, hidden) : undefined;
-  const rope = family === 'gemma3_text' ? gemmaGlobalRope(cfg, headDim) : ropeOf(cfg, headDim);
+  const rope = family === 'gemma3_text' ? gemmaRope(cfg, headDim, 'full_attention') : ropeOf(cfg, headDim);
   if (gemma?.localRope.limit !== undefined) rope.limit = Math.min(rope.limit ?? Infinity, gemma.localRope.limit);
   const c: LlamaConfig = {
     modelType: family,
@@ -117,7 +117,7 @@ function gemmaParts(cfg: Record<string, unknown>, family: string, headDim: numbe
   return {
     embedScale: Math.sqrt(hidden),
     attnScale: 1 / Math.sqrt(pre),
-    localRope: gemma2 ? ropeOf(cfg, headDim) : gemmaLocalRope(cfg, headDim),
+    localRope: gemma2 ? ropeOf(cfg, headDim) : gemmaRope(cfg, headDim, 'sliding_attention'),
     finalSoftcap: cap('final_logit_softcapping', gemma2 ? 30 : undefined),
     attnSoftcap: cap('attn_logit_softcapping', gemma2 ? 50 : undefined),
   };
@@ -136,18 +136,18 @@ function ropeByLayerType(cfg: Record<string, unknown>): Record<string, unknown> 
   return p as Record<string, unknown>;
 }
 
-// The global layers': rope_parameters.full_attention, else rope_theta (default 1e6) and rope_scaling.
-function gemmaGlobalRope(cfg: Record<string, unknown>, headDim: number): Rope {
+/**
+ * Gemma 3's rotation of one layer type: rope_parameters[type] (absent: the default rotation, base
+ * 1e6 global, 10000 sliding), else, in the 4.x form, rope_theta (1e6) with rope_scaling for the
+ * global layers and the default rotation of rope_local_base_freq (10000) for the sliding ones.
+ */
+function gemmaRope(cfg: Record<string, unknown>, headDim: number, type: 'full_attention' | 'sliding_attention'): Rope {
+  const global = type === 'full_attention';
   const byType = ropeByLayerType(cfg);
-  if (byType) return ropeOf({ max_position_embeddings: cfg.max_position_embeddings, rope_parameters: byType.full_attention ?? { rope_type: 'default', rope_theta: 1e6 } }, headDim);
-  return ropeOf({ ...cfg, rope_theta: cfg.rope_theta ?? (cfg.rope_parameters == null ? 1e6 : undefined) }, headDim);
-}
-
-// The sliding layers': rope_parameters.sliding_attention, else the default rotation of rope_local_base_freq (10000).
-function gemmaLocalRope(cfg: Record<string, unknown>, headDim: number): Rope {
-  const byType = ropeByLayerType(cfg);
-  if (byType) return ropeOf({ max_position_embeddings: cfg.max_position_embeddings, rope_parameters: byType.sliding_attention ?? { rope_type: 'default', rope_theta: 10000 } }, headDim);
-  return ropeOf({ max_position_embeddings: cfg.max_position_embeddings, rope_theta: need(cfg, 'rope_local_base_freq', 10000) }, headDim);
+  const maxPos = { max_position_embeddings: cfg.max_position_embeddings };
+  if (byType) return ropeOf({ ...maxPos, rope_parameters: byType[type] ?? { rope_type: 'default', rope_theta: global ? 1e6 : 10000 } }, headDim);
+  if (global) return ropeOf({ ...cfg, rope_theta: cfg.rope_theta ?? (cfg.rope_parameters == null ? 1e6 : undefined) }, headDim);
+  return ropeOf({ ...maxPos, rope_theta: need(cfg, 'rope_local_base_freq', 10000) }, headDim);
 }
 
 /**
@@ -311,20 +311,9 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
   return { embed, norm: await norm('model.norm.weight', H), head, layers, gemma };
 }
 
-export function llamaWeightBytes(w: LlamaWeights): number {
-  let n = tensorBytes(w.embed) + tensorBytes(w.norm) + (w.head.t === w.embed ? 0 : linearBytes(w.head));
-  for (const l of w.layers) {
-    n += tensorBytes(l.ln1) + tensorBytes(l.ln2) + (l.qNorm ? tensorBytes(l.qNorm) + tensorBytes(l.kNorm!) : 0) + (l.postAttn ? tensorBytes(l.postAttn) + tensorBytes(l.postFfn!) : 0);
-    for (const b of Object.values(l.bias)) n += tensorBytes(b);
-    for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) n += linearBytes(x);
-  }
-  return n;
-}
-
-/** Every tensor of the weights (a tied head's once). */
+/** Every tensor of the weights (a tied head's once); not gemma's scalar constants, made from numbers. */
 export function llamaTensors(w: LlamaWeights): Tensor[] {
   const out = [w.embed, w.norm, ...(w.head.t === w.embed ? [] : linearTensors(w.head))];
-  if (w.gemma) out.push(w.gemma.embedScale, ...(w.gemma.softcap ?? []));
   for (const l of w.layers) {
     out.push(l.ln1, l.ln2, ...(l.qNorm ? [l.qNorm, l.kNorm!] : []), ...(l.postAttn ? [l.postAttn, l.postFfn!] : []), ...Object.values(l.bias));
     for (const x of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) out.push(...linearTensors(x));

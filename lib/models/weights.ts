@@ -23,12 +23,6 @@ export function tensorBytes(t: Tensor): number {
   return t.size * DTYPE_BYTES[t.dtype];
 }
 
-export function linearBytes(l: Linear): number {
-  if (l.kind === 'tensor') return tensorBytes(l.t);
-  if (l.kind === 'packed') return tensorBytes(l.t.packed);
-  return tensorBytes(l.t.q) + tensorBytes(l.t.scales);
-}
-
 /** The tensors holding a linear weight. */
 export function linearTensors(l: Linear): Tensor[] {
   if (l.kind === 'tensor') return [l.t];
