@@ -1,10 +1,11 @@
 // `npm run bench [-- --quick] [--graph-only] [--only=mm,int8,...]`: measures the machine's limits, then runs every benchmark area
-// on ignis and its peers (onnxruntime-node, numpy) in this one run and prints a table per area.
+// on ignis and its peers (onnxruntime-node, numpy, llama.cpp through node-llama-cpp) in this one run and prints a table per area.
 import * as os from 'node:os';
 import * as ignis from '../lib/index';
 import { benchGraph } from './graph.bench';
 import { benchLoad } from './load.bench';
 import { benchLoop } from './loop.bench';
+import { benchLlama } from './model.bench';
 import { AREAS, benchOps, Row } from './ops.bench';
 import { measurePeak, Peak } from './peak';
 import { printTable } from './table';
@@ -49,7 +50,8 @@ async function main() {
   const quick = process.argv.includes('--quick');
   const graphOnly = process.argv.includes('--graph-only'); // skip the op tables and their peers
   // --only=mm,int8: just those op areas (mm, decode, int8, attn, small; graph for the graph tables;
-  // loop for the event loop's gaps while kernels run; load for loadModel against one read of the file)
+  // loop for the event loop's gaps while kernels run; load for loadModel against one read of the file;
+  // llama for the model table against llama.cpp through node-llama-cpp)
   const onlyArg = process.argv.find((a) => a.startsWith('--only='));
   const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : undefined;
   const t0 = performance.now();
@@ -59,10 +61,11 @@ async function main() {
   const read = peak.readGBs ? `${peak.readGBs.toFixed(1)} GB/s read, ` : '';
   console.log(`machine peak: ${peak.fmaGflops ? `${peak.fmaGflops.toFixed(1)} GFLOP/s f32 FMA` : 'FMA peak not measured'}, ${read}${peak.copyGBs.toFixed(1)} GB/s copy (read + write) [${peak.source}]`);
   const progress = process.stderr.isTTY ? (s: string) => process.stderr.write(`\r\x1b[K${s}`) : () => {};
-  if (!graphOnly && (!only || only.some((a) => a !== 'graph' && a !== 'loop' && a !== 'load'))) await opTables(quick, peak, progress, only);
+  if (!graphOnly && (!only || only.some((a) => a !== 'graph' && a !== 'loop' && a !== 'load' && a !== 'llama'))) await opTables(quick, peak, progress, only);
   if (!only || only.includes('graph')) await benchGraph(quick, peak, progress);
   if (!graphOnly && (!only || only.includes('loop'))) await benchLoop(quick, progress);
   if (!graphOnly && (!only || only.includes('load'))) await benchLoad(quick, progress);
+  if (!graphOnly && (!only || only.includes('llama'))) await benchLlama(quick, progress);
   console.log(`\nbench wall time ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
