@@ -35,7 +35,7 @@ interface Result {
   /** forward()'s argmax at every position of another model's seq, when given one */
   otherPicks?: number[];
   memory: { weights: number; arena: number; kvCache: number };
-  /** decode steps quantize their inputs to int8 (the model's int8Activations) */
+  /** generate()'s steps quantize their inputs to int8 (the model's int8Activations) */
   int8Activations: boolean;
   /** the weight bytes a decode step reads: all but the embedding tables, of which it reads a row */
   tokenBytes: number;
@@ -160,7 +160,7 @@ function printTable(rows: Result[]): void {
 /**
  * forward() (the full graph, no cache) must pick the tokens generate() (the step graph over the
  * KV cache) picked; an exact tie between two logits could flip one, so a few may differ. An int8
- * model's decode steps on the CPU round their inputs to int8 too (int8Activations) while
+ * model's steps on the CPU round their inputs to int8 too (int8Activations) while
  * forward() keeps them f32: near-ties of random weights then flip more, so 3 in 4 must agree.
  */
 function checkModel(r: Result): string {

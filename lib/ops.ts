@@ -17,9 +17,10 @@ export interface MatmulOptions {
   transposeB?: boolean;
   bias?: Tensor;
   activation?: ActivationName;
-  /** with a QuantizedTensor b, on the CPU: a call of at most 8 rows of a (a decode step)
-   * quantizes them per group as b is (max|a| / 127) and takes integer dot products, so the
-   * weight streams at memory speed; larger calls keep a in f32. Default false (exact f32 a). */
+  /** with a QuantizedTensor b, on the CPU: a's rows are quantized per group as b is
+   * (max|a| / 127) and every product is an integer one (a decode step then streams the weight at
+   * memory speed; more rows, with groups of a multiple of 32, run an AVX-512 VNNI integer GEMM
+   * where the CPU has it). Default false (exact f32 a). */
   int8Activations?: boolean;
 }
 

@@ -25,14 +25,14 @@ import type { ChatMessage, ChatTemplateOptions } from '../tokenizer/chat';
 export interface LoadModelOptions {
   device?: Device;
   /** the weights' (and activations') dtype; default f32. With quantize the activations are f32
-   * (in decode steps on the CPU, int8: see int8Activations). */
+   * (in generate()'s steps on the CPU, int8: see int8Activations). */
   dtype?: FloatDType;
   /** int8 weights (per-group scales) for every linear layer and the LM head */
   quantize?: 'int8';
-  /** with quantize 'int8', on the CPU: decode steps (at most 8 rows) quantize each layer's input
-   * per group too and take integer dot products (the weights then stream at memory speed);
-   * prefill keeps f32 activations. Default true on the CPU; false keeps f32 activations
-   * everywhere (the exact mode: only the weights are rounded). */
+  /** with quantize 'int8', on the CPU: generate()'s steps (decode and prefill) quantize each
+   * layer's input per group too and take integer dot products (decode then streams the weights at
+   * memory speed; prefill runs an integer GEMM); forward() keeps f32 activations. Default true on
+   * the CPU; false keeps f32 activations everywhere (the exact mode: only the weights are rounded). */
   int8Activations?: boolean;
   /** int8 group size along K (32, 64 or 128) where it divides a layer's K; elsewhere the largest
    * of 128, 64, 32 that does, else one scale per output channel */
@@ -126,7 +126,7 @@ export class LanguageModel {
   readonly device: Device;
   readonly dtype: FloatDType;
   readonly quantized: 'int8' | undefined;
-  /** whether decode steps quantize the layers' inputs to int8 too (loadModel's int8Activations) */
+  /** whether generate()'s steps quantize the layers' inputs to int8 too (loadModel's int8Activations) */
   readonly int8Activations: boolean;
   /** end-of-sequence ids: generation_config.json's eos_token_id, else config.json's; generate()
    * ends at them unless told `eos: false` */

@@ -59,7 +59,7 @@ export function linearFromNK(w: Tensor, o: WeightOptions): Linear {
 }
 
 /** The graph node of a linear weight and how to multiply by it (int8: with int8 activations in
- * decode steps where asked). */
+ * the step graph where asked). */
 export function graphLinear(g: GraphBuilder, name: string, l: Linear, int8Activations = false): { b: GraphNode | GraphWeight; transposeB?: boolean; int8Activations?: boolean } {
   if (l.kind === 'tensor') return { b: g.weight(name, l.t), transposeB: true };
   if (l.kind === 'q' && int8Activations) return { b: g.weight(name, l.t), int8Activations: true };

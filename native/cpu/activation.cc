@@ -79,6 +79,17 @@ static void activation_typed(ThreadPool& pool, T* out, const T* x, int64_t n) {
   });
 }
 
+void activate_f32(Activation act, float* v, int64_t n) {
+  if (act == Activation::none) return;
+  dispatch_activation(act, [&](auto a) {
+    constexpr Activation A = decltype(a)::value;
+#if IGNIS_X86
+    if (has_avx2()) return activation_avx2<A>(v, v, n);
+#endif
+    activation_scalar<A>(v, v, n);
+  });
+}
+
 void activation(ThreadPool& pool, const Tensor& out, const Tensor& x, Activation act) {
   const int64_t n = x.numel();
   if (n == 0) return;

@@ -30,6 +30,8 @@ void matmul_packed(ThreadPool& pool, const Tensor& out, const Tensor& x, const T
 // scales [N, K / group] (f32) = max|w| / 127 per group (1 where the group is all zero),
 // q [N, K] (i8) = round(w / scale) clamped to [-127, 127].
 void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Tensor& w, int64_t group);
+// v [n] = act(v) in place, by the activation op's kernels (the vector ones where present).
+void activate_f32(Activation act, float* v, int64_t n);
 // One f32 row v [K] of it: q [K] and scales [K / group] (core/quant.h's formula, AVX2 where present).
 void quantize_row(const float* v, int64_t K, int64_t group, int8_t* q, float* scales);
 // out [N, K] (float dtype) = q * scales, group by group.

@@ -289,10 +289,7 @@ void epilogue_row(const float* v, int64_t n, const void* bias, DType dt, Activat
     } else {
       std::memcpy(tmp, v + j, size_t(w) * 4);
     }
-    if (act != Activation::none)
-      dispatch_activation(act, [&](auto a) {
-        for (int64_t i = 0; i < w; i++) tmp[i] = activate<decltype(a)::value>(tmp[i]);
-      });
+    activate_f32(act, tmp, w);
     convert_from_f32(tmp, advance(out, dt, j), dt, size_t(w));
   }
 }

@@ -1,6 +1,8 @@
 // matmul_q: x @ an int8 weight q [N, K] with per-group scales (core/quant.h) transposed, without
 // ever making an f32 copy of the weight: M <= 8 (decode) streams each int8 row once and
 // converts it in registers; larger M dequantizes L2-sized tiles for the GEMM engine (gemm.cc).
+// With int8 activations (quantize_x) every product is an integer one, at any M: M > 8 takes the
+// integer GEMM where the CPU has AVX-512 VNNI, and the decode kernels over all rows elsewhere.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -320,6 +322,148 @@ IGNIS_QGEMV_I8(vnni, IGNIS_VNNI, dot32_vnni)
 #undef IGNIS_QGEMV_I8
 #endif
 
+
+// ---- M > 8 with int8 activations: an integer GEMM (AVX-512 VNNI) --------------------------------
+//
+// x is quantized per group as the weights are, then offset into u8 (x + 128), so that vpdpbusd
+// (u8 x s8, four products a lane) takes it; each group's sums then carry 128 times the group's
+// weight sum, which the accumulators start from, negated. Columns go in chunks of 32 (two
+// 16-column panels): a chunk's weights are packed once, for all of K, as [K / 4][32][4] bytes (a
+// 16 x 16 transpose of 4-byte words), with per group the negated offsets and the scales
+// [G][32], and then serve every row tile of x from L2.
+constexpr int64_t kQCols = 32;
+
+struct QChunk {
+  int8_t* b;        // [K / 4][kQCols][4]
+  int32_t* ncorr;   // [G][kQCols]: -128 * sum of the group's weights
+  float* sw;        // [G][kQCols]: the weights' scales
+};
+
+#if IGNIS_X86
+// Columns [j0, j0 + nr) (nr <= kQCols; the rest zero) of q [N, K] into the chunk layout.
+IGNIS_AVX512_VNNI void pack_q_chunk(const int8_t* q, const float* scales, int64_t K, int64_t group, int64_t j0,
+                                    int64_t nr, const QChunk& c) {
+  const int64_t G = K / group, K4 = K / 4;
+  for (int64_t p = 0; p < kQCols; p += 16) {
+    const int64_t rows = std::clamp<int64_t>(nr - p, 0, 16);
+    int64_t kq = 0;
+    if (rows == 16) {  // 8 x 8 transposes of 4-byte words, two per 8 quads (rows 0-7, 8-15)
+      const float* src = reinterpret_cast<const float*>(q + (j0 + p) * K);
+      float* dst = reinterpret_cast<float*>(c.b) + p;
+      for (; kq + 8 <= K4; kq += 8) {
+        transpose8(src + kq, K4, dst + kq * kQCols, kQCols);
+        transpose8(src + 8 * K4 + kq, K4, dst + kq * kQCols + 8, kQCols);
+      }
+    }
+    for (; kq < K4; kq++)
+      for (int64_t r = 0; r < 16; r++) {
+        int32_t w = 0;
+        if (r < rows) std::memcpy(&w, q + (j0 + p + r) * K + kq * 4, 4);
+        std::memcpy(c.b + (kq * kQCols + p + r) * 4, &w, 4);
+      }
+  }
+  const __m512i offset = _mm512_set1_epi8(char(0x80));
+  for (int64_t g = 0; g < G; g++) {
+    for (int64_t p = 0; p < kQCols; p += 16) {
+      __m512i sum = _mm512_setzero_si512();
+      for (int64_t kq = g * group / 4; kq < (g + 1) * group / 4; kq++)
+        sum = _mm512_dpbusd_epi32(sum, offset, _mm512_loadu_si512(c.b + (kq * kQCols + p) * 4));
+      _mm512_storeu_si512(c.ncorr + g * kQCols + p, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+    }
+    for (int64_t r = 0; r < kQCols; r++) c.sw[g * kQCols + r] = r < nr ? scales[(j0 + r) * G + g] : 0.f;
+  }
+}
+
+// out [R][kQCols] = the u8-offset rows xu [R, K] (row stride K) with scales xs [R, G] (row
+// stride G) against a packed chunk.
+template <int R>
+IGNIS_AVX512_VNNI void qgemm_tile(int64_t K, int64_t group, const uint8_t* xu, const float* xs, const QChunk& c,
+                                  float* out) {
+  const int64_t G = K / group, gq = group / 4;
+  __m512 tot[R][2];
+  for (int r = 0; r < R; r++) tot[r][0] = tot[r][1] = _mm512_setzero_ps();
+  const int8_t* b = c.b;
+  for (int64_t g = 0; g < G; g++) {
+    const __m512i n0 = _mm512_loadu_si512(c.ncorr + g * kQCols), n1 = _mm512_loadu_si512(c.ncorr + g * kQCols + 16);
+    __m512i acc[R][2];
+    for (int r = 0; r < R; r++) acc[r][0] = n0, acc[r][1] = n1;
+    const uint8_t* xg = xu + g * group;
+    for (int64_t kq = 0; kq < gq; kq++, b += kQCols * 4) {
+      const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
+      MATMUL_UNROLL
+      for (int r = 0; r < R; r++) {
+        int32_t word;
+        std::memcpy(&word, xg + r * K + kq * 4, 4);
+        const __m512i a = _mm512_set1_epi32(word);
+        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], a, b0);
+        acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], a, b1);
+      }
+    }
+    const __m512 s0 = _mm512_loadu_ps(c.sw + g * kQCols), s1 = _mm512_loadu_ps(c.sw + g * kQCols + 16);
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) {
+      const __m512 x = _mm512_set1_ps(xs[r * G + g]);
+      // maskz with a full mask: the unmasked form trips GCC 12's -Wmaybe-uninitialized (_mm512_undefined_ps)
+      tot[r][0] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, acc[r][0]), _mm512_mul_ps(s0, x), tot[r][0]);
+      tot[r][1] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, acc[r][1]), _mm512_mul_ps(s1, x), tot[r][1]);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    _mm512_storeu_ps(out + r * kQCols, tot[r][0]);
+    _mm512_storeu_ps(out + r * kQCols + 16, tot[r][1]);
+  }
+}
+
+// out [M, N] = act(quantized x [M, K] @ dequant(q)^T + bias): the chunks of 32 columns claimed
+// by the threads, each packing its chunk and running every row tile against it.
+void qgemm_vnni(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group, const float* xf, const int8_t* q,
+                const float* scales, const void* bias, Activation act, void* out, DType dt) {
+  const int64_t G = K / group;
+  std::vector<uint8_t> xu(size_t(M * K));
+  std::vector<float> xs(size_t(M * G));
+  pool.parallel_for(M, std::max<int64_t>(1, 8192 / K), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; m++) {
+      int8_t* row = reinterpret_cast<int8_t*>(xu.data() + m * K);
+      quantize_row(xf + m * K, K, group, row, xs.data() + m * G);
+      for (int64_t k = 0; k < K; k += 8) {  // x + 128, 8 bytes a step (K is a multiple of 32)
+        uint64_t w;
+        std::memcpy(&w, row + k, 8);
+        w ^= 0x8080808080808080ull;
+        std::memcpy(row + k, &w, 8);
+      }
+    }
+  });
+  const int64_t chunks = (N + kQCols - 1) / kQCols;
+  pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<int8_t> b(size_t(K * kQCols));
+    std::vector<int32_t> ncorr(size_t(G * kQCols));
+    std::vector<float> sw(size_t(G * kQCols));
+    alignas(64) float tile[gemm::kMR * kQCols];
+    const QChunk c{b.data(), ncorr.data(), sw.data()};
+    for (int64_t ch = c0; ch < c1; ch++) {
+      const int64_t j0 = ch * kQCols, nr = std::min(kQCols, N - j0);
+      pack_q_chunk(q, scales, K, group, j0, nr, c);
+      for (int64_t m = 0; m < M; m += gemm::kMR) {
+        const int64_t mr = std::min(gemm::kMR, M - m);
+        const uint8_t* xm = xu.data() + m * K;
+        const float* sm = xs.data() + m * G;
+        switch (mr) {
+          case 1: qgemm_tile<1>(K, group, xm, sm, c, tile); break;
+          case 2: qgemm_tile<2>(K, group, xm, sm, c, tile); break;
+          case 3: qgemm_tile<3>(K, group, xm, sm, c, tile); break;
+          case 4: qgemm_tile<4>(K, group, xm, sm, c, tile); break;
+          case 5: qgemm_tile<5>(K, group, xm, sm, c, tile); break;
+          default: qgemm_tile<6>(K, group, xm, sm, c, tile); break;
+        }
+        for (int64_t r = 0; r < mr; r++)
+          gemm::epilogue_row(tile + r * kQCols, nr, bias ? advance(bias, dt, j0) : nullptr, dt, act,
+                             advance(out, dt, (m + r) * N + j0));
+      }
+    }
+  });
+}
+#endif
+
 }  // namespace
 
 void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& q,
@@ -338,7 +482,7 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
   const int8_t* qp = q.data<int8_t>();
   const float* sp = scales.data<float>();
 
-  if (M > 8) {
+  if (M > 8 && !quantize_x) {
     QuantB ctx{qp, sp, K, group};
     gemm::Problem p;
     p.M = M, p.N = N, p.K = K;
@@ -352,7 +496,6 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
     return;
   }
 
-  // M <= 8: x as f32 rows [M, K], then each thread streams its share of q's rows once.
   std::vector<float> x32;
   const float* xf = x.data<float>();
   if (x.dtype != DType::f32) {
@@ -360,6 +503,15 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
     convert_to_f32(x.raw(), x.dtype, x32.data(), size_t(M * K));
     xf = x32.data();
   }
+#if IGNIS_X86
+  // prefill with int8 activations: the integer GEMM where the CPU has AVX-512 VNNI
+  if (M > 8 && quantize_x && group % 32 == 0 && has_avx512() && has_vnni()) {
+    qgemm_vnni(pool, M, N, K, group, xf, qp, sp, biasp, act, out.raw(), dt);
+    return;
+  }
+#endif
+  // M <= 8, or int8 activations without the integer GEMM (no AVX-512 VNNI, or groups not a
+  // multiple of 32): each thread streams its share of q's rows once.
   const int64_t G = K / group;
   const bool avx2 = has_avx2(), vnni = has_vnni();
   // int8 activations: x quantized once per call, every weight row then an integer dot product

@@ -12,11 +12,33 @@ namespace ignis::cpu {
 namespace gemm {
 namespace {
 
+#if IGNIS_X86
+template <class T>
+IGNIS_AVX2 void widen16(const T* src, float* dst) {
+  _mm256_storeu_ps(dst, load8(src));
+  _mm256_storeu_ps(dst + 8, load8(src + 8));
+}
+
+// A full panel of b [N, ld] (B transposed) from column 0: 8 x 8 blocks, widened as they load
+// (f16/bf16: a reduced-precision model's weights, packed once per K block of a prefill). Returns
+// the columns done (the multiple of 8 below kc).
+template <class T>
+IGNIS_AVX2 int64_t pack_panel_t_avx2(const T* b, int64_t ld, int64_t kc, float* o) {
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    transpose8(b + k, ld, o + k * kNR, kNR);
+    transpose8(b + 8 * ld + k, ld, o + k * kNR + 8, kNR);
+  }
+  return k;
+}
+#endif
+
 // b [K, ld] rows k0.., columns j0..j0+n -> panels: each row of b is read once, left to right.
 template <class T>
 void pack_b_nt(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* dst) {
   const auto& d = *static_cast<const DenseB*>(ctx);
   const T* b = static_cast<const T*>(d.b) + k0 * d.ld + j0;
+  const bool avx2 = has_avx2();
   for (int64_t k = 0; k < kc; k++) {
     const T* row = b + k * d.ld;
     // The next call's columns of this row: rows are far apart, so the hardware prefetcher
@@ -30,6 +52,12 @@ void pack_b_nt(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, f
       const int64_t nr = std::min(kNR, n - j);
       float* o = dst + ((j / kNR) * kc + k) * kNR;
       if (nr == kNR) {
+#if IGNIS_X86
+        if (avx2) {
+          widen16(row + j, o);
+          continue;
+        }
+#endif
         for (int64_t c = 0; c < kNR; c++) o[c] = to_f32(row[j + c]);
       } else {
         for (int64_t c = 0; c < nr; c++) o[c] = to_f32(row[j + c]);
@@ -49,14 +77,7 @@ void pack_b_t(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, fl
     float* o = dst + (j / kNR) * kc * kNR;
     int64_t k = 0;
 #if IGNIS_X86
-    if constexpr (std::is_same_v<T, float>) {
-      if (nr == kNR && has_avx2()) {
-        for (; k + 8 <= kc; k += 8) {
-          transpose8(b + k, d.ld, o + k * kNR, kNR);
-          transpose8(b + 8 * d.ld + k, d.ld, o + k * kNR + 8, kNR);
-        }
-      }
-    }
+    if (nr == kNR && has_avx2()) k = pack_panel_t_avx2(b, d.ld, kc, o);
 #endif
     for (; k < kc; k++) {
       float* ok = o + k * kNR;

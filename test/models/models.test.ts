@@ -256,6 +256,19 @@ forDevices((device) => {
               for (const x of Object.values(outs)) x.dispose();
               t.dispose();
             }
+            if (int8Activations) {
+              // a prefill of more rows than a decode kernel takes (the integer GEMM), all 11 tokens
+              const all = ids[0];
+              const t = ignis.tensor(Int32Array.from(all), { shape: [1, all.length], dtype: 'i32', device });
+              const outs = await ms.step.run({ ids: t, position: 0 }, { state: st });
+              const pre = (await outs.logits.data()) as Float32Array;
+              for (const x of Object.values(outs)) x.dispose();
+              t.dispose();
+              const refAll = forwardReference(cfg, wq, [all]).subarray((all.length - 1) * V, all.length * V);
+              const e = relError(pre.subarray(pre.length - V), refAll);
+              expect(e, `${name}: prefill logits with int8 activations`).toBeLessThan(cfg.model_type === 'gemma3_text' ? 8e-2 : 4e-2);
+              expect(e, `${name}: prefill with int8 activations`).toBeGreaterThan(1e-6);
+            }
             st.dispose();
             const err = relError(last!, ref.subarray((seq.length - 1) * V, seq.length * V));
             if (int8Activations) {
