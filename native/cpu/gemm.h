@@ -50,6 +50,19 @@ struct DenseB {
 // The packer of a dense float B of dtype dt (ctx: a DenseB), transposed or not.
 PackB dense_packer(DType dt, bool transposed);
 
+// Rows [0, nr) (nr <= kWordCols; the rest zero) of a matrix of 4-byte words (row stride ld
+// words), words [0, nw), into dst [nw][kWordCols]: word w of row r at dst[w * kWordCols + r]. The
+// panels of the dot-product GEMMs, whose instructions take a 4-byte group of each column (int8
+// quads for vpdpbusd, bf16 pairs for vdpbf16ps).
+inline constexpr int64_t kWordCols = 32;
+void pack_word_chunk(const uint32_t* src, int64_t ld, int64_t nw, int64_t nr, uint32_t* dst);
+
+// out [M, N] = act(a [M, K] @ b [N, K]^T + bias [N]) for bf16 a, b, bias and out, through
+// vdpbf16ps (products of bf16 pairs summed in f32). false (nothing done) where the CPU lacks
+// AVX512_BF16 or K is odd.
+bool gemm_bf16_t(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const bf16* a, const bf16* b, const bf16* bias,
+                 Activation act, bf16* out);
+
 // out = act(A @ B + bias). pool null: runs on the calling thread only (the caller is already
 // inside a parallel_for).
 void run(ThreadPool* pool, const Problem& p);

@@ -247,6 +247,9 @@ void matmul_one(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const T* a, c
     matmul_small_m(pool, M, N, K, a, b, transpose_b, bias, act, out, dt);
     return;
   }
+  if constexpr (std::is_same_v<T, bf16>) {  // bf16 x bf16 as pairs (AVX512_BF16)
+    if (transpose_b && gemm::gemm_bf16_t(pool, M, N, K, a, b, static_cast<const bf16*>(bias), act, out)) return;
+  }
   gemm::DenseB ctx{b, transpose_b ? K : N};
   gemm::Problem p;
   p.M = M, p.N = N, p.K = K;

@@ -331,7 +331,7 @@ IGNIS_QGEMV_I8(vnni, IGNIS_VNNI, dot32_vnni)
 // 16-column panels): a chunk's weights are packed once, for all of K, as [K / 4][32][4] bytes (a
 // 16 x 16 transpose of 4-byte words), with per group the negated offsets and the scales
 // [G][32], and then serve every row tile of x from L2.
-constexpr int64_t kQCols = 32;
+constexpr int64_t kQCols = gemm::kWordCols;
 
 struct QChunk {
   int8_t* b;        // [K / 4][kQCols][4]
@@ -343,25 +343,8 @@ struct QChunk {
 // Columns [j0, j0 + nr) (nr <= kQCols; the rest zero) of q [N, K] into the chunk layout.
 IGNIS_AVX512_VNNI void pack_q_chunk(const int8_t* q, const float* scales, int64_t K, int64_t group, int64_t j0,
                                     int64_t nr, const QChunk& c) {
-  const int64_t G = K / group, K4 = K / 4;
-  for (int64_t p = 0; p < kQCols; p += 16) {
-    const int64_t rows = std::clamp<int64_t>(nr - p, 0, 16);
-    int64_t kq = 0;
-    if (rows == 16) {  // 8 x 8 transposes of 4-byte words, two per 8 quads (rows 0-7, 8-15)
-      const float* src = reinterpret_cast<const float*>(q + (j0 + p) * K);
-      float* dst = reinterpret_cast<float*>(c.b) + p;
-      for (; kq + 8 <= K4; kq += 8) {
-        transpose8(src + kq, K4, dst + kq * kQCols, kQCols);
-        transpose8(src + 8 * K4 + kq, K4, dst + kq * kQCols + 8, kQCols);
-      }
-    }
-    for (; kq < K4; kq++)
-      for (int64_t r = 0; r < 16; r++) {
-        int32_t w = 0;
-        if (r < rows) std::memcpy(&w, q + (j0 + p + r) * K + kq * 4, 4);
-        std::memcpy(c.b + (kq * kQCols + p + r) * 4, &w, 4);
-      }
-  }
+  const int64_t G = K / group;
+  gemm::pack_word_chunk(reinterpret_cast<const uint32_t*>(q + j0 * K), K / 4, K / 4, nr, reinterpret_cast<uint32_t*>(c.b));
   const __m512i offset = _mm512_set1_epi8(char(0x80));
   for (int64_t g = 0; g < G; g++) {
     for (int64_t p = 0; p < kQCols; p += 16) {

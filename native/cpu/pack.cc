@@ -31,6 +31,18 @@ IGNIS_AVX2 int64_t pack_panel_t_avx2(const T* b, int64_t ld, int64_t kc, float* 
   }
   return k;
 }
+
+// 16 rows of words into dst [w][kWordCols] columns 0-15, 8 words a step; returns the words done.
+IGNIS_AVX2 int64_t transpose_words_avx2(const uint32_t* src, int64_t ld, int64_t nw, uint32_t* dst) {
+  const float* s = reinterpret_cast<const float*>(src);
+  float* d = reinterpret_cast<float*>(dst);
+  int64_t w = 0;
+  for (; w + 8 <= nw; w += 8) {
+    transpose8(s + w, ld, d + w * kWordCols, kWordCols);
+    transpose8(s + 8 * ld + w, ld, d + w * kWordCols + 8, kWordCols);
+  }
+  return w;
+}
 #endif
 
 // b [K, ld] rows k0.., columns j0..j0+n -> panels: each row of b is read once, left to right.
@@ -88,6 +100,23 @@ void pack_b_t(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, fl
 }
 
 }  // namespace
+
+void pack_word_chunk(const uint32_t* src, int64_t ld, int64_t nw, int64_t nr, uint32_t* dst) {
+  for (int64_t p = 0; p < kWordCols; p += 16) {
+    const int64_t rows = std::clamp<int64_t>(nr - p, 0, 16);
+    int64_t w = 0;
+#if IGNIS_X86
+    // 8 x 8 transposes of the words as floats (bits moved, never computed on)
+    if (rows == 16 && has_avx2()) w = transpose_words_avx2(src + p * ld, ld, nw, dst + p);
+#endif
+    for (; w < nw; w++)
+      for (int64_t r = 0; r < 16; r++) {
+        uint32_t v = 0;
+        if (r < rows) std::memcpy(&v, src + (p + r) * ld + w, 4);
+        std::memcpy(dst + w * kWordCols + p + r, &v, 4);
+      }
+  }
+}
 
 PackB dense_packer(DType dt, bool transposed) {
   PackB r = nullptr;

@@ -40,49 +40,68 @@ bool has_avx2() {
   return yes;
 }
 
-// CPUID leaf 7 (EBX, ECX) when AVX2 is in use, IGNIS_SIMD does not hold the kernels at AVX2, and
-// the OS saves the opmask and ZMM state (XCR0 bits 5-7); else zeros.
-static void leaf7_avx512(unsigned& b, unsigned& c) {
-  b = c = 0;
-  if (!has_avx2()) return;
-  const char* force = std::getenv("IGNIS_SIMD");
-  if (force && std::strcmp(force, "avx2") == 0) return;
+// CPUID leaf 7 (subleaf 0: EBX, ECX; subleaf 1: EAX), read once, when AVX2 is in use, IGNIS_SIMD
+// does not hold the kernels at AVX2, and the OS saves the opmask and ZMM state (XCR0 bits 5-7);
+// else zeros.
+struct Leaf7 {
+  unsigned b = 0, c = 0, a1 = 0;
+};
+
+static Leaf7 leaf7_avx512() {
+  static const Leaf7 leaf = [] {
+    Leaf7 l;
+    if (!has_avx2()) return l;
+    const char* force = std::getenv("IGNIS_SIMD");
+    if (force && std::strcmp(force, "avx2") == 0) return l;
 #if IGNIS_X86 && (defined(__clang__) || defined(__GNUC__))
-  unsigned a, bb, cc, d;
+    unsigned a, bb, cc, d;
 #if defined(__clang__)
-  if (!__get_cpuid_count(7, 0, &a, &bb, &cc, &d)) return;
+    if (!__get_cpuid_count(7, 0, &a, &bb, &cc, &d)) return l;
 #else
-  __cpuid_count(7, 0, a, bb, cc, d);
+    __cpuid_count(7, 0, a, bb, cc, d);
 #endif
-  unsigned xcr0_lo, xcr0_hi;
-  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-  if ((xcr0_lo & 0xE6u) != 0xE6u) return;
-  b = bb, c = cc;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 0xE6u) != 0xE6u) return l;
+    l.b = bb, l.c = cc;
+    if (a >= 1) {  // the highest subleaf
+#if defined(__clang__)
+      __get_cpuid_count(7, 1, &a, &bb, &cc, &d);
+#else
+      __cpuid_count(7, 1, a, bb, cc, d);
 #endif
+      l.a1 = a;
+    }
+#endif
+    return l;
+  }();
+  return leaf;
 }
 
 // AVX512-VNNI (ECX 11) with AVX512VL (EBX 31): vpdpbusd on 256-bit vectors.
 bool has_vnni() {
-  static const bool yes = [] {
-    unsigned b, c;
-    leaf7_avx512(b, c);
-    return (c & (1u << 11)) && (b & (1u << 31));
-  }();
-  return yes;
+  const Leaf7 l = leaf7_avx512();
+  return (l.c & (1u << 11)) && (l.b & (1u << 31));
 }
 
 // AVX512 F (EBX 16), DQ (17), BW (30), VL (31).
 bool has_avx512() {
+  constexpr unsigned need = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);
+  return (leaf7_avx512().b & need) == need;
+}
+
+// AVX512_BF16 (subleaf 1 EAX 5) with the rest of AVX-512; IGNIS_SIMD=avx512 leaves it out.
+bool has_avx512_bf16() {
   static const bool yes = [] {
-    unsigned b, c;
-    leaf7_avx512(b, c);
-    const unsigned need = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);
-    return (b & need) == need;
+    const char* force = std::getenv("IGNIS_SIMD");
+    if (force && std::strcmp(force, "avx512") == 0) return false;
+    return has_avx512() && (leaf7_avx512().a1 & (1u << 5)) != 0;
   }();
   return yes;
 }
 
 const char* simd_name() {
+  if (has_avx512_bf16()) return has_vnni() ? "avx512+vnni+bf16" : "avx512+bf16";
   if (has_avx512()) return has_vnni() ? "avx512+vnni" : "avx512";
   return has_vnni() ? "avx2+fma+avx512vnni" : has_avx2() ? "avx2+fma" : "scalar";
 }

@@ -14,11 +14,13 @@
 #define IGNIS_VNNI __attribute__((target("avx2,fma,f16c,avx512vnni,avx512vl")))
 #define IGNIS_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq")))
 #define IGNIS_AVX512_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512vnni")))
+#define IGNIS_AVX512_BF16 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")))
 #else
 #define IGNIS_AVX2
 #define IGNIS_VNNI
 #define IGNIS_AVX512
 #define IGNIS_AVX512_VNNI
+#define IGNIS_AVX512_BF16
 #endif
 #else
 #define IGNIS_X86 0
@@ -26,6 +28,7 @@
 #define IGNIS_VNNI
 #define IGNIS_AVX512
 #define IGNIS_AVX512_VNNI
+#define IGNIS_AVX512_BF16
 #endif
 
 namespace ignis::cpu {
@@ -105,7 +108,10 @@ bool has_vnni();
 // AVX-512 F/BW/VL/DQ with the OS saving the ZMM state: the 512-bit GEMM tile; off with
 // IGNIS_SIMD=avx2 (or scalar).
 bool has_avx512();
-// "avx2+fma" or "scalar": what the kernels use on this machine.
+// AVX512_BF16 (vdpbf16ps: bf16 pairs into f32) with AVX-512: the bf16 GEMM; off with
+// IGNIS_SIMD=avx512 (or lower).
+bool has_avx512_bf16();
+// "avx512+vnni+bf16", ..., "avx2+fma" or "scalar": what the kernels use on this machine.
 const char* simd_name();
 
 }  // namespace ignis::cpu

@@ -31,6 +31,11 @@ const cases: MatmulCase[] = [
   { a: [1, 7], b: [33, 7], transposeB: true },
   { a: [33, 129], b: [7, 129], transposeB: true },
   { a: [129, 64], b: [129, 64], transposeB: true },
+  // transposed with M > 8 and an even K: bf16 through vdpbf16ps where the CPU has AVX512_BF16
+  // (6-row tiles and a remainder, 32-column chunks and a part, K of one pair)
+  { a: [13, 2], b: [33, 2], transposeB: true },
+  { a: [9, 130], b: [100, 130], transposeB: true, bias: true, activation: 'gelu' },
+  { a: [40, 1026], b: [64, 1026], transposeB: true, bias: true },
   // batched
   { a: [2, 7, 33], b: [33, 9] }, // b 2-D broadcast over the batch
   { a: [3, 5, 17], b: [3, 17, 6] },
