@@ -242,10 +242,12 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
       return linearFromNK(tensor(part, { shape: [n, K], dtype: act, device: o.device }), o);
     });
   };
-  // int8 models keep a 16-bit embedding table as stored (a row is cast to f32 after the lookup:
-  // exact, at half the memory of an f32 table); otherwise the table is in the activation dtype
+  // int8 models keep a 16-bit embedding table (a row is cast to f32 after the lookup), at half
+  // the memory of an f32 one: f16/bf16 as stored (exact), an f32 table rounded to bf16 (f32's
+  // range, so nothing overflows; its 2^-9 relative rounding is below the int8 weights' own).
+  // Otherwise the table is in the activation dtype.
   const storedEmbed = src.info('model.embed_tokens.weight')?.dtype;
-  const embedDtype = o.quantize === 'int8' && (storedEmbed === 'BF16' || storedEmbed === 'F16') ? (storedEmbed === 'BF16' ? 'bf16' : 'f16') : act;
+  const embedDtype = o.quantize === 'int8' ? (storedEmbed === 'F16' ? 'f16' : 'bf16') : act;
   const embed = await readChecked(src, 'model.embed_tokens.weight', [c.vocab, H], embedDtype, o.device);
   const layers: Layer[] = [];
   // A layer's tensors are read concurrently (each read runs on a pool thread, packing and

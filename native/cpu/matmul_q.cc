@@ -397,13 +397,90 @@ IGNIS_AVX512_VNNI void qgemm_tile(int64_t K, int64_t group, const uint8_t* xu, c
   }
 }
 
+
+// AMX: 16 rows of x at a time against the chunk's two 16-column panels. Each 32-wide step of K is
+// one tdpbusd per panel (A: 16 rows x 32 bytes of x + 128; B: 8 quads x 16 columns of the packed
+// chunk, whose layout is AMX's B layout), into int32 C tiles that start each group from the
+// negated offsets (a tile load of stride 0 repeats the row); at a group's end the C tiles go
+// through memory into the f32 sums, scaled as the VNNI tile scales them.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// The f32 sums of one panel, tot [16] (row r's 16 columns), += group g's integer sums cbuf
+// [16][16] times the weights' scales sw (16 columns) and the rows' scales xs [16, G].
+IGNIS_AMX inline void amx_scale(__m512 (&tot)[16], const int32_t* cbuf, const float* sw, const float* xs, int64_t G,
+                                int64_t g) {
+  const __m512 s = _mm512_loadu_ps(sw);
+  for (int r = 0; r < 16; r++) {
+    const __m512 c = _mm512_maskz_cvtepi32_ps(0xffff, _mm512_load_si512(cbuf + r * 16));
+    tot[r] = _mm512_fmadd_ps(c, _mm512_mul_ps(s, _mm512_set1_ps(xs[r * G + g])), tot[r]);
+  }
+}
+
+// out [16][kQCols] = x + 128 rows xu [16, K] (row stride K), scales xs [16, G] (row stride G),
+// against the packed chunk, a panel at a time (its 16 x 16 sums in registers). Groups alternate
+// between two C tiles, so that group g's tdpbusd runs while group g - 1's sums are scaled. The
+// block configures the tiles and releases them itself, calling nothing in between: a call through
+// the PLT may meet glibc's lazy binder, whose xsave/xrstor of the register state can leave the
+// tile configuration cleared (tileloadd then faults).
+IGNIS_AMX void qgemm_amx_block(int64_t K, int64_t group, const uint8_t* xu, const float* xs, const QChunk& c,
+                               float* out) {
+  const int64_t G = K / group;
+  TileConfig cfg;
+  cfg.rows[0] = 16, cfg.colsb[0] = 32;  // A: 16 rows x 32 bytes of x
+  cfg.rows[1] = 8, cfg.colsb[1] = 64;   // B: 8 quads x 16 columns
+  cfg.rows[2] = cfg.rows[3] = 16;       // C, two of them: 16 rows x 16 int32
+  cfg.colsb[2] = cfg.colsb[3] = 64;
+  _tile_loadconfig(&cfg);
+  alignas(64) int32_t cbuf[2][16 * 16];
+  for (int64_t p = 0; p < kQCols; p += 16) {
+    __m512 tot[16];
+    for (int r = 0; r < 16; r++) tot[r] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < G; g++) {
+      // group g into C tile 2 + g % 2 (tile numbers are immediates: two copies)
+      const int32_t* corr = c.ncorr + g * kQCols + p;
+      const int8_t* bg = c.b + (g * group / 4) * kQCols * 4 + p * 4;
+      const uint8_t* ag = xu + g * group;
+      if (g % 2 == 0) {
+        _tile_loadd(2, corr, 0);
+        for (int64_t k = 0; k < group; k += 32) {
+          _tile_loadd(0, ag + k, K);
+          _tile_loadd(1, bg + (k / 4) * kQCols * 4, kQCols * 4);
+          _tile_dpbusd(2, 0, 1);
+        }
+      } else {
+        _tile_loadd(3, corr, 0);
+        for (int64_t k = 0; k < group; k += 32) {
+          _tile_loadd(0, ag + k, K);
+          _tile_loadd(1, bg + (k / 4) * kQCols * 4, kQCols * 4);
+          _tile_dpbusd(3, 0, 1);
+        }
+      }
+      if (g > 0) amx_scale(tot, cbuf[(g - 1) % 2], c.sw + (g - 1) * kQCols + p, xs, G, g - 1);
+      if (g % 2 == 0) _tile_stored(2, cbuf[0], 64);
+      else _tile_stored(3, cbuf[1], 64);
+    }
+    amx_scale(tot, cbuf[(G - 1) % 2], c.sw + (G - 1) * kQCols + p, xs, G, G - 1);
+    for (int r = 0; r < 16; r++) _mm512_storeu_ps(out + r * kQCols + p, tot[r]);
+  }
+  _tile_release();
+}
+
 // out [M, N] = act(quantized x [M, K] @ dequant(q)^T + bias): the chunks of 32 columns claimed
-// by the threads, each packing its chunk and running every row tile against it.
+// by the threads, each packing its chunk and running every row tile against it (AMX's 16-row
+// blocks where the CPU has AMX-INT8, with x's rows padded to a multiple of 16; else VNNI's 6-row
+// tiles).
 void qgemm_vnni(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group, const float* xf, const int8_t* q,
                 const float* scales, const void* bias, Activation act, void* out, DType dt) {
   const int64_t G = K / group;
-  std::vector<uint8_t> xu(size_t(M * K));
-  std::vector<float> xs(size_t(M * G));
+  const bool amx = has_amx_int8();
+  const int64_t Mp = amx ? (M + 15) / 16 * 16 : M;
+  std::vector<uint8_t> xu(size_t(Mp * K), 0);
+  std::vector<float> xs(size_t(Mp * G), 0.f);
   pool.parallel_for(M, std::max<int64_t>(1, 8192 / K), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; m++) {
       int8_t* row = reinterpret_cast<int8_t*>(xu.data() + m * K);
@@ -421,11 +498,20 @@ void qgemm_vnni(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group
     std::vector<int8_t> b(size_t(K * kQCols));
     std::vector<int32_t> ncorr(size_t(G * kQCols));
     std::vector<float> sw(size_t(G * kQCols));
-    alignas(64) float tile[gemm::kMR * kQCols];
+    alignas(64) float tile[16 * kQCols];
     const QChunk c{b.data(), ncorr.data(), sw.data()};
     for (int64_t ch = c0; ch < c1; ch++) {
       const int64_t j0 = ch * kQCols, nr = std::min(kQCols, N - j0);
       pack_q_chunk(q, scales, K, group, j0, nr, c);
+      if (amx) {
+        for (int64_t m = 0; m < M; m += 16) {
+          qgemm_amx_block(K, group, xu.data() + m * K, xs.data() + m * G, c, tile);
+          for (int64_t r = 0; r < std::min<int64_t>(16, M - m); r++)
+            gemm::epilogue_row(tile + r * kQCols, nr, bias ? advance(bias, dt, j0) : nullptr, dt, act,
+                               advance(out, dt, (m + r) * N + j0));
+        }
+        continue;
+      }
       for (int64_t m = 0; m < M; m += gemm::kMR) {
         const int64_t mr = std::min(gemm::kMR, M - m);
         const uint8_t* xm = xu.data() + m * K;

@@ -7,6 +7,10 @@
 #if IGNIS_X86 && (defined(__clang__) || defined(__GNUC__))
 #include <cpuid.h>
 #endif
+#if IGNIS_X86 && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace ignis::cpu {
 
@@ -44,7 +48,7 @@ bool has_avx2() {
 // does not hold the kernels at AVX2, and the OS saves the opmask and ZMM state (XCR0 bits 5-7);
 // else zeros.
 struct Leaf7 {
-  unsigned b = 0, c = 0, a1 = 0;
+  unsigned b = 0, c = 0, d = 0, a1 = 0;
 };
 
 static Leaf7 leaf7_avx512() {
@@ -63,7 +67,7 @@ static Leaf7 leaf7_avx512() {
     unsigned xcr0_lo, xcr0_hi;
     __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
     if ((xcr0_lo & 0xE6u) != 0xE6u) return l;
-    l.b = bb, l.c = cc;
+    l.b = bb, l.c = cc, l.d = d;
     if (a >= 1) {  // the highest subleaf
 #if defined(__clang__)
       __get_cpuid_count(7, 1, &a, &bb, &cc, &d);
@@ -100,7 +104,28 @@ bool has_avx512_bf16() {
   return yes;
 }
 
+// AMX-TILE (leaf 7 EDX 24) and AMX-INT8 (EDX 25), the OS enabling the tile state (XCR0 bits 17
+// and 18), and Linux granting this process the tile data (arch_prctl ARCH_REQ_XCOMP_PERM, once).
+bool has_amx_int8() {
+  static const bool yes = [] {
+    const char* force = std::getenv("IGNIS_SIMD");
+    if (force && std::strcmp(force, "avx512") == 0) return false;
+    if (!has_avx512() || (leaf7_avx512().d & (3u << 24)) != (3u << 24)) return false;
+#if IGNIS_X86 && defined(__linux__) && (defined(__clang__) || defined(__GNUC__))
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & (3u << 17)) != (3u << 17)) return false;
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+  }();
+  return yes;
+}
+
 const char* simd_name() {
+  if (has_amx_int8()) return has_avx512_bf16() ? "avx512+vnni+bf16+amx" : "avx512+vnni+amx";
   if (has_avx512_bf16()) return has_vnni() ? "avx512+vnni+bf16" : "avx512+bf16";
   if (has_avx512()) return has_vnni() ? "avx512+vnni" : "avx512";
   return has_vnni() ? "avx2+fma+avx512vnni" : has_avx2() ? "avx2+fma" : "scalar";

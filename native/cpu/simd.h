@@ -15,12 +15,14 @@
 #define IGNIS_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq")))
 #define IGNIS_AVX512_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512vnni")))
 #define IGNIS_AVX512_BF16 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")))
+#define IGNIS_AMX __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,amx-tile,amx-int8")))
 #else
 #define IGNIS_AVX2
 #define IGNIS_VNNI
 #define IGNIS_AVX512
 #define IGNIS_AVX512_VNNI
 #define IGNIS_AVX512_BF16
+#define IGNIS_AMX
 #endif
 #else
 #define IGNIS_X86 0
@@ -29,6 +31,7 @@
 #define IGNIS_AVX512
 #define IGNIS_AVX512_VNNI
 #define IGNIS_AVX512_BF16
+#define IGNIS_AMX
 #endif
 
 namespace ignis::cpu {
@@ -111,7 +114,10 @@ bool has_avx512();
 // AVX512_BF16 (vdpbf16ps: bf16 pairs into f32) with AVX-512: the bf16 GEMM; off with
 // IGNIS_SIMD=avx512 (or lower).
 bool has_avx512_bf16();
-// "avx512+vnni+bf16", ..., "avx2+fma" or "scalar": what the kernels use on this machine.
+// AMX-TILE and AMX-INT8 (Linux, with the process granted the tile data state): the int8 GEMM's
+// tdpbusd; off with IGNIS_SIMD=avx512 (or lower).
+bool has_amx_int8();
+// "avx512+vnni+bf16+amx", ..., "avx2+fma" or "scalar": what the kernels use on this machine.
 const char* simd_name();
 
 }  // namespace ignis::cpu
