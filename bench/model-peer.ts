@@ -58,7 +58,7 @@ async function runIgnis(job: PeerJob): Promise<PeerResult> {
     ...(job.precision === 'int8' ? { quantize: 'int8' as const, groupSize: 32 } : { dtype: job.precision }),
   });
   const loadMs = performance.now() - t0;
-  const res: PeerResult = { loadMs, prefillMs: {}, decodeMs: [], rssBytes: 0, engineInfo: `ignis ${ignis.info().version} ${ignis.info().cpu.simd} x${ignis.info().cpu.threads}` };
+  const res: PeerResult = { loadMs, prefillMs: {}, decodeMs: [], rssBytes: 0, engineInfo: `ignis ${ignis.info().version}, cpu ${ignis.info().cpu.simd}` };
   const greedy = async (prompt: number[], n: number) => {
     const stamps: number[] = [], tokens: number[] = [];
     for await (const p of model.generate(prompt, { maxNewTokens: n, eos: false })) {
@@ -116,7 +116,7 @@ async function runLlamaCpp(job: PeerJob): Promise<PeerResult> {
     ...(job.check ? { flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } : {}),
   });
   const seq = ctx.getSequence();
-  const res: PeerResult = { loadMs, prefillMs: {}, decodeMs: [], rssBytes: 0, engineInfo: `node-llama-cpp ${nlc.getModuleVersion ? await nlc.getModuleVersion() : ''} (its llama.cpp: ggml ${llama.llamaCppRelease?.release ?? '?'}, ${llama.buildType ?? ''} CPU build, ${job.threads} threads)` };
+  const res: PeerResult = { loadMs, prefillMs: {}, decodeMs: [], rssBytes: 0, engineInfo: `node-llama-cpp ${nlc.getModuleVersion ? await nlc.getModuleVersion() : ''} (its llama.cpp: ggml ${llama.llamaCppRelease?.release ?? '?'}, ${llama.buildType ?? ''} CPU build)` };
   const greedy = async (prompt: number[], n: number) => {
     const stamps: number[] = [], tokens: number[] = [];
     for await (const t of seq.evaluate(prompt, { temperature: 0 })) {

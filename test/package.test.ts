@@ -155,7 +155,7 @@ describe('info()', () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
     expect(i.version).toBe(pkg.version);
     expect(i.napi).toBeGreaterThanOrEqual(8);
-    expect(['avx512+vnni+bf16+amx', 'avx512+vnni+amx', 'avx512+vnni+bf16', 'avx512+bf16', 'avx512+vnni', 'avx512', 'avx2+fma+avx512vnni', 'avx2+fma', 'scalar']).toContain(i.cpu.simd);
+    expect(['avx512+vnni+bf16+amx', 'avx512+vnni+amx', 'avx512+vnni+bf16', 'avx512+bf16', 'avx512+vnni', 'avx512', 'avx2+fma+avx512vnni', 'avx2+fma', 'neon+dotprod', 'neon', 'scalar']).toContain(i.cpu.simd);
     expect(i.cpu.threads).toBeGreaterThanOrEqual(1);
     expect(typeof i.cuda.compiled).toBe('boolean');
     if (!i.cuda.available) expect(i.cuda.reason).toMatch(/\w/);

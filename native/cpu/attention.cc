@@ -27,6 +27,17 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // f32, and products with it would be subnormal.
 constexpr float kExpCut = -80.f;
 
+// One K/V block's three steps, picked once per call: S = Q K^T, a row's online softmax, and
+// O = alpha O + P V.
+struct Kernels {
+  void (*scores)(const float* q, int64_t ldq, const float* k, int64_t ldk, float* s, int64_t lds,
+                 const int64_t* nvis, int64_t M, int64_t D);
+  void (*softmax_row)(float* s, int64_t nvis, int64_t nzero, float* m, float* l, float* alpha);
+  void (*pv)(const float* p, int64_t ldp, const float* v, int64_t ldv, float* o, int64_t ldo,
+             const float* alpha, const int64_t* nvis, int64_t M, int64_t D);
+  int64_t width;  // what they sum over: D (scalar), or Dp, zero padded (vector)
+};
+
 struct Problem {
   const char* q;  // [B, Sq, Hq, D]
   const char* k;  // [B, Skv, Hk, D]
@@ -41,6 +52,7 @@ struct Problem {
   bool causal;
   float scale;
   bool avx;
+  Kernels kernels;
   bool direct_kv;  // f32, Dp == D, small blocks: K/V rows are read in place, not copied
   int64_t rows;        // Sq * G rows per (batch, kv head)
   int64_t block_rows;  // rows per work item
@@ -324,6 +336,53 @@ static IGNIS_AVX2 void pv_avx2(const float* p, int64_t ldp, const float* v, int6
 
 #endif  // IGNIS_X86
 
+// ---- AArch64 NEON kernels ---------------------------------------------------------------------
+#if IGNIS_ARM64
+// S [M, nvis] = Q [M, D] K [nvis, D]^T: four keys a step share each load of Q; Dp (a multiple of
+// 8, zero padded past D) is the width summed.
+void scores_neon(const float* q, int64_t ldq, const float* k, int64_t ldk, float* s, int64_t lds,
+                 const int64_t* nvis, int64_t M, int64_t Dp) {
+  for (int64_t r = 0; r < M; r++) {
+    const float* qr = q + r * ldq;
+    int64_t j = 0;
+    for (; j + 4 <= nvis[r]; j += 4) {
+      float32x4_t a[4] = {vdupq_n_f32(0.f), vdupq_n_f32(0.f), vdupq_n_f32(0.f), vdupq_n_f32(0.f)};
+      for (int64_t d = 0; d < Dp; d += 4) {
+        const float32x4_t qv = vld1q_f32(qr + d);
+        for (int i = 0; i < 4; i++) a[i] = vfmaq_f32(a[i], qv, vld1q_f32(k + (j + i) * ldk + d));
+      }
+      for (int i = 0; i < 4; i++) s[r * lds + j + i] = vaddvq_f32(a[i]);
+    }
+    for (; j < nvis[r]; j++) {
+      float32x4_t a = vdupq_n_f32(0.f);
+      for (int64_t d = 0; d < Dp; d += 4) a = vfmaq_f32(a, vld1q_f32(qr + d), vld1q_f32(k + j * ldk + d));
+      s[r * lds + j] = vaddvq_f32(a);
+    }
+  }
+}
+
+// O [M, Dp] = alpha * O + P [M, nvis] V [nvis, Dp], four keys a step into each O chunk.
+void pv_neon(const float* p, int64_t ldp, const float* v, int64_t ldv, float* o, int64_t ldo,
+             const float* alpha, const int64_t* nvis, int64_t M, int64_t Dp) {
+  for (int64_t r = 0; r < M; r++) {
+    float* orow = o + r * ldo;
+    const float* pr = p + r * ldp;
+    if (alpha[r] != 1.f)
+      for (int64_t d = 0; d < Dp; d += 4) vst1q_f32(orow + d, vmulq_n_f32(vld1q_f32(orow + d), alpha[r]));
+    int64_t j = 0;
+    for (; j + 4 <= nvis[r]; j += 4)
+      for (int64_t d = 0; d < Dp; d += 4) {
+        float32x4_t acc = vld1q_f32(orow + d);
+        for (int i = 0; i < 4; i++) acc = vfmaq_n_f32(acc, vld1q_f32(v + (j + i) * ldv + d), pr[j + i]);
+        vst1q_f32(orow + d, acc);
+      }
+    for (; j < nvis[r]; j++)
+      for (int64_t d = 0; d < Dp; d += 4)
+        vst1q_f32(orow + d, vfmaq_n_f32(vld1q_f32(orow + d), vld1q_f32(v + j * ldv + d), pr[j]));
+  }
+}
+#endif  // IGNIS_ARM64
+
 inline void prefetch(const void* p) {
 #if defined(__GNUC__) || defined(__clang__)
   __builtin_prefetch(p, 0, 3);
@@ -422,23 +481,12 @@ void attention_block(const Problem& P, Scratch& w, int64_t b, int64_t hk, int64_
       for (int64_t r = 0; r < M; r++)
         for (int64_t j = 0; j < std::min(w.lo[size_t(r)], nvis[r]); j++) s[r * BK + j] = kNegInf;
     };
-#if IGNIS_X86
-    if (P.avx) {
-      scores_avx2(w.q.data(), Dp, kt, ldk, s, BK, nvis, M, Dp);  // S = (scale Q) K^T
-      clip();
-      for (int64_t r = 0; r < M; r++)  // P = exp(S - m), online m, l
-        softmax_row_avx2(s + r * BK, nvis[r], nk, &w.m[size_t(r)], &w.l[size_t(r)],
-                         &w.alpha[size_t(r)]);
-      pv_avx2(s, BK, vt, ldk, w.o.data(), Dp, w.alpha.data(), nvis, M, Dp);  // O = a O + P V
-      continue;
-    }
-#endif
-    scores_scalar(w.q.data(), Dp, kt, ldk, s, BK, nvis, M, D);  // S = (scale Q) K^T
+    const Kernels& f = P.kernels;
+    f.scores(w.q.data(), Dp, kt, ldk, s, BK, nvis, M, f.width);  // S = (scale Q) K^T
     clip();
     for (int64_t r = 0; r < M; r++)  // P = exp(S - m), online m, l
-      softmax_row_scalar(s + r * BK, nvis[r], nk, &w.m[size_t(r)], &w.l[size_t(r)],
-                         &w.alpha[size_t(r)]);
-    pv_scalar(s, BK, vt, ldk, w.o.data(), Dp, w.alpha.data(), nvis, M, D);  // O = a O + P V
+      f.softmax_row(s + r * BK, nvis[r], nk, &w.m[size_t(r)], &w.l[size_t(r)], &w.alpha[size_t(r)]);
+    f.pv(s, BK, vt, ldk, w.o.data(), Dp, w.alpha.data(), nvis, M, f.width);  // O = a O + P V
   }
 
   // out = O / l (a row that saw no key has l = 0 and yields zeros)
@@ -477,6 +525,14 @@ void attention(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tenso
   P.softcap = p.softcap;
   P.scale = p.scale;
   P.avx = has_avx2();
+  // the scalar kernels sum over D, the vector ones over Dp (zero padded)
+  P.kernels = {scores_scalar, softmax_row_scalar, pv_scalar, P.D};
+#if IGNIS_X86
+  if (P.avx) P.kernels = {scores_avx2, softmax_row_avx2, pv_avx2, P.Dp};
+#endif
+#if IGNIS_ARM64
+  if (has_neon()) P.kernels = {scores_neon, softmax_row_scalar, pv_neon, P.Dp};
+#endif
   P.rows = P.Sq * P.G;
   if (P.B == 0 || P.rows == 0 || P.D == 0) return;
 

@@ -63,6 +63,42 @@ void kernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t
 // panel ahead.
 constexpr int64_t kPrefetch = 64 * kNR;
 
+#if IGNIS_ARM64
+// The tile on NEON: a row of 16 columns is four 4-float vectors, so a 6-row tile holds 24
+// accumulators and the k step's 4 B vectors (32 registers in all); each A value multiplies by
+// element. Short tiles issue only their rows.
+template <int R>
+void kernel_neon(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                 bool first, int64_t pf) {
+  float32x4_t acc[R][4];
+  MATMUL_UNROLL
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = vdupq_n_f32(0.f);
+  for (int64_t k = 0; k < kc; k++) {
+    __builtin_prefetch(b + pf);
+    const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8), b3 = vld1q_f32(b + 12);
+    MATMUL_UNROLL
+    for (int r = 0; r < R; r++) {
+      const float ar = a[r];
+      acc[r][0] = vfmaq_n_f32(acc[r][0], b0, ar);
+      acc[r][1] = vfmaq_n_f32(acc[r][1], b1, ar);
+      acc[r][2] = vfmaq_n_f32(acc[r][2], b2, ar);
+      acc[r][3] = vfmaq_n_f32(acc[r][3], b3, ar);
+    }
+    a += kMR;
+    b += kNR;
+  }
+  // a full tile straight into C; a partial one through t and store_tile
+  float t[kMR * kNR];
+  const bool full = nr == kNR;
+  for (int r = 0; r < R; r++)
+    for (int q = 0; q < 4; q++) {
+      float* o = (full ? c + r * ldc : t + r * kNR) + 4 * q;
+      vst1q_f32(o, full && !first ? vaddq_f32(vld1q_f32(o), acc[r][q]) : acc[r][q]);
+    }
+  if (!full) store_tile(t, mr, nr, c, ldc, first);
+}
+#endif
+
 #if IGNIS_X86
 
 // R = mr rows of the tile (1..kMR): short tiles (M % 6, a decode batch) issue only their rows.
@@ -375,6 +411,12 @@ Run::Run(ThreadPool* pool, const Problem& p)
   } else if (has_avx2()) {
     kernels_[1] = kernel_avx2<1>, kernels_[2] = kernel_avx2<2>, kernels_[3] = kernel_avx2<3>;
     kernels_[4] = kernel_avx2<4>, kernels_[5] = kernel_avx2<5>, kernels_[6] = kernel_avx2<6>;
+  }
+#endif
+#if IGNIS_ARM64
+  if (has_neon()) {
+    kernels_[1] = kernel_neon<1>, kernels_[2] = kernel_neon<2>, kernels_[3] = kernel_neon<3>;
+    kernels_[4] = kernel_neon<4>, kernels_[5] = kernel_neon<5>, kernels_[6] = kernel_neon<6>;
   }
 #endif
 }

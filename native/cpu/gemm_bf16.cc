@@ -33,7 +33,11 @@ IGNIS_AVX512_BF16 void tile(int64_t K2, const bf16* a, int64_t lda, const uint32
     for (int r = 0; r < R; r++) {
       uint32_t pair;
       std::memcpy(&pair, a + r * lda + 2 * kp, 4);
-      const __m512bh x = (__m512bh)_mm512_set1_epi32(int(pair));
+      __m512i xi = _mm512_set1_epi32(int(pair));
+      // in a register: clang 16 (zig 0.11's, the musl builds) crashes folding the broadcast into
+      // vdpbf16ps as an embedded-broadcast operand
+      __asm__("" : "+v"(xi));
+      const __m512bh x = (__m512bh)xi;
       acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
     }

@@ -172,6 +172,53 @@ IGNIS_AVX2 void gemv_t_avx2(int64_t M, int64_t K, const float* a, const T* b, in
 }
 #endif
 
+#if IGNIS_ARM64
+// NEON forms of the two GEMVs above. acc [M][w] += a [M, kr] (row stride lda) @ b [kr, w] (row
+// stride ldb): four rows of b a step into each chunk of acc, b widened as it loads.
+template <class T>
+void gemv_nt_neon(int64_t M, int64_t kr, const float* a, int64_t lda, const T* b, int64_t ldb, int64_t w,
+                  float* acc) {
+  const int64_t w4 = w / 4 * 4;
+  int64_t k = 0;
+  for (; k + 4 <= kr; k += 4) {
+    const T* bk = b + k * ldb;
+    for (int64_t m = 0; m < M; m++) {
+      const float* am = a + m * lda + k;
+      float* o = acc + m * w;
+      for (int64_t j = 0; j < w4; j += 4) {
+        float32x4_t u = vfmaq_n_f32(vld1q_f32(o + j), load4(bk + j), am[0]);
+        u = vfmaq_n_f32(u, load4(bk + ldb + j), am[1]);
+        u = vfmaq_n_f32(u, load4(bk + 2 * ldb + j), am[2]);
+        vst1q_f32(o + j, vfmaq_n_f32(u, load4(bk + 3 * ldb + j), am[3]));
+      }
+      for (int64_t j = w4; j < w; j++)
+        for (int r = 0; r < 4; r++) o[j] += am[r] * to_f32(bk[r * ldb + j]);
+    }
+  }
+  if (k < kr) gemv_nt_scalar(M, kr - k, a + k, lda, b + k * ldb, ldb, w, acc);
+}
+
+// b [N, K] at row n0: acc [M][w] = a @ b^T, a dot product per (m, n) in four lanes.
+template <class T>
+void gemv_t_neon(int64_t M, int64_t K, const float* a, const T* b, int64_t w, float* acc) {
+  const int64_t K8 = K / 8 * 8;
+  for (int64_t n = 0; n < w; n++) {
+    const T* bn = b + n * K;
+    for (int64_t m = 0; m < M; m++) {
+      const float* am = a + m * K;
+      float32x4_t s0 = vdupq_n_f32(0.f), s1 = vdupq_n_f32(0.f);
+      for (int64_t k = 0; k < K8; k += 8) {
+        s0 = vfmaq_f32(s0, vld1q_f32(am + k), load4(bn + k));
+        s1 = vfmaq_f32(s1, vld1q_f32(am + k + 4), load4(bn + k + 4));
+      }
+      float t = vaddvq_f32(vaddq_f32(s0, s1));
+      for (int64_t k = K8; k < K; k++) t += am[k] * to_f32(bn[k]);
+      acc[m * w + n] = t;
+    }
+  }
+}
+#endif
+
 // out [M, N] = act(a [M, K] @ b + bias) for M <= 8. b [N, K]: columns (rows of b) split over
 // the pool. b [K, N] with a long K: K split over the pool, each thread streaming its own
 // contiguous rows of b into a private [M, N] sum, the sums added at the end.
@@ -188,10 +235,14 @@ void matmul_small_m(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const T* 
     af = a32.data();
   }
   const bool avx2 = has_avx2();
+  [[maybe_unused]] const bool neon = has_neon();
   // acc [M][w] (+)= a [M, k0:k0+kr] @ b [k0:k0+kr, n0:n0+w]
   auto nt = [&](int64_t k0, int64_t kr, int64_t n0, int64_t w, float* acc) {
 #if IGNIS_X86
     if (avx2) return gemv_nt_avx2(M, kr, af + k0, K, b + k0 * N + n0, N, w, acc);
+#endif
+#if IGNIS_ARM64
+    if (neon) return gemv_nt_neon(M, kr, af + k0, K, b + k0 * N + n0, N, w, acc);
 #endif
     (void)avx2;
     gemv_nt_scalar(M, kr, af + k0, K, b + k0 * N + n0, N, w, acc);
@@ -225,6 +276,10 @@ void matmul_small_m(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const T* 
     std::vector<float> acc(size_t(M * w), 0.f);  // [M][w]
 #if IGNIS_X86
     if (avx2 && transpose_b) gemv_t_avx2(M, K, af, b + n0 * K, w, acc.data());
+    else
+#endif
+#if IGNIS_ARM64
+    if (neon && transpose_b) gemv_t_neon(M, K, af, b + n0 * K, w, acc.data());
     else
 #endif
     if (transpose_b) gemv_t_scalar(M, K, af, b + n0 * K, w, acc.data());

@@ -50,7 +50,7 @@ template <class T>
 void pack_b_nt(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* dst) {
   const auto& d = *static_cast<const DenseB*>(ctx);
   const T* b = static_cast<const T*>(d.b) + k0 * d.ld + j0;
-  const bool avx2 = has_avx2();
+  [[maybe_unused]] const bool avx2 = has_avx2();
   for (int64_t k = 0; k < kc; k++) {
     const T* row = b + k * d.ld;
     // The next call's columns of this row: rows are far apart, so the hardware prefetcher

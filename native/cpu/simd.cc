@@ -11,6 +11,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
+#if IGNIS_ARM64 && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 namespace ignis::cpu {
 
@@ -124,7 +127,31 @@ bool has_amx_int8() {
   return yes;
 }
 
+bool has_neon() {
+  static const bool yes = [] {
+    const char* force = std::getenv("IGNIS_SIMD");
+    return IGNIS_ARM64 && !(force && std::strcmp(force, "scalar") == 0);
+  }();
+  return yes;
+}
+
+bool has_dotprod() {
+  static const bool yes = [] {
+    const char* force = std::getenv("IGNIS_SIMD");
+    if (!has_neon() || (force && std::strcmp(force, "neon") == 0)) return false;
+#if IGNIS_ARM64 && defined(__linux__)
+    return (getauxval(AT_HWCAP) & (1ul << 20)) != 0;  // HWCAP_ASIMDDP
+#elif IGNIS_ARM64 && defined(__APPLE__)
+    return true;  // every Apple silicon core has it
+#else
+    return false;
+#endif
+  }();
+  return yes;
+}
+
 const char* simd_name() {
+  if (has_neon()) return has_dotprod() ? "neon+dotprod" : "neon";
   if (has_amx_int8()) return has_avx512_bf16() ? "avx512+vnni+bf16+amx" : "avx512+vnni+amx";
   if (has_avx512_bf16()) return has_vnni() ? "avx512+vnni+bf16" : "avx512+bf16";
   if (has_avx512()) return has_vnni() ? "avx512+vnni" : "avx512";

@@ -34,6 +34,17 @@
 #define IGNIS_AMX
 #endif
 
+// AArch64: Advanced SIMD (NEON) is part of the architecture; the sdot int8 dot products
+// (ARMv8.2 dotprod) are checked at run time and live in functions marked IGNIS_DOTPROD.
+#if defined(__aarch64__) && !defined(IGNIS_NO_SIMD)
+#define IGNIS_ARM64 1
+#include <arm_neon.h>
+#define IGNIS_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#else
+#define IGNIS_ARM64 0
+#define IGNIS_DOTPROD
+#endif
+
 namespace ignis::cpu {
 
 #if IGNIS_X86
@@ -103,6 +114,17 @@ IGNIS_AVX2 inline __attribute__((always_inline)) void transpose8(const T* src, i
 }
 #endif
 
+#if IGNIS_ARM64
+// Four elements of a float dtype as f32 lanes.
+inline float32x4_t load4(const float* p) { return vld1q_f32(p); }
+inline float32x4_t load4(const f16* p) {
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(reinterpret_cast<const uint16_t*>(p))));
+}
+inline float32x4_t load4(const bf16* p) {
+  return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(reinterpret_cast<const uint16_t*>(p)), 16));
+}
+#endif
+
 // True when the CPU (and OS) support AVX2, FMA and F16C. Cached after the first call.
 // IGNIS_SIMD=scalar in the environment forces the scalar paths (for testing them).
 bool has_avx2();
@@ -117,7 +139,12 @@ bool has_avx512_bf16();
 // AMX-TILE and AMX-INT8 (Linux, with the process granted the tile data state): the int8 GEMM's
 // tdpbusd; off with IGNIS_SIMD=avx512 (or lower).
 bool has_amx_int8();
-// "avx512+vnni+bf16+amx", ..., "avx2+fma" or "scalar": what the kernels use on this machine.
+// AArch64 NEON (always there): the GEMM tile and int8 GEMV; off with IGNIS_SIMD=scalar.
+bool has_neon();
+// AArch64 dotprod (sdot; Linux HWCAP_ASIMDDP, every Apple silicon): the int8-activation GEMV;
+// off with IGNIS_SIMD=neon (or scalar).
+bool has_dotprod();
+// "avx512+vnni+bf16+amx", ..., "avx2+fma", "neon+dotprod", "neon" or "scalar": what the kernels use on this machine.
 const char* simd_name();
 
 }  // namespace ignis::cpu

@@ -14,8 +14,9 @@
 # For the same reason, package.test.ts's "require() and import give the same API" (it starts
 # process.execPath) is left out unless binfmt_misc runs aarch64 binaries here.
 #
-#   scripts/cross/test-arm64.sh            the op suite and test/package.test.ts
-#   scripts/cross/test-arm64.sh --short    a few op files and test/package.test.ts (CI);
+#   scripts/cross/test-arm64.sh            the op suite and test/package.test.ts (and the int8
+#                                          matmul file again without dotprod: IGNIS_SIMD=neon)
+#   scripts/cross/test-arm64.sh --short    a few op files and test/package.test.ts (CI; the same);
 #                                          IGNIS_ARM64_SHORT=1 does the same
 #   scripts/cross/test-arm64.sh FILE...    these test files instead
 # Other arguments that start with - go to vitest. IGNIS_BINARY picks another addon.
@@ -96,5 +97,11 @@ status=0
 # Timeouts: the suite's 60 s per test is for native runs; emulated, only a hang should fail.
 "$qemu" "$node_bin" node_modules/vitest/vitest.mjs run --pool=threads --testTimeout=600000 --hookTimeout=600000 \
   "${name_filter[@]}" "${vitest_args[@]}" "${files[@]}" || status=$?
+# The kernels without dotprod (IGNIS_SIMD=neon: the int8 GEMVs' smull + sadalp) on the matmul
+# files, where the run above took sdot (qemu's default CPU has it).
+if [ "$status" = 0 ] && printf '%s\n' "${files[@]}" | grep -Eq '^test/ops(/matmul_q\.test\.ts)?$'; then
+  IGNIS_SIMD=neon "$qemu" "$node_bin" node_modules/vitest/vitest.mjs run --pool=threads --testTimeout=600000 --hookTimeout=600000 \
+    "${vitest_args[@]}" test/ops/matmul_q.test.ts || status=$?
+fi
 echo "test-arm64: $([ "$status" = 0 ] && echo passed || echo FAILED) in $((SECONDS - start)) s (${files[*]})"
 exit $status
