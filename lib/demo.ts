@@ -169,7 +169,7 @@ function checkModel(r: Result): string {
   for (let k = 0; k < n; k++) if (r.picks[r.prompt - 1 + k] === r.tokens[k]) same++; // position prompt - 1 + k predicts token k
   const need = r.int8Activations ? Math.ceil(0.75 * n) : n - 2;
   if (same < need) throw new Error(`check failed: ${r.name}: forward() picks only ${same} of the ${n} tokens generate() picked`);
-  return `${same}/${n}${r.int8Activations ? ' (decode with int8 activations)' : ''}`;
+  return `${same}/${n}${r.int8Activations ? ' (its steps with int8 activations)' : ''}`;
 }
 
 /**

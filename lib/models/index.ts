@@ -16,6 +16,7 @@ import * as v from '../validate';
 import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, gpt2Tensors, Gpt2Weights, loadGpt2 } from './gpt2';
 import { buildLlama, disposeLlama, LlamaConfig, llamaConfig, llamaTensors, LlamaWeights, loadLlama } from './llama';
 import { tensorBytes } from './weights';
+import { native } from '../binding';
 import { sample as sampleOn } from '../ops';
 import { argmax, samplerFor, samplingParams, SamplingOptions } from './sampling';
 import { loadTokenizer, Tokenizer } from '../tokenizer/tokenizer';
@@ -475,8 +476,7 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   }
   const build = (mode: 'full' | 'step') => {
     const g = graph();
-    // int8 activations in the step graph only: its calls are decode rows (a prompt's prefill
-    // exceeds 8 rows and stays f32 in the kernel anyway)
+    // int8 activations in the step graph only (generate()'s prefill and decode); forward() keeps f32
     const i8 = int8Activations && mode === 'step';
     if (arch.config.modelType === 'gpt2') buildGpt2(g, arch.config, arch.weights as Gpt2Weights, mode, maxSeq, i8);
     else buildLlama(g, arch.config, arch.weights as LlamaWeights, mode, maxSeq, i8);
@@ -491,6 +491,9 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
     // packing and quantizing were queued as the tensors arrived: the model is loaded once they
     // are done (a failure there rejects the load, not the first request)
     await Promise.all(archTensors(arch).map((t) => t.ready()));
+    // The tensors read only to be packed or quantized are freed by now, into the host cache:
+    // return them to the system, or the process keeps the checkpoint's f32 size resident
+    if (device === 'cpu' && (o.quantize === 'int8' || dtype === 'f32')) native().emptyCache('cpu');
   } catch (e) {
     full?.dispose();
     step?.dispose();
