@@ -17,9 +17,23 @@
 
 namespace ignis::cpu {
 
-static bool detect_avx2() {
+// Whether IGNIS_SIMD holds the kernels at `level` (scalar, avx2, avx512, neon).
+static bool forced(const char* level) {
   const char* force = std::getenv("IGNIS_SIMD");
-  if (force && std::strcmp(force, "scalar") == 0) return false;
+  return force && std::strcmp(force, level) == 0;
+}
+
+#if IGNIS_X86 && (defined(__clang__) || defined(__GNUC__))
+// XCR0's low word: the state components the OS saves (YMM, opmask/ZMM, AMX tiles).
+static unsigned xcr0() {
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return lo;
+}
+#endif
+
+static bool detect_avx2() {
+  if (forced("scalar")) return false;
 #if IGNIS_X86 && defined(__clang__)
   // clang's __builtin_cpu_supports needs compiler-rt's cpu model (__cpu_model), which zig's
   // compiler-rt (the musl builds) lacks, so clang asks cpuid itself: AVX2 (leaf 7 EBX 5), FMA and
@@ -28,9 +42,7 @@ static bool detect_avx2() {
   if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
   const bool fma = c & (1u << 12), osxsave = c & (1u << 27), f16c = c & (1u << 29);
   if (!fma || !osxsave || !f16c) return false;
-  unsigned xcr0_lo, xcr0_hi;
-  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-  if ((xcr0_lo & 6u) != 6u) return false;
+  if ((xcr0() & 6u) != 6u) return false;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
   return b & (1u << 5);
 #elif IGNIS_X86 && defined(__GNUC__)
@@ -58,27 +70,13 @@ static Leaf7 leaf7_avx512() {
   static const Leaf7 leaf = [] {
     Leaf7 l;
     if (!has_avx2()) return l;
-    const char* force = std::getenv("IGNIS_SIMD");
-    if (force && std::strcmp(force, "avx2") == 0) return l;
+    if (forced("avx2")) return l;
 #if IGNIS_X86 && (defined(__clang__) || defined(__GNUC__))
     unsigned a, bb, cc, d;
-#if defined(__clang__)
     if (!__get_cpuid_count(7, 0, &a, &bb, &cc, &d)) return l;
-#else
-    __cpuid_count(7, 0, a, bb, cc, d);
-#endif
-    unsigned xcr0_lo, xcr0_hi;
-    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-    if ((xcr0_lo & 0xE6u) != 0xE6u) return l;
+    if ((xcr0() & 0xE6u) != 0xE6u) return l;
     l.b = bb, l.c = cc, l.d = d;
-    if (a >= 1) {  // the highest subleaf
-#if defined(__clang__)
-      __get_cpuid_count(7, 1, &a, &bb, &cc, &d);
-#else
-      __cpuid_count(7, 1, a, bb, cc, d);
-#endif
-      l.a1 = a;
-    }
+    if (a >= 1 && __get_cpuid_count(7, 1, &a, &bb, &cc, &d)) l.a1 = a;  // a: the highest subleaf
 #endif
     return l;
   }();
@@ -100,9 +98,7 @@ bool has_avx512() {
 // AVX512_BF16 (subleaf 1 EAX 5) with the rest of AVX-512; IGNIS_SIMD=avx512 leaves it out.
 bool has_avx512_bf16() {
   static const bool yes = [] {
-    const char* force = std::getenv("IGNIS_SIMD");
-    if (force && std::strcmp(force, "avx512") == 0) return false;
-    return has_avx512() && (leaf7_avx512().a1 & (1u << 5)) != 0;
+    return !forced("avx512") && has_avx512() && (leaf7_avx512().a1 & (1u << 5)) != 0;
   }();
   return yes;
 }
@@ -111,13 +107,9 @@ bool has_avx512_bf16() {
 // and 18), and Linux granting this process the tile data (arch_prctl ARCH_REQ_XCOMP_PERM, once).
 bool has_amx_int8() {
   static const bool yes = [] {
-    const char* force = std::getenv("IGNIS_SIMD");
-    if (force && std::strcmp(force, "avx512") == 0) return false;
-    if (!has_avx512() || (leaf7_avx512().d & (3u << 24)) != (3u << 24)) return false;
+    if (forced("avx512") || !has_avx512() || (leaf7_avx512().d & (3u << 24)) != (3u << 24)) return false;
 #if IGNIS_X86 && defined(__linux__) && (defined(__clang__) || defined(__GNUC__))
-    unsigned xcr0_lo, xcr0_hi;
-    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-    if ((xcr0_lo & (3u << 17)) != (3u << 17)) return false;
+    if ((xcr0() & (3u << 17)) != (3u << 17)) return false;
     constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
     return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
 #else
@@ -129,16 +121,14 @@ bool has_amx_int8() {
 
 bool has_neon() {
   static const bool yes = [] {
-    const char* force = std::getenv("IGNIS_SIMD");
-    return IGNIS_ARM64 && !(force && std::strcmp(force, "scalar") == 0);
+    return IGNIS_ARM64 && !forced("scalar");
   }();
   return yes;
 }
 
 bool has_dotprod() {
   static const bool yes = [] {
-    const char* force = std::getenv("IGNIS_SIMD");
-    if (!has_neon() || (force && std::strcmp(force, "neon") == 0)) return false;
+    if (!has_neon() || forced("neon")) return false;
 #if IGNIS_ARM64 && defined(__linux__)
     return (getauxval(AT_HWCAP) & (1ul << 20)) != 0;  // HWCAP_ASIMDDP
 #elif IGNIS_ARM64 && defined(__APPLE__)

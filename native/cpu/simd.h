@@ -1,6 +1,7 @@
 // Run-time choice of vector code. AVX2/FMA code lives in functions marked IGNIS_AVX2 (a
 // per-function target, so the rest of the binary stays baseline x86-64 and one build runs on
-// any x86-64 CPU); callers check has_avx2() first. Elsewhere (arm64) only the scalar paths build.
+// any x86-64 CPU); callers check has_avx2() first. On arm64: NEON, and dotprod checked at run
+// time (below).
 #pragma once
 #include <cstdint>
 
@@ -9,30 +10,21 @@
 #if (defined(__x86_64__) || defined(_M_X64)) && !defined(IGNIS_NO_SIMD)
 #define IGNIS_X86 1
 #include <immintrin.h>
-#if defined(__GNUC__) || defined(__clang__)
-#define IGNIS_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define IGNIS_VNNI __attribute__((target("avx2,fma,f16c,avx512vnni,avx512vl")))
-#define IGNIS_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq")))
-#define IGNIS_AVX512_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512vnni")))
-#define IGNIS_AVX512_BF16 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")))
-#define IGNIS_AMX __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,amx-tile,amx-int8")))
-#else
-#define IGNIS_AVX2
-#define IGNIS_VNNI
-#define IGNIS_AVX512
-#define IGNIS_AVX512_VNNI
-#define IGNIS_AVX512_BF16
-#define IGNIS_AMX
-#endif
 #else
 #define IGNIS_X86 0
-#define IGNIS_AVX2
-#define IGNIS_VNNI
-#define IGNIS_AVX512
-#define IGNIS_AVX512_VNNI
-#define IGNIS_AVX512_BF16
-#define IGNIS_AMX
 #endif
+// A function's x86 target: its features where the kernels build them, else nothing.
+#if IGNIS_X86 && (defined(__GNUC__) || defined(__clang__))
+#define IGNIS_X86_TARGET(features) __attribute__((target(features)))
+#else
+#define IGNIS_X86_TARGET(features)
+#endif
+#define IGNIS_AVX2 IGNIS_X86_TARGET("avx2,fma,f16c")
+#define IGNIS_VNNI IGNIS_X86_TARGET("avx2,fma,f16c,avx512vnni,avx512vl")
+#define IGNIS_AVX512 IGNIS_X86_TARGET("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq")
+#define IGNIS_AVX512_VNNI IGNIS_X86_TARGET("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512vnni")
+#define IGNIS_AVX512_BF16 IGNIS_X86_TARGET("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")
+#define IGNIS_AMX IGNIS_X86_TARGET("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,amx-tile,amx-int8")
 
 // AArch64: Advanced SIMD (NEON) is part of the architecture; the sdot int8 dot products
 // (ARMv8.2 dotprod) are checked at run time and live in functions marked IGNIS_DOTPROD.
