@@ -634,31 +634,18 @@ void qgemm_vnni(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group
     std::vector<float> sw(size_t(G * kQCols));
     alignas(64) float tile[16 * kQCols];
     const QChunk c{b.data(), ncorr.data(), sw.data()};
+    using Tile = void (*)(int64_t, int64_t, const uint8_t*, const float*, const QChunk&, float*);
+    constexpr Tile kTiles[gemm::kMR + 1] = {nullptr,          qgemm_tile<1>, qgemm_tile<2>, qgemm_tile<3>,
+                                            qgemm_tile<4>,    qgemm_tile<5>, qgemm_tile<6>};
+    const int64_t step = amx ? 16 : gemm::kMR;  // rows a block (AMX) or tile (VNNI) takes
     for (int64_t ch = c0; ch < c1; ch++) {
       const int64_t j0 = ch * kQCols, nr = std::min(kQCols, N - j0);
       pack_q_chunk(q, scales, K, group, j0, nr, c);
-      if (amx) {
-        for (int64_t m = 0; m < M; m += 16) {
-          qgemm_amx_block(K, group, xu.data() + m * K, xs.data() + m * G, c, tile);
-          for (int64_t r = 0; r < std::min<int64_t>(16, M - m); r++)
-            gemm::epilogue_row(tile + r * kQCols, nr, bias ? advance(bias, dt, j0) : nullptr, dt, act,
-                               advance(out, dt, (m + r) * N + j0));
-        }
-        continue;
-      }
-      for (int64_t m = 0; m < M; m += gemm::kMR) {
-        const int64_t mr = std::min(gemm::kMR, M - m);
-        const uint8_t* xm = xu.data() + m * K;
-        const float* sm = xs.data() + m * G;
-        switch (mr) {
-          case 1: qgemm_tile<1>(K, group, xm, sm, c, tile); break;
-          case 2: qgemm_tile<2>(K, group, xm, sm, c, tile); break;
-          case 3: qgemm_tile<3>(K, group, xm, sm, c, tile); break;
-          case 4: qgemm_tile<4>(K, group, xm, sm, c, tile); break;
-          case 5: qgemm_tile<5>(K, group, xm, sm, c, tile); break;
-          default: qgemm_tile<6>(K, group, xm, sm, c, tile); break;
-        }
-        for (int64_t r = 0; r < mr; r++)
+      for (int64_t m = 0; m < M; m += step) {
+        const int64_t rows = std::min(step, M - m);
+        if (amx) qgemm_amx_block(K, group, xu.data() + m * K, xs.data() + m * G, c, tile);
+        else kTiles[rows](K, group, xu.data() + m * K, xs.data() + m * G, c, tile);
+        for (int64_t r = 0; r < rows; r++)
           gemm::epilogue_row(tile + r * kQCols, nr, bias ? advance(bias, dt, j0) : nullptr, dt, act,
                              advance(out, dt, (m + r) * N + j0));
       }
@@ -716,8 +703,23 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
   // M <= 8, or int8 activations without the integer GEMM (no AVX-512 VNNI, or groups not a
   // multiple of 32): each thread streams its share of q's rows once.
   const int64_t G = K / group;
-  const bool avx2 = has_avx2(), vnni = has_vnni();
-  [[maybe_unused]] const bool neon = has_neon(), sdot = has_dotprod();
+  // the GEMVs of this CPU: int8 activations (integer dot products) and f32 ones
+  using GemvI8 = void (*)(int64_t, int64_t, int64_t, const int8_t*, const float*, const int8_t*, const float*, int64_t,
+                          float*);
+  using GemvF32 = void (*)(int64_t, int64_t, int64_t, const float*, const int8_t*, const float*, int64_t, float*);
+  GemvI8 gemv_i8 = qgemv_i8_scalar;
+  GemvF32 gemv_f32 = qgemv_scalar;
+  [[maybe_unused]] const bool vnni = has_vnni();
+#if IGNIS_X86
+  if (vnni) gemv_i8 = qgemv_i8_vnni;
+  else if (has_avx2()) gemv_i8 = qgemv_i8_avx2;
+  if (has_avx2()) gemv_f32 = qgemv_avx2;
+#endif
+#if IGNIS_ARM64
+  if (has_dotprod()) gemv_i8 = qgemv_i8_sdot;
+  else if (has_neon()) gemv_i8 = qgemv_i8_neon;
+  if (has_neon()) gemv_f32 = qgemv_neon;
+#endif
   // int8 activations: x quantized once per call, every weight row then an integer dot product
   std::vector<int8_t> xq;
   std::vector<float> xs;
@@ -748,33 +750,12 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
   auto cols = [&](int64_t n0, int64_t n1) {
     const int64_t w = n1 - n0;
     std::vector<float> acc(size_t(M * w));  // [M][w]
-    if (quantize_x) {
 #if IGNIS_X86
-      if (row512) qgemv_i8_row512(K, group, xrow, qp + n0 * K, sp + n0 * G, w, acc.data());
-      else if (vnni) qgemv_i8_vnni(M, K, group, xq.data(), xs.data(), qp + n0 * K, sp + n0 * G, w, acc.data());
-      else if (avx2) qgemv_i8_avx2(M, K, group, xq.data(), xs.data(), qp + n0 * K, sp + n0 * G, w, acc.data());
-      else
-#endif
-#if IGNIS_ARM64
-      if (sdot) qgemv_i8_sdot(M, K, group, xq.data(), xs.data(), qp + n0 * K, sp + n0 * G, w, acc.data());
-      else if (neon) qgemv_i8_neon(M, K, group, xq.data(), xs.data(), qp + n0 * K, sp + n0 * G, w, acc.data());
-      else
-#endif
-        qgemv_i8_scalar(M, K, group, xq.data(), xs.data(), qp + n0 * K, sp + n0 * G, w, acc.data());
-    } else
-#if IGNIS_X86
-    if (avx2) qgemv_avx2(M, K, group, xf, qp + n0 * K, sp + n0 * G, w, acc.data());
+    if (row512) qgemv_i8_row512(K, group, xrow, qp + n0 * K, sp + n0 * G, w, acc.data());
     else
 #endif
-#if IGNIS_ARM64
-    if (neon) qgemv_neon(M, K, group, xf, qp + n0 * K, sp + n0 * G, w, acc.data());
-    else
-#endif
-    {
-      (void)avx2;
-      (void)vnni;
-      qgemv_scalar(M, K, group, xf, qp + n0 * K, sp + n0 * G, w, acc.data());
-    }
+    if (quantize_x) gemv_i8(M, K, group, xq.data(), xs.data(), qp + n0 * K, sp + n0 * G, w, acc.data());
+    else gemv_f32(M, K, group, xf, qp + n0 * K, sp + n0 * G, w, acc.data());
     for (int64_t m = 0; m < M; m++)
       gemm::epilogue_row(acc.data() + m * w, w, biasp ? advance(biasp, dt, n0) : nullptr, dt, act,
                          advance(out.raw(), dt, m * N + n0));
