@@ -19,29 +19,18 @@ IGNIS_AVX2 void widen16(const T* src, float* dst) {
   _mm256_storeu_ps(dst + 8, load8(src + 8));
 }
 
-// A full panel of b [N, ld] (B transposed) from column 0: 8 x 8 blocks, widened as they load
-// (f16/bf16: a reduced-precision model's weights, packed once per K block of a prefill). Returns
-// the columns done (the multiple of 8 below kc).
+// 16 rows of b (row stride ld) from column 0 into o [k][ldo] columns 0-15: 8 x 8 blocks, widened
+// to f32 as they load (f16/bf16: a reduced-precision model's weights, packed once per K block of a
+// prefill; f32 bits move unchanged, so 4-byte words of any kind go through as floats). Returns the
+// columns done (the multiple of 8 below kc).
 template <class T>
-IGNIS_AVX2 int64_t pack_panel_t_avx2(const T* b, int64_t ld, int64_t kc, float* o) {
+IGNIS_AVX2 int64_t transpose16_avx2(const T* b, int64_t ld, int64_t kc, float* o, int64_t ldo) {
   int64_t k = 0;
   for (; k + 8 <= kc; k += 8) {
-    transpose8(b + k, ld, o + k * kNR, kNR);
-    transpose8(b + 8 * ld + k, ld, o + k * kNR + 8, kNR);
+    transpose8(b + k, ld, o + k * ldo, ldo);
+    transpose8(b + 8 * ld + k, ld, o + k * ldo + 8, ldo);
   }
   return k;
-}
-
-// 16 rows of words into dst [w][kWordCols] columns 0-15, 8 words a step; returns the words done.
-IGNIS_AVX2 int64_t transpose_words_avx2(const uint32_t* src, int64_t ld, int64_t nw, uint32_t* dst) {
-  const float* s = reinterpret_cast<const float*>(src);
-  float* d = reinterpret_cast<float*>(dst);
-  int64_t w = 0;
-  for (; w + 8 <= nw; w += 8) {
-    transpose8(s + w, ld, d + w * kWordCols, kWordCols);
-    transpose8(s + 8 * ld + w, ld, d + w * kWordCols + 8, kWordCols);
-  }
-  return w;
 }
 #endif
 
@@ -89,7 +78,7 @@ void pack_b_t(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, fl
     float* o = dst + (j / kNR) * kc * kNR;
     int64_t k = 0;
 #if IGNIS_X86
-    if (nr == kNR && has_avx2()) k = pack_panel_t_avx2(b, d.ld, kc, o);
+    if (nr == kNR && has_avx2()) k = transpose16_avx2(b, d.ld, kc, o, kNR);
 #endif
     for (; k < kc; k++) {
       float* ok = o + k * kNR;
@@ -107,7 +96,9 @@ void pack_word_chunk(const uint32_t* src, int64_t ld, int64_t nw, int64_t nr, ui
     int64_t w = 0;
 #if IGNIS_X86
     // 8 x 8 transposes of the words as floats (bits moved, never computed on)
-    if (rows == 16 && has_avx2()) w = transpose_words_avx2(src + p * ld, ld, nw, dst + p);
+    if (rows == 16 && has_avx2())
+      w = transpose16_avx2(reinterpret_cast<const float*>(src + p * ld), ld, nw, reinterpret_cast<float*>(dst + p),
+                           kWordCols);
 #endif
     for (; w < nw; w++)
       for (int64_t r = 0; r < 16; r++) {
