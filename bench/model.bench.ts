@@ -12,7 +12,7 @@ import { writeRandomCheckpoint } from '../lib/models/random';
 import { GgufType, writeLlamaGguf } from './gguf';
 import type { PeerJob, PeerResult, Precision } from './model-peer';
 import { measureBandwidth } from './peak';
-import { printTable } from './table';
+import { median, printTable } from './table';
 
 /** The issue's model: hidden 2048, 16 layers, 32 heads / 8 KV heads, intermediate 5632, vocab 32000 (852M parameters). */
 const FULL = { hidden: 2048, layers: 16, heads: 32, kvHeads: 8, intermediate: 5632, vocab: 32000, maxPositions: 2048 };
@@ -64,12 +64,6 @@ function runPeer(spec: Omit<PeerJob, 'out'>): PeerResult {
   if (r.status !== 0) throw new Error(`${job.engine} ${job.precision} x${job.threads} failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
   return JSON.parse(fs.readFileSync(job.out, 'utf8')) as PeerResult;
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 /** Bytes a decode step streams at least: every linear weight once (the LM head included; one embedding row, no norms). */
 function stepBytes(shape: Shape, engine: 'ignis' | 'llama.cpp', p: Precision): number {

@@ -6,6 +6,7 @@ import * as ignis from '../lib/index';
 import * as onnx from './onnx';
 import { measureBandwidth } from './peak';
 import { NumpyCase, NumpyPeer, onnxruntime, OrtInputs, ortRunner } from './peers';
+import { median } from './table';
 
 export interface Row {
   area: string;
@@ -214,10 +215,6 @@ async function medianMs(name: string, fn: () => Promise<unknown>, quick: boolean
   return r?.latency?.p50 ?? NaN;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 // Lets a peer's idle worker threads stop spinning before the next one runs: ORT's briefly,
 // OpenBLAS's for 2^28 cycles (its default thread timeout, ~0.1 s here) after numpy's last call.
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
