@@ -89,6 +89,10 @@ export async function benchLlama(quick: boolean, log: (s: string) => void): Prom
     console.log(`\nllama: skipped (${why})`);
     return;
   }
+  // --precision=f16,int8: only those rows (a kernel's turn-around; the table says which ran)
+  const precArg = process.argv.find((a) => a.startsWith('--precision='));
+  const precisions = precArg ? (precArg.slice('--precision='.length).split(',') as Precision[]) : PRECISIONS;
+  for (const p of precisions) if (!PRECISIONS.includes(p)) throw new Error(`llama: unknown --precision '${p}' (known: ${PRECISIONS.join(', ')})`);
   const shape = quick ? QUICK : FULL;
   const threadCounts = quick ? [2] : [1, 2];
   const prompts = quick ? [128] : [128, 512];
@@ -99,7 +103,7 @@ export async function benchLlama(quick: boolean, log: (s: string) => void): Prom
 
   // 1. Agreement: logits after a 32-token prompt and 16 greedy tokens, llama.cpp's attention in f32.
   const checks: string[][] = [];
-  for (const p of PRECISIONS) {
+  for (const p of precisions) {
     log(`  llama: checking ${p}`);
     const job = { ...base, precision: p, threads: os.availableParallelism(), check: { prompt: 32 }, decode: 16 };
     const a = runPeer({ ...job, engine: 'ignis', model: model('ignis', p) });
@@ -129,7 +133,7 @@ export async function benchLlama(quick: boolean, log: (s: string) => void): Prom
     for (const threads of threadCounts) {
       const m = measureBandwidth(threads);
       if (m) (bw[threads] ??= []).push(m.readGBs);
-      for (const p of PRECISIONS) {
+      for (const p of precisions) {
         const order: Cell['engine'][] = r % 2 ? ['llama.cpp', 'ignis'] : ['ignis', 'llama.cpp'];
         for (const engine of order) {
           log(`  llama: round ${r + 1}/${rounds}, ${threads} thread(s), ${p}, ${engine}`);
@@ -151,7 +155,7 @@ export async function benchLlama(quick: boolean, log: (s: string) => void): Prom
   const body: string[][] = [];
   for (const threads of threadCounts) {
     const gbs = bw[threads] ? median(bw[threads]) : undefined;
-    for (const p of PRECISIONS) {
+    for (const p of precisions) {
       const a = cell('ignis', p, threads), b = cell('llama.cpp', p, threads);
       const row = [p === 'int8' ? 'int8 g32 / Q8_0' : p, String(threads)];
       for (const n of prompts) {

@@ -18,12 +18,13 @@ namespace ignis::cpu {
 namespace gemm {
 namespace {
 
-// Block sizes for this class of core (Zen 3: 32 KB L1d, 512 KB L2, shared 32 MB L3); measured
-// on 1024^3 and 2048^3 f32, where KC = 512 halves the passes over C against KC = 256.
-constexpr int64_t kKC = 512;       // K block: a B micro-panel (KC x 16 f32, 32 KB) is read from L1
+// Block sizes, measured on 1024^3 and 2048^3 f32 (an AVX-512 Xeon: 48 KB L1d, 2 MB L2; earlier
+// Zen 3). KC = 1024 beat 512 at both levels (fewer passes over C, and half the K blocks, each a
+// pack of B and two joins): the B micro-panels stream from L2, prefetched, the A panels from L1/L2.
+constexpr int64_t kKC = 1024;      // K block
 constexpr int64_t kKCSmall = 256;  // K block when B is packed panel by panel (small M) or N is narrow
-constexpr int64_t kMC = 72;        // M block: the packed A block (MC x KC f32, 144 KB) stays in L2
-constexpr int64_t kNC = 2048;      // N block: the packed B block (KC x NC f32, 4 MB) stays in L3
+constexpr int64_t kMC = 72;        // M block: the packed A block (MC x KC f32, 288 KB) stays in L2
+constexpr int64_t kNC = 2048;      // N block: the packed B block (KC x NC f32, 8 MB) stays in L3
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -214,12 +215,15 @@ IGNIS_AVX512 void kernel_avx512(int64_t kc, const float* a, const float* b, floa
   store_tile(t, mr, nr, c, ldc, first);
 }
 
-// C [mr, 32] (=|+=) A panel [kc][kMR] @ two B panels side by side (b0, b1: [kc][kNR] each): a
-// 6 x 32 tile, 12 accumulators, each k reading 2 B vectors and 6 broadcasts for 12 FMAs (the
-// 6 x 16 tile reads 7 loads for 6). Full panels only.
+// C [R, 32] (=|+=) A panels @ two B panels side by side (b0, b1: [kc][kNR] each), for R <= 12:
+// rows 0..5 from the A panel a0, rows 6.. from a1 ([kc][kMR] each). At R = 12, 24 accumulators,
+// each k reading 2 B vectors and 12 broadcasts for 24 FMAs, so B (which does not stay in L1 at
+// KC = 1024) is read from L2 once per 12 rows; the 6 x 16 tile reads 7 loads for 6 FMAs. Full
+// panels only.
 template <int R>
-IGNIS_AVX512 void kernel2_avx512(int64_t kc, const float* a, const float* b0, const float* b1, float* c, int64_t ldc,
-                                 bool first, int64_t pf) {
+IGNIS_AVX512 void kernel32_avx512(int64_t kc, const float* a0, const float* a1, const float* b0, const float* b1,
+                                  float* c, int64_t ldc, bool first, int64_t pf) {
+  static_assert(R >= 1 && R <= 2 * kMR);
   __m512 acc[R][2];
   MATMUL_UNROLL
   for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -229,11 +233,12 @@ IGNIS_AVX512 void kernel2_avx512(int64_t kc, const float* a, const float* b0, co
     const __m512 v0 = _mm512_loadu_ps(b0), v1 = _mm512_loadu_ps(b1);
     MATMUL_UNROLL
     for (int r = 0; r < R; r++) {
-      const __m512 av = _mm512_set1_ps(a[r]);
+      const __m512 av = _mm512_set1_ps(r < kMR ? a0[r] : a1[r - kMR]);
       acc[r][0] = _mm512_fmadd_ps(av, v0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(av, v1, acc[r][1]);
     }
-    a += kMR;
+    a0 += kMR;
+    a1 += kMR;
     b0 += kNR;
     b1 += kNR;
   }
@@ -363,7 +368,7 @@ class Run {
   void tiles(const Block& b, const float* ap, int64_t rows, int64_t row0, const float* bp, int64_t j, int64_t nr,
              int64_t kc, bool first, bool last, int64_t pf = kPrefetch) const;
   // The same over two full panels side by side (bp0 at column j, bp1 at j + kNR), where the
-  // 32-column tile kernel exists (AVX-512).
+  // 32-column tile kernels exist (AVX-512): 12-row tiles, then 6-row ones for the rest.
   void tiles2(const Block& b, const float* ap, int64_t rows, int64_t row0, const float* bp0, const float* bp1, int64_t j,
               int64_t kc, bool first, bool last) const;
   // After the last K block: C's rows [row, row + mr) x columns [j, j + nr) through the epilogue
@@ -386,7 +391,8 @@ class Run {
   float* bpack_ = nullptr;  // the shared packed B block, taken on first use
   float* a_all_ = nullptr;  // all of A packed once (a row block's), when a_once
   Kernel kernels_[kMR + 1];  // kernels_[mr]: the tile kernel for mr rows
-  using Kernel2 = void (*)(int64_t kc, const float* a, const float* b0, const float* b1, float* c, int64_t ldc, bool first, int64_t pf);
+  using Kernel2 = void (*)(int64_t kc, const float* a0, const float* a1, const float* b0, const float* b1, float* c,
+                           int64_t ldc, bool first, int64_t pf);
   Kernel2 kernels2_[kMR + 1] = {};  // the 32-column tile kernels (null: none)
 };
 
@@ -406,8 +412,8 @@ Run::Run(ThreadPool* pool, const Problem& p)
   if (has_avx512()) {
     kernels_[1] = kernel_avx512<1>, kernels_[2] = kernel_avx512<2>, kernels_[3] = kernel_avx512<3>;
     kernels_[4] = kernel_avx512<4>, kernels_[5] = kernel_avx512<5>, kernels_[6] = kernel_avx512<6>;
-    kernels2_[1] = kernel2_avx512<1>, kernels2_[2] = kernel2_avx512<2>, kernels2_[3] = kernel2_avx512<3>;
-    kernels2_[4] = kernel2_avx512<4>, kernels2_[5] = kernel2_avx512<5>, kernels2_[6] = kernel2_avx512<6>;
+    kernels2_[1] = kernel32_avx512<1>, kernels2_[2] = kernel32_avx512<2>, kernels2_[3] = kernel32_avx512<3>;
+    kernels2_[4] = kernel32_avx512<4>, kernels2_[5] = kernel32_avx512<5>, kernels2_[6] = kernel32_avx512<6>;
   } else if (has_avx2()) {
     kernels_[1] = kernel_avx2<1>, kernels_[2] = kernel_avx2<2>, kernels_[3] = kernel_avx2<3>;
     kernels_[4] = kernel_avx2<4>, kernels_[5] = kernel_avx2<5>, kernels_[6] = kernel_avx2<6>;
@@ -472,10 +478,18 @@ void Run::finish(const Block& b, int64_t row, int64_t mr, int64_t j, int64_t nr)
 
 void Run::tiles2(const Block& b, const float* ap, int64_t rows, int64_t row0, const float* bp0, const float* bp1,
                  int64_t j, int64_t kc, bool first, bool last) const {
-  for (int64_t i = 0; i < rows; i += kMR) {
+  int64_t i = 0;
+#if IGNIS_X86
+  for (; i + 2 * kMR <= rows; i += 2 * kMR) {  // two full row panels: the 12 x 32 tile
+    float* c = b.C + (row0 + i) * b.ldc + j;
+    kernel32_avx512<2 * kMR>(kc, ap + i * kc, ap + (i + kMR) * kc, bp0, bp1, c, b.ldc, first, kPrefetch);
+    if (last) finish(b, row0 + i, 2 * kMR, j, 2 * kNR);
+  }
+#endif
+  for (; i < rows; i += kMR) {
     const int64_t mr = std::min(kMR, rows - i);
     float* c = b.C + (row0 + i) * b.ldc + j;
-    kernels2_[mr](kc, ap + i * kc, bp0, bp1, c, b.ldc, first, kPrefetch);
+    kernels2_[mr](kc, ap + i * kc, ap + i * kc, bp0, bp1, c, b.ldc, first, kPrefetch);  // rows < 6: a1 unread
     if (last) finish(b, row0 + i, mr, j, 2 * kNR);
   }
 }

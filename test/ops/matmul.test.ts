@@ -27,7 +27,8 @@ const cases: MatmulCase[] = [
   { a: [16, 16], b: [16, 16] },
   { a: [65, 17], b: [17, 31] },
   { a: [3, 1000], b: [1000, 5] }, // long reduction
-  { a: [80, 600], b: [2100, 600], transposeB: true }, // two row blocks, two N blocks (A packed once for both), K past a block
+  { a: [80, 600], b: [2100, 600], transposeB: true }, // two row blocks, two N blocks (A packed once for both)
+  { a: [150, 1100], b: [1100, 70] }, // 12- and 6-row tiles over 32- and 16-column ones, K past a block (1024)
   { a: [1, 7], b: [33, 7], transposeB: true },
   { a: [33, 129], b: [7, 129], transposeB: true },
   { a: [129, 64], b: [129, 64], transposeB: true },
