@@ -160,9 +160,34 @@ function packageVersion(): string {
   }
 }
 
+// The environment variables the addon reads, each with the values it takes: a value it does not
+// take is an error at load, not a setting silently ignored (a misspelt IGNIS_SIMD would otherwise
+// run the default kernels under a benchmark that believes it forced a lower path).
+const simdLevels = (arch: string): string[] =>
+  arch === 'x64' ? ['scalar', 'avx2', 'avx512'] : arch === 'arm64' ? ['scalar', 'neon'] : ['scalar'];
+const ENVIRONMENT: Record<string, { takes: (v: string, arch: string) => boolean; what: (arch: string) => string }> = {
+  IGNIS_SIMD: { takes: (v, arch) => simdLevels(arch).includes(v), what: (arch) => `one of ${simdLevels(arch).join(', ')} (on ${arch})` },
+  IGNIS_THREADS: { takes: (v) => /^[0-9]+$/.test(v) && +v >= 1 && +v <= 1024, what: () => 'an integer from 1 to 1024' },
+  IGNIS_CPU_CACHE_BYTES: { takes: (v) => /^[0-9]+$/.test(v) && Number.isSafeInteger(+v), what: () => 'a byte count (decimal digits)' },
+  IGNIS_CUDA_GRAPHS: { takes: (v) => v === '0' || v === '1', what: () => "'0' (off) or '1'" },
+  IGNIS_CUDA_UNVERIFIED_ATTENTION: { takes: (v) => v === '0' || v === '1', what: () => "'0' or '1' (on)" },
+};
+
+/** Throws E_CONFIG naming the first IGNIS_* variable whose value the addon does not take (empty = unset). */
+export function checkEnvironment(env: NodeJS.ProcessEnv = process.env, arch: string = process.arch): void {
+  for (const [name, rule] of Object.entries(ENVIRONMENT)) {
+    const v = env[name];
+    if (v === undefined || v === '' || rule.takes(v, arch)) continue;
+    throw new IgnisError('E_CONFIG', `ignis: ${name}=${JSON.stringify(v)} is not a value it takes: use ${rule.what(arch)}, or leave it unset`);
+  }
+}
+
 let cached: NativeBinding | undefined;
-// The loaded addon; loads it on first use.
+// The loaded addon; loads it on first use, after checking the environment it reads.
 export function native(): NativeBinding {
-  if (!cached) cached = loadBinding();
+  if (!cached) {
+    checkEnvironment();
+    cached = loadBinding();
+  }
   return cached;
 }

@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'E_ARGUMENT'
   | 'E_INDEX'
   | 'E_INTERNAL'
-  | 'E_LOAD';
+  | 'E_LOAD'
+  | 'E_CONFIG';
 
 export class IgnisError extends Error {
   readonly code: ErrorCode;

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import * as ignis from '../lib/index';
-import { candidatePaths, linuxLibc, loadBinding, NATIVE_EXPORTS, platformTarget, TARGETS } from '../lib/binding';
+import { candidatePaths, checkEnvironment, linuxLibc, loadBinding, NATIVE_EXPORTS, platformTarget, TARGETS } from '../lib/binding';
 import { checkTables, NativeTables, OP_PARAMS } from '../lib/native-tables';
 import { absorbOnce } from './helpers';
 
@@ -86,6 +86,47 @@ describe('loader', () => {
       fs.rmSync(app, { recursive: true, force: true });
       vi.unstubAllEnvs();
     }
+  });
+});
+
+describe('environment', () => {
+  const code = (f: () => void): string | undefined => {
+    try {
+      f();
+    } catch (e) {
+      expect(e).toBeInstanceOf(ignis.IgnisError);
+      return `${(e as ignis.IgnisError).code}: ${(e as Error).message}`;
+    }
+    return undefined;
+  };
+  it('takes the values each IGNIS_* variable documents, and unset or empty', () => {
+    for (const env of [{}, { IGNIS_SIMD: '' }, { IGNIS_SIMD: 'avx2' }, { IGNIS_SIMD: 'avx512', IGNIS_THREADS: '2' }, { IGNIS_THREADS: '1024' },
+      { IGNIS_CPU_CACHE_BYTES: '0' }, { IGNIS_CUDA_GRAPHS: '0' }, { IGNIS_CUDA_UNVERIFIED_ATTENTION: '1' }])
+      expect(code(() => checkEnvironment(env, 'x64')), JSON.stringify(env)).toBeUndefined();
+    expect(code(() => checkEnvironment({ IGNIS_SIMD: 'neon' }, 'arm64'))).toBeUndefined();
+  });
+  it('refuses a value the addon would ignore, naming the variable and what it takes', () => {
+    expect(code(() => checkEnvironment({ IGNIS_SIMD: 'avx3' }, 'x64'))).toMatch(/^E_CONFIG: .*IGNIS_SIMD="avx3".*scalar, avx2, avx512 \(on x64\)/);
+    expect(code(() => checkEnvironment({ IGNIS_SIMD: 'avx2' }, 'arm64'))).toMatch(/^E_CONFIG: .*IGNIS_SIMD="avx2".*scalar, neon/);
+    expect(code(() => checkEnvironment({ IGNIS_SIMD: 'AVX2' }, 'x64'))).toMatch(/IGNIS_SIMD/);
+    for (const t of ['0', '-1', '2x', '1025', ' 2']) expect(code(() => checkEnvironment({ IGNIS_THREADS: t }, 'x64')), t).toMatch(/^E_CONFIG: .*IGNIS_THREADS.*1 to 1024/);
+    expect(code(() => checkEnvironment({ IGNIS_CPU_CACHE_BYTES: '1e9' }, 'x64'))).toMatch(/IGNIS_CPU_CACHE_BYTES="1e9"/);
+    expect(code(() => checkEnvironment({ IGNIS_CUDA_GRAPHS: 'off' }, 'x64'))).toMatch(/IGNIS_CUDA_GRAPHS="off"/);
+    expect(code(() => checkEnvironment({ IGNIS_CUDA_UNVERIFIED_ATTENTION: 'yes' }, 'x64'))).toMatch(/IGNIS_CUDA_UNVERIFIED_ATTENTION/);
+  });
+  const built = fs.existsSync(path.join(root, 'dist', 'index.js'));
+  it.skipIf(!built)('a process started with a bad value fails at its first use, not later and not silently', () => {
+    let err = '';
+    try {
+      execFileSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(root, 'dist', 'index.js'))}).zeros([1])`], {
+        encoding: 'utf8',
+        stdio: 'pipe',
+        env: { ...process.env, IGNIS_SIMD: 'avx3' },
+      });
+    } catch (e) {
+      err = String((e as { stderr?: string }).stderr);
+    }
+    expect(err).toMatch(/E_CONFIG|IGNIS_SIMD="avx3"/);
   });
 });
 
