@@ -164,7 +164,7 @@ function packageVersion(): string {
 // take is an error at load, not a setting silently ignored (a misspelt IGNIS_SIMD would otherwise
 // run the default kernels under a benchmark that believes it forced a lower path).
 const simdLevels = (arch: string): string[] =>
-  arch === 'x64' ? ['scalar', 'avx2', 'avx512'] : arch === 'arm64' ? ['scalar', 'neon'] : ['scalar'];
+  arch === 'x64' ? ['scalar', 'avx2', 'avx512', 'avx512bf16'] : arch === 'arm64' ? ['scalar', 'neon'] : ['scalar'];
 const ENVIRONMENT: Record<string, { takes: (v: string, arch: string) => boolean; what: (arch: string) => string }> = {
   IGNIS_SIMD: { takes: (v, arch) => simdLevels(arch).includes(v), what: (arch) => `one of ${simdLevels(arch).join(', ')} (on ${arch})` },
   IGNIS_THREADS: { takes: (v) => /^[0-9]+$/.test(v) && +v >= 1 && +v <= 1024, what: () => 'an integer from 1 to 1024' },

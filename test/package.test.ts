@@ -100,13 +100,13 @@ describe('environment', () => {
     return undefined;
   };
   it('takes the values each IGNIS_* variable documents, and unset or empty', () => {
-    for (const env of [{}, { IGNIS_SIMD: '' }, { IGNIS_SIMD: 'avx2' }, { IGNIS_SIMD: 'avx512', IGNIS_THREADS: '2' }, { IGNIS_THREADS: '1024' },
+    for (const env of [{}, { IGNIS_SIMD: '' }, { IGNIS_SIMD: 'avx2' }, { IGNIS_SIMD: 'avx512', IGNIS_THREADS: '2' }, { IGNIS_SIMD: 'avx512bf16' }, { IGNIS_THREADS: '1024' },
       { IGNIS_CPU_CACHE_BYTES: '0' }, { IGNIS_CUDA_GRAPHS: '0' }, { IGNIS_CUDA_UNVERIFIED_ATTENTION: '1' }])
       expect(code(() => checkEnvironment(env, 'x64')), JSON.stringify(env)).toBeUndefined();
     expect(code(() => checkEnvironment({ IGNIS_SIMD: 'neon' }, 'arm64'))).toBeUndefined();
   });
   it('refuses a value the addon would ignore, naming the variable and what it takes', () => {
-    expect(code(() => checkEnvironment({ IGNIS_SIMD: 'avx3' }, 'x64'))).toMatch(/^E_CONFIG: .*IGNIS_SIMD="avx3".*scalar, avx2, avx512 \(on x64\)/);
+    expect(code(() => checkEnvironment({ IGNIS_SIMD: 'avx3' }, 'x64'))).toMatch(/^E_CONFIG: .*IGNIS_SIMD="avx3".*scalar, avx2, avx512, avx512bf16 \(on x64\)/);
     expect(code(() => checkEnvironment({ IGNIS_SIMD: 'avx2' }, 'arm64'))).toMatch(/^E_CONFIG: .*IGNIS_SIMD="avx2".*scalar, neon/);
     expect(code(() => checkEnvironment({ IGNIS_SIMD: 'AVX2' }, 'x64'))).toMatch(/IGNIS_SIMD/);
     for (const t of ['0', '-1', '2x', '1025', ' 2']) expect(code(() => checkEnvironment({ IGNIS_THREADS: t }, 'x64')), t).toMatch(/^E_CONFIG: .*IGNIS_THREADS.*1 to 1024/);

@@ -1,11 +1,15 @@
 // The bf16 GEMM (gemm.h: gemm_bf16_t): a bf16 model's prefill, where a (the activations) and b
-// (the weight, [N, K] as stored) are both bf16. vdpbf16ps multiplies 16 lanes of bf16 pairs and
-// adds both products to f32 lanes: the products are exact (8-bit significands), so this is the f32
-// GEMM's arithmetic over the same bf16 inputs, at twice its products per instruction, and the
-// weight is read as stored (no f32 copy, not even per block). Columns go in chunks of 32: a chunk
-// of b is packed once per call as [K / 2][32] pairs (gemm::pack_word_chunk), then walked in blocks of
-// 256 pairs (32 KB, in L1) by every 6-row tile of a, whose sums wait in an [M][32] buffer between
-// blocks; a row's pair k is one 4-byte broadcast.
+// (the weight, [N, K] as stored) are both bf16. AMX's tdpbf16ps and AVX512_BF16's vdpbf16ps
+// multiply bf16 pairs and add both products to f32 sums: the products are exact (8-bit
+// significands), so this is the f32 GEMM's arithmetic over the same bf16 inputs, and the weight is
+// read as stored (no f32 copy, not even per block). Columns go in chunks of 32: a chunk of b is
+// packed once per call as [K / 2][32] pairs (gemm::pack_word_chunk), which is AMX's B layout.
+// - AMX (Sapphire Rapids and later): 32 x 32 blocks of four 16 x 16 f32 C tiles, each 32-wide
+//   step of K two A tiles (16 rows of a) and two B tiles (16 pairs x 16 columns) for four
+//   tdpbf16ps. On a Xeon here, vdpbf16ps issues every other cycle (half the f32 FMA's products),
+//   so without AMX the f32 GEMM over converted panels would be as fast there.
+// - AVX512_BF16: the chunk walked in blocks of 256 pairs (32 KB, in L1) by every 6-row tile of
+//   a, whose sums wait in an [M][32] buffer between blocks; a row's pair k is one 4-byte broadcast.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -53,14 +57,81 @@ using Tile = void (*)(int64_t, const bf16*, int64_t, const uint32_t*, float*, bo
 constexpr int64_t kPairs = 256;
 constexpr Tile kTiles[kMR + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
 
+// AMX's tile configuration (palette 1): per tile its rows and bytes a row.
+struct alignas(64) AmxConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// c [Mp][kWordCols] = ap [Mp, Kp] (Mp a multiple of 32, Kp of 32; row stride Kp) @ the packed
+// chunk b [Kp / 2][kWordCols]. The tiles are configured and released here, with no call in
+// between: a call through the PLT may meet glibc's lazy binder, whose xsave/xrstor can leave the
+// tile configuration cleared (tileloadd then faults). Tiles 0-3 C, 4-5 A, 6-7 B (their numbers
+// are immediates).
+IGNIS_AMX_BF16 void amx_chunk(int64_t Mp, int64_t Kp, const bf16* ap, const uint32_t* b, float* c) {
+  AmxConfig cfg;
+  for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+  _tile_loadconfig(&cfg);
+  constexpr int64_t kLd = kWordCols * 4;  // bytes a row of b and of c
+  for (int64_t m = 0; m < Mp; m += 32) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    const bf16* a0 = ap + m * Kp;
+    const bf16* a1 = a0 + 16 * Kp;
+    for (int64_t k = 0; k < Kp; k += 32) {
+      const uint32_t* bk = b + (k / 2) * kWordCols;
+      _tile_loadd(4, a0 + k, Kp * 2);
+      _tile_loadd(5, a1 + k, Kp * 2);
+      _tile_loadd(6, bk, kLd);
+      _tile_loadd(7, bk + 16, kLd);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+    float* cm = c + m * kWordCols;
+    _tile_stored(0, cm, kLd);
+    _tile_stored(1, cm + 16, kLd);
+    _tile_stored(2, cm + 16 * kWordCols, kLd);
+    _tile_stored(3, cm + 16 * kWordCols + 16, kLd);
+  }
+  _tile_release();
+}
+
 }  // namespace
 #endif
 
 bool gemm_bf16_t(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const bf16* a, const bf16* b, const bf16* bias,
                  Activation act, bf16* out) {
 #if IGNIS_X86
-  if (!has_avx512_bf16() || K % 2 || K == 0) return false;
+  if (K % 2 || K == 0) return false;
   const int64_t K2 = K / 2, chunks = (N + kWordCols - 1) / kWordCols;
+  if (has_amx_bf16()) {
+    // a copied once into [Mp, Kp], zero past M rows and K columns; each chunk packed with zero
+    // pairs past K / 2, so the tiles never read past either.
+    const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
+    std::vector<bf16> ap(size_t(Mp * Kp));  // value-initialized: zero bits, bf16 +0
+    for (int64_t m = 0; m < M; m++) std::memcpy(ap.data() + m * Kp, a + m * K, size_t(K) * 2);
+    auto run = [&](int64_t c0, int64_t c1) {
+      std::vector<uint32_t> packed(size_t(Kp / 2 * kWordCols), 0u);
+      std::vector<float> c(size_t(Mp * kWordCols));
+      for (int64_t ch = c0; ch < c1; ch++) {
+        const int64_t j0 = ch * kWordCols, nr = std::min(kWordCols, N - j0);
+        pack_word_chunk(reinterpret_cast<const uint32_t*>(b + j0 * K), K2, K2, nr, packed.data());
+        amx_chunk(Mp, Kp, ap.data(), packed.data(), c.data());
+        for (int64_t m = 0; m < M; m++)
+          epilogue_row(c.data() + m * kWordCols, nr, bias ? bias + j0 : nullptr, DType::bf16, act, out + m * N + j0);
+      }
+    };
+    if (pool && chunks > 1) pool->parallel_for(chunks, 1, run);
+    else run(0, chunks);
+    return true;
+  }
+  if (!has_avx512_bf16()) return false;
   auto run = [&](int64_t c0, int64_t c1) {
     std::vector<uint32_t> packed(size_t(K2 * kWordCols));
     std::vector<float> c(size_t(M * kWordCols));  // the chunk's [M][32] sums over the K blocks

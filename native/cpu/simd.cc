@@ -17,7 +17,7 @@
 
 namespace ignis::cpu {
 
-// Whether IGNIS_SIMD holds the kernels at `level` (scalar, avx2, avx512, neon).
+// Whether IGNIS_SIMD holds the kernels at `level` (scalar, avx2, avx512, avx512bf16, neon).
 static bool forced(const char* level) {
   const char* force = std::getenv("IGNIS_SIMD");
   return force && std::strcmp(force, level) == 0;
@@ -103,11 +103,12 @@ bool has_avx512_bf16() {
   return yes;
 }
 
-// AMX-TILE (leaf 7 EDX 24) and AMX-INT8 (EDX 25), the OS enabling the tile state (XCR0 bits 17
-// and 18), and Linux granting this process the tile data (arch_prctl ARCH_REQ_XCOMP_PERM, once).
-bool has_amx_int8() {
+// AMX-TILE (leaf 7 EDX 24) with AVX-512, the OS enabling the tile state (XCR0 bits 17 and 18),
+// and Linux granting this process the tile data (arch_prctl ARCH_REQ_XCOMP_PERM, once);
+// IGNIS_SIMD=avx512bf16 (or lower) leaves AMX out.
+static bool amx_tiles() {
   static const bool yes = [] {
-    if (forced("avx512") || !has_avx512() || (leaf7_avx512().d & (3u << 24)) != (3u << 24)) return false;
+    if (forced("avx512bf16") || forced("avx512") || !has_avx512() || !(leaf7_avx512().d & (1u << 24))) return false;
 #if IGNIS_X86 && defined(__linux__) && (defined(__clang__) || defined(__GNUC__))
     if ((xcr0() & (3u << 17)) != (3u << 17)) return false;
     constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
@@ -118,6 +119,12 @@ bool has_amx_int8() {
   }();
   return yes;
 }
+
+// AMX-INT8: leaf 7 EDX 25.
+bool has_amx_int8() { return amx_tiles() && (leaf7_avx512().d & (1u << 25)); }
+
+// AMX-BF16: leaf 7 EDX 22.
+bool has_amx_bf16() { return amx_tiles() && (leaf7_avx512().d & (1u << 22)); }
 
 bool has_neon() {
   static const bool yes = [] {

@@ -25,6 +25,7 @@
 #define IGNIS_AVX512_VNNI IGNIS_X86_TARGET("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512vnni")
 #define IGNIS_AVX512_BF16 IGNIS_X86_TARGET("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")
 #define IGNIS_AMX IGNIS_X86_TARGET("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,amx-tile,amx-int8")
+#define IGNIS_AMX_BF16 IGNIS_X86_TARGET("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,amx-tile,amx-bf16")
 
 // AArch64: Advanced SIMD (NEON) is part of the architecture; the sdot int8 dot products
 // (ARMv8.2 dotprod) are checked at run time and live in functions marked IGNIS_DOTPROD.
@@ -125,12 +126,15 @@ bool has_vnni();
 // AVX-512 F/BW/VL/DQ with the OS saving the ZMM state: the 512-bit GEMM tile; off with
 // IGNIS_SIMD=avx2 (or scalar).
 bool has_avx512();
-// AVX512_BF16 (vdpbf16ps: bf16 pairs into f32) with AVX-512: the bf16 GEMM; off with
-// IGNIS_SIMD=avx512 (or lower).
+// AVX512_BF16 (vdpbf16ps: bf16 pairs into f32) with AVX-512: the bf16 GEMM where AMX is not
+// there; off with IGNIS_SIMD=avx512 (or lower).
 bool has_avx512_bf16();
 // AMX-TILE and AMX-INT8 (Linux, with the process granted the tile data state): the int8 GEMM's
-// tdpbusd; off with IGNIS_SIMD=avx512 (or lower).
+// tdpbusd; off with IGNIS_SIMD=avx512bf16 (or lower).
 bool has_amx_int8();
+// AMX-TILE and AMX-BF16, as has_amx_int8: the bf16 GEMM's tdpbf16ps; off with IGNIS_SIMD=avx512bf16
+// (or lower).
+bool has_amx_bf16();
 // AArch64 NEON (always there): the GEMM tile and int8 GEMV; off with IGNIS_SIMD=scalar.
 bool has_neon();
 // AArch64 dotprod (sdot; Linux HWCAP_ASIMDDP, every Apple silicon): the int8-activation GEMV;
