@@ -111,8 +111,9 @@ class Backend {
   virtual void task(int device, ThreadPool& pool, const std::function<void(const Exec&)>& fn) = 0;
   // Whether run() has a kernel for op on inputs of dtype (the op table has checked the rest).
   virtual bool supports(OpId op, DType dtype) const = 0;
-  // What of these params run() has no kernel for (a phrase naming it), or null.
-  virtual const char* lacks(const OpParams&) const { return nullptr; }
+  // What of these params, with these operand dtypes (in[0, n)), run() has no kernel for (a
+  // phrase naming it), or null.
+  virtual const char* lacks(const OpParams&, const DType* /*in*/, int /*n*/) const { return nullptr; }
   // Runs (CPU) or enqueues (CUDA) the op's kernel.
   virtual void run(const Exec& e, const KernelCall& call) = 0;
   // A recorder for one plan, or null where the backend replays nothing.

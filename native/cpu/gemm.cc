@@ -24,6 +24,7 @@ namespace {
 constexpr int64_t kKC = 1024;      // K block
 constexpr int64_t kKCSmall = 256;  // K block when B is packed panel by panel (small M) or N is narrow
 constexpr int64_t kMC = 72;        // M block: the packed A block (MC x KC f32, 288 KB) stays in L2
+constexpr int64_t kSmallRows = 256;  // up to this many rows: one row block (few_rows)
 constexpr int64_t kNC = 2048;      // N block: the packed B block (KC x NC f32, 8 MB) stays in L3
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -304,9 +305,9 @@ void pack_a(const void* a, DType dt, int64_t lda, int64_t rows, int64_t k0, int6
 
 // Per-thread scratch that only grows, so the packing buffers cost no allocation (or zero fill)
 // per call. Each use site has its own buffer: the calling thread packs B and A at once.
-enum class Scratch { bpack, cbuf, apack, aall };
+enum class Scratch { bpack, cbuf, apack, aall, bpair };
 float* scratch(Scratch which, size_t n) {
-  thread_local std::vector<float> bufs[4];
+  thread_local std::vector<float> bufs[5];
   std::vector<float>& v = bufs[int(which)];
   if (v.size() < n) v.resize(n);
   return v.data();
@@ -377,7 +378,7 @@ class Run {
   void pack_a_all(const Block& b);
   bool gemv_prepacked(const Block& b) const;
   bool small_m_prepacked(const Block& b) const;
-  bool small_m(const Block& b) const;
+  bool few_rows(const Block& b);
   void blocked(const Block& b);
 
   ThreadPool* pool_;
@@ -451,6 +452,7 @@ Run::Block Run::block(int64_t m0, int64_t ms, int64_t j0) const {
   // Work items: row blocks (sized so each thread gets whole blocks) x column chunks (when
   // there are fewer row blocks than threads).
   b.mb = ceil_div(ms, kMC), b.nchunks = 1;
+  if (ms <= kSmallRows) b.mb = 1;  // one row block: few_rows' walk, column chunks per thread
   if (b.mb >= threads_) b.mb = round_up(b.mb, threads_);
   else b.nchunks = std::min(b.npanel, ceil_div(threads_, b.mb));
   b.mc = round_up(ceil_div(ms, b.mb), kMR);
@@ -498,12 +500,15 @@ void Run::tiles2(const Block& b, const float* ap, int64_t rows, int64_t row0, co
 // A once instead (K block k0 at a_all + ms_pad * k0, as pack_a lays out rows [0, ms)).
 void Run::pack_a_all(const Block& b) {
   a_all_ = scratch(Scratch::aall, size_t(b.ms_pad * K_));
-  par(ceil_div(K_, kc_blk_), 1, [&](int64_t b0, int64_t b1) {
+  // work items: K blocks x runs of 8 row panels
+  constexpr int64_t kRun = 8 * kMR;
+  const int64_t nk = ceil_div(K_, kc_blk_), nr = ceil_div(b.ms, kRun);
+  par(nk * nr, 1, [&](int64_t b0, int64_t b1) {
     float* tmp = scratch(Scratch::apack, size_t(kMR * kc_max_));  // f16/bf16 rows in f32
-    for (int64_t k = b0; k < b1; k++) {
-      const int64_t k0 = k * kc_blk_;
-      pack_a(advance(p_.a, p_.a_type, b.m0 * K_), p_.a_type, K_, b.ms, k0, std::min(kc_blk_, K_ - k0),
-             a_all_ + b.ms_pad * k0, tmp);
+    for (int64_t it = b0; it < b1; it++) {
+      const int64_t k0 = (it / nr) * kc_blk_, kc = std::min(kc_blk_, K_ - k0), r0 = (it % nr) * kRun;
+      pack_a(advance(p_.a, p_.a_type, (b.m0 + r0) * K_), p_.a_type, K_, std::min(kRun, b.ms - r0), k0, kc,
+             a_all_ + b.ms_pad * k0 + r0 * kc, tmp);
     }
   });
 }
@@ -538,11 +543,11 @@ bool Run::gemv_prepacked(const Block& b) const {
 #endif
 }
 
-// Prepacked B, small M (decode): A packed whole once per thread, then each thread walks its
-// panels one at a time down all of K, so B streams from memory in one sequential run per panel,
-// and each K-block slice (16 KB) serves every row tile from L1.
+// Prepacked B, fewer than 12 rows (a decode batch): A packed whole once per thread, then each
+// thread walks its panels one at a time down all of K, so B streams from memory in one sequential
+// run per panel, and each K-block slice (16 KB) serves every row tile from L1.
 bool Run::small_m_prepacked(const Block& b) const {
-  if (!(p_.b_packed && b.mb == 1 && b.nchunks > 1 && b.ms_pad * K_ <= (int64_t(1) << 21) &&
+  if (!(p_.b_packed && b.mb == 1 && b.nchunks > 1 && b.ms < 2 * kMR && b.ms_pad * K_ <= (int64_t(1) << 21) &&
         2 * b.ms * b.nc * K_ >= (int64_t(1) << 20)))
     return false;
   claim(b.npanel, 4, [&](const Take& take) {
@@ -568,35 +573,39 @@ bool Run::small_m_prepacked(const Block& b) const {
   return true;
 }
 
-// One row block (small M): each thread takes its own column panels and packs each B panel right
-// before using it, so B goes memory -> L1 once, with no shared buffer.
-bool Run::small_m(const Block& b) const {
-  if (!(b.mb == 1 && b.nchunks > 1 && 2 * b.ms * b.nc * K_ >= (int64_t(1) << 22))) return false;
-  par(b.nchunks, 1, [&](int64_t cb, int64_t ce) {
-    const int64_t p0 = cb * b.npanel / b.nchunks, p1 = ce * b.npanel / b.nchunks;
-    // Two panels packed a call: a 128-byte run of each B row, and the pair (32 KB at KC = 256)
-    // stays in L1 for the kernel.
-    constexpr int64_t kGroup = 2;
-    float* apack = scratch(Scratch::apack, size_t((b.mc + kMR + kGroup * kNR) * kc_max_));
-    float* atmp = apack + b.mc * kc_max_;  // [kMR][kc] when A is f16/bf16
-    float* bgroup = atmp + kMR * kc_max_;
-    for (int64_t k0 = 0; k0 < K_; k0 += kKCSmall) {
-      const int64_t kc = std::min(kKCSmall, K_ - k0);
-      const bool first = k0 == 0, last = k0 + kc == K_;
-      pack_a(advance(p_.a, p_.a_type, b.m0 * K_), p_.a_type, K_, b.ms, k0, kc, apack, atmp);
-      for (int64_t q = p0; q < p1; q++) {
-        const int64_t j = q * kNR, nr = std::min(kNR, b.nc - j);
-        const float* bp;
-        if (p_.b_packed) {
-          bp = packed_panel(p_, b.j0 + j, k0);
-        } else {
-          if ((q - p0) % kGroup == 0)
-            p_.pack_b(p_.b_ctx, k0, kc, b.j0 + j, std::min(kGroup * kNR, std::min(p1 * kNR, b.nc) - j), bgroup);
-          bp = bgroup + ((q - p0) % kGroup) * kc * kNR;
+// One row block of up to kSmallRows rows (a prefill's or a batched decode's): all of A packed
+// once, then the threads claim pairs of column panels, and for each pair walk K in blocks, the
+// pair's B block packed right before use (or prepacked) and run through every row tile (12 x 32
+// where the CPU has the tile). B is read from memory once and converted once, with no shared
+// buffer and no join between K blocks; the pair's sums stay in cache across the K blocks.
+bool Run::few_rows(const Block& b) {
+  if (!(b.mb == 1 && b.nchunks > 1 && b.ms_pad * K_ <= (int64_t(1) << 21) &&
+        2 * b.ms * b.nc * K_ >= (int64_t(1) << 22)))
+    return false;
+  if (!a_all_) pack_a_all(b);
+  constexpr int64_t kGroup = 2;
+  claim(ceil_div(b.npanel, kGroup), 1, [&](const Take& take) {
+    float* bgroup = p_.b_packed ? nullptr : scratch(Scratch::bpair, size_t(kGroup * kNR * kc_max_));
+    for (auto [g0, g1] = take(); g0 >= 0; std::tie(g0, g1) = take())
+      for (int64_t g = g0; g < g1; g++) {
+        const int64_t q = g * kGroup, j = q * kNR, w = std::min(kGroup * kNR, b.nc - j);
+        for (int64_t k0 = 0; k0 < K_; k0 += kc_blk_) {
+          const int64_t kc = std::min(kc_blk_, K_ - k0);
+          const bool first = k0 == 0, last = k0 + kc == K_;
+          const float* ap = a_all_ + b.ms_pad * k0;
+          const float* bp0 = p_.b_packed ? packed_panel(p_, b.j0 + j, k0) : bgroup;
+          if (!p_.b_packed) p_.pack_b(p_.b_ctx, k0, kc, b.j0 + j, w, bgroup);
+          if (kernels2_[1] && w == kGroup * kNR) {
+            tiles2(b, ap, b.ms, 0, bp0, p_.b_packed ? packed_panel(p_, b.j0 + j + kNR, k0) : bgroup + kc * kNR, j, kc,
+                   first, last);
+            continue;
+          }
+          for (int64_t h = 0; h * kNR < w; h++) {
+            const float* bp = p_.b_packed ? packed_panel(p_, b.j0 + j + h * kNR, k0) : bgroup + h * kc * kNR;
+            tiles(b, ap, b.ms, 0, bp, j + h * kNR, std::min(kNR, w - h * kNR), kc, first, last);
+          }
         }
-        tiles(b, apack, b.ms, 0, bp, j, nr, kc, first, last);
       }
-    }
   });
   return true;
 }
@@ -656,7 +665,7 @@ void Run::all() {
     const bool a_once = N_ > nc_max_ && round_up(ms, kMR) * K_ <= (int64_t(1) << 22);
     for (int64_t j0 = 0; j0 < N_; j0 += nc_max_) {
       const Block b = block(m0, ms, j0);
-      if (gemv_prepacked(b) || small_m_prepacked(b) || small_m(b)) continue;
+      if (gemv_prepacked(b) || small_m_prepacked(b) || few_rows(b)) continue;
       if (a_once && !a_all_) pack_a_all(b);
       blocked(b);
     }

@@ -57,11 +57,12 @@ PackB dense_packer(DType dt, bool transposed);
 inline constexpr int64_t kWordCols = 32;
 void pack_word_chunk(const uint32_t* src, int64_t ld, int64_t nw, int64_t nr, uint32_t* dst);
 
-// out [M, N] = act(a [M, K] @ b [N, K]^T + bias [N]) for bf16 a, b, bias and out, through
-// vdpbf16ps (products of bf16 pairs summed in f32). false (nothing done) where the CPU lacks
-// AVX512_BF16 or K is odd.
-bool gemm_bf16_t(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const bf16* a, const bf16* b, const bf16* bias,
-                 Activation act, bf16* out);
+// out [M, N] = act(a [M, K] @ b [N, K]^T + bias [N]) for a bf16 b, and a, bias and out of dtype
+// at (bf16, or f32), through AMX's tdpbf16ps or vdpbf16ps (products of bf16 pairs summed in f32).
+// An f32 a goes in as two bf16 terms (hi + lo, 16 significant bits), on AMX only. false (nothing
+// done) where the CPU lacks these, or K is odd.
+bool gemm_bf16_t(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const void* a, DType at, const bf16* b,
+                 const void* bias, Activation act, void* out);
 
 // out = act(A @ B + bias). pool null: runs on the calling thread only (the caller is already
 // inside a parallel_for).

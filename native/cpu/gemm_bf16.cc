@@ -1,5 +1,6 @@
-// The bf16 GEMM (gemm.h: gemm_bf16_t): a bf16 model's prefill, where a (the activations) and b
-// (the weight, [N, K] as stored) are both bf16. AMX's tdpbf16ps and AVX512_BF16's vdpbf16ps
+// The bf16 GEMM (gemm.h: gemm_bf16_t): a bf16 model's prefill, where b (the weight, [N, K] as
+// stored) is bf16 and a (the activations) bf16, or f32 on AMX as two bf16 terms (a's hi, rounded,
+// and the rest, rounded: 16 significant bits, twice the tile products). AMX's tdpbf16ps and AVX512_BF16's vdpbf16ps
 // multiply bf16 pairs and add both products to f32 sums: the products are exact (8-bit
 // significands), so this is the f32 GEMM's arithmetic over the same bf16 inputs, and the weight is
 // read as stored (no f32 copy, not even per block). Columns go in chunks of 32: a chunk of b is
@@ -65,12 +66,12 @@ struct alignas(64) AmxConfig {
   uint8_t rows[16] = {};
 };
 
-// c [Mp][kWordCols] = ap [Mp, Kp] (Mp a multiple of 32, Kp of 32; row stride Kp) @ the packed
-// chunk b [Kp / 2][kWordCols]. The tiles are configured and released here, with no call in
+// c [Mp][kWordCols] = (ap + lo) [Mp, Kp] (Mp a multiple of 32, Kp of 32; row stride Kp; lo
+// null or a second term, f32 activations' remainder) @ the packed chunk b [Kp / 2][kWordCols]. The tiles are configured and released here, with no call in
 // between: a call through the PLT may meet glibc's lazy binder, whose xsave/xrstor can leave the
 // tile configuration cleared (tileloadd then faults). Tiles 0-3 C, 4-5 A, 6-7 B (their numbers
 // are immediates).
-IGNIS_AMX_BF16 void amx_chunk(int64_t Mp, int64_t Kp, const bf16* ap, const uint32_t* b, float* c) {
+IGNIS_AMX_BF16 void amx_chunk(int64_t Mp, int64_t Kp, const bf16* ap, const bf16* lo, const uint32_t* b, float* c) {
   AmxConfig cfg;
   for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
   _tile_loadconfig(&cfg);
@@ -92,6 +93,14 @@ IGNIS_AMX_BF16 void amx_chunk(int64_t Mp, int64_t Kp, const bf16* ap, const uint
       _tile_dpbf16ps(1, 4, 7);
       _tile_dpbf16ps(2, 5, 6);
       _tile_dpbf16ps(3, 5, 7);
+      if (lo) {  // the same B tiles against the second term's rows
+        _tile_loadd(4, lo + m * Kp + k, Kp * 2);
+        _tile_loadd(5, lo + (m + 16) * Kp + k, Kp * 2);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
     }
     float* cm = c + m * kWordCols;
     _tile_stored(0, cm, kLd);
@@ -105,33 +114,57 @@ IGNIS_AMX_BF16 void amx_chunk(int64_t Mp, int64_t Kp, const bf16* ap, const uint
 }  // namespace
 #endif
 
-bool gemm_bf16_t(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const bf16* a, const bf16* b, const bf16* bias,
-                 Activation act, bf16* out) {
+bool gemm_bf16_t(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const void* a, DType at, const bf16* b,
+                 const void* bias, Activation act, void* out) {
 #if IGNIS_X86
   if (K % 2 || K == 0) return false;
   const int64_t K2 = K / 2, chunks = (N + kWordCols - 1) / kWordCols;
+  // the chunk's [rows][32] sums into out rows [0, M), columns [j0, j0 + nr): bias, activation, dtype
+  auto finish = [&](const float* c, int64_t j0, int64_t nr) {
+    for (int64_t m = 0; m < M; m++)
+      epilogue_row(c + m * kWordCols, nr, bias ? advance(bias, at, j0) : nullptr, at, act, advance(out, at, m * N + j0));
+  };
   if (has_amx_bf16()) {
-    // a copied once into [Mp, Kp], zero past M rows and K columns; each chunk packed with zero
-    // pairs past K / 2, so the tiles never read past either.
+    // a copied once into [Mp, Kp] bf16, zero past M rows and K columns (an f32 a as hi + lo, each
+    // rounded to bf16: 16 significant bits of it); each chunk packed with zero pairs past K / 2,
+    // so the tiles never read past either.
     const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
-    std::vector<bf16> ap(size_t(Mp * Kp));  // value-initialized: zero bits, bf16 +0
-    for (int64_t m = 0; m < M; m++) std::memcpy(ap.data() + m * Kp, a + m * K, size_t(K) * 2);
+    const bool split = at == DType::f32;
+    std::vector<bf16> ap(size_t(Mp * Kp)), lo(split ? size_t(Mp * Kp) : 0);  // value-initialized: +0
+    auto copy_rows = [&](int64_t m0, int64_t m1) {
+      std::vector<float> rest(split ? size_t(K) : 0);
+      for (int64_t m = m0; m < m1; m++) {
+        bf16* hi = ap.data() + m * Kp;
+        if (!split) {
+          std::memcpy(hi, static_cast<const bf16*>(a) + m * K, size_t(K) * 2);
+          continue;
+        }
+        const float* x = static_cast<const float*>(a) + m * K;
+        convert_from_f32(x, hi, DType::bf16, size_t(K));
+        convert_to_f32(hi, DType::bf16, rest.data(), size_t(K));
+        for (int64_t k = 0; k < K; k++) rest[size_t(k)] = x[k] - rest[size_t(k)];
+        convert_from_f32(rest.data(), lo.data() + m * Kp, DType::bf16, size_t(K));
+      }
+    };
+    if (pool && M > 16) pool->parallel_for(M, 16, copy_rows);
+    else copy_rows(0, M);
     auto run = [&](int64_t c0, int64_t c1) {
       std::vector<uint32_t> packed(size_t(Kp / 2 * kWordCols), 0u);
       std::vector<float> c(size_t(Mp * kWordCols));
       for (int64_t ch = c0; ch < c1; ch++) {
         const int64_t j0 = ch * kWordCols, nr = std::min(kWordCols, N - j0);
         pack_word_chunk(reinterpret_cast<const uint32_t*>(b + j0 * K), K2, K2, nr, packed.data());
-        amx_chunk(Mp, Kp, ap.data(), packed.data(), c.data());
-        for (int64_t m = 0; m < M; m++)
-          epilogue_row(c.data() + m * kWordCols, nr, bias ? bias + j0 : nullptr, DType::bf16, act, out + m * N + j0);
+        amx_chunk(Mp, Kp, ap.data(), split ? lo.data() : nullptr, packed.data(), c.data());
+        finish(c.data(), j0, nr);
       }
     };
     if (pool && chunks > 1) pool->parallel_for(chunks, 1, run);
     else run(0, chunks);
     return true;
   }
+  if (at != DType::bf16) return false;  // f32 a without AMX: the f32 GEMM over converted panels
   if (!has_avx512_bf16()) return false;
+  const bf16* ab = static_cast<const bf16*>(a);
   auto run = [&](int64_t c0, int64_t c1) {
     std::vector<uint32_t> packed(size_t(K2 * kWordCols));
     std::vector<float> c(size_t(M * kWordCols));  // the chunk's [M][32] sums over the K blocks
@@ -141,17 +174,16 @@ bool gemm_bf16_t(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const bf16* 
       for (int64_t k0 = 0; k0 < K2; k0 += kPairs) {
         const int64_t kp = std::min(kPairs, K2 - k0);
         for (int64_t m = 0; m < M; m += kMR)
-          kTiles[std::min(kMR, M - m)](kp, a + m * K + 2 * k0, K, packed.data() + k0 * kWordCols, c.data() + m * kWordCols, k0 == 0);
+          kTiles[std::min(kMR, M - m)](kp, ab + m * K + 2 * k0, K, packed.data() + k0 * kWordCols, c.data() + m * kWordCols, k0 == 0);
       }
-      for (int64_t m = 0; m < M; m++)
-        epilogue_row(c.data() + m * kWordCols, nr, bias ? bias + j0 : nullptr, DType::bf16, act, out + m * N + j0);
+      finish(c.data(), j0, nr);
     }
   };
   if (pool && chunks > 1) pool->parallel_for(chunks, 1, run);
   else run(0, chunks);
   return true;
 #else
-  (void)pool, (void)M, (void)N, (void)K, (void)a, (void)b, (void)bias, (void)act, (void)out;
+  (void)pool, (void)M, (void)N, (void)K, (void)a, (void)at, (void)b, (void)bias, (void)act, (void)out;
   return false;
 #endif
 }

@@ -219,15 +219,16 @@ void gemv_t_neon(int64_t M, int64_t K, const float* a, const T* b, int64_t w, fl
 }
 #endif
 
-// out [M, N] = act(a [M, K] @ b + bias) for M <= 8. b [N, K]: columns (rows of b) split over
-// the pool. b [K, N] with a long K: K split over the pool, each thread streaming its own
-// contiguous rows of b into a private [M, N] sum, the sums added at the end.
-template <class T>
-void matmul_small_m(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const T* a, const T* b,
-                    bool transpose_b, const void* bias, Activation act, T* out, DType dt) {
+// out [M, N] = act(a [M, K] @ b + bias) for M <= 8, out and bias of a's dtype dt (TA), b of
+// TB's. b [N, K]: columns (rows of b) split over the pool. b [K, N] with a long K: K split over
+// the pool, each thread streaming its own contiguous rows of b into a private [M, N] sum, the sums
+// added at the end.
+template <class TA, class T>
+void matmul_small_m(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const TA* a, const T* b,
+                    bool transpose_b, const void* bias, Activation act, TA* out, DType dt) {
   std::vector<float> a32;
   const float* af;
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<TA, float>) {
     af = a;
   } else {
     a32.resize(size_t(M * K));
@@ -294,22 +295,23 @@ void matmul_small_m(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const T* 
   else cols(0, N);
 }
 
-// One [M, K] @ B product; pool null when the caller already runs batches in parallel.
-template <class T>
-void matmul_one(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const T* a, const T* b,
-                bool transpose_b, const void* bias, Activation act, T* out, DType dt) {
+// One [M, K] @ B product (a, out and bias of dtype dt, TA; b of dtype bt, TB); pool null when
+// the caller already runs batches in parallel.
+template <class TA, class T>
+void matmul_one(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const TA* a, const T* b,
+                bool transpose_b, const void* bias, Activation act, TA* out, DType dt, DType bt) {
   if (M <= 8) {
     matmul_small_m(pool, M, N, K, a, b, transpose_b, bias, act, out, dt);
     return;
   }
-  if constexpr (std::is_same_v<T, bf16>) {  // bf16 x bf16 as pairs (AVX512_BF16)
-    if (transpose_b && gemm::gemm_bf16_t(pool, M, N, K, a, b, static_cast<const bf16*>(bias), act, out)) return;
+  if constexpr (std::is_same_v<T, bf16>) {  // bf16 weights as pairs (AMX, AVX512_BF16)
+    if (transpose_b && gemm::gemm_bf16_t(pool, M, N, K, a, dt, b, bias, act, out)) return;
   }
   gemm::DenseB ctx{b, transpose_b ? K : N};
   gemm::Problem p;
   p.M = M, p.N = N, p.K = K;
   p.a = a, p.a_type = dt;
-  p.pack_b = gemm::dense_packer(dt, transpose_b);
+  p.pack_b = gemm::dense_packer(bt, transpose_b);
   p.b_ctx = &ctx;
   p.bias = bias, p.act = act;
   p.out = out, p.out_type = dt;
@@ -357,21 +359,24 @@ void matmul(ThreadPool& pool, const Tensor& out, const Tensor& a, const Tensor& 
       gemm::epilogue_row(zeros.data(), N, biasp, dt, p.activation, advance(out.raw(), dt, r * N));
     return;
   }
-  dispatch_float(dt, [&](auto tag) {
-    using T = decltype(tag);
-    const T* ap = a.data<T>();
+  // a, out and bias share a dtype; b has it too, or is f16/bf16 under an f32 a
+  auto run = [&](auto atag, auto btag) {
+    using TA = decltype(atag);
+    using T = decltype(btag);
+    const TA* ap = a.data<TA>();
     const T* bp = b.data<T>();
-    T* op = out.data<T>();
+    TA* op = out.data<TA>();
+    const DType bt = b.dtype;
     if (b.numel() == K * N) {
       // One B for every batch: a's batches are just more rows (a's batch shape is out's).
-      matmul_one<T>(&pool, nbatch * M, N, K, ap, bp, p.transpose_b, biasp, p.activation, op, dt);
+      matmul_one<TA, T>(&pool, nbatch * M, N, K, ap, bp, p.transpose_b, biasp, p.activation, op, dt, bt);
       return;
     }
     const std::vector<int64_t> aoff = batch_offsets(out.shape, a.shape);
     const std::vector<int64_t> boff = batch_offsets(out.shape, b.shape);
     auto one = [&](int64_t i, ThreadPool* pl) {
-      matmul_one<T>(pl, M, N, K, ap + aoff[size_t(i)], bp + boff[size_t(i)], p.transpose_b, biasp,
-                    p.activation, op + i * M * N, dt);
+      matmul_one<TA, T>(pl, M, N, K, ap + aoff[size_t(i)], bp + boff[size_t(i)], p.transpose_b, biasp,
+                        p.activation, op + i * M * N, dt, bt);
     };
     // Many or small products: one product per thread; otherwise each product uses the pool.
     const int64_t threads = pool.size();
@@ -384,7 +389,10 @@ void matmul(ThreadPool& pool, const Tensor& out, const Tensor& a, const Tensor& 
     } else {
       for (int64_t i = 0; i < nbatch; i++) one(i, &pool);
     }
-  });
+  };
+  if (b.dtype == dt) dispatch_float(dt, [&](auto tag) { run(tag, tag); });
+  else if (b.dtype == DType::f16) run(float{}, f16{});
+  else run(float{}, bf16{});
 }
 
 void matmul_packed(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& packed,

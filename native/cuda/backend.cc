@@ -48,7 +48,9 @@ class CudaBackend final : public Backend {
   // The kernels' window and soft-cap paths are written but have not yet run on a GPU: refused
   // by name until they pass there (IGNIS_CUDA_UNVERIFIED_ATTENTION=1 lifts that, for the device
   // check that verifies them).
-  const char* lacks(const OpParams& p) const override {
+  const char* lacks(const OpParams& p, const DType* in, int n) const override {
+    if (std::holds_alternative<MatmulParams>(p) && n >= 2 && in[0] != in[1])
+      return "a matmul of f32 activations with an f16 or bf16 weight (mixed dtypes) is computed on the CPU only, for now";
     static const bool lifted = [] {
       const char* e = std::getenv("IGNIS_CUDA_UNVERIFIED_ATTENTION");
       return e && std::string(e) == "1";

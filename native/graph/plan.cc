@@ -170,7 +170,9 @@ Plan::Plan(ops::Runtime& rt, PlanSpec spec) : rt_(rt) {
       fail(ErrorCode::Device, std::string("graph: ") + d.name + " is not available on " + spec.device.name() + ": " +
                                   (d.elsewhere ? d.elsewhere : "no kernel"));
     }
-    if (const char* why = b.lacks(s.params))
+    std::vector<DType> in_types;
+    for (int j : s.in) in_types.push_back(spec.buffers[size_t(j)].dtype);
+    if (const char* why = b.lacks(s.params, in_types.data(), int(in_types.size())))
       fail(ErrorCode::Device, std::string("graph: ") + ops::op_def(op).name + " is not available on " + spec.device.name() + ": " + why);
     // A step's run-time rules need checking again only where a run can change their inputs:
     // a run-time integer, or a symbolic size among its buffers.

@@ -49,7 +49,9 @@ std::vector<Tensor> call(Runtime& rt, OpParams p, const std::vector<Tensor>& in)
   if (!b.supports(id, in[0].dtype))
     fail(ErrorCode::Device, std::string(name) + ": not available on " + dev.name() + ": " +
                                 (d.elsewhere ? d.elsewhere : std::string("no kernel for ") + dtype_name(in[0].dtype)));
-  if (const char* why = b.lacks(p)) fail(ErrorCode::Device, std::string(name) + ": not available on " + dev.name() + ": " + why);
+  DType dtypes[kMaxOperands];
+  for (int i = 0; i < n; i++) dtypes[i] = in[i].dtype;
+  if (const char* why = b.lacks(p, dtypes, n)) fail(ErrorCode::Device, std::string(name) + ": not available on " + dev.name() + ": " + why);
   settle(p, ptrs);
   std::vector<Tensor> outs;
   if (d.in_place) {

@@ -5,10 +5,12 @@
 
 namespace ignis::ops {
 
-// a [..., M, K] @ b [..., K, N] (b [..., N, K] with transpose_b) + bias [N] -> [batch..., M, N]
+// a [..., M, K] @ b [..., K, N] (b [..., N, K] with transpose_b) + bias [N] -> [batch..., M, N],
+// in a's dtype. b's dtype is a's, or f16/bf16 with an f32 a (a 16-bit weight under f32
+// activations).
 std::vector<Meta> infer_matmul(Infer& c, MatmulParams& p) {
   c.require_float(0);
-  c.same_dtype(0, 1);
+  if (!(c.dtype(0) == DType::f32 && (c.dtype(1) == DType::f16 || c.dtype(1) == DType::bf16))) c.same_dtype(0, 1);
   c.require_rank(0, 2, kMaxRank);
   c.require_rank(1, 2, kMaxRank);
   const int64_t M = c.dim(0, -2), K = c.dim(0, -1);

@@ -26,7 +26,7 @@ const cases: PackCase[] = [
   { x: [33, 129], b: [129, 7] },
   { x: [8, 300], b: [17, 300], transposeB: true }, // decode batch
   { x: [7, 1100], b: [1100, 300] }, // small M, K past two K blocks: panels read straight from the packing
-  { x: [33, 2100], b: [129, 2100], transposeB: true }, // the same path: six row tiles (the last of 3 rows), a K tail of 52
+  { x: [33, 2100], b: [129, 2100], transposeB: true }, // one row block: 12-row tiles, then 6 and 3 rows, K blocks of 1024 and 52
   { x: [129, 513], b: [513, 65] }, // K one past a K block
   { x: [70, 40], b: [2100, 40], transposeB: true }, // N past the 2048 N block
   { x: [2, 5, 31], b: [31, 47], bias: true, activation: 'relu' }, // batched x
