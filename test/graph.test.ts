@@ -573,7 +573,10 @@ describe('graph: errors', () => {
     expect(msg(() => g.matmul(x, wt, { transposeB: true }))).toContain('(transposed)');
     const qw = g.weight('qw', ignis.quantize(ignis.zeros([8, 32])));
     expectThrows(() => g.matmul(x, qw), 'IgnisError', 'E_SHAPE', 'quantized K mismatch');
-    expectThrows(() => g.matmul(x, g.weight('b16', ignis.zeros([33, 4], { dtype: 'bf16' }))), 'IgnisError', 'E_DTYPE', 'matmul dtypes');
+    // an f32 a takes a 16-bit b (f32 out); the other way round is refused
+    expect(g.matmul(x, g.weight('b16', ignis.zeros([33, 4], { dtype: 'bf16' }))).dtype).toBe('f32');
+    const x16 = g.input('x16', { shape: ['batch', 33], dtype: 'bf16' });
+    expectThrows(() => g.matmul(x16, g.weight('w32', ignis.zeros([33, 4]))), 'IgnisError', 'E_DTYPE', 'matmul dtypes');
     const xb = g.input('xb', { shape: ['batch', 'seq', 33], dtype: 'bf16' });
     expectThrows(() => g.add(x, xb), 'IgnisError', 'E_DTYPE', 'add dtypes');
     expect(msg(() => g.add(x, xb))).toMatch(/input 'x' is f32 but input 'xb' is bf16/);

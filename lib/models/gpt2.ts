@@ -5,7 +5,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { tensor, Tensor } from '../tensor';
-import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearTensors, linearFromNK, readChecked, readHost, transposeCols, WeightOptions } from './weights';
+import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearTensors, linearFromNK, modelDtypes, readChecked, readHost, transposeCols, WeightOptions } from './weights';
 
 export interface Gpt2Config {
   modelType: 'gpt2';
@@ -75,19 +75,20 @@ export interface Gpt2Weights {
 export async function loadGpt2(src: TensorSource, c: Gpt2Config, o: WeightOptions): Promise<Gpt2Weights> {
   const prefix = src.has('wte.weight') ? '' : src.has('transformer.wte.weight') ? 'transformer.' : null;
   if (prefix === null) throw new IgnisError('E_FORMAT', `loadModel: the checkpoint has no tensor 'wte.weight' (or 'transformer.wte.weight')`);
-  const act = o.quantize ? 'f32' : o.dtype;
+  const { act, weights: wdt } = modelDtypes(o);
   const E = c.embd, I = c.inner;
   const vec = (name: string, n: number) => readChecked(src, prefix + name, [n], act, o.device);
   // Conv1D stores W [in, out] (y = x W + b); a linear weight here is [out, in].
   const conv = async (name: string, K: number, N: number, cols: [number, number][]) => {
     const host = await readHost(src, prefix + name, [K, N]);
-    return cols.map(([c0, c1]) => linearFromNK(tensor(transposeCols(host, K, N, c0, c1), { shape: [c1 - c0, K], dtype: act, device: o.device }), o));
+    return cols.map(([c0, c1]) => linearFromNK(tensor(transposeCols(host, K, N, c0, c1), { shape: [c1 - c0, K], dtype: wdt, device: o.device }), o));
   };
   const split = async (name: string, parts: number) => {
     const host = await readHost(src, prefix + name, [parts * E]);
     return Array.from({ length: parts }, (_, i) => tensor(host.slice(i * E, (i + 1) * E), { shape: [E], dtype: act, device: o.device }));
   };
-  const wte = await readChecked(src, prefix + 'wte.weight', [c.vocab, E], act, o.device);
+  // wte is also the tied head: the weights' dtype (a row cast after the lookup under f32 activations)
+  const wte = await readChecked(src, prefix + 'wte.weight', [c.vocab, E], o.quantize ? act : wdt, o.device);
   const wpe = await readChecked(src, prefix + 'wpe.weight', [c.positions, E], act, o.device);
   const blocks: Block[] = [];
   for (let i = 0; i < c.layers; i++) {
@@ -112,7 +113,7 @@ export async function loadGpt2(src: TensorSource, c: Gpt2Config, o: WeightOption
   let head: Linear;
   if (o.quantize) head = linearFromNK(await readChecked(src, headName, [c.vocab, E], 'f32', o.device), o);
   else if (headName === prefix + 'wte.weight') head = { kind: 'tensor', t: wte };
-  else head = { kind: 'tensor', t: await readChecked(src, headName, [c.vocab, E], act, o.device) };
+  else head = { kind: 'tensor', t: await readChecked(src, headName, [c.vocab, E], wdt, o.device) };
   return { wte, wpe, lnf, head, blocks };
 }
 
@@ -138,7 +139,7 @@ export function disposeGpt2(w: Gpt2Weights): void {
 export function buildGpt2(g: GraphBuilder, c: Gpt2Config, w: Gpt2Weights, mode: 'full' | 'step', maxSeq: number, int8Activations = false): void {
   const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
   const position: GraphScalar | undefined = mode === 'step' ? g.scalar('position') : undefined;
-  const dtype = w.wte.dtype as 'f32' | 'f16' | 'bf16';
+  const dtype = w.lnf[0].dtype as 'f32' | 'f16' | 'bf16'; // the activations'
   const hd = c.embd / c.heads;
   const wte = g.weight('wte', w.wte);
   const linear = (x: GraphNode, name: string, l: Linear, bias?: Tensor, activation?: 'gelu') => {
@@ -146,7 +147,9 @@ export function buildGpt2(g: GraphBuilder, c: Gpt2Config, w: Gpt2Weights, mode: 
     return g.matmul(x, b, { ...how, bias: bias && g.weight(`${name}.bias`, bias), activation });
   };
   // x = wte[ids] + wpe[position + s]
-  let x = g.add(g.embedding(ids, wte), g.rows(g.weight('wpe', w.wpe), { start: position ?? 0, count: 'seq' }));
+  let e = g.embedding(ids, wte);
+  if (w.wte.dtype !== dtype) e = g.cast(e, dtype);
+  let x = g.add(e, g.rows(g.weight('wpe', w.wpe), { start: position ?? 0, count: 'seq' }));
   w.blocks.forEach((b, i) => {
     const cache = mode === 'step' ? g.kvCache(`layer${i}`, { batch: 'batch', maxSeq, heads: c.heads, headDim: hd, dtype }) : undefined;
     const h = g.layernorm(x, g.weight(`h${i}.ln1.w`, b.ln1[0]), g.weight(`h${i}.ln1.b`, b.ln1[1]), { eps: c.eps });

@@ -30,6 +30,12 @@ export interface LoadModelOptions {
   dtype?: FloatDType;
   /** int8 weights (per-group scales) for every linear layer and the LM head */
   quantize?: 'int8';
+  /** with dtype f16 or bf16: the activations' dtype (the residual stream, norms, attention, KV
+   * cache). 'f32', the default on the CPU: f32 activations, each linear layer multiplying them by
+   * its 16-bit weight as stored (as llama.cpp computes; f32 accumulation, rounding only where
+   * the weights' format does). 'weights': the weights' dtype throughout (the default on CUDA, which
+   * has no mixed-dtype matmul yet; half the KV cache's memory). */
+  activations?: 'f32' | 'weights';
   /** with quantize 'int8', on the CPU: generate()'s steps (decode and prefill) quantize each
    * layer's input per group too and take integer dot products (decode then streams the weights at
    * memory speed; prefill runs an integer GEMM); forward() keeps f32 activations. Default true on
@@ -405,7 +411,7 @@ export class LanguageModel {
 export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<LanguageModel> {
   const op = 'loadModel';
   if (typeof dir !== 'string' || !dir) throw typeError(`${op}: dir must be a directory path, got ${describe(dir)}`);
-  const o = v.options<LoadModelOptions>(op, opts, ['device', 'dtype', 'quantize', 'groupSize', 'maxSeq', 'maxBatch', 'onProgress', 'signal', 'tokenizer', 'int8Activations']);
+  const o = v.options<LoadModelOptions>(op, opts, ['device', 'dtype', 'quantize', 'groupSize', 'maxSeq', 'maxBatch', 'onProgress', 'signal', 'tokenizer', 'int8Activations', 'activations']);
   const wantTokenizer = v.bool(op, 'tokenizer', o.tokenizer, true);
   const signal = abortSignal(op, o.signal);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw typeError(`${op}: onProgress must be a function, got ${describe(o.onProgress)}`);
@@ -429,7 +435,10 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
     throw new IgnisError('E_FORMAT', `${op}: ${cfgPath}: ${err.message}`);
   }
   if (typeof raw !== 'object' || raw === null) throw new IgnisError('E_FORMAT', `${op}: ${cfgPath} is not a JSON object`);
-  const wo = { dtype, quantize: o.quantize, groupSize, device };
+  const activations = v.oneOf(op, 'activations', o.activations, ['f32', 'weights'] as const, device === 'cpu' ? 'f32' : 'weights');
+  if (activations === 'f32' && dtype !== 'f32' && !o.quantize && device !== 'cpu')
+    throw new IgnisError('E_DEVICE', `${op}: activations 'f32' with ${dtype} weights needs a mixed-dtype matmul, computed on the CPU only, for now (device ${device}): use activations: 'weights'`);
+  const wo = { dtype, quantize: o.quantize, groupSize, device, activations };
   // The config first, all of it checked before a byte of weights is read.
   let config: Gpt2Config | LlamaConfig;
   if (raw.model_type === 'gpt2') config = gpt2Config(raw);

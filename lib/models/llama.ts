@@ -9,7 +9,7 @@ import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { Rope, ropeOf } from './rope';
 import { tensor, Tensor } from '../tensor';
-import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearTensors, linearFromNK, readChecked, readHost, WeightOptions } from './weights';
+import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearTensors, linearFromNK, modelDtypes, readChecked, readHost, WeightOptions } from './weights';
 
 export interface LlamaConfig {
   /** the checkpoint's family: the same graph, with the biases and window each one has */
@@ -213,7 +213,7 @@ interface Layer {
 }
 
 export interface LlamaWeights {
-  embed: Tensor; // [vocab, hidden], activation dtype
+  embed: Tensor; // [vocab, hidden], the weights' dtype (int8 models: f16/bf16)
   norm: Tensor;
   head: Linear;
   layers: Layer[];
@@ -222,7 +222,7 @@ export interface LlamaWeights {
 }
 
 export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOptions): Promise<LlamaWeights> {
-  const act = o.quantize ? 'f32' : o.dtype;
+  const { act, weights: wdt } = modelDtypes(o);
   const vec = (name: string, n: number) => readChecked(src, name, [n], act, o.device);
   // Gemma's RMSNorm scales by (1 + w), formed here in f32 (as transformers does) and kept as w'
   const norm = async (name: string, n: number) => {
@@ -231,7 +231,7 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
     return tensor(w.map((x) => 1 + x), { shape: [n], dtype: act, device: o.device });
   };
   const lin = async (name: string, N: number, K: number) =>
-    linearFromNK(await readChecked(src, name, [N, K], act, o.device), o);
+    linearFromNK(await readChecked(src, name, [N, K], wdt, o.device), o);
   const H = c.hidden, I = c.intermediate, qd = c.heads * c.headDim, kd = c.kvHeads * c.headDim;
   // W [sum(rows), K] stored as one tensor: one linear layer per block of rows, in order
   const fusedRows = async (name: string, K: number, rows: number[]) => {
@@ -239,15 +239,16 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
     let r0 = 0;
     return rows.map((n) => {
       const part = host.subarray(r0 * K, (r0 += n) * K);
-      return linearFromNK(tensor(part, { shape: [n, K], dtype: act, device: o.device }), o);
+      return linearFromNK(tensor(part, { shape: [n, K], dtype: wdt, device: o.device }), o);
     });
   };
   // int8 models keep a 16-bit embedding table (a row is cast to f32 after the lookup), at half
   // the memory of an f32 one: f16/bf16 as stored (exact), an f32 table rounded to bf16 (f32's
   // range, so nothing overflows; its 2^-9 relative rounding is below the int8 weights' own).
-  // Otherwise the table is in the activation dtype.
+  // Otherwise the table is in the weights' dtype (16-bit weights under f32 activations: a row is
+  // cast after the lookup, as the int8 table's).
   const storedEmbed = src.info('model.embed_tokens.weight')?.dtype;
-  const embedDtype = o.quantize === 'int8' ? (storedEmbed === 'F16' ? 'f16' : 'bf16') : act;
+  const embedDtype = o.quantize === 'int8' ? (storedEmbed === 'F16' ? 'f16' : 'bf16') : wdt;
   const embed = await readChecked(src, 'model.embed_tokens.weight', [c.vocab, H], embedDtype, o.device);
   const layers: Layer[] = [];
   // A layer's tensors are read concurrently (each read runs on a pool thread, packing and
@@ -303,7 +304,7 @@ export async function loadLlama(src: TensorSource, c: LlamaConfig, o: WeightOpti
   const headName = !c.tied && src.has('lm_head.weight') ? 'lm_head.weight' : 'model.embed_tokens.weight';
   if (!c.tied && headName !== 'lm_head.weight') throw new IgnisError('E_FORMAT', `loadModel: the checkpoint has no tensor 'lm_head.weight' and tie_word_embeddings is false`);
   // A tied head kept as stored is the embedding itself (one copy); packed or int8 it is its own.
-  const sameAsEmbed = headName === 'model.embed_tokens.weight' && o.quantize !== 'int8' && !(act === 'f32' && o.device === 'cpu');
+  const sameAsEmbed = headName === 'model.embed_tokens.weight' && o.quantize !== 'int8' && !(wdt === 'f32' && o.device === 'cpu');
   const head: Linear = sameAsEmbed ? { kind: 'tensor', t: embed } : await lin(headName, c.vocab, H);
   const scalar = (x: number) => tensor(new Float32Array([x]), { shape: [1], dtype: act, device: o.device });
   const gemma = c.gemma && {

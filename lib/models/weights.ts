@@ -14,6 +14,15 @@ export interface WeightOptions {
   quantize?: 'int8';
   groupSize?: number;
   device: Device;
+  /** 'f32': f32 activations (norms, biases, embeddings' rows) under 16-bit weights */
+  activations?: 'f32' | 'weights';
+}
+
+/** The activations' dtype (a model's norms, biases and KV cache) and its linear weights' as read
+ * (int8: read in f32, then quantized). */
+export function modelDtypes(o: WeightOptions): { act: FloatDType; weights: FloatDType } {
+  if (o.quantize) return { act: 'f32', weights: 'f32' };
+  return { act: o.activations === 'f32' ? 'f32' : o.dtype, weights: o.dtype };
 }
 
 /** A linear layer's weight, y = x @ W^T with W [N, K] (what nn.Linear stores). */
