@@ -98,8 +98,10 @@ function buildCases(): Bad[] {
   add('matmul: b 1-D', 'IgnisError', 'E_SHAPE', () => ignis.matmul(f([2, 3]), f([3])), [[3]]);
   add('matmul: bias wrong length', 'IgnisError', 'E_SHAPE', () => ignis.matmul(f([2, 3]), f([3, 4]), { bias: f([5]) }), [[5]]);
   add('matmul: bias 2-D', 'IgnisError', 'E_SHAPE', () => ignis.matmul(f([2, 3]), f([3, 4]), { bias: f([2, 4]) }), [[2, 4]]);
-  for (const [da, db] of [['f32', 'f16'], ['f16', 'bf16'], ['bf16', 'f32'], ['f16', 'f32']] as const)
+  // (an f32 a with an f16/bf16 b is a 16-bit weight under f32 activations: computed, not refused)
+  for (const [da, db] of [['f16', 'bf16'], ['bf16', 'f16'], ['bf16', 'f32'], ['f16', 'f32']] as const)
     add(`matmul: mixed dtypes ${da} ${db}`, 'IgnisError', 'E_DTYPE', () => ignis.matmul(f([2, 3], da), f([3, 4], db)));
+  add('matmul: f32 x bf16 with a bf16 bias (the bias is the output\'s f32)', 'IgnisError', 'E_DTYPE', () => ignis.matmul(f([2, 3]), f([3, 4], 'bf16'), { bias: f([4], 'bf16') }));
   add('matmul: bias dtype differs', 'IgnisError', 'E_DTYPE', () => ignis.matmul(f([2, 3]), f([3, 4]), { bias: f([4], 'f16') }));
   add('matmul: i32 inputs', 'IgnisError', 'E_DTYPE', () => ignis.matmul(i32([2, 3]), i32([3, 4])));
   add('matmul: i8 input', 'IgnisError', 'E_DTYPE', () => ignis.matmul(ignis.zeros([2, 3], { dtype: 'i8' }), ignis.zeros([3, 4], { dtype: 'i8' })));
