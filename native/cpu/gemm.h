@@ -55,6 +55,15 @@ PackB dense_packer(DType dt, bool transposed);
 // panels of the dot-product GEMMs, whose instructions take a 4-byte group of each column (int8
 // quads for vpdpbusd, bf16 pairs for vdpbf16ps).
 inline constexpr int64_t kWordCols = 32;
+
+// AMX's tile configuration (palette 1): per tile its rows and bytes a row; the AMX kernels
+// (the int8 and bf16 GEMMs) load one with _tile_loadconfig.
+struct alignas(64) AmxTileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
 void pack_word_chunk(const uint32_t* src, int64_t ld, int64_t nw, int64_t nr, uint32_t* dst);
 
 // out [M, N] = act(a [M, K] @ b [N, K]^T + bias [N]) for a bf16 b, and a, bias and out of dtype

@@ -58,21 +58,13 @@ using Tile = void (*)(int64_t, const bf16*, int64_t, const uint32_t*, float*, bo
 constexpr int64_t kPairs = 256;
 constexpr Tile kTiles[kMR + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
 
-// AMX's tile configuration (palette 1): per tile its rows and bytes a row.
-struct alignas(64) AmxConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 // c [Mp][kWordCols] = (ap + lo) [Mp, Kp] (Mp a multiple of 32, Kp of 32; row stride Kp; lo
 // null or a second term, f32 activations' remainder) @ the packed chunk b [Kp / 2][kWordCols]. The tiles are configured and released here, with no call in
 // between: a call through the PLT may meet glibc's lazy binder, whose xsave/xrstor can leave the
 // tile configuration cleared (tileloadd then faults). Tiles 0-3 C, 4-5 A, 6-7 B (their numbers
 // are immediates).
 IGNIS_AMX_BF16 void amx_chunk(int64_t Mp, int64_t Kp, const bf16* ap, const bf16* lo, const uint32_t* b, float* c) {
-  AmxConfig cfg;
+  AmxTileConfig cfg;
   for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
   _tile_loadconfig(&cfg);
   constexpr int64_t kLd = kWordCols * 4;  // bytes a row of b and of c

@@ -537,13 +537,6 @@ IGNIS_AVX512_VNNI void qgemm_tile(int64_t K, int64_t group, const uint8_t* xu, c
 // chunk, whose layout is AMX's B layout), into int32 C tiles that start each group from the
 // negated offsets (a tile load of stride 0 repeats the row); at a group's end the C tiles go
 // through memory into the f32 sums, scaled as the VNNI tile scales them.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 // The f32 sums of one panel, tot [16] (row r's 16 columns), += group g's integer sums cbuf
 // [16][16] times the weights' scales sw (16 columns) and the rows' scales xs [16, G].
 IGNIS_AMX inline void amx_scale(__m512 (&tot)[16], const int32_t* cbuf, const float* sw, const float* xs, int64_t G,
@@ -564,7 +557,7 @@ IGNIS_AMX inline void amx_scale(__m512 (&tot)[16], const int32_t* cbuf, const fl
 IGNIS_AMX void qgemm_amx_block(int64_t K, int64_t group, const uint8_t* xu, const float* xs, const QChunk& c,
                                float* out) {
   const int64_t G = K / group;
-  TileConfig cfg;
+  gemm::AmxTileConfig cfg;
   cfg.rows[0] = 16, cfg.colsb[0] = 32;  // A: 16 rows x 32 bytes of x
   cfg.rows[1] = 8, cfg.colsb[1] = 64;   // B: 8 quads x 16 columns
   cfg.rows[2] = cfg.rows[3] = 16;       // C, two of them: 16 rows x 16 int32
