@@ -573,13 +573,13 @@ bool Run::small_m_prepacked(const Block& b) const {
   return true;
 }
 
-// One row block of up to kSmallRows rows (a prefill's or a batched decode's): all of A packed
-// once, then the threads claim pairs of column panels, and for each pair walk K in blocks, the
+// One row block of up to kSmallRows rows (a prefill's or a batched decode's), on any number of
+// threads: all of A packed once, then the threads claim pairs of column panels, and for each pair walk K in blocks, the
 // pair's B block packed right before use (or prepacked) and run through every row tile (12 x 32
 // where the CPU has the tile). B is read from memory once and converted once, with no shared
 // buffer and no join between K blocks; the pair's sums stay in cache across the K blocks.
 bool Run::few_rows(const Block& b) {
-  if (!(b.mb == 1 && b.nchunks > 1 && b.ms_pad * K_ <= (int64_t(1) << 21) &&
+  if (!(b.mb == 1 && b.ms_pad * K_ <= (int64_t(1) << 21) &&
         2 * b.ms * b.nc * K_ >= (int64_t(1) << 22)))
     return false;
   if (!a_all_) pack_a_all(b);
