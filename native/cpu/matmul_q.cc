@@ -532,121 +532,82 @@ IGNIS_AVX512_VNNI void qgemm_tile(int64_t K, int64_t group, const uint8_t* xu, c
 }
 
 
-// AMX with the weight as the A operand: tdpbssd (signed x signed) reads the weight's rows as
-// stored ([N, K]: 16 rows x 32 bytes a tile, stride K), with no per-call packing of the weight
-// and no offset correction; x, quantized per call, is the B operand, packed per block of 16
-// tokens as [K / 4][16][4] quads (AMX's B layout). A C tile is a 16 x 16 block of out^T (rows:
-// weight rows, lanes: tokens). Per group its integer sums go through memory into the f32 sums,
-// scaled by the weight row's scale (a broadcast) and the tokens' (a vector); C tiles alternate
-// between two, so group g's tdpbssd runs while group g - 1's sums are scaled. The tiles are
-// configured and released here, calling nothing in between: a call through the PLT may meet
-// glibc's lazy binder, whose xsave/xrstor of the register state can leave the tile configuration
-// cleared (tileloadd then faults).
-// tot [16] (a weight row's sums over 16 tokens) += a group's integer sums c [16][16] times the
-// weight rows' scales (sw[r * G], a broadcast each) and the tokens' (xs [16]).
-IGNIS_AMX inline void amx_scale(__m512 (&tot)[16], const int32_t* c, const float* sw, int64_t G, const float* xs) {
-  const __m512 xv = _mm512_loadu_ps(xs);
+// AMX: 16 rows of x at a time against the chunk's two 16-column panels. Each 32-wide step of K is
+// one tdpbusd per panel (A: 16 rows x 32 bytes of x + 128; B: 8 quads x 16 columns of the packed
+// chunk, whose layout is AMX's B layout), into int32 C tiles that start each group from the
+// negated offsets (a tile load of stride 0 repeats the row); at a group's end the C tiles go
+// through memory into the f32 sums, scaled as the VNNI tile scales them.
+// The f32 sums of one panel, tot [16] (row r's 16 columns), += group g's integer sums cbuf
+// [16][16] times the weights' scales sw (16 columns) and the rows' scales xs [16, G].
+IGNIS_AMX inline void amx_scale(__m512 (&tot)[16], const int32_t* cbuf, const float* sw, const float* xs, int64_t G,
+                                int64_t g) {
+  const __m512 s = _mm512_loadu_ps(sw);
   for (int r = 0; r < 16; r++) {
-    const __m512 v = _mm512_maskz_cvtepi32_ps(0xffff, _mm512_load_si512(c + r * 16));
-    tot[r] = _mm512_fmadd_ps(v, _mm512_mul_ps(xv, _mm512_set1_ps(sw[r * G])), tot[r]);
+    const __m512 c = _mm512_maskz_cvtepi32_ps(0xffff, _mm512_load_si512(cbuf + r * 16));
+    tot[r] = _mm512_fmadd_ps(c, _mm512_mul_ps(s, _mm512_set1_ps(xs[r * G + g])), tot[r]);
   }
 }
 
-IGNIS_AMX void qgemm_amx_tile(int64_t K, int64_t group, const int8_t* w, const float* sw, const int8_t* xb,
-                                const float* xst, float* t) {
+// out [16][kQCols] = x + 128 rows xu [16, K] (row stride K), scales xs [16, G] (row stride G),
+// against the packed chunk, a panel at a time (its 16 x 16 sums in registers). Groups alternate
+// between two C tiles, so that group g's tdpbusd runs while group g - 1's sums are scaled. The
+// block configures the tiles and releases them itself, calling nothing in between: a call through
+// the PLT may meet glibc's lazy binder, whose xsave/xrstor of the register state can leave the
+// tile configuration cleared (tileloadd then faults).
+IGNIS_AMX void qgemm_amx_block(int64_t K, int64_t group, const uint8_t* xu, const float* xs, const QChunk& c,
+                               float* out) {
   const int64_t G = K / group;
   gemm::AmxTileConfig cfg;
-  cfg.rows[0] = 16, cfg.colsb[0] = 32;  // A: 16 weight rows x 32 bytes
-  cfg.rows[1] = 8, cfg.colsb[1] = 64;   // B: 8 quads x 16 tokens
-  cfg.rows[2] = cfg.rows[3] = 16;       // C, two of them: 16 weight rows x 16 tokens, int32
+  cfg.rows[0] = 16, cfg.colsb[0] = 32;  // A: 16 rows x 32 bytes of x
+  cfg.rows[1] = 8, cfg.colsb[1] = 64;   // B: 8 quads x 16 columns
+  cfg.rows[2] = cfg.rows[3] = 16;       // C, two of them: 16 rows x 16 int32
   cfg.colsb[2] = cfg.colsb[3] = 64;
   _tile_loadconfig(&cfg);
   alignas(64) int32_t cbuf[2][16 * 16];
-  __m512 tot[16];
-  for (int r = 0; r < 16; r++) tot[r] = _mm512_setzero_ps();
-  auto scale = [&](int64_t g) { amx_scale(tot, cbuf[g % 2], sw + g, G, xst + g * 16); };
-  for (int64_t g = 0; g < G; g++) {
-    const int8_t* wg = w + g * group;
-    const int8_t* xg = xb + (g * group / 4) * 64;
-    if (g % 2 == 0) {  // (tile numbers are immediates: two copies)
-      _tile_zero(2);
-      for (int64_t k = 0; k < group; k += 32) {
-        _tile_loadd(0, wg + k, K);
-        _tile_loadd(1, xg + (k / 4) * 64, 64);
-        _tile_dpbssd(2, 0, 1);
-      }
-      if (g > 0) scale(g - 1);
-      _tile_stored(2, cbuf[0], 64);
-    } else {
-      _tile_zero(3);
-      for (int64_t k = 0; k < group; k += 32) {
-        _tile_loadd(0, wg + k, K);
-        _tile_loadd(1, xg + (k / 4) * 64, 64);
-        _tile_dpbssd(3, 0, 1);
-      }
-      scale(g - 1);
-      _tile_stored(3, cbuf[1], 64);
-    }
-  }
-  scale(G - 1);
-  _tile_release();
-  for (int r = 0; r < 16; r++) _mm512_storeu_ps(t + r * 16, tot[r]);
-}
-
-// out [M, N] = act(quantized x @ dequant(q)^T + bias) on AMX, through qgemm_amx_tile: x's rows
-// quantized and packed once, then blocks of 16 weight rows claimed by the threads, each run
-// against every block of 16 tokens (the weight rows stay in L2 across them).
-void qgemm_amx(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group, const float* xf, const int8_t* q,
-                 const float* scales, const void* bias, Activation act, void* out, DType dt) {
-  const int64_t G = K / group, K4 = K / 4, MB = (M + 15) / 16;
-  std::vector<int8_t> xb(size_t(MB * K4 * 64), 0);  // [MB][K / 4][16][4]; tokens past M zero
-  std::vector<float> xst(size_t(MB * G * 16), 0.f);  // [MB][G][16]: the tokens' scales
-  pool.parallel_for(M, std::max<int64_t>(1, 8192 / K), [&](int64_t m0, int64_t m1) {
-    std::vector<int8_t> row(static_cast<size_t>(K));
-    std::vector<float> s(static_cast<size_t>(G));
-    for (int64_t m = m0; m < m1; m++) {
-      quantize_row(xf + m * K, K, group, row.data(), s.data());
-      const int64_t mb = m / 16, mi = m % 16;
-      int8_t* dst = xb.data() + mb * K4 * 64 + mi * 4;
-      for (int64_t w4 = 0; w4 < K4; w4++) std::memcpy(dst + w4 * 64, row.data() + w4 * 4, 4);
-      for (int64_t g = 0; g < G; g++) xst[size_t((mb * G + g) * 16 + mi)] = s[size_t(g)];
-    }
-  });
-  const int64_t chunks = (N + 15) / 16;
-  pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<int8_t> wpad;
-    std::vector<float> spad;
-    alignas(64) float t[16 * 16];
-    float col[16];
-    for (int64_t ch = c0; ch < c1; ch++) {
-      const int64_t n0 = ch * 16, nr = std::min<int64_t>(16, N - n0);
-      const int8_t* w = q + n0 * K;
-      const float* sw = scales + n0 * G;
-      if (nr < 16) {  // the last rows, zero-padded to a tile (a tile load past them would read past q)
-        wpad.assign(size_t(16 * K), 0);
-        spad.assign(size_t(16 * G), 0.f);
-        std::memcpy(wpad.data(), w, size_t(nr * K));
-        std::memcpy(spad.data(), sw, size_t(nr * G) * 4);
-        w = wpad.data(), sw = spad.data();
-      }
-      for (int64_t mb = 0; mb < MB; mb++) {
-        qgemm_amx_tile(K, group, w, sw, xb.data() + mb * K4 * 64, xst.data() + mb * G * 16, t);
-        for (int64_t mi = 0; mi < std::min<int64_t>(16, M - mb * 16); mi++) {
-          for (int64_t r = 0; r < nr; r++) col[r] = t[r * 16 + mi];
-          gemm::epilogue_row(col, nr, bias ? advance(bias, dt, n0) : nullptr, dt, act, advance(out, dt, (mb * 16 + mi) * N + n0));
+  for (int64_t p = 0; p < kQCols; p += 16) {
+    __m512 tot[16];
+    for (int r = 0; r < 16; r++) tot[r] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < G; g++) {
+      // group g into C tile 2 + g % 2 (tile numbers are immediates: two copies)
+      const int32_t* corr = c.ncorr + g * kQCols + p;
+      const int8_t* bg = c.b + (g * group / 4) * kQCols * 4 + p * 4;
+      const uint8_t* ag = xu + g * group;
+      if (g % 2 == 0) {
+        _tile_loadd(2, corr, 0);
+        for (int64_t k = 0; k < group; k += 32) {
+          _tile_loadd(0, ag + k, K);
+          _tile_loadd(1, bg + (k / 4) * kQCols * 4, kQCols * 4);
+          _tile_dpbusd(2, 0, 1);
+        }
+      } else {
+        _tile_loadd(3, corr, 0);
+        for (int64_t k = 0; k < group; k += 32) {
+          _tile_loadd(0, ag + k, K);
+          _tile_loadd(1, bg + (k / 4) * kQCols * 4, kQCols * 4);
+          _tile_dpbusd(3, 0, 1);
         }
       }
+      if (g > 0) amx_scale(tot, cbuf[(g - 1) % 2], c.sw + (g - 1) * kQCols + p, xs, G, g - 1);
+      if (g % 2 == 0) _tile_stored(2, cbuf[0], 64);
+      else _tile_stored(3, cbuf[1], 64);
     }
-  });
+    amx_scale(tot, cbuf[(G - 1) % 2], c.sw + (G - 1) * kQCols + p, xs, G, G - 1);
+    for (int r = 0; r < 16; r++) _mm512_storeu_ps(out + r * kQCols + p, tot[r]);
+  }
+  _tile_release();
 }
 
-// out [M, N] = act(quantized x [M, K] @ dequant(q)^T + bias) on AVX-512 VNNI: the chunks of 32
-// columns claimed by the threads, each packing its chunk and running every 6-row tile against it.
+// out [M, N] = act(quantized x [M, K] @ dequant(q)^T + bias): the chunks of 32 columns claimed
+// by the threads, each packing its chunk and running every row tile against it (AMX's 16-row
+// blocks where the CPU has AMX-INT8, with x's rows padded to a multiple of 16; else VNNI's 6-row
+// tiles).
 void qgemm_vnni(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group, const float* xf, const int8_t* q,
                 const float* scales, const void* bias, Activation act, void* out, DType dt) {
   const int64_t G = K / group;
-  std::vector<uint8_t> xu(size_t(M * K), 0);
-  std::vector<float> xs(size_t(M * G), 0.f);
+  const bool amx = has_amx_int8();
+  const int64_t Mp = amx ? (M + 15) / 16 * 16 : M;
+  std::vector<uint8_t> xu(size_t(Mp * K), 0);
+  std::vector<float> xs(size_t(Mp * G), 0.f);
   pool.parallel_for(M, std::max<int64_t>(1, 8192 / K), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; m++) {
       int8_t* row = reinterpret_cast<int8_t*>(xu.data() + m * K);
@@ -664,17 +625,19 @@ void qgemm_vnni(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group
     std::vector<int8_t> b(size_t(K * kQCols));
     std::vector<int32_t> ncorr(size_t(G * kQCols));
     std::vector<float> sw(size_t(G * kQCols));
-    alignas(64) float tile[gemm::kMR * kQCols];
+    alignas(64) float tile[16 * kQCols];
     const QChunk c{b.data(), ncorr.data(), sw.data()};
     using Tile = void (*)(int64_t, int64_t, const uint8_t*, const float*, const QChunk&, float*);
     constexpr Tile kTiles[gemm::kMR + 1] = {nullptr,          qgemm_tile<1>, qgemm_tile<2>, qgemm_tile<3>,
                                             qgemm_tile<4>,    qgemm_tile<5>, qgemm_tile<6>};
+    const int64_t step = amx ? 16 : gemm::kMR;  // rows a block (AMX) or tile (VNNI) takes
     for (int64_t ch = c0; ch < c1; ch++) {
       const int64_t j0 = ch * kQCols, nr = std::min(kQCols, N - j0);
       pack_q_chunk(q, scales, K, group, j0, nr, c);
-      for (int64_t m = 0; m < M; m += gemm::kMR) {
-        const int64_t rows = std::min(gemm::kMR, M - m);
-        kTiles[rows](K, group, xu.data() + m * K, xs.data() + m * G, c, tile);
+      for (int64_t m = 0; m < M; m += step) {
+        const int64_t rows = std::min(step, M - m);
+        if (amx) qgemm_amx_block(K, group, xu.data() + m * K, xs.data() + m * G, c, tile);
+        else kTiles[rows](K, group, xu.data() + m * K, xs.data() + m * G, c, tile);
         for (int64_t r = 0; r < rows; r++)
           gemm::epilogue_row(tile + r * kQCols, nr, bias ? advance(bias, dt, j0) : nullptr, dt, act,
                              advance(out, dt, (m + r) * N + j0));
@@ -726,8 +689,7 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
 #if IGNIS_X86
   // prefill with int8 activations: the integer GEMM where the CPU has AVX-512 VNNI
   if (M > 8 && quantize_x && group % 32 == 0 && has_avx512() && has_vnni()) {
-    if (has_amx_int8()) qgemm_amx(pool, M, N, K, group, xf, qp, sp, biasp, act, out.raw(), dt);
-    else qgemm_vnni(pool, M, N, K, group, xf, qp, sp, biasp, act, out.raw(), dt);
+    qgemm_vnni(pool, M, N, K, group, xf, qp, sp, biasp, act, out.raw(), dt);
     return;
   }
 #endif
