@@ -1,10 +1,11 @@
 // The bf16 GEMM (gemm.h: gemm_bf16_t): a bf16 model's prefill, where b (the weight, [N, K] as
 // stored) is bf16 and a (the activations) bf16, or f32 on AMX as two bf16 terms (a's hi, rounded,
-// and the rest, rounded: 16 significant bits, twice the tile products). AMX's tdpbf16ps and AVX512_BF16's vdpbf16ps
-// multiply bf16 pairs and add both products to f32 sums: the products are exact (8-bit
-// significands), so this is the f32 GEMM's arithmetic over the same bf16 inputs, and the weight is
-// read as stored (no f32 copy, not even per block). Columns go in chunks of 32: a chunk of b is
-// packed once per call as [K / 2][32] pairs (gemm::pack_word_chunk), which is AMX's B layout.
+// and the rest, rounded: 16 significant bits, twice the tile products). AMX's tdpbf16ps and
+// AVX512_BF16's vdpbf16ps multiply bf16 pairs and add both products to f32 sums: the products are
+// exact (8-bit significands), so this is the f32 GEMM's arithmetic over the same bf16 inputs, and
+// the weight is read as stored (no f32 copy, not even per block). Columns go in chunks of 32: a
+// chunk of b is packed once per call as [K / 2][32] pairs (gemm::pack_word_chunk), which is AMX's
+// B layout.
 // - AMX (Sapphire Rapids and later): 32 x 32 blocks of four 16 x 16 f32 C tiles, each 32-wide
 //   step of K two A tiles (16 rows of a) and two B tiles (16 pairs x 16 columns) for four
 //   tdpbf16ps. On a Xeon here, vdpbf16ps issues every other cycle (half the f32 FMA's products),
@@ -59,9 +60,10 @@ constexpr int64_t kPairs = 256;
 constexpr Tile kTiles[kMR + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
 
 // c [Mp][kWordCols] = (ap + lo) [Mp, Kp] (Mp a multiple of 32, Kp of 32; row stride Kp; lo
-// null or a second term, f32 activations' remainder) @ the packed chunk b [Kp / 2][kWordCols]. The tiles are configured and released here, with no call in
-// between: a call through the PLT may meet glibc's lazy binder, whose xsave/xrstor can leave the
-// tile configuration cleared (tileloadd then faults). Tiles 0-3 C, 4-5 A, 6-7 B (their numbers
+// null or a second term, f32 activations' remainder) @ the packed chunk b [Kp / 2][kWordCols].
+// The tiles are configured and released here, with no call in between: a call through the PLT
+// may meet glibc's lazy binder, whose xsave/xrstor can leave the tile configuration cleared
+// (tileloadd then faults). Tiles 0-3 C, 4-5 A, 6-7 B (their numbers
 // are immediates).
 IGNIS_AMX_BF16 void amx_chunk(int64_t Mp, int64_t Kp, const bf16* ap, const bf16* lo, const uint32_t* b, float* c) {
   AmxTileConfig cfg;
@@ -111,18 +113,17 @@ bool gemm_bf16_t(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const void* 
 #if IGNIS_X86
   if (K % 2 || K == 0) return false;
   const int64_t K2 = K / 2, chunks = (N + kWordCols - 1) / kWordCols;
-  // the chunk's [rows][32] sums into out rows [0, M), columns [j0, j0 + nr): bias, activation, dtype
-  auto finish = [&](const float* c, int64_t j0, int64_t nr) {
-    for (int64_t m = 0; m < M; m++)
-      epilogue_row(c + m * kWordCols, nr, bias ? advance(bias, at, j0) : nullptr, at, act, advance(out, at, m * N + j0));
-  };
-  if (has_amx_bf16()) {
-    // a copied once into [Mp, Kp] bf16, zero past M rows and K columns (an f32 a as hi + lo, each
-    // rounded to bf16: 16 significant bits of it); each chunk packed with zero pairs past K / 2,
-    // so the tiles never read past either.
-    const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
-    const bool split = at == DType::f32;
-    std::vector<bf16> ap(size_t(Mp * Kp)), lo(split ? size_t(Mp * Kp) : 0);  // value-initialized: +0
+  // AMX: a bf16 or f32 a; vdpbf16ps: a bf16 a only (an f32 one takes the f32 GEMM over converted
+  // panels instead)
+  const bool amx = has_amx_bf16();
+  if (!amx && (at != DType::bf16 || !has_avx512_bf16())) return false;
+  // AMX: a copied once into [Mp, Kp] bf16, zero past M rows and K columns (an f32 a as hi + lo,
+  // each rounded to bf16: 16 significant bits of it); each chunk packed with zero pairs past K / 2,
+  // so the tiles never read past either. vdpbf16ps reads a in place, and the chunk to K / 2.
+  const int64_t Mp = amx ? (M + 31) / 32 * 32 : M, Kp = amx ? (K + 31) / 32 * 32 : K;
+  const bool split = amx && at == DType::f32;
+  std::vector<bf16> ap(amx ? size_t(Mp * Kp) : 0), lo(split ? size_t(Mp * Kp) : 0);  // value-initialized: +0
+  if (amx) {
     auto copy_rows = [&](int64_t m0, int64_t m1) {
       std::vector<float> rest(split ? size_t(K) : 0);
       for (int64_t m = m0; m < m1; m++) {
@@ -140,35 +141,28 @@ bool gemm_bf16_t(ThreadPool* pool, int64_t M, int64_t N, int64_t K, const void* 
     };
     if (pool && M > 16) pool->parallel_for(M, 16, copy_rows);
     else copy_rows(0, M);
-    auto run = [&](int64_t c0, int64_t c1) {
-      std::vector<uint32_t> packed(size_t(Kp / 2 * kWordCols), 0u);
-      std::vector<float> c(size_t(Mp * kWordCols));
-      for (int64_t ch = c0; ch < c1; ch++) {
-        const int64_t j0 = ch * kWordCols, nr = std::min(kWordCols, N - j0);
-        pack_word_chunk(reinterpret_cast<const uint32_t*>(b + j0 * K), K2, K2, nr, packed.data());
-        amx_chunk(Mp, Kp, ap.data(), split ? lo.data() : nullptr, packed.data(), c.data());
-        finish(c.data(), j0, nr);
-      }
-    };
-    if (pool && chunks > 1) pool->parallel_for(chunks, 1, run);
-    else run(0, chunks);
-    return true;
   }
-  if (at != DType::bf16) return false;  // f32 a without AMX: the f32 GEMM over converted panels
-  if (!has_avx512_bf16()) return false;
   const bf16* ab = static_cast<const bf16*>(a);
   auto run = [&](int64_t c0, int64_t c1) {
-    std::vector<uint32_t> packed(size_t(K2 * kWordCols));
-    std::vector<float> c(size_t(M * kWordCols));  // the chunk's [M][32] sums over the K blocks
+    std::vector<uint32_t> packed(size_t(Kp / 2 * kWordCols), 0u);
+    std::vector<float> c(size_t(Mp * kWordCols));  // the chunk's [rows][32] sums
     for (int64_t ch = c0; ch < c1; ch++) {
       const int64_t j0 = ch * kWordCols, nr = std::min(kWordCols, N - j0);
       pack_word_chunk(reinterpret_cast<const uint32_t*>(b + j0 * K), K2, K2, nr, packed.data());
-      for (int64_t k0 = 0; k0 < K2; k0 += kPairs) {
-        const int64_t kp = std::min(kPairs, K2 - k0);
-        for (int64_t m = 0; m < M; m += kMR)
-          kTiles[std::min(kMR, M - m)](kp, ab + m * K + 2 * k0, K, packed.data() + k0 * kWordCols, c.data() + m * kWordCols, k0 == 0);
+      if (amx) {
+        amx_chunk(Mp, Kp, ap.data(), split ? lo.data() : nullptr, packed.data(), c.data());
+      } else {
+        for (int64_t k0 = 0; k0 < K2; k0 += kPairs) {  // blocks of pairs, their sums in c between them
+          const int64_t kp = std::min(kPairs, K2 - k0);
+          for (int64_t m = 0; m < M; m += kMR)
+            kTiles[std::min(kMR, M - m)](kp, ab + m * K + 2 * k0, K, packed.data() + k0 * kWordCols, c.data() + m * kWordCols,
+                                         k0 == 0);
+        }
       }
-      finish(c.data(), j0, nr);
+      // the chunk's sums into out rows [0, M), columns [j0, j0 + nr): bias, activation, dtype
+      for (int64_t m = 0; m < M; m++)
+        epilogue_row(c.data() + m * kWordCols, nr, bias ? advance(bias, at, j0) : nullptr, at, act,
+                     advance(out, at, m * N + j0));
     }
   };
   if (pool && chunks > 1) pool->parallel_for(chunks, 1, run);
