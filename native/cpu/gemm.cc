@@ -574,9 +574,9 @@ bool Run::small_m_prepacked(const Block& b) const {
 }
 
 // One row block of up to kSmallRows rows (a prefill's or a batched decode's), on any number of
-// threads: all of A packed once, then the threads claim pairs of column panels, and for each pair walk K in blocks, the
-// pair's B block packed right before use (or prepacked) and run through every row tile (12 x 32
-// where the CPU has the tile). B is read from memory once and converted once, with no shared
+// threads: all of A packed once, then the threads claim pairs of column panels, and for each pair
+// walk K in blocks, the pair's B block packed right before use (or prepacked) and run through
+// every row tile (12 x 32 where the CPU has the tile). B is read from memory once and converted once, with no shared
 // buffer and no join between K blocks; the pair's sums stay in cache across the K blocks.
 bool Run::few_rows(const Block& b) {
   if (!(b.mb == 1 && b.ms_pad * K_ <= (int64_t(1) << 21) &&
@@ -593,17 +593,17 @@ bool Run::few_rows(const Block& b) {
           const int64_t kc = std::min(kc_blk_, K_ - k0);
           const bool first = k0 == 0, last = k0 + kc == K_;
           const float* ap = a_all_ + b.ms_pad * k0;
-          const float* bp0 = p_.b_packed ? packed_panel(p_, b.j0 + j, k0) : bgroup;
           if (!p_.b_packed) p_.pack_b(p_.b_ctx, k0, kc, b.j0 + j, w, bgroup);
+          // panel h of the pair, at K block k0
+          auto panel = [&](int64_t h) {
+            return p_.b_packed ? packed_panel(p_, b.j0 + j + h * kNR, k0) : bgroup + h * kc * kNR;
+          };
           if (kernels2_[1] && w == kGroup * kNR) {
-            tiles2(b, ap, b.ms, 0, bp0, p_.b_packed ? packed_panel(p_, b.j0 + j + kNR, k0) : bgroup + kc * kNR, j, kc,
-                   first, last);
+            tiles2(b, ap, b.ms, 0, panel(0), panel(1), j, kc, first, last);
             continue;
           }
-          for (int64_t h = 0; h * kNR < w; h++) {
-            const float* bp = p_.b_packed ? packed_panel(p_, b.j0 + j + h * kNR, k0) : bgroup + h * kc * kNR;
-            tiles(b, ap, b.ms, 0, bp, j + h * kNR, std::min(kNR, w - h * kNR), kc, first, last);
-          }
+          for (int64_t h = 0; h * kNR < w; h++)
+            tiles(b, ap, b.ms, 0, panel(h), j + h * kNR, std::min(kNR, w - h * kNR), kc, first, last);
         }
       }
   });

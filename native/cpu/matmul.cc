@@ -1,7 +1,8 @@
 // matmul: out [batch..., M, N] = act(a @ b + bias) in f32/f16/bf16 with numpy batch broadcasting
-// (b f16/bf16 under an f32 a: a 16-bit weight under f32 activations, out f32), and matmul_packed (x @ a weight pack_weight prepared). M > 8 goes to the GEMM engine (gemm.cc)
-// with B packed by pack.cc's packers; M <= 8 (decode) takes a GEMV-style path that streams B
-// once: b [K, N] split over K (each core reads one contiguous half), b [N, K] split over N.
+// (b f16/bf16 under an f32 a: a 16-bit weight under f32 activations, out f32), and matmul_packed
+// (x @ a weight pack_weight prepared). M > 8 goes to the GEMM engine (gemm.cc) with B packed by
+// pack.cc's packers; M <= 8 (decode) takes a GEMV-style path that streams B once: b [K, N] split
+// over K (each core reads one contiguous half), b [N, K] split over N.
 #include <algorithm>
 #include <atomic>
 #include <tuple>
