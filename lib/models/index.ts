@@ -436,6 +436,8 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   }
   if (typeof raw !== 'object' || raw === null) throw new IgnisError('E_FORMAT', `${op}: ${cfgPath} is not a JSON object`);
   const activations = v.oneOf(op, 'activations', o.activations, ['f32', 'weights'] as const, device === 'cpu' ? 'f32' : 'weights');
+  if (activations === 'weights' && o.quantize)
+    throw new IgnisError('E_ARGUMENT', `${op}: activations 'weights' does not apply with quantize: 'int8' (an int8 model's activations are f32; see int8Activations)`);
   if (activations === 'f32' && dtype !== 'f32' && !o.quantize && device !== 'cpu')
     throw new IgnisError('E_DEVICE', `${op}: activations 'f32' with ${dtype} weights needs a mixed-dtype matmul, computed on the CPU only, for now (device ${device}): use activations: 'weights'`);
   const wo = { dtype, quantize: o.quantize, groupSize, device, activations };

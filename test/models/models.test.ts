@@ -470,6 +470,7 @@ describe('loadModel errors', () => {
     await expect(ignis.loadModel(dir, { quantize: 'int8', int8Activations: 'yes' as unknown as boolean })).rejects.toThrow(TypeError);
     await expect(ignis.loadModel(dir, { maxBatch: 0 })).rejects.toMatchObject({ code: 'E_RANGE' });
     await expect(ignis.loadModel(dir, { activations: 'f16' as 'f32' })).rejects.toMatchObject({ code: 'E_RANGE', message: expect.stringContaining("unknown activations 'f16'") });
+    await expect(ignis.loadModel(dir, { quantize: 'int8', activations: 'weights' })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining("activations 'weights' does not apply") });
     if (ignis.info().cuda.available)
       await expect(ignis.loadModel(dir, { device: 'cuda', dtype: 'bf16', activations: 'f32' })).rejects.toMatchObject({ code: 'E_DEVICE', message: expect.stringContaining('mixed-dtype matmul') });
     const m = await ignis.loadModel(dir, { maxSeq: 16 });
