@@ -121,6 +121,7 @@ export async function benchLlama(quick: boolean, log: (s: string) => void): Prom
     const agree = rel(a.logits!, b.logits!);
     if (!Number.isFinite(agree)) throw new Error(`llama: ${p} logits are not finite`);
     const same = a.tokens!.filter((t, i) => t === b.tokens![i]).length;
+    if (same !== a.tokens!.length) log(`  llama: ${p} greedy tokens differ: ignis [${a.tokens!.join(' ')}], llama.cpp [${b.tokens!.join(' ')}]`);
     if (p === 'f32') {
       if (agree > 1e-4 || same !== a.tokens!.length)
         throw new Error(`llama: the f32 models disagree (max |logit diff| / max |logit| ${agree.toExponential(2)}, ${same}/${a.tokens!.length} greedy tokens): the GGUF is not the same model`);

@@ -469,7 +469,7 @@ IGNIS_QGEMV_I8_NEON(sdot, IGNIS_DOTPROD, dot16_sdot)
 
 struct QChunk {
   int8_t* b;        // [K / 4][kQCols][4]
-  int32_t* ncorr;   // [G][kQCols]: -128 * sum of the group's weights
+  int32_t* ncorr;   // [G][kQCols]: -128 * sum of the group's weights (null: not wanted, AMX)
   float* sw;        // [G][kQCols]: the weights' scales
 };
 
@@ -481,7 +481,7 @@ IGNIS_AVX512_VNNI void pack_q_chunk(const int8_t* q, const float* scales, int64_
   gemm::pack_word_chunk(reinterpret_cast<const uint32_t*>(q + j0 * K), K / 4, K / 4, nr, reinterpret_cast<uint32_t*>(c.b));
   const __m512i offset = _mm512_set1_epi8(char(0x80));
   for (int64_t g = 0; g < G; g++) {
-    for (int64_t p = 0; p < kQCols; p += 16) {
+    for (int64_t p = 0; p < kQCols && c.ncorr; p += 16) {
       __m512i sum = _mm512_setzero_si512();
       for (int64_t kq = g * group / 4; kq < (g + 1) * group / 4; kq++)
         sum = _mm512_dpbusd_epi32(sum, offset, _mm512_loadu_si512(c.b + (kq * kQCols + p) * 4));
@@ -532,86 +532,118 @@ IGNIS_AVX512_VNNI void qgemm_tile(int64_t K, int64_t group, const uint8_t* xu, c
 }
 
 
-// AMX: 16 rows of x at a time against the chunk's two 16-column panels. Each 32-wide step of K is
-// one tdpbusd per panel (A: 16 rows x 32 bytes of x + 128; B: 8 quads x 16 columns of the packed
-// chunk, whose layout is AMX's B layout), into int32 C tiles that start each group from the
-// negated offsets (a tile load of stride 0 repeats the row); at a group's end the C tiles go
-// through memory into the f32 sums, scaled as the VNNI tile scales them.
-// The f32 sums of one panel, tot [16] (row r's 16 columns), += group g's integer sums cbuf
-// [16][16] times the weights' scales sw (16 columns) and the rows' scales xs [16, G].
-IGNIS_AMX inline void amx_scale(__m512 (&tot)[16], const int32_t* cbuf, const float* sw, const float* xs, int64_t G,
-                                int64_t g) {
-  const __m512 s = _mm512_loadu_ps(sw);
-  for (int r = 0; r < 16; r++) {
-    const __m512 c = _mm512_maskz_cvtepi32_ps(0xffff, _mm512_load_si512(cbuf + r * 16));
-    tot[r] = _mm512_fmadd_ps(c, _mm512_mul_ps(s, _mm512_set1_ps(xs[r * G + g])), tot[r]);
+// AMX: 32 rows of x at a time against the chunk's two 16-column panels, signed x signed
+// (tdpbssd: x as quantized, no offset, so the chunk carries no offsets). Per group, four C tiles
+// (rows 0-15 and 16-31 against each panel) start from zero and take one tdpbssd each per 64 (or
+// 32) bytes of K from two A tiles and two B tiles (the packed chunk, whose layout is AMX's B
+// layout): every A and B tile feeds two products. x comes packed (pack_x_amx): each A tile 16
+// rows of `step` bytes in a row, where x's own rows, K bytes apart, would put a tile's 16 lines
+// into two of L1's sets at K = 2048. A group's four tiles then go through memory into the f32
+// sums tot [32][kQCols] (in L1), each row times the weights' scales and the row's scale, two
+// groups a pass; groups g - 2 and g - 1 are scaled before group g's tiles are stored, so the
+// vector work runs while the tdpbssd of g complete. The block configures the tiles and releases them itself, calling nothing
+// in between: a call through the PLT may meet glibc's lazy binder, whose xsave/xrstor of the
+// register state can leave the tile configuration cleared (tileloadd then faults).
+constexpr int64_t kAmxRows = 32;
+
+// bytes of K a tdpbssd takes, for groups of a multiple of 32
+inline int64_t amx_step(int64_t group) { return group % 64 == 0 ? 64 : 32; }
+
+// xp = the rows xq [Mp, K] (Mp a multiple of 16) as A tiles: [Mp / 16][K / step][16][step].
+void pack_x_amx(const int8_t* xq, int64_t Mp, int64_t K, int64_t step, int8_t* xp) {
+  for (int64_t b = 0; b < Mp / 16; b++)
+    for (int64_t j = 0; j < K / step; j++)
+      for (int64_t r = 0; r < 16; r++)
+        std::memcpy(xp + ((b * (K / step) + j) * 16 + r) * step, xq + (b * 16 + r) * K + j * step, size_t(step));
+}
+
+IGNIS_AMX inline __m512 cvt_sums(const int32_t* p) { return _mm512_maskz_cvtepi32_ps(0xffff, _mm512_load_si512(p)); }
+
+// tot [32][kQCols] += the integer sums of groups g and g + 1 (c0, c1: each four 16 x 16 tiles,
+// [rows 0-15 | 16-31][panel]; c1 null: group g alone) times the weights' scales sw ([G][kQCols])
+// and the rows' scales xs [32, G]. Two groups a pass halve the loads and stores of tot.
+IGNIS_AMX inline void amx_scale(float* tot, const int32_t* c0, const int32_t* c1, const float* sw, const float* xs,
+                                int64_t G, int64_t g) {
+  const float* sw0 = sw + g * kQCols;
+  const __m512 s00 = _mm512_loadu_ps(sw0), s01 = _mm512_loadu_ps(sw0 + 16);
+  const __m512 s10 = c1 ? _mm512_loadu_ps(sw0 + kQCols) : s00, s11 = c1 ? _mm512_loadu_ps(sw0 + kQCols + 16) : s01;
+  for (int r = 0; r < kAmxRows; r++) {
+    const int64_t at = (r / 16) * 512 + (r % 16) * 16;
+    float* t = tot + r * kQCols;
+    const __m512 x0 = _mm512_set1_ps(xs[r * G + g]);
+    __m512 t0 = _mm512_fmadd_ps(cvt_sums(c0 + at), _mm512_mul_ps(s00, x0), _mm512_load_ps(t));
+    __m512 t1 = _mm512_fmadd_ps(cvt_sums(c0 + at + 256), _mm512_mul_ps(s01, x0), _mm512_load_ps(t + 16));
+    if (c1) {
+      const __m512 x1 = _mm512_set1_ps(xs[r * G + g + 1]);
+      t0 = _mm512_fmadd_ps(cvt_sums(c1 + at), _mm512_mul_ps(s10, x1), t0);
+      t1 = _mm512_fmadd_ps(cvt_sums(c1 + at + 256), _mm512_mul_ps(s11, x1), t1);
+    }
+    _mm512_store_ps(t, t0);
+    _mm512_store_ps(t + 16, t1);
   }
 }
 
-// out [16][kQCols] = x + 128 rows xu [16, K] (row stride K), scales xs [16, G] (row stride G),
-// against the packed chunk, a panel at a time (its 16 x 16 sums in registers). Groups alternate
-// between two C tiles, so that group g's tdpbusd runs while group g - 1's sums are scaled. The
-// block configures the tiles and releases them itself, calling nothing in between: a call through
-// the PLT may meet glibc's lazy binder, whose xsave/xrstor of the register state can leave the
-// tile configuration cleared (tileloadd then faults).
-IGNIS_AMX void qgemm_amx_block(int64_t K, int64_t group, const uint8_t* xu, const float* xs, const QChunk& c,
+// out [32][kQCols] (64-byte aligned) = the packed rows xp (pack_x_amx: two 16-row blocks, each
+// [K / step][16][step]), scales xs [32, G] (row stride G), against the packed chunk.
+IGNIS_AMX void qgemm_amx_block(int64_t K, int64_t group, const int8_t* xp, const float* xs, const QChunk& c,
                                float* out) {
-  const int64_t G = K / group;
+  const int64_t G = K / group, step = amx_step(group);
   gemm::AmxTileConfig cfg;
-  cfg.rows[0] = 16, cfg.colsb[0] = 32;  // A: 16 rows x 32 bytes of x
-  cfg.rows[1] = 8, cfg.colsb[1] = 64;   // B: 8 quads x 16 columns
-  cfg.rows[2] = cfg.rows[3] = 16;       // C, two of them: 16 rows x 16 int32
-  cfg.colsb[2] = cfg.colsb[3] = 64;
+  cfg.rows[0] = cfg.rows[1] = 16, cfg.colsb[0] = cfg.colsb[1] = uint16_t(step);  // A: 16 rows of x
+  cfg.rows[2] = cfg.rows[3] = uint8_t(step / 4), cfg.colsb[2] = cfg.colsb[3] = 64;  // B: quads x 16 columns
+  for (int t = 4; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;  // C: 16 rows x 16 int32
   _tile_loadconfig(&cfg);
-  alignas(64) int32_t cbuf[2][16 * 16];
-  for (int64_t p = 0; p < kQCols; p += 16) {
-    __m512 tot[16];
-    for (int r = 0; r < 16; r++) tot[r] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < G; g++) {
-      // group g into C tile 2 + g % 2 (tile numbers are immediates: two copies)
-      const int32_t* corr = c.ncorr + g * kQCols + p;
-      const int8_t* bg = c.b + (g * group / 4) * kQCols * 4 + p * 4;
-      const uint8_t* ag = xu + g * group;
-      if (g % 2 == 0) {
-        _tile_loadd(2, corr, 0);
-        for (int64_t k = 0; k < group; k += 32) {
-          _tile_loadd(0, ag + k, K);
-          _tile_loadd(1, bg + (k / 4) * kQCols * 4, kQCols * 4);
-          _tile_dpbusd(2, 0, 1);
-        }
-      } else {
-        _tile_loadd(3, corr, 0);
-        for (int64_t k = 0; k < group; k += 32) {
-          _tile_loadd(0, ag + k, K);
-          _tile_loadd(1, bg + (k / 4) * kQCols * 4, kQCols * 4);
-          _tile_dpbusd(3, 0, 1);
-        }
-      }
-      if (g > 0) amx_scale(tot, cbuf[(g - 1) % 2], c.sw + (g - 1) * kQCols + p, xs, G, g - 1);
-      if (g % 2 == 0) _tile_stored(2, cbuf[0], 64);
-      else _tile_stored(3, cbuf[1], 64);
+  alignas(64) int32_t cbuf[3][4 * 256];  // a ring: group g's sums in cbuf[g % 3]
+  for (int64_t i = 0; i < kAmxRows * kQCols; i++) out[i] = 0.f;
+  constexpr int64_t kLd = kQCols * 4;  // bytes a quad-row of the chunk
+  const int8_t* a1 = xp + K * 16;      // the second 16-row block
+  for (int64_t g = 0; g < G; g++) {
+    _tile_zero(4);
+    _tile_zero(5);
+    _tile_zero(6);
+    _tile_zero(7);
+    const int8_t* bg = c.b + (g * group / 4) * kLd;
+    for (int64_t k = g * group; k < (g + 1) * group; k += step) {
+      _tile_loadd(0, xp + k * 16, step);
+      _tile_loadd(1, a1 + k * 16, step);
+      _tile_loadd(2, bg, kLd);
+      _tile_loadd(3, bg + 64, kLd);
+      bg += step / 4 * kLd;
+      _tile_dpbssd(4, 0, 2);
+      _tile_dpbssd(5, 0, 3);
+      _tile_dpbssd(6, 1, 2);
+      _tile_dpbssd(7, 1, 3);
     }
-    amx_scale(tot, cbuf[(G - 1) % 2], c.sw + (G - 1) * kQCols + p, xs, G, G - 1);
-    for (int r = 0; r < 16; r++) _mm512_storeu_ps(out + r * kQCols + p, tot[r]);
+    // groups g - 2 and g - 1, stored before this group's products were issued
+    if (g % 2 == 0 && g >= 2) amx_scale(out, cbuf[(g - 2) % 3], cbuf[(g - 1) % 3], c.sw, xs, G, g - 2);
+    int32_t* cb = cbuf[g % 3];
+    _tile_stored(4, cb, 64);
+    _tile_stored(5, cb + 256, 64);
+    _tile_stored(6, cb + 512, 64);
+    _tile_stored(7, cb + 768, 64);
   }
+  // what the loop left: groups G - 2 and G - 1 (G even), or G - 1 (G odd)
+  if (G % 2 == 0) amx_scale(out, cbuf[(G - 2) % 3], cbuf[(G - 1) % 3], c.sw, xs, G, G - 2);
+  else amx_scale(out, cbuf[(G - 1) % 3], nullptr, c.sw, xs, G, G - 1);
   _tile_release();
 }
 
 // out [M, N] = act(quantized x [M, K] @ dequant(q)^T + bias): the chunks of 32 columns claimed
-// by the threads, each packing its chunk and running every row tile against it (AMX's 16-row
-// blocks where the CPU has AMX-INT8, with x's rows padded to a multiple of 16; else VNNI's 6-row
-// tiles).
+// by the threads, each packing its chunk and running every row tile against it: AMX's 32-row
+// blocks where the CPU has AMX-INT8 (x signed, its rows padded to a multiple of 32 and packed as
+// A tiles), else VNNI's 6-row tiles (x offset into u8).
 void qgemm_vnni(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group, const float* xf, const int8_t* q,
                 const float* scales, const void* bias, Activation act, void* out, DType dt) {
   const int64_t G = K / group;
   const bool amx = has_amx_int8();
-  const int64_t Mp = amx ? (M + 15) / 16 * 16 : M;
-  std::vector<uint8_t> xu(size_t(Mp * K), 0);
+  const int64_t Mp = amx ? (M + kAmxRows - 1) / kAmxRows * kAmxRows : M;
+  std::vector<int8_t> xq(size_t(Mp * K), 0);
   std::vector<float> xs(size_t(Mp * G), 0.f);
   pool.parallel_for(M, std::max<int64_t>(1, 8192 / K), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; m++) {
-      int8_t* row = reinterpret_cast<int8_t*>(xu.data() + m * K);
+      int8_t* row = xq.data() + m * K;
       quantize_row(xf + m * K, K, group, row, xs.data() + m * G);
+      if (amx) continue;
       for (int64_t k = 0; k < K; k += 8) {  // x + 128, 8 bytes a step (K is a multiple of 32)
         uint64_t w;
         std::memcpy(&w, row + k, 8);
@@ -620,27 +652,33 @@ void qgemm_vnni(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group
       }
     }
   });
+  const uint8_t* xu = reinterpret_cast<const uint8_t*>(xq.data());
+  std::vector<int8_t> xp(amx ? size_t(Mp * K) : 0);
+  if (amx) pack_x_amx(xq.data(), Mp, K, amx_step(group), xp.data());
   const int64_t chunks = (N + kQCols - 1) / kQCols;
+  const bool plain = dt == DType::f32 && !bias && act == Activation::none;  // the sums are the output
   pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<int8_t> b(size_t(K * kQCols));
-    std::vector<int32_t> ncorr(size_t(G * kQCols));
+    std::vector<int32_t> ncorr(amx ? 0 : size_t(G * kQCols));
     std::vector<float> sw(size_t(G * kQCols));
-    alignas(64) float tile[16 * kQCols];
-    const QChunk c{b.data(), ncorr.data(), sw.data()};
+    alignas(64) float tile[kAmxRows * kQCols];
+    const QChunk c{b.data(), amx ? nullptr : ncorr.data(), sw.data()};
     using Tile = void (*)(int64_t, int64_t, const uint8_t*, const float*, const QChunk&, float*);
     constexpr Tile kTiles[gemm::kMR + 1] = {nullptr,          qgemm_tile<1>, qgemm_tile<2>, qgemm_tile<3>,
                                             qgemm_tile<4>,    qgemm_tile<5>, qgemm_tile<6>};
-    const int64_t step = amx ? 16 : gemm::kMR;  // rows a block (AMX) or tile (VNNI) takes
+    const int64_t step = amx ? kAmxRows : gemm::kMR;  // rows a block (AMX) or tile (VNNI) takes
     for (int64_t ch = c0; ch < c1; ch++) {
       const int64_t j0 = ch * kQCols, nr = std::min(kQCols, N - j0);
       pack_q_chunk(q, scales, K, group, j0, nr, c);
       for (int64_t m = 0; m < M; m += step) {
         const int64_t rows = std::min(step, M - m);
-        if (amx) qgemm_amx_block(K, group, xu.data() + m * K, xs.data() + m * G, c, tile);
-        else kTiles[rows](K, group, xu.data() + m * K, xs.data() + m * G, c, tile);
-        for (int64_t r = 0; r < rows; r++)
-          gemm::epilogue_row(tile + r * kQCols, nr, bias ? advance(bias, dt, j0) : nullptr, dt, act,
-                             advance(out, dt, (m + r) * N + j0));
+        if (amx) qgemm_amx_block(K, group, xp.data() + m * K, xs.data() + m * G, c, tile);
+        else kTiles[rows](K, group, xu + m * K, xs.data() + m * G, c, tile);
+        for (int64_t r = 0; r < rows; r++) {
+          if (plain) std::memcpy(static_cast<float*>(out) + (m + r) * N + j0, tile + r * kQCols, size_t(nr) * 4);
+          else gemm::epilogue_row(tile + r * kQCols, nr, bias ? advance(bias, dt, j0) : nullptr, dt, act,
+                                  advance(out, dt, (m + r) * N + j0));
+        }
       }
     }
   });
