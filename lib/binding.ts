@@ -43,7 +43,8 @@ export interface NativeBinding {
       compiled: boolean;
       available: boolean;
       reason?: string;
-      devices: { name: string; computeCapability: string; memoryBytes: number; multiprocessors: number }[];
+      /** lost: why the device's context is gone (every call there throws E_DEVICE_LOST); absent while it works */
+      devices: { name: string; computeCapability: string; memoryBytes: number; multiprocessors: number; lost?: string }[];
     };
   };
   fromBytes(bytes: ArrayBufferView, srcDtype: string, dtype: string, shape: number[], device: string): Handle;

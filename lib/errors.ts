@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'E_ARGUMENT'
   | 'E_INDEX'
   | 'E_INTERNAL'
+  | 'E_DEVICE_LOST'
   | 'E_LOAD'
   | 'E_CONFIG';
 

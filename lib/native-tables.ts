@@ -55,7 +55,7 @@ export type ParamsOf<O extends OpName> = { -readonly [K in keyof (typeof OP_PARA
 
 /** The native error codes (E_RANGE reaches JS as a RangeError, as lib/'s own range checks). */
 export const ERROR_CODES: readonly (ErrorCode | 'E_RANGE')[] = [
-  'E_SHAPE', 'E_DTYPE', 'E_DEVICE', 'E_DISPOSED', 'E_OOM', 'E_CUDA', 'E_FORMAT', 'E_ARGUMENT', 'E_INDEX', 'E_INTERNAL', 'E_RANGE',
+  'E_SHAPE', 'E_DTYPE', 'E_DEVICE', 'E_DISPOSED', 'E_OOM', 'E_CUDA', 'E_FORMAT', 'E_ARGUMENT', 'E_INDEX', 'E_INTERNAL', 'E_RANGE', 'E_DEVICE_LOST',
 ];
 
 export interface NativeTables {

@@ -189,27 +189,6 @@ export async function expectFails(fn: () => unknown, kind: ErrorKind, code: stri
   assertError(err, kind, code, label);
 }
 
-/**
- * For calls made after an op that fails while it runs: whichever call comes next throws that
- * error, once (the worker may finish the failing kernel at any moment). `call` absorbs that
- * one throw (checking its code) and retries; `thrown()` says how many it absorbed.
- */
-export function absorbOnce(code: string): { call: <T>(f: () => T) => T; thrown: () => number } {
-  let n = 0;
-  return {
-    call: <T>(f: () => T): T => {
-      try {
-        return f();
-      } catch (e) {
-        expect(e).toMatchObject({ code });
-        n++;
-        return f();
-      }
-    },
-    thrown: () => n,
-  };
-}
-
 // --- op tests as tables ------------------------------------------------------------------------
 
 /** One input of an op case: its shape, and its values' distribution (normal, or given). */

@@ -26,6 +26,7 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
     o.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
     o.Set("memoryBytes", double(d.memory_bytes));
     o.Set("multiprocessors", d.multiprocessors);
+    if (!d.lost.empty()) o.Set("lost", d.lost);  // the context is gone: every call there throws E_DEVICE_LOST
     devices.Set(uint32_t(i), o);
   }
   cuda.Set("devices", devices);

@@ -56,6 +56,7 @@ struct DeviceInfo {
   int major = 0, minor = 0;  // compute capability
   int64_t memory_bytes = 0;
   int multiprocessors = 0;
+  std::string lost;  // info() only: why the device's context is gone (Backend::lost), or empty
 };
 
 // Whether ops may run on this kind of device, and why not.
@@ -100,14 +101,20 @@ class Backend {
   virtual void copy_in(int device, void* dst, const void* src, size_t bytes) = 0;
   // device -> host: waits until the copy (and everything queued before it) is done.
   virtual void copy_out(int device, void* dst, const void* src, size_t bytes) = 0;
-  // Waits for everything queued on the device; throws a kernel-time error found there.
+  // Waits for everything queued on the device; throws the error the device hit.
   virtual void synchronize(int device) = 0;
-  // Forgets a kernel-time error that synchronize() kept reporting (it has been thrown).
-  virtual void clear_fault(int device) = 0;
+  // Inside a task: waits for the work it has queued so far, and throws the bad data its kernels
+  // found (an id out of range: the task's own error), or the error the device hit.
+  virtual void finish(const Exec& e) = 0;
+  // Why the device's context is gone (an illegal address, an uncorrectable ECC error), after
+  // which nothing on it can run; empty while it works.
+  virtual std::string lost(int /*device*/) { return {}; }
 
   // --- kernels -------------------------------------------------------------------------------
   // Runs fn with the launch context of one queued task on `device`; scratch memory the kernels
-  // ask for lives until the task's work is done.
+  // ask for lives until the task's work is done. Bad data a kernel of the task finds (an id out
+  // of range) is thrown here, the task's own error (on a device: the task waits for its kernels
+  // when one of them can find any).
   virtual void task(int device, ThreadPool& pool, const std::function<void(const Exec&)>& fn) = 0;
   // Whether run() has a kernel for op on inputs of dtype (the op table has checked the rest).
   virtual bool supports(OpId op, DType dtype) const = 0;

@@ -1,8 +1,11 @@
-// Worker loop of a device queue. A task that throws has already recorded its error on its
-// outputs (see ops/launch.h); anything escaping a task is kept as the queue's error.
+// Worker loop of a device queue. A task records its errors on its outputs (see ops/launch.h),
+// where the reads of them and of everything computed from them find them: an error never
+// waits on the queue for an unrelated call. Anything escaping a task is a bug of ignis, said
+// on stderr (there is no caller to give it to).
 #include "queue.h"
 
 #include <chrono>
+#include <cstdio>
 
 #include "spin.h"
 
@@ -30,18 +33,6 @@ void Queue::enqueue(Task task) {
   cv_.notify_one();
 }
 
-void Queue::set_error(KernelError e) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!error_) error_ = std::move(e);
-}
-
-KernelError Queue::take_error() {
-  std::lock_guard<std::mutex> lock(mu_);
-  KernelError e = std::move(error_);
-  error_ = nullptr;
-  return e;
-}
-
 static constexpr auto kSpin = std::chrono::microseconds(300);
 
 void Queue::run() {
@@ -65,12 +56,10 @@ void Queue::run() {
     }
     try {
       task();
-    } catch (const Error& e) {
-      set_error(std::make_shared<const Error>(e));
     } catch (const std::exception& e) {
-      set_error(std::make_shared<const Error>(ErrorCode::Internal, name_ + ": " + e.what()));
+      std::fprintf(stderr, "ignis: an error escaped a task on %s (a bug of ignis): %s\n", name_.c_str(), e.what());
     } catch (...) {
-      set_error(std::make_shared<const Error>(ErrorCode::Internal, name_ + ": unknown error"));
+      std::fprintf(stderr, "ignis: an error escaped a task on %s (a bug of ignis)\n", name_.c_str());
     }
     task = nullptr;  // release the task's tensors on the worker, before waiting again
   }

@@ -24,11 +24,6 @@ class Queue {
 
   void enqueue(Task task);  // the JS thread never waits on a queue
 
-  // The first kernel-time error since the last take_error(), to be thrown by the next call
-  // on this device. Set by tasks on the worker, taken on the JS thread.
-  void set_error(KernelError e);
-  KernelError take_error();
-
  private:
   void run();
   std::string name_;
@@ -37,7 +32,6 @@ class Queue {
   std::deque<Task> tasks_;
   bool stop_ = false;
   std::atomic<uint64_t> pushed_{0};  // tasks ever enqueued: the idle worker watches it
-  KernelError error_;
   std::thread worker_;
 };
 

@@ -35,14 +35,34 @@ class CudaBackend final : public Backend {
   void copy_in(int device, void* dst, const void* src, size_t bytes) override { upload(device, dst, src, bytes); }
   void copy_out(int device, void* dst, const void* src, size_t bytes) override { download(device, dst, src, bytes); }
   void synchronize(int device) override { cuda::synchronize(device); }
-  void clear_fault(int device) override { cuda::clear_fault(device); }
+  std::string lost(int device) override { return cuda::lost(device); }
+  void finish(const Exec& e) override {
+    const Launch& L = *static_cast<const Launch*>(e.ctx);
+    cuda::synchronize(L.device);
+    if (L.fault_used && L.record)
+      if (KernelError err = L.record->take()) throw Error(*err);
+  }
 
   void task(int device, ThreadPool& pool, const std::function<void(const Exec&)>& fn) override {
+    const std::string why = cuda::lost(device);
+    if (!why.empty())
+      fail(ErrorCode::DeviceLost, "cuda:" + std::to_string(device) + " is lost (" + why + "): nothing more can run there");
     // Issue the task's work with the device's stream to itself (runtime.h lock_stream).
     const auto stream = lock_stream(device);
     std::vector<std::shared_ptr<Storage>> keep;  // scratch: freed after the kernels are queued
-    const Launch L = launch_for(device, &keep);
-    fn(Exec{pool, &L});
+    FaultRecord fault(device);  // after keep: returned to the pool first
+    const Launch L = launch_for(device, &keep, fault);
+    try {
+      fn(Exec{pool, &L});
+    } catch (...) {
+      if (L.fault_used) fault.arm();
+      throw;
+    }
+    if (L.fault_used) {  // a kernel that can find bad data was queued: this task's error, if it did
+      fault.arm();
+      cuda::synchronize(device);
+      if (KernelError e = fault.take()) throw Error(*e);
+    }
   }
   bool supports(OpId op, DType) const override { return !cpu_only(op); }
   // The kernels' window and soft-cap paths are written but have not yet run on a GPU: refused

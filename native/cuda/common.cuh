@@ -18,19 +18,23 @@ namespace ignis::cuda {
 
 inline std::string describe(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
 
-// Every CUDA runtime call is checked: a failure throws E_CUDA naming the call.
-#define IGNIS_CUDA_CHECK(call)                                                              \
-  do {                                                                                      \
-    cudaError_t ignis_e_ = (call);                                                          \
-    if (ignis_e_ != cudaSuccess) ::ignis::fail(::ignis::ErrorCode::Cuda, std::string(#call) + \
-                                               ": " + ::ignis::cuda::describe(ignis_e_));   \
+// Throws E_CUDA naming the call; or, for an error after which the context cannot be used (an
+// illegal address, an uncorrectable ECC error: CUDA's sticky errors), marks the current device
+// lost (runtime.h lost()) and throws E_DEVICE_LOST.
+[[noreturn]] void cuda_failed(cudaError_t e, const std::string& call);
+
+// Every CUDA runtime call is checked: a failure throws E_CUDA naming the call (cuda_failed).
+#define IGNIS_CUDA_CHECK(call)                                                  \
+  do {                                                                          \
+    cudaError_t ignis_e_ = (call);                                              \
+    if (ignis_e_ != cudaSuccess) ::ignis::cuda::cuda_failed(ignis_e_, #call);   \
   } while (0)
 
 // After a <<<...>>> launch: a bad configuration (too much shared memory, a grid too large)
 // throws E_CUDA naming the kernel.
 inline void check_launch(const char* kernel) {
   cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) fail(ErrorCode::Cuda, std::string(kernel) + " launch: " + describe(e));
+  if (e != cudaSuccess) cuda_failed(e, std::string(kernel) + " launch");
 }
 
 inline cudaStream_t stream_of(const Launch& L) { return static_cast<cudaStream_t>(L.stream); }

@@ -63,7 +63,7 @@ void embedding_cuda(const Launch& L, void* out, const int32_t* ids, const void* 
     int64_t copy_blocks = units == 0 ? 0 : ceil_div<int64_t>(n, kThreads / R);
     if (copy_blocks > cap) copy_blocks = cap;
     embedding_kernel<U, R><<<unsigned(copy_blocks + 1), kThreads, 0, stream_of(L)>>>(
-        static_cast<U*>(out), ids, static_cast<const U*>(table), n, units, V, L.fault, unsigned(copy_blocks));
+        static_cast<U*>(out), ids, static_cast<const U*>(table), n, units, V, L.fault_record(), unsigned(copy_blocks));
     check_launch("embedding_kernel");
   };
   // a warp per row up to 64 units (1 KB of 16-byte units), the block above

@@ -15,7 +15,9 @@
 
 namespace ignis::cuda {
 
-// The first error a kernel found in the data since the device last synchronized. It lives in
+class FaultRecord;  // runtime.h
+
+// The first error the kernels of one task (or one recorded graph) found in the data. It lives in
 // host-mapped memory: kernels write it through a device pointer, the host reads it after a
 // stream synchronization. code == 0: none.
 enum class FaultOp : int32_t { none, embedding, Count };
@@ -32,7 +34,17 @@ struct Fault {
 struct Launch {
   int device = 0;
   void* stream = nullptr;   // cudaStream_t
-  Fault* fault = nullptr;   // device pointer to the device's Fault
+  // The fault record of this task, or of the CUDA graph being recorded (runtime.h FaultRecord):
+  // its own, so that bad data one task's kernel finds fails that task and no other.
+  Fault* fault = nullptr;
+  FaultRecord* record = nullptr;  // the host side of `fault`
+  mutable bool fault_used = false;
+  // For a kernel that can find bad data: the record to report it in. The task then waits for
+  // its kernels when it ends and throws what they reported (a recorded graph, at each replay).
+  Fault* fault_record() const {
+    fault_used = true;
+    return fault;
+  }
   int sm_count = 0;         // multiprocessors
   int cc = 0;               // compute capability, 10 * major + minor (80, 86, 89, 90)
   size_t smem_optin = 0;    // shared memory per block a kernel may opt in to (bytes)

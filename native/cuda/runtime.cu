@@ -1,13 +1,14 @@
 // The CUDA runtime of ignis: device discovery, and per device one non-blocking stream (the
 // device's queue issues every kernel there), a caching allocator, pinned staging for uploads,
-// the host-mapped fault record, and graph capture. Nothing here can take the process down:
-// every CUDA call is checked and a failure becomes an ignis::Error.
+// the host-mapped fault records, graph capture, and the record of a lost device. Nothing here
+// can take the process down: every CUDA call is checked and a failure becomes an ignis::Error.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <mutex>
+#include <tuple>
 #include <utility>
 #include <string>
 #include <unordered_map>
@@ -33,7 +34,7 @@ static Availability do_probe() {
   for (int i = 0; i < count; i++) {
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
-    a.devices.push_back({prop.name, prop.major, prop.minor, int64_t(prop.totalGlobalMem), prop.multiProcessorCount});
+    a.devices.push_back({prop.name, prop.major, prop.minor, int64_t(prop.totalGlobalMem), prop.multiProcessorCount, {}});
   }
   if (a.devices.empty()) {
     a.reason = "the driver reports no CUDA devices";
@@ -54,6 +55,53 @@ const Availability& probe() {
   static Availability a;
   std::call_once(once, [] { a = do_probe(); });
   return a;
+}
+
+// --- a lost device -------------------------------------------------------------------------------
+
+namespace {
+std::mutex g_lost_mu;
+std::vector<std::string>& g_lost = *new std::vector<std::string>();  // by device: why it is lost
+
+// The errors after which the context cannot be used again (the CUDA runtime's "sticky" ones):
+// every later call on it fails.
+bool sticky(cudaError_t e) {
+  switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorAssert:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorLaunchFailure:
+    case cudaErrorECCUncorrectable:
+    case cudaErrorNvlinkUncorrectable:
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
+std::string lost(int device) {
+  std::lock_guard<std::mutex> lock(g_lost_mu);
+  return device >= 0 && size_t(device) < g_lost.size() ? g_lost[size_t(device)] : std::string();
+}
+
+void cuda_failed(cudaError_t e, const std::string& call) {
+  const std::string msg = call + ": " + describe(e);
+  if (!sticky(e)) fail(ErrorCode::Cuda, msg);
+  int device = 0;
+  cudaGetDevice(&device);
+  {
+    std::lock_guard<std::mutex> lock(g_lost_mu);
+    if (g_lost.size() <= size_t(device)) g_lost.resize(size_t(device) + 1);
+    if (g_lost[size_t(device)].empty()) g_lost[size_t(device)] = describe(e);
+  }
+  fail(ErrorCode::DeviceLost, "cuda:" + std::to_string(device) + " is lost (" + msg +
+                                  "): the tensors and models on it are gone, and nothing more can run there");
 }
 
 static void set_device(int device) { IGNIS_CUDA_CHECK(cudaSetDevice(device)); }
@@ -88,9 +136,8 @@ struct DeviceState {
   // runtime's kernels would land inside this one's capture, and a synchronization during a
   // capture would invalidate it. Recursive: a task that holds it records, allocates and syncs.
   std::recursive_mutex stream_mu;
-  Fault* fault_host = nullptr;  // mapped, pinned
-  Fault* fault_dev = nullptr;
-  KernelError pending_fault;    // a fault found by a synchronization, until the next call takes it
+  std::mutex fault_mu;
+  std::vector<std::pair<Fault*, Fault*>> free_faults;  // fault records (host, device), mapped and pinned
   int sm_count = 0, cc = 0;
   size_t smem_optin = 0;
 
@@ -122,9 +169,6 @@ DeviceState& state(int device) {
     d->index = device;
     set_device(device);
     IGNIS_CUDA_CHECK(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
-    IGNIS_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&d->fault_host), sizeof(Fault), cudaHostAllocMapped));
-    std::memset(d->fault_host, 0, sizeof(Fault));
-    IGNIS_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&d->fault_dev), d->fault_host, 0));
     int v = 0;
     IGNIS_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device));
     d->sm_count = v;
@@ -139,11 +183,42 @@ DeviceState& state(int device) {
   return *s;
 }
 
-// The fault a kernel recorded, as the error the CPU kernel would have thrown (and cleared).
-KernelError take_fault(DeviceState& d) {
-  Fault f = *d.fault_host;  // read after a stream synchronization
+}  // namespace
+
+// --- fault records -------------------------------------------------------------------------------
+
+FaultRecord::FaultRecord(int device) : device_(device) {
+  DeviceState& d = state(device);
+  std::lock_guard<std::mutex> lock(d.fault_mu);
+  if (d.free_faults.empty()) {  // a block of them, kept for the process's life
+    constexpr size_t kBlock = 64;
+    Fault* host = nullptr;
+    Fault* dev = nullptr;
+    set_device(device);
+    IGNIS_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), kBlock * sizeof(Fault), cudaHostAllocMapped));
+    std::memset(static_cast<void*>(host), 0, kBlock * sizeof(Fault));
+    IGNIS_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&dev), host, 0));
+    for (size_t i = 0; i < kBlock; i++) d.free_faults.emplace_back(host + i, dev + i);
+  }
+  std::tie(host_, dev_) = d.free_faults.back();
+  d.free_faults.pop_back();
+}
+
+FaultRecord::~FaultRecord() {
+  DeviceState& d = state(device_);
+  // A kernel queued with this record and not yet waited for (its task threw) could still write
+  // it: wait for the stream before another task gets it (an error here was that task's).
+  if (armed_) cudaStreamSynchronize(d.stream);
+  std::memset(static_cast<void*>(host_), 0, sizeof(Fault));
+  std::lock_guard<std::mutex> lock(d.fault_mu);
+  d.free_faults.emplace_back(host_, dev_);
+}
+
+KernelError FaultRecord::take() {
+  armed_ = false;
+  const Fault f = *host_;  // read after a stream synchronization
   if (f.code <= 0) return nullptr;
-  std::memset(d.fault_host, 0, sizeof(Fault));
+  std::memset(static_cast<void*>(host_), 0, sizeof(Fault));
   const ErrorCode code = ErrorCode(f.code - 1);
   std::string msg = "a CUDA kernel found bad data";
   switch (FaultOp(f.op)) {
@@ -156,8 +231,6 @@ KernelError take_fault(DeviceState& d) {
   }
   return std::make_shared<const Error>(code, msg);
 }
-
-}  // namespace
 
 // --- memory --------------------------------------------------------------------------------------
 
@@ -202,7 +275,7 @@ void* device_alloc(int device, size_t bytes) {
       fail(ErrorCode::OOM, "out of memory on cuda:" + std::to_string(device) + " allocating " + std::to_string(bytes) +
                                " bytes (" + std::to_string(free_b) + " of " + std::to_string(total_b) + " free)");
     }
-    if (e != cudaSuccess) fail(ErrorCode::Cuda, "cudaMalloc(" + std::to_string(bin) + "): " + describe(e));
+    if (e != cudaSuccess) cuda_failed(e, "cudaMalloc(" + std::to_string(bin) + ")");
     d.stats.reserved += int64_t(bin);
   }
   d.stats.allocated += int64_t(bin);
@@ -244,13 +317,14 @@ void empty_cache() {
 
 // --- the stream ----------------------------------------------------------------------------------
 
-Launch launch_for(int device, std::vector<std::shared_ptr<Storage>>* keep) {
+Launch launch_for(int device, std::vector<std::shared_ptr<Storage>>* keep, FaultRecord& fault) {
   DeviceState& d = state(device);
   set_device(device);
   Launch L;
   L.device = device;
   L.stream = d.stream;
-  L.fault = d.fault_dev;
+  L.fault = fault.dev();
+  L.record = &fault;
   L.sm_count = d.sm_count;
   L.cc = d.cc;
   L.smem_optin = d.smem_optin;
@@ -300,8 +374,6 @@ void synchronize(int device) {
   set_device(device);
   std::lock_guard<std::recursive_mutex> stream(d.stream_mu);
   IGNIS_CUDA_CHECK(cudaStreamSynchronize(d.stream));
-  if (KernelError f = take_fault(d)) d.pending_fault = f;
-  if (d.pending_fault) throw Error(*d.pending_fault);
 }
 
 void download(int device, void* dst, const void* src, size_t bytes) {
@@ -310,11 +382,6 @@ void download(int device, void* dst, const void* src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> stream(d.stream_mu);
   if (bytes) IGNIS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, d.stream));
   synchronize(device);
-}
-
-void clear_fault(int device) {
-  if (!probe().usable) return;
-  state(device).pending_fault = nullptr;
 }
 
 void copy_async(const Launch& L, void* dst, const void* src, size_t bytes) {
@@ -330,7 +397,8 @@ std::unique_ptr<Graph> Graph::capture(int device, std::vector<std::shared_ptr<St
   // (worker_threads share the device's stream) and uploads from the JS thread.
   std::lock_guard<std::recursive_mutex> stream(d.stream_mu);
   std::lock_guard<std::mutex> staging(d.staging_mu);
-  Launch L = launch_for(device, keep);
+  auto fault = std::make_unique<FaultRecord>(device);
+  Launch L = launch_for(device, keep, *fault);
   // Relaxed: scratch allocations during the recording may call cudaMalloc.
   IGNIS_CUDA_CHECK(cudaStreamBeginCapture(d.stream, cudaStreamCaptureModeRelaxed));
   cudaGraph_t g = nullptr;
@@ -345,6 +413,8 @@ std::unique_ptr<Graph> Graph::capture(int device, std::vector<std::shared_ptr<St
   IGNIS_CUDA_CHECK(cudaStreamEndCapture(d.stream, &g));
   auto out = std::make_unique<Graph>();
   out->device_ = device;
+  out->fault_ = std::move(fault);
+  out->checks_ = L.fault_used;
   out->graph_ = g;
   cudaGraphExec_t exec = nullptr;
   IGNIS_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
@@ -355,11 +425,17 @@ std::unique_ptr<Graph> Graph::capture(int device, std::vector<std::shared_ptr<St
 void Graph::replay() {
   set_device(device_);
   IGNIS_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), state(device_).stream));
+  if (checks_) {  // the replay's own bad data, found when its kernels are done
+    fault_->arm();
+    synchronize(device_);
+    if (KernelError e = fault_->take()) throw Error(*e);
+  }
 }
 
 Graph::~Graph() {
   if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
   if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
+  fault_.reset();  // back to the pool once nothing recorded can write it
 }
 
 }  // namespace ignis::cuda

@@ -1,7 +1,9 @@
 // CUDA runtime glue seen from host C++ (no CUDA headers here, so .cc files can include it):
 // device discovery, and per device one stream (the device's in-order queue), a caching
-// allocator, pinned staging for host <-> device copies, and the fault record kernels report
-// bad data through. Every CUDA call is checked; failures throw E_CUDA, E_OOM or E_DEVICE.
+// allocator, pinned staging for host <-> device copies, the fault records kernels report bad
+// data through, and the record of a lost device. Every CUDA call is checked; failures throw
+// E_CUDA, E_OOM, E_DEVICE, or E_DEVICE_LOST (an error after which the context is unusable:
+// the device is marked lost).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -40,10 +42,37 @@ MemoryStats memory(int device);
 // Returns every cached (free) block of every initialized device to the driver.
 void empty_cache();
 
+// Why the device's context is gone (the first sticky CUDA error it hit), or empty.
+std::string lost(int device);
+
+// --- fault records -------------------------------------------------------------------------------
+// One task's (or one recorded graph's) record of the bad data its kernels find, taken from the
+// device's pool of host-mapped records and returned there. Its own, so that an id out of range
+// in one request's work fails that work and nothing queued beside it.
+class FaultRecord {
+ public:
+  explicit FaultRecord(int device);
+  ~FaultRecord();  // armed: waits for the stream first (a queued kernel may still write it)
+  FaultRecord(const FaultRecord&) = delete;
+  FaultRecord& operator=(const FaultRecord&) = delete;
+  Fault* dev() const { return dev_; }  // the device pointer kernels write through
+  // A kernel that writes it has been queued and not yet waited for.
+  void arm() { armed_ = true; }
+  // After a synchronization of the stream: what the kernels reported, as the error the CPU
+  // kernel would have thrown, or null; the record is cleared and disarmed.
+  KernelError take();
+
+ private:
+  int device_;
+  Fault* host_ = nullptr;
+  Fault* dev_ = nullptr;
+  bool armed_ = false;
+};
+
 // --- the stream ----------------------------------------------------------------------------------
-// The launch context of a device (its stream, fault record, properties); scratch memory
-// requested through it is appended to *keep.
-Launch launch_for(int device, std::vector<std::shared_ptr<Storage>>* keep);
+// The launch context of a device (its stream, the task's fault record, properties); scratch
+// memory requested through it is appended to *keep.
+Launch launch_for(int device, std::vector<std::shared_ptr<Storage>>* keep, FaultRecord& fault);
 // The device's stream lock (see runtime.cu DeviceState::stream_mu): a task holds it while it
 // issues its kernels, so no other runtime's work lands inside a capture; recursive.
 std::unique_lock<std::recursive_mutex> lock_stream(int device);
@@ -51,21 +80,19 @@ std::unique_lock<std::recursive_mutex> lock_stream(int device);
 // returns) and enqueues the upload on the device's stream.
 void upload(int device, void* dst, const void* src, size_t bytes);
 // device -> host: enqueues the copy and waits for the stream (call from the device's worker,
-// never from the JS thread). Throws a fault a kernel recorded, or the CUDA error the stream
-// hit. A fault stays pending, failing every synchronization, until clear_fault().
+// never from the JS thread). Throws the CUDA error the stream hit.
 void download(int device, void* dst, const void* src, size_t bytes);
-// Waits for everything queued on the device; throws the CUDA error the stream hit, or the
-// fault a kernel recorded (pending until clear_fault()).
+// Waits for everything queued on the device; throws the CUDA error the stream hit.
 void synchronize(int device);
-// Forgets the fault a synchronization found (the next call on the device has thrown it).
-void clear_fault(int device);
 // device -> device on the stream (same device, or peer).
 void copy_async(const Launch& L, void* dst, const void* src, size_t bytes);
 
 // --- CUDA graphs ---------------------------------------------------------------------------------
 // A captured sequence of launches on one device's stream, replayed as one launch. capture()
 // records what record(L) enqueues (nothing runs while recording) and instantiates it. Uploads
-// from other threads wait while a capture is recording, so they are not recorded into it.
+// from other threads wait while a capture is recording, so they are not recorded into it. The
+// graph has its own fault record (its kernels hold its address); a replay whose kernels can
+// find bad data waits for them and throws what they found.
 class Graph {
  public:
   Graph() = default;
@@ -78,6 +105,8 @@ class Graph {
 
  private:
   int device_ = 0;
+  std::unique_ptr<FaultRecord> fault_;
+  bool checks_ = false;  // a recorded kernel can report bad data
   void* graph_ = nullptr;  // cudaGraph_t
   void* exec_ = nullptr;   // cudaGraphExec_t
 };

@@ -122,9 +122,9 @@ void execute(const Exec& e, Backend& b, const Task& t) {
         }
       }
     }
-    // Every run waits for its end, so a fault a device kernel recorded (an id out of range)
-    // fails this run and its state, as on the CPU.
-    b.synchronize(device);
+    // Every run waits for its end, so bad data a device kernel found (an id out of range) fails
+    // this run and its state, as on the CPU.
+    b.finish(e);
   } catch (const Error& err) {
     for (const Tensor& x : state) x.storage->set_error(std::make_shared<const Error>(err));
     throw;
@@ -290,7 +290,7 @@ std::vector<Tensor> Plan::run(const std::vector<Tensor>& inputs, const std::vect
   static const std::vector<Tensor> kNone;
   const std::vector<Tensor>& state = state_ptr ? *state_ptr : kNone;
   const PlanSpec& spec = *spec_;
-  rt_.throw_pending(spec.device);
+  rt_.check_lost(spec.device);
   if (inputs.size() != spec.inputs.size())
     fail(ErrorCode::Argument, std::string(kOp) + ": expected " + std::to_string(spec.inputs.size()) + " inputs");
   if (scalars.size() != spec.scalar_names.size())

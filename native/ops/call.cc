@@ -30,7 +30,7 @@ std::vector<Tensor> call(Runtime& rt, OpParams p, const std::vector<Tensor>& in)
     fail(ErrorCode::Argument, std::string(name) + ": takes " + std::to_string(d.min_in) + " to " + std::to_string(d.max_in) +
                                   " tensors, got " + std::to_string(n));
   const Device dev = in[0].device();
-  rt.throw_pending(dev);
+  rt.check_lost(dev);
   Operand operands[kMaxOperands];
   const Tensor* ptrs[kMaxOperands];
   for (int i = 0; i < n; i++) {

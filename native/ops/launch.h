@@ -1,8 +1,9 @@
 // launch(): enqueue work on a device's queue so that failures flow the way the execution model
 // says. If an input came from a failed op, the work is skipped and its outputs carry the same
-// error; if the work throws, its outputs carry the error and so does the queue (the next call
-// on the device throws it). done, when given, is called on the worker once the task is over,
-// with the error the first output carries (or none).
+// error; if the work throws (bad data a kernel found, out of memory), its outputs carry the
+// error: the reads of them, and of everything computed from them, reject with it, and nothing
+// else sees it. done, when given, is called on the worker once the task is over, with the
+// error the first output carries (or none).
 //
 // fn(e, inputs, outputs) runs with the device backend's launch context for the task (on a CUDA
 // device, its stream: kernels are enqueued there; scratch memory they ask for lives until the
@@ -24,7 +25,7 @@ void launch(Runtime& rt, Device device, std::vector<Tensor> inputs, std::vector<
             std::function<void(KernelError)> done = {}) {
   Queue& q = rt.queue(device);
   Backend& b = backend(device.kind);
-  q.enqueue([&q, &b, &pool = rt.pool(), device, inputs = std::move(inputs), outputs = std::move(outputs),
+  q.enqueue([&b, &pool = rt.pool(), device, inputs = std::move(inputs), outputs = std::move(outputs),
              fn = std::forward<Fn>(fn), done = std::move(done)]() mutable {
     auto body = [&] {
       for (const Tensor& in : inputs) {
@@ -45,7 +46,6 @@ void launch(Runtime& rt, Device device, std::vector<Tensor> inputs, std::vector<
         err = std::make_shared<const Error>(ErrorCode::Internal, e.what());
       }
       for (const Tensor& out : outputs) out.storage->set_error(err);
-      q.set_error(err);
     };
     body();
     if (done) done(outputs.empty() ? nullptr : outputs[0].storage->error());

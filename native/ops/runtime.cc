@@ -58,11 +58,11 @@ Queue& Runtime::queue(Device d) {
   return *q;
 }
 
-void Runtime::throw_pending(Device d) {
-  if (KernelError e = queue(d).take_error()) {
-    backend(d.kind).clear_fault(d.index);  // thrown now: later reads may succeed
-    throw Error(*e);
-  }
+void Runtime::check_lost(Device d) {
+  if (d.kind == Device::CPU) return;
+  const std::string why = backend(d.kind).lost(d.index);
+  if (!why.empty())
+    fail(ErrorCode::DeviceLost, d.name() + " is lost (" + why + "): the tensors and models on it are gone, and nothing more can run there");
 }
 
 }  // namespace ignis::ops

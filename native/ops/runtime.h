@@ -25,8 +25,10 @@ class Runtime {
   ThreadPool& pool() { return *pool_; }
   // The queue of a usable device; throws E_DEVICE (saying why) for a device that is not.
   Queue& queue(Device d);
-  // Throws the first kernel-time error raised on d's queue since the last call, once.
-  void throw_pending(Device d);
+  // Throws E_DEVICE_LOST where d's context is gone (the backend's lost()); an op call checks it
+  // before it queues anything. Kernel-time errors are never thrown here: they stay with the
+  // outputs of the work that raised them.
+  void check_lost(Device d);
 
  private:
   std::unique_ptr<ThreadPool> pool_;

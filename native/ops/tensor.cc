@@ -61,7 +61,7 @@ Tensor from_host(Runtime& rt, const void* src, DType src_type, const Shape& shap
 }
 
 Tensor full(Runtime& rt, const Shape& shape, DType dtype, Device device, double value) {
-  rt.throw_pending(device);
+  rt.check_lost(device);
   Tensor t = empty(shape, dtype, device);
   FillParams p;
   p.value = value;
@@ -70,7 +70,7 @@ Tensor full(Runtime& rt, const Shape& shape, DType dtype, Device device, double 
 }
 
 Tensor randn(Runtime& rt, const Shape& shape, DType dtype, Device device, uint64_t seed) {
-  rt.throw_pending(device);
+  rt.check_lost(device);
   if (!is_float(dtype))
     fail(ErrorCode::DType, std::string("randn: dtype must be f32, f16 or bf16, got ") + dtype_name(dtype));
   Tensor t = empty(shape, dtype, device);
@@ -89,7 +89,7 @@ Tensor to_device(Runtime& rt, const Tensor& x, Device device) {
   if (x.device().kind == device.kind)
     fail(ErrorCode::Device, "to: copies between " + x.device().name() + " and " + device.name() +
                                 " are not supported (go through the CPU)");
-  rt.throw_pending(x.device());
+  rt.check_lost(x.device());
   Tensor out = empty(x.shape, x.dtype, device);
   auto copied = std::make_shared<std::promise<void>>();
   std::shared_future<void> ready = copied->get_future().share();
@@ -119,14 +119,13 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
 DType read_type(DType t) { return is_float(t) ? DType::f32 : t; }
 
 void read(Runtime& rt, const Tensor& x, void* dst, std::function<void(KernelError)> done) {
-  Queue& q = rt.queue(x.device());
-  q.enqueue([&q, x, dst, done = std::move(done)] {
+  rt.queue(x.device()).enqueue([x, dst, done = std::move(done)] {
     if (KernelError e = x.storage->error()) {
       done(e);
       return;
     }
-    // On a device, copy_out and synchronize wait for its queue: a kernel fault or an error found
-    // there rejects this read and is thrown by the next call on the device.
+    // On a device, copy_out and synchronize wait for its stream: an error the device hit
+    // rejects this read.
     try {
       const Device d = x.device();
       Backend& b = backend(d.kind);
@@ -144,9 +143,7 @@ void read(Runtime& rt, const Tensor& x, void* dst, std::function<void(KernelErro
         b.copy_out(d.index, dst, x.raw(), x.nbytes());
       }
     } catch (const Error& e) {
-      KernelError err = std::make_shared<const Error>(e);
-      q.set_error(err);
-      done(err);
+      done(std::make_shared<const Error>(e));
       return;
     }
     done(nullptr);
@@ -167,6 +164,7 @@ Info info(Runtime& rt) {
   if (Backend* b = find_backend(Device::CUDA, &why)) {
     r.cuda_compiled = true;
     r.cuda = b->status();
+    for (size_t i = 0; i < r.cuda.devices.size(); i++) r.cuda.devices[i].lost = b->lost(int(i));
   } else {
     r.cuda.reason = why;
   }
