@@ -26,6 +26,8 @@ export type { PackWeightOptions } from './packed';
 export type { QuantizeOptions, DequantizeOptions } from './quant';
 export { KVCache, kvCache } from './kvcache';
 export type { KVCacheOptions } from './kvcache';
+export { PagedKVCache, pagedKvCache, kvWrite, pagedAttention } from './pagedkv';
+export type { PagedKVCacheOptions, PagedAttentionOptions } from './pagedkv';
 // Every eager op (matmul, attention, the norms, each activation by name, ...) and its options.
 export * from './ops';
 export {

@@ -22,6 +22,8 @@ export const OP_PARAMS = {
   dequantize: { groupSize: 'int', dtype: 'dtype' },
   attention: { causal: 'bool', scale: 'number', kvLen: 'int', qPos0: 'int', window: 'int', softcap: 'number' },
   kv_append: { position: 'int' },
+  kv_write: {},
+  paged_attention: { scale: 'number' },
   rmsnorm: { eps: 'number' },
   layernorm: { eps: 'number' },
   activation: { activation: 'activation' },

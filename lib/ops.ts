@@ -198,6 +198,9 @@ export function sample(logits: Tensor, opts?: SampleOptions): Tensor<'i32'> {
 
 export interface RopeOptions {
   position?: number;
+  /** i32 [batch, seq]: each token's own position, in place of position + its index (a batch of
+   * sequences at different points); CPU only, for now */
+  positions?: Tensor;
   /** the base of the default frequencies theta^(-2i/headDim); default 10000 */
   theta?: number;
   /** headDim/2 inverse frequencies (transformers' inv_freq, e.g. of a scaled RoPE) in place of
@@ -211,11 +214,15 @@ export interface RopeOptions {
 export function rope(x: Tensor, opts?: RopeOptions): Tensor {
   const op = 'rope';
   const hx = handle(op, 'x', x);
-  const o = v.options<RopeOptions>(op, opts, ['position', 'theta', 'freqs', 'scale']);
+  const o = v.options<RopeOptions>(op, opts, ['position', 'positions', 'theta', 'freqs', 'scale']);
   const position = v.int(op, 'position', o.position, 0, 0);
   const theta = v.number(op, 'theta', o.theta, 10000, (t) => t > 0, 'a positive number');
   const freqs = v.ropeFreqs(op, o.freqs);
   const scale = v.number(op, 'scale', o.scale, 1, Number.isFinite, 'a finite number');
+  if (o.positions !== undefined) {
+    if (o.position !== undefined) throw typeError(`${op}: takes position or positions, not both`);
+    return callOne(op, [hx, handle(op, 'positions', o.positions)], { position, theta, freqs, scale });
+  }
   return callOne(op, [hx], { position, theta, freqs, scale });
 }
 

@@ -118,6 +118,17 @@ struct KvAppendParams {
   int64_t position = 0;  // the cache row k's first row goes to
   template <class V> void fields(V&& v) { v("position", position); }
 };
+// A paged KV cache (vLLM's layout): a pool of blocks [blocks, blockSize, Hk, D] per k and v,
+// each sequence's rows in the blocks its block table lists. kv_write puts new rows at given
+// slots (block * blockSize + offset); paged_attention runs each query row against its own
+// sequence's rows, so sequences of any lengths and positions share one batch.
+struct KvWriteParams {
+  template <class V> void fields(V&&) {}
+};
+struct PagedAttentionParams {
+  float scale = 0.f;  // softmax(scale * q k^T); 0: 1/sqrt(headDim)
+  template <class V> void fields(V&& v) { v("scale", scale); }
+};
 struct RmsnormParams {
   float eps = 1e-5f;
   template <class V> void fields(V&& v) { v("eps", eps); }
@@ -206,6 +217,8 @@ struct RandnParams {
   X(dequantize, DequantizeParams)     \
   X(attention, AttentionParams)       \
   X(kv_append, KvAppendParams)        \
+  X(kv_write, KvWriteParams)          \
+  X(paged_attention, PagedAttentionParams) \
   X(rmsnorm, RmsnormParams)           \
   X(layernorm, LayernormParams)       \
   X(activation, ActivationParams)     \

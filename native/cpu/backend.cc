@@ -60,6 +60,11 @@ void CpuBackend::run(const Exec& e, const KernelCall& c) {
     case OpId::dequantize: return dequantize(pool, c.output(), c.input(0), c.input(1), c.p<DequantizeParams>().group);
     case OpId::attention:
       return attention(pool, c.output(), c.input(0), c.input(1), c.input(2), c.p<AttentionParams>());
+    case OpId::kv_write:  // the pools are operands 0 and 1, written in place
+      return kv_write(pool, c.input(0), c.input(1), c.input(2), c.input(3), c.input(4));
+    case OpId::paged_attention:
+      return paged_attention(pool, c.output(), c.input(0), c.input(1), c.input(2), c.input(3), c.input(4),
+                             c.p<PagedAttentionParams>().scale);
     case OpId::kv_append:  // the caches are operands 0 and 1, written in place
       return kv_append(pool, c.input(0), c.input(1), c.input(2), c.input(3), c.p<KvAppendParams>().position);
     case OpId::rmsnorm: return rmsnorm(pool, c.output(), c.input(0), c.input(1), c.p<RmsnormParams>().eps);
@@ -70,7 +75,7 @@ void CpuBackend::run(const Exec& e, const KernelCall& c) {
     case OpId::argmax: return argmax(pool, c.output(), c.input(0));
     case OpId::sample: return sample(pool, c.output(), c.input(0), c.p<SampleParams>());
     case OpId::rope: {
-      return rope(pool, c.output(), c.input(0), c.p<RopeParams>());
+      return rope(pool, c.output(), c.input(0), c.p<RopeParams>(), c.optional(1));
     }
     case OpId::embedding: return embedding(pool, c.output(), c.input(0), c.input(1));
     case OpId::binary: return binary(pool, c.output(), c.input(0), c.input(1), c.p<BinaryParams>().op);

@@ -53,6 +53,16 @@ void attention(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tenso
 void kv_append(ThreadPool& pool, const Tensor& cache_k, const Tensor& cache_v, const Tensor& k,
                const Tensor& v, int64_t position);
 
+// The paged KV cache (ops/paged.cc): rows k, v [T, Hk, D] into the pools [NB, BS, Hk, D] at
+// slots i32 [T] (< 0: skipped); and out [T, H, D] = each query row of q [T, H, D] attending
+// to its sequence's rows [0, position] through its block table (tables i32 [S, MB], rows i32
+// [T, 2] = sequence, position; sequence -1: zeros). Both throw E_INDEX naming a bad index
+// before writing anything.
+void kv_write(ThreadPool& pool, const Tensor& pool_k, const Tensor& pool_v, const Tensor& k, const Tensor& v,
+              const Tensor& slots);
+void paged_attention(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tensor& pool_k, const Tensor& pool_v,
+                     const Tensor& tables, const Tensor& rows, float scale);
+
 // out = x / sqrt(mean(x^2 over the last dim) + eps) * weight [D]
 void rmsnorm(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& weight, float eps);
 // out = (x - mean) / sqrt(var + eps) * weight [D] + bias [D], over the last dim (biased var)
@@ -72,7 +82,8 @@ void sample(ThreadPool& pool, const Tensor& out, const Tensor& logits, const Sam
 // token s at position p = position + s and i < D/2, with f = freqs[i] if given, else
 // theta^(-2i/D), c = scale cos(p f), s = scale sin(p f):
 //   out[i] = x[i] c - x[i + D/2] s;  out[i + D/2] = x[i + D/2] c + x[i] s
-void rope(ThreadPool& pool, const Tensor& out, const Tensor& x, const RopeParams& p);
+// positions (i32 [B, S], or null): token (b, s)'s p in place of position + s.
+void rope(ThreadPool& pool, const Tensor& out, const Tensor& x, const RopeParams& p, const Tensor* positions = nullptr);
 // out [..., D] = table [V, D] [ids [...]]; throws E_INDEX naming the first id outside [0, V).
 void embedding(ThreadPool& pool, const Tensor& out, const Tensor& ids, const Tensor& table);
 // out = a op b with numpy broadcasting (out's shape is the broadcast shape).

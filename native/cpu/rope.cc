@@ -41,7 +41,7 @@ IGNIS_AVX2 static void rope_heads_avx2(T* out, const T* x, const float* c, const
 }
 #endif
 
-void rope(ThreadPool& pool, const Tensor& out, const Tensor& x, const RopeParams& p) {
+void rope(ThreadPool& pool, const Tensor& out, const Tensor& x, const RopeParams& p, const Tensor* positions) {
   if (x.numel() == 0) return;
   const int64_t B = x.dim(0), S = x.dim(1), H = x.dim(2), D = x.dim(3), h = D / 2;
   const int64_t position = p.position;
@@ -55,22 +55,26 @@ void rope(ThreadPool& pool, const Tensor& out, const Tensor& x, const RopeParams
     using T = decltype(tag);
     T* o = out.data<T>();
     const T* xp = x.data<T>();
-    // Work items ordered (s, b), so a chunk rebuilds the table only when s changes.
+    const int32_t* pos = positions ? positions->data<int32_t>() : nullptr;
+    // Work items ordered (s, b), so a chunk rebuilds the table only when the position changes.
     pool.parallel_for(S * B, row_grain(H * D), [&](int64_t r0, int64_t r1) {
       std::vector<float> table(size_t(2 * h));  // [2, h]: cos, then sin
       float* c = table.data();
       float* sn = table.data() + h;
-      int64_t table_s = -1;
+      bool have = false;
+      int64_t table_p = 0;
       for (int64_t r = r0; r < r1; r++) {
         const int64_t s = r / B, b = r % B;
-        if (s != table_s) {
-          const double p = double(position + s);
+        const int64_t at = pos ? int64_t(pos[b * S + s]) : position + s;
+        if (!have || at != table_p) {
+          const double p = double(at);
           for (int64_t i = 0; i < h; i++) {
             const double angle = p * freq[size_t(i)];
             c[i] = float(scale * std::cos(angle));
             sn[i] = float(scale * std::sin(angle));
           }
-          table_s = s;
+          table_p = at;
+          have = true;
         }
         const int64_t off = (b * S + s) * H * D;
 #if IGNIS_X86

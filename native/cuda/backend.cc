@@ -13,7 +13,10 @@ namespace ignis::cuda {
 namespace {
 
 // The ops with no CUDA kernel: their layouts or algorithms are the CPU's.
-bool cpu_only(OpId op) { return op == OpId::sample || op == OpId::pack_weight || op == OpId::matmul_packed; }
+bool cpu_only(OpId op) {
+  return op == OpId::sample || op == OpId::pack_weight || op == OpId::matmul_packed || op == OpId::kv_write ||
+         op == OpId::paged_attention;
+}
 
 class CudaBackend final : public Backend {
  public:
@@ -76,6 +79,7 @@ class CudaBackend final : public Backend {
       return e && std::string(e) == "1";
     }();
     if (const auto* m = std::get_if<MatmulQParams>(&p); m && m->quantize_x) return "int8 activations (matmul's int8Activations) are computed on the CPU only";
+    if (std::holds_alternative<RopeParams>(p) && n >= 2) return "per-token positions (rope's positions) are computed on the CPU only, for now";
     if (lifted) return nullptr;
     if (const auto* a = std::get_if<AttentionParams>(&p); a && a->window > 0) return "a sliding window (attention's window) is computed on the CPU only, for now";
     if (const auto* a = std::get_if<AttentionParams>(&p); a && a->softcap > 0.f) return "score soft-capping (attention's softcap) is computed on the CPU only, for now";
@@ -133,6 +137,8 @@ void CudaBackend::run(const Exec& e, const KernelCall& c) {
     case OpId::sample:
     case OpId::pack_weight:
     case OpId::matmul_packed:
+    case OpId::kv_write:
+    case OpId::paged_attention:
       fail(ErrorCode::Device, std::string(op_name(c.op())) + ": runs on the CPU only");
     case OpId::Count: break;
   }

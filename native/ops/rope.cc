@@ -6,10 +6,18 @@
 
 namespace ignis::ops {
 
-// x [B, S, H, D] (D fixed and even) -> same; freqs: none or D/2 of them, each >= 0.
+// x [B, S, H, D] (D fixed and even) -> same; freqs: none or D/2 of them, each >= 0. positions,
+// when given: i32 [B, S], each token's own position (sequences of a batch at different points),
+// in place of position + s.
 std::vector<Meta> infer_rope(Infer& c, RopeParams& p) {
   c.require_float(0);
   c.require_rank(0, 4, 4);
+  if (c.has(1)) {
+    c.require_dtype(1, DType::i32);
+    c.require_rank(1, 2, 2);
+    if (c.dim(1, 0) != c.dim(0, 0) || c.dim(1, 1) != c.dim(0, 1)) c.fail_shapes(1, 0, "must be x's [batch, seq]: a position per token");
+    if (p.position != 0) c.fail(ErrorCode::Argument, "takes a position or positions, not both (position " + std::to_string(p.position) + ")");
+  }
   const int64_t D = c.dim(0, 3);
   if (D < 0 || D % 2 != 0) c.fail(ErrorCode::Shape, "headDim must be even, got " + c.str(0));
   if (!(p.theta > 0.f) || !std::isfinite(p.theta)) c.fail(ErrorCode::Argument, "theta must be a positive number");
