@@ -18,17 +18,35 @@ export interface KVCacheOptions {
   device?: Device;
 }
 
-export class KVCache {
+/** @internal Key and value tensors owned together: disposed together, their errors cleared together. */
+export class KVPair {
   readonly k: Tensor;
   readonly v: Tensor;
+  constructor(k: Tensor, val: Tensor) {
+    this.k = k;
+    this.v = val;
+  }
+  /** The error a failed write left on k and v, cleared in queue order. */
+  protected clearErrors(): void {
+    if (this.k._h && this.v._h) native().clearErrors([this.k._h, this.v._h]);
+  }
+  dispose(): void {
+    this.k.dispose();
+    this.v.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+export class KVCache extends KVPair {
   readonly maxSeq: number;
   /** Rows [0, length) hold keys and values; attention appends at `length` unless told where. */
   length = 0;
 
   /** @internal use ignis.kvCache() */
   constructor(k: Tensor, val: Tensor) {
-    this.k = k;
-    this.v = val;
+    super(k, val);
     this.maxSeq = k.shape[1];
   }
   get shape(): readonly number[] {
@@ -42,14 +60,7 @@ export class KVCache {
    */
   reset(): void {
     this.length = 0;
-    if (this.k._h && this.v._h) native().clearErrors([this.k._h, this.v._h]);
-  }
-  dispose(): void {
-    this.k.dispose();
-    this.v.dispose();
-  }
-  [Symbol.dispose](): void {
-    this.dispose();
+    this.clearErrors();
   }
 }
 

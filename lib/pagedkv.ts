@@ -4,8 +4,8 @@
 // and sequences with a common prefix can share its blocks. kvWrite puts new rows at slots
 // (block * blockSize + offset); pagedAttention runs each query row against its own sequence.
 import './dispose';
-import { native } from './binding';
 import { IgnisError, typeError } from './errors';
+import { KVPair } from './kvcache';
 import { FloatDType, isFloatDType } from './dtype';
 import { callOne, callOp, full, handle, Tensor } from './tensor';
 import type { Device } from './device';
@@ -21,16 +21,13 @@ export interface PagedKVCacheOptions {
   device?: Device;
 }
 
-export class PagedKVCache {
-  readonly k: Tensor;
-  readonly v: Tensor;
+export class PagedKVCache extends KVPair {
   readonly blocks: number;
   readonly blockSize: number;
 
   /** @internal use ignis.pagedKvCache() */
   constructor(k: Tensor, val: Tensor) {
-    this.k = k;
-    this.v = val;
+    super(k, val);
     this.blocks = k.shape[0];
     this.blockSize = k.shape[1];
   }
@@ -39,14 +36,7 @@ export class PagedKVCache {
   }
   /** Clears the error a failed kvWrite left on the pools (in queue order; the rows stay). */
   clearError(): void {
-    if (this.k._h && this.v._h) native().clearErrors([this.k._h, this.v._h]);
-  }
-  dispose(): void {
-    this.k.dispose();
-    this.v.dispose();
-  }
-  [Symbol.dispose](): void {
-    this.dispose();
+    this.clearErrors();
   }
 }
 
