@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'E_INDEX'
   | 'E_INTERNAL'
   | 'E_DEVICE_LOST'
+  | 'E_QUEUE_FULL'
+  | 'E_TIMEOUT'
   | 'E_LOAD'
   | 'E_CONFIG';
 

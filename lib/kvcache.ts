@@ -18,7 +18,7 @@ export interface KVCacheOptions {
   device?: Device;
 }
 
-/** @internal Key and value tensors owned together: disposed together, their errors cleared together. */
+/** The key and value tensors of a KV cache (KVCache, PagedKVCache), disposed together. */
 export class KVPair {
   readonly k: Tensor;
   readonly v: Tensor;

@@ -33,7 +33,7 @@ export interface NodeRec {
   shape: Dim[];
   dtype: DType;
   scalar: number; // the run-time integer added to the op's position, or -1
-  cache: number; // attention with a cache: the cache's index (compiled to kv_append + attention)
+  cache: number; // attention with a cache: the cache's index (compiled to kv_append + attention); paged_attention: the paged cache's (kv_write + paged_attention)
   tensor?: Tensor; // weight
   inputName?: string;
 }
@@ -117,6 +117,40 @@ export class GraphCache {
   }
 }
 
+/** A paged KV cache in a model's state: pools [blocks, blockSize, heads, headDim] of keys and values (ignis.pagedKvCache). */
+export class GraphPagedCache {
+  /** @internal */ readonly graph: GraphBuilder;
+  readonly name: string;
+  readonly blocks: number;
+  readonly blockSize: number;
+  readonly heads: number;
+  readonly headDim: number;
+  readonly dtype: FloatDType;
+  /** @internal */ readonly index: number;
+  /** @internal */
+  constructor(g: GraphBuilder, name: string, index: number, o: { blocks: number; blockSize: number; heads: number; headDim: number; dtype: FloatDType }) {
+    this.graph = g;
+    this.name = name;
+    this.index = index;
+    this.blocks = o.blocks;
+    this.blockSize = o.blockSize;
+    this.heads = o.heads;
+    this.headDim = o.headDim;
+    this.dtype = o.dtype;
+  }
+}
+
+export interface GraphPagedAttentionOptions {
+  /** k, v are written to it at `slots` (i32 [rows]), then each q row attends to its sequence */
+  cache: GraphPagedCache;
+  slots: GraphNode;
+  /** i32 [sequences, maxBlocks] */
+  blockTables: GraphNode;
+  /** i32 [rows, 2]: each row's sequence (-1: padding) and position */
+  rows: GraphNode;
+  scale?: number;
+}
+
 export interface GraphInputOptions {
   shape: Dim[];
   dtype?: DType;
@@ -142,6 +176,8 @@ export interface GraphAttentionOptions {
 export interface GraphRopeOptions {
   /** the position of token 0: a scalar given per run, a number, or both (scalar + offset) */
   position?: GraphScalar | number;
+  /** i32 [batch, seq]: each token's own position, in place of position (ignis.rope's positions) */
+  positions?: GraphNode;
   offset?: number;
   theta?: number;
   /** headDim/2 inverse frequencies in place of theta's (ignis.rope's freqs) */
@@ -173,6 +209,7 @@ export class GraphBuilder {
   /** @internal */ readonly nodes: NodeRec[] = [];
   /** @internal */ readonly scalars: string[] = [];
   /** @internal */ readonly caches: GraphCache[] = [];
+  /** @internal */ readonly pagedCaches: GraphPagedCache[] = [];
   /** @internal */ readonly outputs: { name: string; node: number }[] = [];
   private readonly inputNames = new Set<string>();
   private readonly weightNames = new Set<string>();
@@ -267,6 +304,38 @@ export class GraphBuilder {
     return c;
   }
 
+  /** A paged KV cache held in the model's state (model.createState()), one per attention layer. */
+  pagedKvCache(name: string, opts: { blocks: number; blockSize: number; heads: number; headDim: number; dtype?: FloatDType }): GraphPagedCache {
+    const op = 'pagedKvCache';
+    const o = v.options<{ blocks: number; blockSize: number; heads: number; headDim: number; dtype?: FloatDType }>(op, opts, ['blocks', 'blockSize', 'heads', 'headDim', 'dtype']);
+    const dims = { blocks: v.int(op, 'blocks', o.blocks, 1), blockSize: v.int(op, 'blockSize', o.blockSize, 1), heads: v.int(op, 'heads', o.heads, 1), headDim: v.int(op, 'headDim', o.headDim, 1) };
+    const dtype = v.dtype(op, o.dtype, 'f32');
+    if (!isFloatDType(dtype)) throw new IgnisError('E_DTYPE', `graph.${op}: dtype must be f32, f16 or bf16, got ${dtype}`);
+    const c = new GraphPagedCache(this, String(name), this.pagedCaches.length, { ...dims, dtype });
+    this.pagedCaches.push(c);
+    return c;
+  }
+
+  /**
+   * k, v [rows, kvHeads, headDim] written into a paged cache at slots, then each row of q [rows,
+   * heads, headDim] attending to its own sequence's rows [0, position] (ignis.pagedAttention).
+   */
+  pagedAttention(q: GraphNode, k: GraphNode, val: GraphNode, opts: GraphPagedAttentionOptions): GraphNode {
+    const op = 'pagedAttention';
+    const [rq, rk, rv] = [this.node(op, 'q', q), this.node(op, 'k', k), this.node(op, 'v', val)];
+    const o = v.options<GraphPagedAttentionOptions>(op, opts, ['cache', 'slots', 'blockTables', 'rows', 'scale']);
+    const c = o.cache;
+    if (!(c instanceof GraphPagedCache) || c.graph !== this) throw typeError(`graph.${op}: cache must be a pagedKvCache of this graph, got ${describe(c)}`);
+    const [rs, rt, rr] = [this.node(op, 'slots', o.slots), this.node(op, 'blockTables', o.blockTables), this.node(op, 'rows', o.rows)];
+    const scale = v.number(op, 'scale', o.scale, 0, (x) => x > 0, 'a positive number');
+    const dims = [c.blocks, c.blockSize, c.heads, c.headDim];
+    const ck = { shape: dims, dtype: c.dtype as DType, label: `cache '${c.name}'.k` };
+    const cv = { shape: dims, dtype: c.dtype as DType, label: `cache '${c.name}'.v` };
+    this.infer(op, 'kv_write', [ck, cv, rk, rv, rs], {});
+    const [out] = this.infer(op, 'paged_attention', [rq, ck, cv, rt, rr], { scale });
+    return this.push({ kind: 'op', op: 'paged_attention', params: { scale }, in: [rq.id, rk.id, rv.id, rs.id, rt.id, rr.id], shape: out.dims, dtype: out.dtype as DType, cache: c.index }, `${op} #${this.nodes.length}`);
+  }
+
   /** a [..., M, K] @ b [K, N] (b [N, K] with transposeB; a QuantizedTensor weight is [N, K]). */
   matmul(a: GraphNode, b: GraphNode | GraphWeight, opts?: GraphMatmulOptions): GraphNode {
     const op = 'matmul';
@@ -356,10 +425,14 @@ export class GraphBuilder {
   rope(x: GraphNode, opts?: GraphRopeOptions): GraphNode {
     const op = 'rope';
     const rx = this.node(op, 'x', x);
-    const o = v.options<GraphRopeOptions>(op, opts, ['position', 'offset', 'theta', 'freqs', 'scale']);
+    const o = v.options<GraphRopeOptions>(op, opts, ['position', 'positions', 'offset', 'theta', 'freqs', 'scale']);
     const theta = v.number(op, 'theta', o.theta, 10000, (t) => t > 0, 'a positive number');
     const freqs = v.ropeFreqs(op, o.freqs);
     const scale = v.number(op, 'scale', o.scale, 1, Number.isFinite, 'a finite number');
+    if (o.positions !== undefined) {
+      if (o.position !== undefined || o.offset !== undefined) throw typeError(`graph.${op}: takes position (and offset) or positions, not both`);
+      return this.op(op, op, [rx, this.node(op, 'positions', o.positions)], { position: 0, theta, freqs, scale });
+    }
     let scalar = -1, offset = v.int(op, 'offset', o.offset, 0, 0);
     if (o.position instanceof GraphScalar) scalar = o.position.index;
     else if (o.position !== undefined) offset += v.int(op, 'position', o.position, 0);

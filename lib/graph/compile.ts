@@ -52,6 +52,7 @@ class Compiler {
   readonly inputNames: string[] = [];
   readonly states: { dtype: DType; shape: number[] }[] = [];
   readonly cacheBufs: [number, number][] = [];
+  readonly pagedBufs: [number, number][] = [];
   arenaBytes = 0;
 
   constructor(readonly g: GraphBuilder, opts: CompileOptions) {
@@ -168,14 +169,24 @@ class Compiler {
         throw rangeError(`graph.${this.op}: cache '${c.name}' has batch '${c.batch}', which no input binds`);
       const full = [this.concrete(c.batch), this.concrete(c.maxSeq), c.heads, c.headDim];
       const dims = [this.enc(c.batch, `cache '${c.name}'`), this.concrete(c.maxSeq), c.heads, c.headDim];
-      const pair: number[] = [];
-      for (let k = 0; k < 2; k++) {
-        pair.push(this.buffers.length);
-        this.buffers.push({ kind: 'state', index: this.states.length, offset: 0, dtype: c.dtype, dims });
-        this.states.push({ dtype: c.dtype, shape: full });
-      }
-      this.cacheBufs.push([pair[0], pair[1]]);
+      this.cacheBufs.push(this.statePair(c.dtype, dims, full));
     }
+    // a paged cache: two state tensors [blocks, blockSize, heads, headDim], whatever the run's sizes
+    for (const c of this.g.pagedCaches) {
+      const dims = [c.blocks, c.blockSize, c.heads, c.headDim];
+      this.pagedBufs.push(this.statePair(c.dtype, dims, dims));
+    }
+  }
+
+  /** Two state tensors (a cache's k and v) of shape `full`, seen by the steps as `dims`: their buffers. */
+  private statePair(dtype: DType, dims: number[], full: number[]): [number, number] {
+    const pair: number[] = [];
+    for (let k = 0; k < 2; k++) {
+      pair.push(this.buffers.length);
+      this.buffers.push({ kind: 'state', index: this.states.length, offset: 0, dtype, dims });
+      this.states.push({ dtype, shape: full });
+    }
+    return [pair[0], pair[1]];
   }
 
   private rootBuf(b: number): number {
@@ -227,6 +238,11 @@ class Compiler {
         const [ck, cv] = this.cacheBufs[r.cache];
         out.push({ op: 'kv_append', in: [ck, cv, ins[1], ins[2]], out: [ck, cv], params: { position: 0 }, scalar: r.scalar });
         out.push({ op: 'attention', in: [ins[0], ck, cv], out: [self], params: r.params!, scalar: r.scalar });
+      } else if (r.op === 'paged_attention') {
+        // q, k, v, slots, block tables, rows: k and v into the pools, then q over them
+        const [pk, pv] = this.pagedBufs[r.cache];
+        out.push({ op: 'kv_write', in: [pk, pv, ins[1], ins[2], ins[3]], out: [pk, pv], params: {}, scalar: -1 });
+        out.push({ op: 'paged_attention', in: [ins[0], pk, pv, ins[4], ins[5]], out: [self], params: r.params!, scalar: -1 });
       } else {
         out.push({ op: r.op!, in: ins, out: [self], params: r.params!, scalar: r.scalar });
       }

@@ -14,7 +14,8 @@ import { tensor, Tensor } from '../tensor';
 import type { Device } from '../device';
 import * as v from '../validate';
 import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, gpt2Tensors, Gpt2Weights, loadGpt2 } from './gpt2';
-import { buildLlama, disposeLlama, LlamaConfig, llamaConfig, llamaTensors, LlamaWeights, loadLlama } from './llama';
+import { buildLlama, buildLlamaServe, disposeLlama, LlamaConfig, llamaConfig, llamaTensors, LlamaWeights, loadLlama } from './llama';
+import { Server, serveOptions, ServeOptions } from './serve';
 import { tensorBytes } from './weights';
 import { native } from '../binding';
 import { sample as sampleOn } from '../ops';
@@ -220,23 +221,48 @@ export class LanguageModel {
     const op = 'generate';
     this.live(op);
     const o = v.options<GenerateOptions>(op, opts, ['maxNewTokens', 'stop', 'eos', 'signal', 'temperature', 'topK', 'topP', 'seed', 'addSpecialTokens', 'chatTemplate', 'skipSpecialTokens']);
-    if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((x) => !Number.isInteger(x) && (typeof x !== 'string' || x === ''))))
-      throw typeError(`model.${op}: stop must be an array of token ids and non-empty strings, got ${describe(o.stop)}`);
-    const stopIds = (o.stop ?? []).filter((x): x is number => typeof x === 'number');
-    const stopStrings = (o.stop ?? []).filter((x): x is string => typeof x === 'string');
-    if (stopStrings.length && !this.tokenizer) throw new IgnisError('E_ARGUMENT', `model.${op}: stop strings need a tokenizer, and this model has none (no tokenizer.json)`);
-    const prompt = this.promptIds(op, input, o);
-    const detok = this.tokenizer?.detokenizer({ skipSpecialTokens: v.bool(op, 'skipSpecialTokens', o.skipSpecialTokens, true) }) ?? null;
+    const { prompt, stopIds, stopStrings, detok } = this._prepare(`model.${op}`, input, o);
     const steps = this.steps(op, prompt, o, stopIds);
     try {
-      return yield* this.pieces(steps, detok, stopStrings);
+      return yield* this._pieces(steps, detok, stopStrings);
     } finally {
       await steps.return('stop'); // a consumer that stops early frees the state here (a no-op once done)
     }
   }
 
-  /** The pieces of a token loop's tokens: detokenized, stop strings found and held back. */
-  private async *pieces(steps: AsyncGenerator<{ token: number; end?: FinishReason }, FinishReason, undefined>, detok: Detokenizer | null, stopStrings: string[]): AsyncGenerator<GeneratedPiece, FinishReason, undefined> {
+  /** @internal A generation's prompt ids, stop ids and strings, and detokenizer (generate(), server.generate()). */
+  _prepare(op: string, input: GenerateInput, o: GenerateOptions): { prompt: number[]; stopIds: number[]; stopStrings: string[]; detok: Detokenizer | null } {
+    this.live(op);
+    if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((x) => !Number.isInteger(x) && (typeof x !== 'string' || x === ''))))
+      throw typeError(`${op}: stop must be an array of token ids and non-empty strings, got ${describe(o.stop)}`);
+    const stopIds = (o.stop ?? []).filter((x): x is number => typeof x === 'number');
+    const stopStrings = (o.stop ?? []).filter((x): x is string => typeof x === 'string');
+    if (stopStrings.length && !this.tokenizer) throw new IgnisError('E_ARGUMENT', `${op}: stop strings need a tokenizer, and this model has none (no tokenizer.json)`);
+    const prompt = this.promptIds(op.replace(/^model\./, ''), input, o);
+    const detok = this.tokenizer?.detokenizer({ skipSpecialTokens: v.bool(op, 'skipSpecialTokens', o.skipSpecialTokens, true) }) ?? null;
+    return { prompt, stopIds, stopStrings, detok };
+  }
+
+  /**
+   * A server that runs every request on this model as one batch a step (continuous batching,
+   * paged KV cache, shared prompt blocks): server.generate() takes what generate() takes. CPU,
+   * Llama-family models without sliding windows or soft-capping, for now.
+   */
+  async createServer(opts?: ServeOptions): Promise<Server> {
+    const op = 'model.createServer';
+    const a = this.live('createServer');
+    if (this.device !== 'cpu') throw new IgnisError('E_DEVICE', `${op}: the paged KV cache runs on the CPU only, for now (this model is on ${this.device})`);
+    if (a.config.modelType === 'gpt2') throw new IgnisError('E_ARGUMENT', `${op}: gpt2 is not served with continuous batching yet (Llama-family models are)`);
+    const o = serveOptions(op, opts, this.maxSeq);
+    const layout = { blocks: o.kvBlocks, blockSize: o.blockSize, maxBlocks: Math.ceil(this.maxSeq / o.blockSize) };
+    const g = graph();
+    buildLlamaServe(g, a.config as LlamaConfig, a.weights as LlamaWeights, this.maxSeq, layout, this.int8Activations);
+    const model = await g.compile({ device: this.device, max: { tokens: o.maxTokens, seqs: o.maxBatch, r: o.maxBatch } });
+    return new Server(this, model, layout, o);
+  }
+
+  /** @internal The pieces of a token loop's tokens: detokenized, stop strings found and held back. */
+  async *_pieces(steps: AsyncGenerator<{ token: number; end?: FinishReason }, FinishReason, undefined>, detok: Detokenizer | null, stopStrings: string[]): AsyncGenerator<GeneratedPiece, FinishReason, undefined> {
     const longest = Math.max(0, ...stopStrings.map((x) => x.length));
     let held = ''; // text not yet given out: it may be the start of a stop string
     for (;;) {

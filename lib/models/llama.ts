@@ -392,6 +392,64 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
   if (mode === 'step') g.output('next', g.argmax(logits)); // [batch, 1]: the greedy token, fed to the next step
 }
 
+/** The paged KV cache of a serving graph (buildLlamaServe). */
+export interface ServeLayout {
+  blocks: number;
+  blockSize: number;
+  /** block-table entries a sequence has: ceil(maxSeq / blockSize) */
+  maxBlocks: number;
+}
+
+/**
+ * The serving step of continuous batching: any mix of sequences, each at its own position, as
+ * one batch of token rows. Inputs: ids, positions and slots [tokens] (each row's token, its
+ * position in its sequence, and the pool slot its k and v go to), rows [tokens, 2] (the row's
+ * sequence in blockTables, and its position), blockTables [seqs, maxBlocks], and logitRows [r]
+ * (the rows whose next token is wanted: a decoding sequence's row, a prompt's last). Outputs:
+ * logits [r, vocab] and next [r] (their argmax). The linear layers run over all rows at once
+ * (each weight read once a step, whatever the number of sequences); attention runs each row
+ * against its own sequence's rows in the paged cache.
+ */
+export function buildLlamaServe(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, maxSeq: number, layout: ServeLayout, int8Activations = false): void {
+  if (c.gemma) throw new IgnisError('E_ARGUMENT', `serve: ${c.modelType} (score soft-capping, per-layer rotations) is not served with continuous batching yet`);
+  if (c.windows && c.windows.layers.some(Boolean) && maxSeq > c.windows.size)
+    throw new IgnisError('E_ARGUMENT', `serve: a sliding window (${c.windows.size} of maxSeq ${maxSeq}) is not served with continuous batching yet; load with maxSeq <= ${c.windows.size}`);
+  const ids = g.input('ids', { shape: ['tokens'], dtype: 'i32' });
+  const positions = g.reshape(g.input('positions', { shape: ['tokens'], dtype: 'i32' }), [1, 'tokens']);
+  const slots = g.input('slots', { shape: ['tokens'], dtype: 'i32' });
+  const rows = g.input('rows', { shape: ['tokens', 2], dtype: 'i32' });
+  const blockTables = g.input('blockTables', { shape: ['seqs', layout.maxBlocks], dtype: 'i32' });
+  const logitRows = g.input('logitRows', { shape: ['r'], dtype: 'i32' });
+  const dtype = w.norm.dtype as 'f32' | 'f16' | 'bf16';
+  const linear = (x: GraphNode, name: string, l: Linear, activation?: 'silu', bias?: Tensor) => {
+    const { b, ...how } = graphLinear(g, name, l, int8Activations);
+    return g.matmul(x, b, { ...how, activation, bias: bias && g.weight(`${name}.bias`, bias) });
+  };
+  let x = g.embedding(ids, g.weight('embed', w.embed)); // [tokens, hidden]
+  if (w.embed.dtype !== dtype) x = g.cast(x, dtype);
+  w.layers.forEach((l, i) => {
+    const cache = g.pagedKvCache(`layer${i}`, { blocks: layout.blocks, blockSize: layout.blockSize, heads: c.kvHeads, headDim: c.headDim, dtype });
+    const h = g.rmsnorm(x, g.weight(`l${i}.ln1`, l.ln1), { eps: c.eps });
+    const qkNorm = (y: GraphNode, t: Tensor | undefined, name: string) => (t ? g.rmsnorm(y, g.weight(name, t), { eps: c.eps }) : y);
+    const rot = (y: GraphNode, n: number) =>
+      g.reshape(g.rope(g.reshape(y, [1, 'tokens', n, c.headDim]), { positions, theta: c.rope.theta, freqs: c.rope.freqs, scale: c.rope.scale }), ['tokens', n, c.headDim]);
+    const heads = (y: GraphNode, n: number) => g.reshape(y, ['tokens', n, c.headDim]);
+    const q = rot(qkNorm(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), l.qNorm, `l${i}.qnorm`), c.heads);
+    const k = rot(qkNorm(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), l.kNorm, `l${i}.knorm`), c.kvHeads);
+    const v = heads(linear(h, `l${i}.v`, l.v, undefined, l.bias.v), c.kvHeads);
+    const a = g.pagedAttention(q, k, v, { cache, slots, blockTables, rows }); // [tokens, heads, headDim]
+    x = g.add(x, linear(g.reshape(a, ['tokens', c.heads * c.headDim]), `l${i}.o`, l.o, undefined, l.bias.o));
+    const h2 = g.rmsnorm(x, g.weight(`l${i}.ln2`, l.ln2), { eps: c.eps });
+    const mlp = g.mul(linear(h2, `l${i}.gate`, l.gate, 'silu', l.bias.gate), linear(h2, `l${i}.up`, l.up, undefined, l.bias.up));
+    x = g.add(x, linear(mlp, `l${i}.down`, l.down, undefined, l.bias.down));
+  });
+  // only the rows whose next token is wanted go through the final norm and the LM head
+  const y = g.rmsnorm(g.embedding(logitRows, x), g.weight('norm', w.norm), { eps: c.eps }); // [r, hidden]
+  const logits = linear(y, 'head', w.head);
+  g.output('logits', logits);
+  g.output('next', g.argmax(logits)); // [r]
+}
+
 /**
  * Promise.all that waits for every promise before it throws (the first rejection): a failed load
  * leaves no read running, so the caller can free what was read.

@@ -1,0 +1,155 @@
+// model.createServer(): continuous batching over a paged KV cache. Every request's greedy tokens
+// equal what model.generate() gives it alone (prompts of awkward lengths, chunked prefill, blocks
+// of an odd size, requests joining while others decode, a shared prompt prefix, qwen3's q/k norms
+// and an int8 model), sampled ones with the same seed too; the queue bound, abort, timeout and a
+// consumer that stops early each end their request and free its blocks; CUDA and unsupported
+// architectures are refused by name.
+import { afterAll, describe, expect, it } from 'vitest';
+import * as ignis from '../../lib/index';
+import { forDevices } from '../helpers';
+import { randomGpt2, randomLlama, tinyGpt2Config, tinyLlamaConfig } from '../reference/checkpoints';
+import type { ModelConfig } from '../reference/models';
+import { rngFor, testSeed } from '../reference/rng';
+import { removeDir, writeCheckpoint } from './helpers';
+
+const FILE = 'test/models/serve.test.ts';
+const seed = testSeed();
+const ctx = (name: string) => `${name} [seed ${seed}; rerun: IGNIS_TEST_SEED=${seed} npx vitest run ${FILE}]`;
+const dirs: string[] = [];
+afterAll(() => dirs.forEach(removeDir));
+
+async function checkpoint(cfg: ModelConfig): Promise<string> {
+  const s = rngFor(`serve ${cfg.model_type}`, seed).int(0, 1 << 30);
+  const dir = await writeCheckpoint(cfg, cfg.model_type === 'gpt2' ? randomGpt2(cfg, s) : randomLlama(cfg, s), 'f32');
+  dirs.push(dir);
+  return dir;
+}
+
+function prompts(name: string, lengths: number[], vocab: number): number[][] {
+  const r = rngFor(name, seed);
+  return lengths.map((n) => Array.from({ length: n }, () => r.int(0, vocab - 1)));
+}
+
+async function collect(gen: AsyncGenerator<ignis.GeneratedPiece, unknown, undefined>): Promise<number[]> {
+  const out: number[] = [];
+  for await (const p of gen) out.push(p.token);
+  return out;
+}
+
+forDevices((device) => {
+  describe('continuous batching (model.createServer)', () => {
+    if (device !== 'cpu') {
+      it(`is refused by name on ${device}`, async () => {
+        const model = await ignis.loadModel(await checkpoint(tinyLlamaConfig()), { device, tokenizer: false });
+        try {
+          await expect(model.createServer()).rejects.toMatchObject({ code: 'E_DEVICE', message: expect.stringContaining('CPU only') });
+        } finally {
+          model.dispose();
+        }
+      });
+      return;
+    }
+
+    for (const [arch, cfg, load] of [
+      ['llama', tinyLlamaConfig(), {}],
+      ['qwen3', tinyLlamaConfig({ model_type: 'qwen3', head_dim: 24, rope_theta: 1000000 }), {}],
+      ['llama int8', tinyLlamaConfig(), { quantize: 'int8', groupSize: 32 }],
+    ] as [string, ModelConfig, object][]) {
+      it(`${arch}: each request's greedy tokens are what it gives alone, with requests joining and leaving at every step`, async () => {
+        const name = ctx(`serve greedy ${arch}`);
+        const model = await ignis.loadModel(await checkpoint(cfg), { tokenizer: false, maxSeq: 64, ...load });
+        const server = await model.createServer({ maxBatch: 4, maxTokens: 11, blockSize: 5 });
+        try {
+          const ps = prompts(`serve ${arch}`, [1, 7, 33, 13, 2, 20], cfg.vocab_size as number);
+          const news = [9, 5, 12, 3, 16, 7];
+          const alone: number[][] = [];
+          for (let i = 0; i < ps.length; i++) alone.push(await collect(model.generate(ps[i], { maxNewTokens: news[i], eos: false })));
+          // four at once (more than a step's 11 rows of prompt: chunked), two more joining later
+          const first = ps.slice(0, 4).map((p, i) => collect(server.generate(p, { maxNewTokens: news[i], eos: false })));
+          await new Promise((r) => setTimeout(r, 5));
+          const later = ps.slice(4).map((p, i) => collect(server.generate(p, { maxNewTokens: news[4 + i], eos: false })));
+          const got = await Promise.all([...first, ...later]);
+          got.forEach((g, i) => expect(g, `${name}: request ${i} (prompt ${ps[i].length} tokens)`).toEqual(alone[i]));
+          const m = server.metrics();
+          expect(m.requests.finished, name).toBe(6);
+          expect(m.kvBlocks.used, `${name}: every block freed`).toBe(0);
+          expect(m.meanBatch, `${name}: requests ran together`).toBeGreaterThan(1);
+          expect(m.outputTokens).toBe(news.reduce((a, b) => a + b, 0));
+        } finally {
+          await server.close();
+          model.dispose();
+        }
+      });
+    }
+
+    it('shares the KV blocks of a common prompt prefix, with the same tokens; sampled tokens match generate() with the same seed', async () => {
+      const name = ctx('serve prefix');
+      const cfg = tinyLlamaConfig();
+      const model = await ignis.loadModel(await checkpoint(cfg), { tokenizer: false, maxSeq: 64 });
+      const server = await model.createServer({ maxBatch: 4, maxTokens: 64, blockSize: 4 });
+      try {
+        const [system, a, b] = prompts('serve prefix', [17, 3, 6], 97);
+        const metrics: ignis.RequestMetrics[] = [];
+        const first = await collect(server.generate([...system, ...a], { maxNewTokens: 6, eos: false, onMetrics: (m) => metrics.push(m) }));
+        const second = await collect(server.generate([...system, ...b], { maxNewTokens: 6, eos: false, onMetrics: (m) => metrics.push(m) }));
+        expect(first).toEqual(await collect(model.generate([...system, ...a], { maxNewTokens: 6, eos: false })));
+        expect(second, name).toEqual(await collect(model.generate([...system, ...b], { maxNewTokens: 6, eos: false })));
+        expect(metrics[0].cachedPromptTokens, `${name}: nothing to share yet`).toBe(0);
+        expect(metrics[1].cachedPromptTokens, `${name}: the 4 full blocks of the common 17 tokens`).toBe(16);
+        expect(metrics[1].promptTokens).toBe(23);
+        expect(metrics[1].outputTokens).toBe(6);
+        expect(metrics[1].timeToFirstTokenMs).toBeGreaterThan(0);
+        expect(metrics[1].interTokenMs).toHaveLength(5);
+        const opts = { maxNewTokens: 8, eos: false, temperature: 0.9, topK: 20, seed: 1234 };
+        const sampled = await Promise.all([collect(server.generate(a, opts)), collect(server.generate(b, { ...opts, seed: 99 }))]);
+        expect(sampled[0], `${name}: sampled`).toEqual(await collect(model.generate(a, opts)));
+        expect(sampled[1], `${name}: sampled`).toEqual(await collect(model.generate(b, { ...opts, seed: 99 })));
+      } finally {
+        await server.close();
+        model.dispose();
+      }
+    });
+
+    it('limits: a full queue refuses at once; abort, timeout and a consumer that stops end their request and free its blocks', async () => {
+      const cfg = tinyLlamaConfig();
+      const model = await ignis.loadModel(await checkpoint(cfg), { tokenizer: false, maxSeq: 64 });
+      const server = await model.createServer({ maxBatch: 1, maxTokens: 16, blockSize: 8, maxQueue: 1, kvBlocks: 6 });
+      try {
+        const [p] = prompts('serve limits', [5], 97);
+        const running = server.generate(p, { maxNewTokens: 40, eos: false });
+        const waiting = server.generate(p, { maxNewTokens: 2, eos: false });
+        const refused = server.generate(p, { maxNewTokens: 2, eos: false });
+        const r1 = running.next(), r2 = waiting.next();
+        await expect(refused.next()).rejects.toMatchObject({ code: 'E_QUEUE_FULL', message: expect.stringContaining('maxQueue 1') });
+        await r1;
+        await running.return(undefined as never); // the consumer stops: the sequence leaves at the next step
+        expect((await r2).done).toBe(false);
+        expect((await collect(waiting)).length).toBe(1);
+        // abort: the generator throws the signal's reason
+        const ac = new AbortController();
+        const aborted = server.generate(p, { maxNewTokens: 40, eos: false, signal: ac.signal });
+        await aborted.next();
+        ac.abort(new Error('client went away'));
+        await expect(collect(aborted)).rejects.toThrow('client went away');
+        // a deadline
+        await expect(collect(server.generate(p, { maxNewTokens: 40, eos: false, timeoutMs: 1 }))).rejects.toMatchObject({ code: 'E_TIMEOUT' });
+        // too large for the pool; bad ids; closed
+        await expect(collect(server.generate(Array.from({ length: 60 }, () => 1), { maxNewTokens: 4 }))).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('KV blocks') });
+        await expect(collect(server.generate([1, 500], { maxNewTokens: 4 }))).rejects.toMatchObject({ code: 'E_INDEX' });
+        await new Promise((r) => setTimeout(r, 20));
+        const m = server.metrics();
+        expect(m.kvBlocks.used, 'every block freed').toBe(0);
+        expect(m.requests.running + m.requests.waiting).toBe(0);
+        expect(m.requests.rejected).toBe(1);
+      } finally {
+        await server.close();
+      }
+      await expect(collect(server.generate([1], { maxNewTokens: 1 }))).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('closed') });
+      await expect(model.createServer({ maxBatch: 0 })).rejects.toThrow(RangeError);
+      model.dispose();
+      const gpt2 = await ignis.loadModel(await checkpoint(tinyGpt2Config()), { tokenizer: false });
+      await expect(gpt2.createServer()).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining('gpt2') });
+      gpt2.dispose();
+    });
+  });
+});
