@@ -17,6 +17,8 @@ export { QuantizedTensor, quantize, dequantize } from './quant';
 export { PackedWeight, packWeight } from './packed';
 export { loadModel, LanguageModel } from './models/index';
 export { Server } from './models/serve';
+export { serveHttp } from './http';
+export type { HttpOptions, HttpService } from './http';
 export type { ServeOptions, ServeGenerateOptions, ServerMetrics, RequestMetrics } from './models/serve';
 export type { LoadModelOptions, LoadProgress, GenerateOptions, GenerateInput, GeneratedPiece, FinishReason, ChatReply, GenerationDefaults } from './models/index';
 export { loadTokenizer, Tokenizer, Detokenizer } from './tokenizer';

@@ -200,7 +200,7 @@ export class Server {
     if (prompt.length > m.maxSeq) throw new IgnisError('E_ARGUMENT', `${op}: the prompt (${prompt.length} tokens) does not fit maxSeq ${m.maxSeq}`);
     for (let i = 0; i < prompt.length; i++) {
       const t = prompt[i];
-      if (!Number.isInteger(t) || t < 0 || t >= m.vocabSize) throw new IgnisError('E_INDEX', `${op}: token ${describe(t)} at ${i} is not an id in [0, ${m.vocabSize})`);
+      if (!Number.isInteger(t) || t < 0 || t >= m.vocabSize) throw new IgnisError('E_INDEX', `${op}: token ${typeof t === 'number' ? t : describe(t)} at ${i} of the prompt is not an id in [0, ${m.vocabSize})`);
     }
     // the blocks it holds at most: its prompt and every token it may generate, up to maxSeq
     const need = Math.ceil(Math.min(prompt.length + maxNew, m.maxSeq) / this.blockSize);
