@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [--graph-only] [--only=mm,int8,...] [--precision=f16,int8 (llama)]`: measures the machine's limits, then runs every benchmark area
+// `npm run bench [-- --quick] [--graph-only] [--only=mm,int8,...,llama,serve] [--precision=f16,int8 (llama)]`: measures the machine's limits, then runs every benchmark area
 // on ignis and its peers (onnxruntime-node, numpy, llama.cpp through node-llama-cpp) in this one run and prints a table per area.
 import * as os from 'node:os';
 import * as ignis from '../lib/index';
