@@ -5,7 +5,7 @@
 import '../dispose';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { describe, IgnisError, typeError } from '../errors';
+import { describe, IgnisError, rangeError, typeError } from '../errors';
 import { FloatDType } from '../dtype';
 import { graph, Model } from '../graph';
 import { openCheckpoint, ReadOptions, TensorSource } from '../safetensors';
@@ -16,6 +16,8 @@ import * as v from '../validate';
 import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, gpt2Tensors, Gpt2Weights, loadGpt2 } from './gpt2';
 import { buildLlama, buildLlamaServe, disposeLlama, LlamaConfig, llamaConfig, llamaTensors, LlamaWeights, loadLlama } from './llama';
 import { Server, serveOptions, ServeOptions } from './serve';
+import { SeqRunner, speculativeSteps } from './speculative';
+import type { ServeLayout } from './llama';
 import { tensorBytes } from './weights';
 import { native } from '../binding';
 import { sample as sampleOn } from '../ops';
@@ -77,6 +79,14 @@ export interface GenerateOptions extends SamplingOptions {
   eos?: boolean;
   /** ends the generation: the next step is not queued, and the generator throws the reason */
   signal?: AbortSignal;
+  /** speculative decoding: a smaller model of the same vocabulary proposes draftTokens tokens a
+   * round, which this model checks in one forward; greedy tokens are this model's own, sampled
+   * ones keep its distribution (the rejection rule). CPU, Llama-family models, for now. */
+  draft?: LanguageModel;
+  /** tokens the draft proposes a round (default 4, at most 15) */
+  draftTokens?: number;
+  /** after each speculative round: the draft tokens proposed and kept (their ratio: the acceptance rate) */
+  onDraftRound?: (proposed: number, kept: number) => void;
   /** a text prompt: add the tokenizer's special tokens around it (Llama's BOS); default true */
   addSpecialTokens?: boolean;
   /** chat messages: the template's options (tools, variables such as Qwen3's enable_thinking) */
@@ -220,7 +230,7 @@ export class LanguageModel {
   async *generate(input: GenerateInput, opts?: GenerateOptions): AsyncGenerator<GeneratedPiece, FinishReason, undefined> {
     const op = 'generate';
     this.live(op);
-    const o = v.options<GenerateOptions>(op, opts, ['maxNewTokens', 'stop', 'eos', 'signal', 'temperature', 'topK', 'topP', 'seed', 'addSpecialTokens', 'chatTemplate', 'skipSpecialTokens']);
+    const o = v.options<GenerateOptions>(op, opts, ['maxNewTokens', 'stop', 'eos', 'signal', 'temperature', 'topK', 'topP', 'seed', 'addSpecialTokens', 'chatTemplate', 'skipSpecialTokens', 'draft', 'draftTokens', 'onDraftRound']);
     const { prompt, stopIds, stopStrings, detok } = this._prepare(`model.${op}`, input, o);
     const steps = this.steps(op, prompt, o, stopIds);
     try {
@@ -259,6 +269,22 @@ export class LanguageModel {
     buildLlamaServe(g, a.config as LlamaConfig, a.weights as LlamaWeights, this.maxSeq, layout, this.int8Activations);
     const model = await g.compile({ device: this.device, max: { tokens: o.maxTokens, seqs: o.maxBatch, r: o.maxBatch } });
     return new Server(this, model, layout, o);
+  }
+
+  private seqGraph: Promise<{ graph: Model; layout: ServeLayout }> | null = null;
+  /** @internal The serving graph for one sequence (speculative decoding's target and draft), compiled once. */
+  _seqGraph(op: string): Promise<{ graph: Model; layout: ServeLayout }> {
+    const a = this.live(op);
+    if (this.device !== 'cpu') return Promise.reject(new IgnisError('E_DEVICE', `model.${op}: speculative decoding runs on the CPU only, for now (a model is on ${this.device})`));
+    if (a.config.modelType === 'gpt2') return Promise.reject(new IgnisError('E_ARGUMENT', `model.${op}: speculative decoding takes Llama-family models (not gpt2), for now`));
+    if (!this.seqGraph) {
+      const layout = { blocks: Math.ceil(this.maxSeq / 16), blockSize: 16, maxBlocks: Math.ceil(this.maxSeq / 16) };
+      const g = graph();
+      buildLlamaServe(g, a.config as LlamaConfig, a.weights as LlamaWeights, this.maxSeq, layout, this.int8Activations);
+      this.seqGraph = g.compile({ device: this.device, max: { tokens: this.maxSeq, seqs: 1, r: 16 } }).then((graph) => ({ graph, layout }));
+      this.seqGraph.catch(() => (this.seqGraph = null));
+    }
+    return this.seqGraph;
   }
 
   /** @internal The pieces of a token loop's tokens: detokenized, stop strings found and held back. */
@@ -351,6 +377,21 @@ export class LanguageModel {
     const own = o.temperature !== undefined || o.topK !== undefined || o.topP !== undefined;
     const sampling: SamplingOptions = own || !d.doSample ? o : { temperature: d.temperature, topK: d.topK || undefined, topP: d.topP, seed: o.seed };
     const params = samplingParams(`model.${op}`, sampling);
+    if (o.draft !== undefined || o.draftTokens !== undefined) {
+      const draft = o.draft;
+      if (!(draft instanceof LanguageModel)) throw typeError(`model.${op}: draft must be a LanguageModel (loadModel), got ${describe(draft)}`);
+      const k = v.int(op, 'draftTokens', o.draftTokens, 1, 4);
+      if (k > 15) throw rangeError(`model.${op}: draftTokens must be at most 15, got ${k}`);
+      if (draft.vocabSize !== this.vocabSize) throw new IgnisError('E_ARGUMENT', `model.${op}: the draft's vocabulary (${draft.vocabSize}) is not this model's (${this.vocabSize})`);
+      if (prompt.length > this.maxSeq || prompt.length > draft.maxSeq)
+        throw new IgnisError('E_ARGUMENT', `model.${op}: the prompt (${prompt.length} tokens) does not fit maxSeq ${Math.min(this.maxSeq, draft.maxSeq)}`);
+      this.ids(op, prompt).dispose(); // checks every id
+      if (maxNew === 0) return 'length';
+      const [tg, dg] = await Promise.all([this._seqGraph(op), draft._seqGraph(op)]);
+      const target = new SeqRunner(tg.graph, tg.layout, this.vocabSize, this.device);
+      const dr = new SeqRunner(dg.graph, dg.layout, draft.vocabSize, draft.device);
+      return yield* speculativeSteps(prompt, { target, draft: dr, k, params, maxNew, maxSeq: Math.min(this.maxSeq, draft.maxSeq), eos, stop, signal, onRound: o.onDraftRound });
+    }
     const sample = samplerFor(params);
     // On the CPU a sampled token is drawn by ignis.sample, queued after its step like the argmax.
     const native = sample !== argmax && this.device === 'cpu';
@@ -425,6 +466,7 @@ export class LanguageModel {
     this.arch = null;
     this.full.dispose();
     this.step.dispose();
+    void this.seqGraph?.then((s) => s.graph.dispose(), () => undefined);
     if (a.config.modelType === 'gpt2') disposeGpt2(a.weights as Gpt2Weights);
     else disposeLlama(a.weights as LlamaWeights);
   }

@@ -75,13 +75,29 @@ export function drawToken(
   logits: Float32Array, offset: number, n: number, { temperature, topK, topP, seed }: Required<SamplingOptions>,
   counter: number, row = 0, scratch: { ids: Int32Array; w: Float64Array } = { ids: new Int32Array(0), w: new Float64Array(0) },
 ): number {
+  const { m, total } = keep(logits, offset, n, temperature, topK, topP, scratch);
+  const { ids, w } = scratch;
+  let r = sampleUniform(seed, counter, row) * total;
+  for (let i = 0; i < m; i++) {
+    r -= w[ids[i]];
+    if (r < 0) return ids[i];
+  }
+  return ids[m - 1];
+}
+
+/**
+ * The ids drawToken may draw, scratch.ids[0, m), and their weights by id in scratch.w (total:
+ * their sum): the topK best (best first), or all of them in id order; then the nucleus, the
+ * fewest best ones whose probability reaches topP (ranked by descending logit, ties to the lower
+ * id). Sampling walks the kept ids in the order they are left in.
+ */
+function keep(
+  logits: Float32Array, offset: number, n: number, temperature: number, topK: number, topP: number, scratch: { ids: Int32Array; w: Float64Array },
+): { m: number; total: number } {
   if (scratch.ids.length < n) (scratch.ids = new Int32Array(n)), (scratch.w = new Float64Array(n));
   const { ids, w } = scratch;
   let max = -Infinity;
   for (let i = 0; i < n; i++) if (logits[offset + i] > max) max = logits[offset + i];
-  // The kept ids, ids[0, m): the topK best (best first), or all of them in id order; then the
-  // nucleus, the fewest best ones whose probability reaches topP (ranked by descending logit,
-  // ties to the lower id). Sampling walks the kept ids in the order they are left in.
   let m: number;
   if (topK > 0 && topK < n) m = topCandidates(logits, offset, n, topK, ids);
   else for (let i = 0; i < (m = n); i++) ids[i] = i;
@@ -92,12 +108,7 @@ export function drawToken(
     total = 0;
     for (let i = 0; i < m; i++) total += w[ids[i]];
   }
-  let r = sampleUniform(seed, counter, row) * total;
-  for (let i = 0; i < m; i++) {
-    r -= w[ids[i]];
-    if (r < 0) return ids[i];
-  }
-  return ids[m - 1];
+  return { m, total };
 }
 
 /** The length of the shortest prefix of ids (best first) whose weights sum to `mass` (all if none). */
@@ -189,3 +200,32 @@ export function topCandidates(logits: Float32Array, offset: number, n: number, k
   return k;
 }
 
+
+/**
+ * The distribution drawToken draws from, as probabilities over the n ids (0 outside the kept
+ * ones): softmax(logits / temperature) kept to topK and the topP nucleus, renormalized. With
+ * temperature 0, all of it on the argmax. Speculative decoding's rejection rule compares two.
+ */
+export function distribution(logits: Float32Array, offset: number, n: number, { temperature, topK, topP }: Required<SamplingOptions>): Float64Array {
+  const p = new Float64Array(n);
+  if (temperature === 0) {
+    p[argmax(logits, offset, n)] = 1;
+    return p;
+  }
+  const scratch = { ids: new Int32Array(n), w: new Float64Array(n) };
+  const { m, total } = keep(logits, offset, n, temperature, topK, topP, scratch);
+  const { ids, w } = scratch;
+  for (let i = 0; i < m; i++) p[ids[i]] = w[ids[i]] / total;
+  return p;
+}
+
+/** An id drawn from probabilities p (summing to 1, or to `total`) with the uniform u in [0, 1). */
+export function drawFrom(p: Float64Array, u: number, total = 1): number {
+  let r = u * total, last = 0;
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] <= 0) continue;
+    last = i;
+    if ((r -= p[i]) < 0) return i;
+  }
+  return last;
+}
