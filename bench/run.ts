@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [--graph-only] [--only=mm,int8,...,llama,serve] [--precision=f16,int8 (llama)]`: measures the machine's limits, then runs every benchmark area
+// `npm run bench [-- --quick] [--graph-only] [--only=mm,int8,...,llama,serve,speculative] [--precision=f16,int8 (llama)]`: measures the machine's limits, then runs every benchmark area
 // on ignis and its peers (onnxruntime-node, numpy, llama.cpp through node-llama-cpp) in this one run and prints a table per area.
 import * as os from 'node:os';
 import * as ignis from '../lib/index';
@@ -6,7 +6,7 @@ import { benchGraph } from './graph.bench';
 import { benchLoad } from './load.bench';
 import { benchLoop } from './loop.bench';
 import { benchLlama } from './model.bench';
-import { benchServe } from './serve.bench';
+import { benchServe, benchSpeculative } from './serve.bench';
 import { AREAS, benchOps, Row } from './ops.bench';
 import { measurePeak, Peak } from './peak';
 import { printTable } from './table';
@@ -62,12 +62,13 @@ async function main() {
   const read = peak.readGBs ? `${peak.readGBs.toFixed(1)} GB/s read, ` : '';
   console.log(`machine peak: ${peak.fmaGflops ? `${peak.fmaGflops.toFixed(1)} GFLOP/s f32 FMA` : 'FMA peak not measured'}, ${read}${peak.copyGBs.toFixed(1)} GB/s copy (read + write) [${peak.source}]`);
   const progress = process.stderr.isTTY ? (s: string) => process.stderr.write(`\r\x1b[K${s}`) : () => {};
-  if (!graphOnly && (!only || only.some((a) => a !== 'graph' && a !== 'loop' && a !== 'load' && a !== 'llama' && a !== 'serve'))) await opTables(quick, peak, progress, only);
+  if (!graphOnly && (!only || only.some((a) => a !== 'graph' && a !== 'loop' && a !== 'load' && a !== 'llama' && a !== 'serve' && a !== 'speculative'))) await opTables(quick, peak, progress, only);
   if (!only || only.includes('graph')) await benchGraph(quick, peak, progress);
   if (!graphOnly && (!only || only.includes('loop'))) await benchLoop(quick, progress);
   if (!graphOnly && (!only || only.includes('load'))) await benchLoad(quick, progress);
   if (!graphOnly && (!only || only.includes('llama'))) await benchLlama(quick, progress);
   if (!graphOnly && (!only || only.includes('serve'))) await benchServe(quick, progress);
+  if (!graphOnly && (!only || only.includes('speculative'))) await benchSpeculative(quick, progress);
   console.log(`\nbench wall time ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 

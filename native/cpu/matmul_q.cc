@@ -1,9 +1,9 @@
 // matmul_q: x @ an int8 weight q [N, K] with per-group scales (core/quant.h) transposed, without
 // ever making an f32 copy of the weight: M <= 8 (decode) streams each int8 row once and
 // converts it in registers; larger M dequantizes L2-sized tiles for the GEMM engine (gemm.cc).
-// With int8 activations (quantize_x) every product is an integer one, at any M: the integer GEMM
-// from 3 rows where the CPU has AMX (from 9 with AVX-512 VNNI alone), the decode kernels over all
-// rows elsewhere.
+// With int8 activations (quantize_x) every product is an integer one, at any M: on AMX from 2
+// rows (up to 16 with the weight read as stored, above with packed chunks), with AVX-512 VNNI
+// alone from 9 rows, and the decode kernels over all rows elsewhere.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -629,6 +629,112 @@ IGNIS_AMX void qgemm_amx_block(int64_t K, int64_t group, const int8_t* xp, const
   _tile_release();
 }
 
+// ---- a few rows (3-16) on AMX, the weight as the A operand: nothing packed ---------------------
+//
+// For a batch of decode rows the chunk packing above (a pass over the whole weight per call) costs
+// more than the products. Here the weight's rows are AMX's A operand as stored (16 rows of 32 or
+// 64 bytes, K bytes apart) and x the B operand, packed once per call as [K / 4][16][4] (x's rows
+// as the 16 columns, zero past M): blocks of 32 weight rows (two A tiles, two C tiles of 16
+// weight rows x 16 x rows), each group of 32 their tdpbssd into C tiles that start from zero,
+// then through memory into f32 sums tot [32][16] times the weight row's scale and x's scales (a
+// vector over x's rows), two groups a pass as qgemm_amx_block does. A last block of fewer than 32
+// rows runs on a zero-padded copy, so no tile reads past the weight.
+constexpr int64_t kWaRows = 32;  // weight rows a block
+constexpr int64_t kWaMaxM = 16;  // x rows (B's columns)
+
+// tot [32][16] += groups g and g + 1's sums (c0, c1: two 16 x 16 tiles each, [weight rows 0-15 |
+// 16-31][x rows]; c1 null: g alone) times the weight rows' scales s ([32][G], row stride G) and
+// x's scales xst ([G][16]).
+IGNIS_AMX inline void wa_scale(float* tot, const int32_t* c0, const int32_t* c1, const float* s, int64_t G,
+                               const float* xst, int64_t g) {
+  const __m512 x0 = _mm512_loadu_ps(xst + g * kWaMaxM), x1 = c1 ? _mm512_loadu_ps(xst + (g + 1) * kWaMaxM) : x0;
+  for (int r = 0; r < kWaRows; r++) {
+    float* t = tot + r * kWaMaxM;
+    __m512 acc = _mm512_fmadd_ps(cvt_sums(c0 + r * 16), _mm512_mul_ps(_mm512_set1_ps(s[r * G + g]), x0), _mm512_load_ps(t));
+    if (c1) acc = _mm512_fmadd_ps(cvt_sums(c1 + r * 16), _mm512_mul_ps(_mm512_set1_ps(s[r * G + g + 1]), x1), acc);
+    _mm512_store_ps(t, acc);
+  }
+}
+
+// tot [32][16] (64-byte aligned) = weight rows q [32, K] (row stride K), scales s [32, G] (row
+// stride G), against x packed as B (xb [K / 4][16][4]) with its scales xst [G][16].
+IGNIS_AMX void qgemm_wa_block(int64_t K, int64_t group, const int8_t* q, const float* s, const int8_t* xb,
+                              const float* xst, float* tot) {
+  const int64_t G = K / group, step = amx_step(group);
+  gemm::AmxTileConfig cfg;
+  cfg.rows[0] = cfg.rows[1] = 16, cfg.colsb[0] = cfg.colsb[1] = uint16_t(step);  // A: 16 weight rows
+  cfg.rows[2] = uint8_t(step / 4), cfg.colsb[2] = 64;                            // B: quads x 16 x rows
+  cfg.rows[4] = cfg.rows[5] = 16, cfg.colsb[4] = cfg.colsb[5] = 64;              // C: 16 x 16 int32
+  _tile_loadconfig(&cfg);
+  alignas(64) int32_t cbuf[3][2 * 256];  // a ring: group g's sums in cbuf[g % 3]
+  for (int64_t i = 0; i < kWaRows * kWaMaxM; i++) tot[i] = 0.f;
+  const int8_t* q1 = q + 16 * K;
+  for (int64_t g = 0; g < G; g++) {
+    _tile_zero(4);
+    _tile_zero(5);
+    for (int64_t k = g * group; k < (g + 1) * group; k += step) {
+      if ((k & 127) == 0)  // the rows' next lines, two groups ahead
+        for (int r = 0; r < kWaRows; r++)
+          _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(q) + uintptr_t(r * K + k + 256)), _MM_HINT_T0);
+      _tile_loadd(0, q + k, K);
+      _tile_loadd(1, q1 + k, K);
+      _tile_loadd(2, xb + k * kWaMaxM, 64);
+      _tile_dpbssd(4, 0, 2);
+      _tile_dpbssd(5, 1, 2);
+    }
+    if (g % 2 == 0 && g >= 2) wa_scale(tot, cbuf[(g - 2) % 3], cbuf[(g - 1) % 3], s, G, xst, g - 2);
+    int32_t* cb = cbuf[g % 3];
+    _tile_stored(4, cb, 64);
+    _tile_stored(5, cb + 256, 64);
+  }
+  if (G % 2 == 0) wa_scale(tot, cbuf[(G - 2) % 3], cbuf[(G - 1) % 3], s, G, xst, G - 2);
+  else wa_scale(tot, cbuf[(G - 1) % 3], nullptr, s, G, xst, G - 1);
+  _tile_release();
+}
+
+// out [M, N] = act(quantized x [M, K] @ dequant(q)^T + bias) for 1 <= M <= 16 on AMX, blocks of 32
+// weight rows claimed by the threads.
+void qgemm_amx_wa(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group, const float* xf, const int8_t* q,
+                  const float* scales, const void* bias, Activation act, void* out, DType dt) {
+  const int64_t G = K / group;
+  std::vector<int8_t> xq(size_t(M * K));
+  std::vector<float> xs(size_t(M * G));
+  for (int64_t m = 0; m < M; m++) quantize_row(xf + m * K, K, group, xq.data() + m * K, xs.data() + m * G);
+  std::vector<int8_t> xb(size_t(K * kWaMaxM), 0);  // [K / 4][16][4]
+  std::vector<float> xst(size_t(G * kWaMaxM), 0.f);
+  for (int64_t m = 0; m < M; m++) {
+    for (int64_t kq = 0; kq < K / 4; kq++) std::memcpy(xb.data() + (kq * kWaMaxM + m) * 4, xq.data() + m * K + kq * 4, 4);
+    for (int64_t g = 0; g < G; g++) xst[size_t(g * kWaMaxM + m)] = xs[size_t(m * G + g)];
+  }
+  const bool plain = dt == DType::f32 && !bias && act == Activation::none;
+  const int64_t blocks = (N + kWaRows - 1) / kWaRows;
+  pool.parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    alignas(64) float tot[kWaRows * kWaMaxM];
+    float row[kWaRows];
+    std::vector<int8_t> qpad;
+    std::vector<float> spad;
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t n0 = b * kWaRows, nr = std::min(kWaRows, N - n0);
+      const int8_t* qb = q + n0 * K;
+      const float* sb = scales + n0 * G;
+      if (nr < kWaRows) {  // the last rows, zero-padded: no tile reads past the weight
+        qpad.assign(size_t(kWaRows * K), 0);
+        spad.assign(size_t(kWaRows * G), 0.f);
+        std::memcpy(qpad.data(), qb, size_t(nr * K));
+        std::memcpy(spad.data(), sb, size_t(nr * G) * 4);
+        qb = qpad.data();
+        sb = spad.data();
+      }
+      qgemm_wa_block(K, group, qb, sb, xb.data(), xst.data(), tot);
+      for (int64_t m = 0; m < M; m++) {
+        for (int64_t r = 0; r < nr; r++) row[r] = tot[r * kWaMaxM + m];
+        if (plain) std::memcpy(static_cast<float*>(out) + m * N + n0, row, size_t(nr) * 4);
+        else gemm::epilogue_row(row, nr, bias ? advance(bias, dt, n0) : nullptr, dt, act, advance(out, dt, m * N + n0));
+      }
+    }
+  });
+}
+
 // out [M, N] = act(quantized x [M, K] @ dequant(q)^T + bias): the chunks of 32 columns claimed
 // by the threads, each packing its chunk and running every row tile against it: AMX's 32-row
 // blocks where the CPU has AMX-INT8 (x signed, its rows padded to a multiple of 32 and packed as
@@ -727,12 +833,14 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
   }
 #if IGNIS_X86
   // prefill with int8 activations: the integer GEMM where the CPU has AVX-512 VNNI
-  // From 3 rows with AMX: its GEMM's cost is flat up to 32 rows (4.0-4.3 ms at 4096 x 8192 for 1
-  // to 16 rows), where the GEMV's grows with each row (M = 3: 5.1, 4: 6.9, 8: 14.2, 16: 27.0);
-  // at 2 rows they tie. With VNNI alone, from 9 rows.
-  const int64_t min_gemm_rows = has_amx_int8() ? 3 : 9;
+  // With AMX from 2 rows: up to 16 the weight as the A operand, read as stored (4096 x 8192 g32,
+  // two threads: 2.6-2.8 ms for 3 to 16 rows, where the GEMV takes 4.1 at 2 rows, 6.9 at 4, 14.2
+  // at 8, its cost growing with each row, and the packed chunks ~4.2 at any of them); above 16
+  // the packed chunks. With VNNI alone, the integer GEMM from 9 rows.
+  const int64_t min_gemm_rows = has_amx_int8() ? 2 : 9;
   if (M >= min_gemm_rows && quantize_x && group % 32 == 0 && has_avx512() && has_vnni()) {
-    qgemm_vnni(pool, M, N, K, group, xf, qp, sp, biasp, act, out.raw(), dt);
+    if (has_amx_int8() && M <= kWaMaxM) qgemm_amx_wa(pool, M, N, K, group, xf, qp, sp, biasp, act, out.raw(), dt);
+    else qgemm_vnni(pool, M, N, K, group, xf, qp, sp, biasp, act, out.raw(), dt);
     return;
   }
 #endif

@@ -103,11 +103,14 @@ forDevices((dev) => {
       ...[1, 2, 3, 4, 5, 8].map((M) => [M, 256, 37, 32] as [number, number, number, number]),
       [1, 256, 64, 64], [2, 256, 33, 128], [1, 256, 9, 256], [3, 100, 17, 100], [1, 36, 129, 36], [1, 1024, 70, 128], [7, 4096, 11, 128],
       // prefill rows (the integer GEMM where the CPU has AVX-512 VNNI: row tiles of 6 and a
-      // remainder, chunks of 32 columns and a part, groups of 32 to 128 and per channel; AMX: blocks
-      // of 32 rows and a part, groups taken in pairs and an odd one left; elsewhere, and for a
-      // group not a multiple of 32, the decode kernels over every row)
+      // remainder, chunks of 32 columns and a part, groups of 32 to 128 and per channel; AMX past
+      // 16 rows: blocks of 32 rows and a part, groups taken in pairs and an odd one left;
+      // elsewhere, and for a group not a multiple of 32, the decode kernels over every row)
       [9, 256, 37, 32], [33, 128, 64, 64], [129, 512, 33, 128], [17, 1024, 100, 1024], [13, 96, 7, 32], [11, 100, 17, 100], [40, 36, 129, 36],
       [70, 352, 65, 32], [64, 320, 96, 64],
+      // 2-16 rows on AMX with the weight as the A operand: blocks of 32 weight rows and a
+      // zero-padded last one, groups in pairs and an odd one left, steps of 32 and 64 bytes
+      [16, 320, 45, 32], [12, 224, 33, 32], [2, 512, 70, 64], [15, 384, 32, 128],
     ];
     for (const dtype of FLOAT_DTYPES) {
       for (const [M, K, N, g] of cases) {
