@@ -145,7 +145,12 @@ async function specPair(root: string, alpha: number): Promise<{ target: string; 
         const t = await f.read(name);
         let raw = await ignis.rawTensor(t);
         t.dispose();
-        if (layer && +layer[1] > 0 && /(o_proj|down_proj)\.weight$/.test(name)) raw = { ...raw, data: Float32Array.from(raw.data as Float32Array, (x) => x * scale) };
+        if (layer && +layer[1] > 0 && /(o_proj|down_proj)\.weight$/.test(name)) {
+          const d = raw.data;
+          const f32 = new Float32Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
+          for (let i = 0; i < f32.length; i++) f32[i] *= scale;
+          raw = { ...raw, data: f32 };
+        }
         out[name] = raw;
       }
       await ignis.saveSafetensors(path.join(dir, 'model.safetensors'), out);
