@@ -13,10 +13,7 @@ namespace ignis::cuda {
 namespace {
 
 // The ops with no CUDA kernel: their layouts or algorithms are the CPU's.
-bool cpu_only(OpId op) {
-  return op == OpId::sample || op == OpId::pack_weight || op == OpId::matmul_packed || op == OpId::kv_write ||
-         op == OpId::paged_attention;
-}
+bool cpu_only(OpId op) { return op == OpId::sample || op == OpId::pack_weight || op == OpId::matmul_packed; }
 
 class CudaBackend final : public Backend {
  public:
@@ -79,8 +76,11 @@ class CudaBackend final : public Backend {
       return e && std::string(e) == "1";
     }();
     if (const auto* m = std::get_if<MatmulQParams>(&p); m && m->quantize_x) return "int8 activations (matmul's int8Activations) are computed on the CPU only";
-    if (std::holds_alternative<RopeParams>(p) && n >= 2) return "per-token positions (rope's positions) are computed on the CPU only, for now";
     if (lifted) return nullptr;
+    // written, not yet run on a GPU (lifted for the device check, as the attention paths below)
+    if (std::holds_alternative<RopeParams>(p) && n >= 2) return "per-token positions (rope's positions) are computed on the CPU only, for now";
+    if (std::holds_alternative<KvWriteParams>(p) || std::holds_alternative<PagedAttentionParams>(p))
+      return "the paged KV cache (kv_write, paged_attention) runs on the CPU only, for now";
     if (const auto* a = std::get_if<AttentionParams>(&p); a && a->window > 0) return "a sliding window (attention's window) is computed on the CPU only, for now";
     if (const auto* a = std::get_if<AttentionParams>(&p); a && a->softcap > 0.f) return "score soft-capping (attention's softcap) is computed on the CPU only, for now";
     return nullptr;
@@ -111,8 +111,13 @@ void CudaBackend::run(const Exec& e, const KernelCall& c) {
     case OpId::softmax: return softmax(L, c.output(), c.input(0), int(c.p<SoftmaxParams>().axis));
     case OpId::argmax: return argmax(L, c.output(), c.input(0));
     case OpId::rope: {
-      return rope(L, c.output(), c.input(0), c.p<RopeParams>(), c.pos_dev);
+      return rope(L, c.output(), c.input(0), c.p<RopeParams>(), c.pos_dev, c.optional(1));
     }
+    case OpId::kv_write:  // the pools are operands 0 and 1, written in place
+      return kv_write(L, c.input(0), c.input(1), c.input(2), c.input(3), c.input(4));
+    case OpId::paged_attention:
+      return paged_attention(L, c.output(), c.input(0), c.input(1), c.input(2), c.input(3), c.input(4),
+                             c.p<PagedAttentionParams>().scale);
     case OpId::embedding: return embedding(L, c.output(), c.input(0), c.input(1));
     case OpId::binary: return binary(L, c.output(), c.input(0), c.input(1), c.p<BinaryParams>().op);
     case OpId::cast: return cast(L, c.output(), c.input(0));
@@ -137,8 +142,6 @@ void CudaBackend::run(const Exec& e, const KernelCall& c) {
     case OpId::sample:
     case OpId::pack_weight:
     case OpId::matmul_packed:
-    case OpId::kv_write:
-    case OpId::paged_attention:
       fail(ErrorCode::Device, std::string(op_name(c.op())) + ": runs on the CPU only");
     case OpId::Count: break;
   }

@@ -192,6 +192,23 @@ __device__ __forceinline__ float warp_reduce(float v, Op op) {
 __device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, Sum{}); }
 __device__ __forceinline__ float warp_max(float v) { return warp_reduce(v, Max{}); }
 
+// The minimum of v over a block of kThreads threads (a multiple of 32), valid in thread 0 (the
+// first bad index a check kernel found).
+template <int kThreads>
+__device__ __forceinline__ int64_t block_min(int64_t v) {
+  __shared__ int64_t warp_min[kThreads / 32];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const int64_t other = __shfl_xor_sync(0xffffffffu, v, o);
+    v = other < v ? other : v;
+  }
+  if ((threadIdx.x & 31) == 0) warp_min[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int w = 1; w < kThreads / 32; w++) v = warp_min[w] < v ? warp_min[w] : v;
+  return v;
+}
+
 // Records the first bad-data error of the device (see Fault in kernels.h).
 __device__ __forceinline__ void report_fault(Fault* f, ErrorCode code, FaultOp op, int64_t value, int64_t index,
                                              int64_t limit) {

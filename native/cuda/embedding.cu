@@ -19,23 +19,13 @@ __global__ void __launch_bounds__(kThreads) embedding_kernel(U* out, const int32
                                                              unsigned copy_blocks) {
   if (blockIdx.x == copy_blocks) {
     // min position of a bad id, over the block
-    __shared__ int64_t warp_min[kThreads / 32];
     int64_t first = n;
     for (int64_t i = threadIdx.x; i < n; i += kThreads) {
       const int32_t id = ids[i];
       if ((id < 0 || id >= V) && i < first) first = i;
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const int64_t other = __shfl_xor_sync(0xffffffffu, first, o);
-      first = other < first ? other : first;
-    }
-    if ((threadIdx.x & 31) == 0) warp_min[threadIdx.x >> 5] = first;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      for (int w = 1; w < kThreads / 32; w++) first = warp_min[w] < first ? warp_min[w] : first;
-      if (first < n && fault) report_fault(fault, ErrorCode::Index, FaultOp::embedding, ids[first], first, V);
-    }
+    first = block_min<kThreads>(first);
+    if (threadIdx.x == 0 && first < n && fault) report_fault(fault, ErrorCode::Index, FaultOp::embedding, ids[first], first, V);
     return;
   }
   constexpr int kRowsBlock = kThreads / kRowThreads;

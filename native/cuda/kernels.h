@@ -20,7 +20,7 @@ class FaultRecord;  // runtime.h
 // The first error the kernels of one task (or one recorded graph) found in the data. It lives in
 // host-mapped memory: kernels write it through a device pointer, the host reads it after a
 // stream synchronization. code == 0: none.
-enum class FaultOp : int32_t { none, embedding, Count };
+enum class FaultOp : int32_t { none, embedding, kv_write, paged_sequence, paged_position, paged_block, Count };
 struct Fault {
   int32_t code;   // 0, or 1 + an ErrorCode (the first kernel to set it wins)
   int32_t op;     // FaultOp
@@ -80,6 +80,13 @@ void attention(const Launch& L, const Tensor& out, const Tensor& q, const Tensor
 void kv_append(const Launch& L, const Tensor& cache_k, const Tensor& cache_v, const Tensor& k,
                const Tensor& v, int64_t position, const int64_t* position_dev = nullptr);
 
+// --- the paged KV cache (paged.cu): cpu::kv_write and cpu::paged_attention; a bad index is a
+// Fault (kv_write then writes nothing; paged_attention writes zeros for that row). headDim <= 256.
+void kv_write(const Launch& L, const Tensor& pool_k, const Tensor& pool_v, const Tensor& k, const Tensor& v,
+              const Tensor& slots);
+void paged_attention(const Launch& L, const Tensor& out, const Tensor& q, const Tensor& pool_k, const Tensor& pool_v,
+                     const Tensor& tables, const Tensor& rows, float scale);
+
 // --- row-wise and elementwise ops (norm.cu, activation.cu, softmax.cu, rope.cu, embedding.cu,
 // binary.cu, fill.cu) -----------------------------------------------------------------------------
 void rmsnorm(const Launch& L, const Tensor& out, const Tensor& x, const Tensor& weight, float eps);
@@ -88,9 +95,10 @@ void layernorm(const Launch& L, const Tensor& out, const Tensor& x, const Tensor
 void activation(const Launch& L, const Tensor& out, const Tensor& x, Activation act);
 void softmax(const Launch& L, const Tensor& out, const Tensor& x, int axis);
 void argmax(const Launch& L, const Tensor& out, const Tensor& x);  // argmax.cu
-// cpu::rope semantics. With position_dev (CUDA graphs), token s is at p.position + *position_dev + s.
+// cpu::rope semantics. With position_dev (CUDA graphs), token s is at p.position + *position_dev + s;
+// with positions (i32 [B, S]), token (b, s) at positions[b, s].
 void rope(const Launch& L, const Tensor& out, const Tensor& x, const RopeParams& p,
-          const int64_t* position_dev = nullptr);
+          const int64_t* position_dev = nullptr, const Tensor* positions = nullptr);
 // An id outside [0, V) writes zeros for its row and records a Fault (FaultOp::embedding).
 void embedding(const Launch& L, const Tensor& out, const Tensor& ids, const Tensor& table);
 void binary(const Launch& L, const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op);

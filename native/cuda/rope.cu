@@ -1,4 +1,5 @@
-// Rotary position embedding on CUDA, rotate-half form, on x [B, S, H, D] (cpu::rope semantics).
+// Rotary position embedding on CUDA, rotate-half form, on x [B, S, H, D] (cpu::rope semantics;
+// with per-token positions, each (b, s) forms its own angle).
 // The angle is formed exactly as the CPU forms it: f = theta^(-2i/D) (or the given freqs, carried
 // by value in the launch) and p * f in double, only the scaled cos/sin rounded to f32. Each
 // thread owns one frequency i of one position s, computes its cos/sin once, and applies them to
@@ -20,7 +21,8 @@ struct FreqTable {
 // bh = blockIdx.z * ty + y + k gridDim.z ty. pos0 = position (+ *position_dev).
 template <class T, bool kTable>
 __global__ void rope_kernel(T* out, const T* x, int64_t S, int64_t BH, int64_t H, int64_t D, int64_t position,
-                            const int64_t* position_dev, double theta, double scale, const FreqTable table) {
+                            const int64_t* position_dev, double theta, double scale, const FreqTable table,
+                            const int32_t* positions) {
   const int64_t h2 = D / 2;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= h2) return;
@@ -35,15 +37,20 @@ __global__ void rope_kernel(T* out, const T* x, int64_t S, int64_t BH, int64_t H
       const int64_t b = bh / H, h = bh - b * H;
       const int64_t off = ((b * S + s) * H + h) * D + i;  // x[b, s, h, i]
       const float x1 = to_f32(x[off]), x2 = to_f32(x[off + h2]);
-      out[off] = from_f32<T>(x1 * c - x2 * sn);
-      out[off + h2] = from_f32<T>(x2 * c + x1 * sn);
+      float cc = c, ss = sn;
+      if (positions) {  // token (b, s)'s own position
+        const double a = double(positions[b * S + s]) * freq;
+        cc = float(scale * cos(a)), ss = float(scale * sin(a));
+      }
+      out[off] = from_f32<T>(x1 * cc - x2 * ss);
+      out[off + h2] = from_f32<T>(x2 * cc + x1 * ss);
     }
   }
 }
 
 template <class T>
 void rope_cuda(const Launch& L, T* out, const T* x, int64_t B, int64_t S, int64_t H, int64_t D, const RopeParams& p,
-               const int64_t* position_dev) {
+               const int64_t* position_dev, const int32_t* positions) {
   const int64_t h2 = D / 2, BH = B * H;
   const unsigned tx = h2 > 32 ? 64 : 32, ty = 256 / tx;
   const int64_t gx = ceil_div<int64_t>(h2, tx);
@@ -54,22 +61,24 @@ void rope_cuda(const Launch& L, T* out, const T* x, int64_t B, int64_t S, int64_
   FreqTable table{};
   if (p.freqs.size() == 0) {
     rope_kernel<T, false><<<grid, block, 0, stream_of(L)>>>(out, x, S, BH, H, D, p.position, position_dev,
-                                                            double(p.theta), double(p.scale), table);
+                                                            double(p.theta), double(p.scale), table, positions);
   } else {
     for (size_t i = 0; i < p.freqs.size(); i++) table.f[i] = p.freqs.data()[i];  // <= kRopeMaxFreqs (infer)
     rope_kernel<T, true><<<grid, block, 0, stream_of(L)>>>(out, x, S, BH, H, D, p.position, position_dev,
-                                                           double(p.theta), double(p.scale), table);
+                                                           double(p.theta), double(p.scale), table, positions);
   }
   check_launch("rope_kernel");
 }
 
 }  // namespace
 
-void rope(const Launch& L, const Tensor& out, const Tensor& x, const RopeParams& p, const int64_t* position_dev) {
+void rope(const Launch& L, const Tensor& out, const Tensor& x, const RopeParams& p, const int64_t* position_dev,
+          const Tensor* positions) {
   if (x.numel() == 0) return;
   dispatch_float(x.dtype, "rope", [&](auto tag) {
     using T = decltype(tag);
-    rope_cuda<T>(L, out.data<T>(), x.data<T>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), p, position_dev);
+    rope_cuda<T>(L, out.data<T>(), x.data<T>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), p, position_dev,
+                 positions ? positions->data<int32_t>() : nullptr);
   });
 }
 

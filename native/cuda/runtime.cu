@@ -226,6 +226,22 @@ KernelError FaultRecord::take() {
       msg = "embedding: id " + std::to_string(f.value) + " at flat position " + std::to_string(f.index) +
             " is outside the table's " + std::to_string(f.limit) + " rows";  // as the CPU says it
       break;
+    case FaultOp::kv_write:
+      msg = "kv_write: slot " + std::to_string(f.value) + " of row " + std::to_string(f.index) + " is outside the pool's " +
+            std::to_string(f.limit) + " slots (blocks x blockSize)";
+      break;
+    case FaultOp::paged_sequence:
+      msg = "paged_attention: row " + std::to_string(f.index) + "'s sequence " + std::to_string(f.value) +
+            " is outside the " + std::to_string(f.limit) + " block tables (-1: a padding row)";
+      break;
+    case FaultOp::paged_position:
+      msg = "paged_attention: row " + std::to_string(f.index) + "'s position " + std::to_string(f.value) +
+            " is outside [0, " + std::to_string(f.limit) + ")";
+      break;
+    case FaultOp::paged_block:
+      msg = "paged_attention: row " + std::to_string(f.index) + " reads block " + std::to_string(f.value) +
+            ", outside the pool's " + std::to_string(f.limit) + " blocks";
+      break;
     case FaultOp::none:
     case FaultOp::Count: break;
   }
