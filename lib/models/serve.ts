@@ -46,6 +46,8 @@ export interface RequestMetrics {
   /** prompt tokens whose KV blocks were shared from an earlier request (not computed) */
   cachedPromptTokens: number;
   outputTokens: number;
+  /** the time of the steps it took part in (its device time, shared with the batch's other requests) */
+  stepMs: number;
 }
 
 export interface ServerMetrics {
@@ -84,6 +86,7 @@ class Seq {
   lastToken = 0;
   readonly gaps: number[] = [];
   cached = 0;
+  stepMs = 0;
   constructor(
     readonly id: number,
     readonly prompt: number[],
@@ -280,6 +283,7 @@ export class Server {
           promptTokens: seq.prompt.length,
           cachedPromptTokens: seq.cached,
           outputTokens: seq.produced,
+          stepMs: seq.stepMs,
         });
       } catch {
         // a caller's callback cannot stop the server's loop
@@ -398,6 +402,7 @@ export class Server {
       logitRows: tensor(Int32Array.from(logitRows), { dtype: 'i32', device: dev }),
     };
     let out: Record<string, Tensor> | undefined;
+    const t0 = performance.now();
     try {
       out = await this.graph.run(inputs, { state: this.state! });
       const next = (await out.next.data()) as Int32Array;
@@ -408,6 +413,7 @@ export class Server {
       inStep.forEach((s, i) => (s.computed += fed[i])); // the rows fed are in the pools now
       this.share(inStep);
       const now = performance.now();
+      for (const s of inStep) s.stepMs += now - t0;
       const V = this.model.vocabSize;
       wants.forEach((s, r) => {
         if (s.done) return;

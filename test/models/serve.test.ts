@@ -100,6 +100,7 @@ forDevices((device) => {
         expect(metrics[1].outputTokens).toBe(6);
         expect(metrics[1].timeToFirstTokenMs).toBeGreaterThan(0);
         expect(metrics[1].interTokenMs).toHaveLength(5);
+        expect(metrics[1].stepMs).toBeGreaterThan(0);
         const opts = { maxNewTokens: 8, eos: false, temperature: 0.9, topK: 20, seed: 1234 };
         const sampled = await Promise.all([collect(server.generate(a, opts)), collect(server.generate(b, { ...opts, seed: 99 }))]);
         expect(sampled[0], `${name}: sampled`).toEqual(await collect(model.generate(a, opts)));
