@@ -260,15 +260,34 @@ export class LanguageModel {
    */
   async createServer(opts?: ServeOptions): Promise<Server> {
     const op = 'model.createServer';
+    this.live('createServer');
+    const o = serveOptions(op, opts, this.maxSeq);
+    const fallback = opts?.fallback;
+    if (fallback !== undefined) {
+      if (!(fallback instanceof LanguageModel)) throw typeError(`${op}: fallback must be a LanguageModel (loadModel), got ${describe(fallback)}`);
+      if (fallback.vocabSize !== this.vocabSize || fallback.maxSeq < this.maxSeq)
+        throw new IgnisError('E_ARGUMENT', `${op}: the fallback must be the same model (vocabulary ${fallback.vocabSize} against ${this.vocabSize}, maxSeq ${fallback.maxSeq} against ${this.maxSeq})`);
+    }
+    const layout = { blocks: o.kvBlocks, blockSize: o.blockSize, maxBlocks: Math.ceil(this.maxSeq / o.blockSize) };
+    try {
+      return new Server(this, await this._serveGraph(op, layout, o.maxTokens, o.maxBatch), layout, { ...o, fallback });
+    } catch (e) {
+      const code = (e as { code?: string })?.code;
+      if (!fallback || (code !== 'E_DEVICE' && code !== 'E_DEVICE_LOST')) throw e;
+      // this device cannot serve: the fallback does, saying why
+      const why = `${this.device} cannot serve: ${(e as Error).message}`;
+      return new Server(fallback, await fallback._serveGraph(op, layout, o.maxTokens, o.maxBatch), layout, { ...o, fellBack: why });
+    }
+  }
+
+  /** @internal The serving graph (continuous batching) for this model: E_DEVICE where it cannot run. */
+  async _serveGraph(op: string, layout: ServeLayout, maxTokens: number, maxBatch: number): Promise<Model> {
     const a = this.live('createServer');
     if (this.device !== 'cpu') throw new IgnisError('E_DEVICE', `${op}: the paged KV cache runs on the CPU only, for now (this model is on ${this.device})`);
     if (a.config.modelType === 'gpt2') throw new IgnisError('E_ARGUMENT', `${op}: gpt2 is not served with continuous batching yet (Llama-family models are)`);
-    const o = serveOptions(op, opts, this.maxSeq);
-    const layout = { blocks: o.kvBlocks, blockSize: o.blockSize, maxBlocks: Math.ceil(this.maxSeq / o.blockSize) };
     const g = graph();
     buildLlamaServe(g, a.config as LlamaConfig, a.weights as LlamaWeights, this.maxSeq, layout, this.int8Activations);
-    const model = await g.compile({ device: this.device, max: { tokens: o.maxTokens, seqs: o.maxBatch, r: o.maxBatch } });
-    return new Server(this, model, layout, o);
+    return g.compile({ device: this.device, max: { tokens: maxTokens, seqs: maxBatch, r: maxBatch } });
   }
 
   private seqGraph: Promise<{ graph: Model; layout: ServeLayout }> | null = null;

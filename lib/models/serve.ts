@@ -26,6 +26,10 @@ export interface ServeOptions {
   kvBlocks?: number;
   /** requests waiting for a slot at most; one more is refused at once with E_QUEUE_FULL (default 1024) */
   maxQueue?: number;
+  /** a copy of the model on another device (the CPU): served instead when this model's device
+   * cannot serve (refused at creation, or lost mid-run: the running requests go on there, their
+   * caches computed again from their tokens); without one such requests fail with the error */
+  fallback?: LanguageModel;
 }
 
 export interface ServeGenerateOptions extends GenerateOptions {
@@ -66,6 +70,9 @@ export interface ServerMetrics {
   interTokenMs: { p50: number; p99: number } | null;
   /** the last failed step's error (the requests in it were failed with it), or null */
   lastError: string | null;
+  /** the device serving now, and why the fallback serves (null: the model's own device) */
+  device: string;
+  fallback: string | null;
 }
 
 type Item = { token: number; end?: FinishReason } | { error: unknown };
@@ -151,12 +158,14 @@ export class Server {
   readonly kvBlocks: number;
   readonly maxQueue: number;
 
+  private fellBack: string | null;
+
   /** @internal use model.createServer() */
   constructor(
-    private readonly model: LanguageModel,
-    private readonly graph: Model,
+    private model: LanguageModel,
+    private graph: Model,
     private readonly layout: ServeLayout,
-    o: { maxBatch: number; maxTokens: number; maxQueue: number },
+    o: { maxBatch: number; maxTokens: number; maxQueue: number; fallback?: LanguageModel; fellBack?: string | null },
   ) {
     this.maxBatch = o.maxBatch;
     this.maxTokens = o.maxTokens;
@@ -166,6 +175,39 @@ export class Server {
     this.refs = new Int32Array(layout.blocks);
     for (let b = layout.blocks - 1; b >= 0; b--) this.free.push(b);
     this.state = graph.createState();
+    this.fallback = o.fallback;
+    this.fellBack = o.fellBack ?? null;
+  }
+  private fallback: LanguageModel | undefined;
+
+  /** Serves on the fallback from now on: the running sequences' caches computed again there. */
+  private async moveToFallback(reason: string): Promise<void> {
+    const fb = this.fallback!;
+    this.fallback = undefined;
+    const graph = await fb._serveGraph('server', this.layout, this.maxTokens, this.maxBatch);
+    try {
+      this.state?.dispose();
+      this.graph.dispose();
+    } catch {
+      // the lost device's buffers: nothing more to do with them
+    }
+    this.model = fb;
+    this.graph = graph;
+    this.state = graph.createState();
+    this.fellBack = reason;
+    // the pools start empty: every block free, no prefix kept, each sequence's rows fed again
+    this.shared.clear();
+    this.keyOf.clear();
+    this.cached.clear();
+    this.free.length = 0;
+    for (let b = this.kvBlocks - 1; b >= 0; b--) this.free.push(b);
+    this.refs.fill(0);
+    for (const s of this.running) {
+      s.blocks = [];
+      while (s.blocks.length < s.needBlocks) s.blocks.push(this.take());
+      s.computed = 0;
+      s.cached = 0;
+    }
   }
 
   /**
@@ -430,8 +472,17 @@ export class Server {
         else s.push({ token });
       });
     } catch (e) {
-      // a failed step fails the requests in it; the pools are reset for the others
       this.m.lastError = e instanceof Error ? e.message : String(e);
+      if ((e as { code?: string })?.code === 'E_DEVICE_LOST' && this.fallback) {
+        // the device is gone: the same sequences go on on the fallback
+        try {
+          await this.moveToFallback(`${this.model.device} was lost: ${this.m.lastError}`);
+          return;
+        } catch (e2) {
+          e = e2;
+        }
+      }
+      // a failed step fails the requests in it; the pools are reset for the others
       for (const s of inStep) this.finish(s, { error: e }, true);
       this.state?.reset();
     } finally {
@@ -471,6 +522,8 @@ export class Server {
       timeToFirstTokenMs: quantiles(this.m.ttft),
       interTokenMs: quantiles(this.m.itl),
       lastError: this.m.lastError,
+      device: this.model.device,
+      fallback: this.fellBack,
     };
   }
 
@@ -485,7 +538,7 @@ export class Server {
 }
 
 export function serveOptions(op: string, opts: ServeOptions | undefined, maxSeq: number): { maxBatch: number; maxTokens: number; blockSize: number; kvBlocks: number; maxQueue: number } {
-  const o = v.options<ServeOptions>(op, opts, ['maxBatch', 'maxTokens', 'blockSize', 'kvBlocks', 'maxQueue']);
+  const o = v.options<ServeOptions>(op, opts, ['maxBatch', 'maxTokens', 'blockSize', 'kvBlocks', 'maxQueue', 'fallback']);
   const maxBatch = v.int(op, 'maxBatch', o.maxBatch, 1, 16);
   const maxTokens = v.int(op, 'maxTokens', o.maxTokens, 1, 256);
   const blockSize = v.int(op, 'blockSize', o.blockSize, 1, 16);

@@ -40,11 +40,22 @@ forDevices((device) => {
   describe('continuous batching (model.createServer)', () => {
     if (device !== 'cpu') {
       it(`is refused by name on ${device}`, async () => {
-        const model = await ignis.loadModel(await checkpoint(tinyLlamaConfig()), { device, tokenizer: false });
+        const dir = await checkpoint(tinyLlamaConfig());
+        const model = await ignis.loadModel(dir, { device, tokenizer: false });
+        const copy = await ignis.loadModel(dir, { tokenizer: false });
         try {
           await expect(model.createServer()).rejects.toMatchObject({ code: 'E_DEVICE', message: expect.stringContaining('CPU only') });
+          // with a CPU copy: served there, saying why
+          const server = await model.createServer({ fallback: copy });
+          const want: number[] = [];
+          for await (const p of copy.generate([1, 2, 3], { maxNewTokens: 5, eos: false })) want.push(p.token);
+          expect(await collect(server.generate([1, 2, 3], { maxNewTokens: 5, eos: false }))).toEqual(want);
+          expect(server.metrics().fallback).toContain('cannot serve');
+          expect(server.metrics().device).toBe('cpu');
+          await server.close();
         } finally {
           model.dispose();
+          copy.dispose();
         }
       });
       return;
@@ -109,6 +120,47 @@ forDevices((device) => {
         await server.close();
         model.dispose();
       }
+    });
+
+    it("a lost device: the running requests go on on the fallback copy, token for token; without one they fail with E_DEVICE_LOST", async () => {
+      const name = ctx('serve fallback');
+      const cfg = tinyLlamaConfig();
+      const dir = await checkpoint(cfg);
+      const primary = await ignis.loadModel(dir, { tokenizer: false, maxSeq: 64 });
+      const copy = await ignis.loadModel(dir, { tokenizer: false, maxSeq: 64 });
+      const ps = prompts('serve fallback', [9, 4, 21], 97);
+      const alone = await Promise.all(ps.map((p) => collect(primary.generate(p, { maxNewTokens: 12, eos: false }))));
+      // the device is lost at the 4th step: every later run on it fails as a lost CUDA context does
+      const lose = (server: ignis.Server) => {
+        const g = (server as unknown as { graph: { run: (...a: unknown[]) => Promise<unknown> } }).graph;
+        const run = g.run.bind(g);
+        let steps = 0;
+        g.run = (...a: unknown[]) => (++steps >= 4 ? Promise.reject(new ignis.IgnisError('E_DEVICE_LOST', 'cuda:0 is lost (simulated)')) : run(...a));
+      };
+      const server = await primary.createServer({ maxBatch: 4, maxTokens: 8, blockSize: 4, fallback: copy });
+      try {
+        expect(server.metrics().fallback).toBeNull();
+        lose(server);
+        const got = await Promise.all(ps.map((p) => collect(server.generate(p, { maxNewTokens: 12, eos: false }))));
+        got.forEach((g, i) => expect(g, `${name}: request ${i}`).toEqual(alone[i]));
+        const m = server.metrics();
+        expect(m.fallback, name).toContain('was lost');
+        expect(m.device).toBe('cpu');
+        expect(m.requests.failed).toBe(0);
+      } finally {
+        await server.close();
+      }
+      const alone2 = await primary.createServer({ maxBatch: 4, maxTokens: 8, blockSize: 4 });
+      try {
+        lose(alone2);
+        const r = await Promise.allSettled(ps.map((p) => collect(alone2.generate(p, { maxNewTokens: 12, eos: false }))));
+        expect(r.every((x) => x.status === 'rejected' && (x.reason as { code?: string }).code === 'E_DEVICE_LOST'), name).toBe(true);
+      } finally {
+        await alone2.close();
+      }
+      await expect(primary.createServer({ fallback: {} as ignis.LanguageModel })).rejects.toThrow(TypeError);
+      primary.dispose();
+      copy.dispose();
     });
 
     it('limits: a full queue refuses at once; abort, timeout and a consumer that stops end their request and free its blocks', async () => {
