@@ -183,3 +183,41 @@ describe('text generation', () => {
     expect((await collect(model.generate(ids, { maxNewTokens: 6 }))).tokens).toEqual(all.tokens);
   });
 });
+
+describe('text over HTTP (serveHttp)', () => {
+  it('chat and text completions, whole and streamed, give what chat() and generate() give', async () => {
+    const name = ctx('text http');
+    const http = await import('node:http');
+    const server = await model.createServer({ maxBatch: 4, maxTokens: 64 });
+    const svc = await ignis.serveHttp(model, server, { port: 0 });
+    const post = (route: string, body: unknown) =>
+      new Promise<string>((resolve, reject) => {
+        const req = http.request(`${svc.url}${route}`, { method: 'POST' }, (res) => {
+          let t = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (t += c));
+          res.on('end', () => resolve(t));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify(body));
+      });
+    const events = (body: string) => body.split('\n\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
+    try {
+      const messages = [{ role: 'user', content: 'Name three rivers.' }];
+      const reply = await model.chat(messages as never, { maxNewTokens: 10, temperature: 0.9, seed: 4 });
+      const chat = JSON.parse(await post('/v1/chat/completions', { messages, max_tokens: 10, temperature: 0.9, seed: 4 }));
+      expect(chat.choices[0].message, name).toEqual({ role: 'assistant', content: reply.content });
+      expect(chat.usage.completion_tokens).toBe(reply.tokens.length);
+      const streamed = events(await post('/v1/chat/completions', { messages, max_tokens: 10, temperature: 0.9, seed: 4, stream: true }));
+      expect(streamed.map((e) => e.choices[0].delta.content ?? '').join(''), name).toBe(reply.content);
+      expect(streamed[streamed.length - 1].choices[0].finish_reason).not.toBeNull();
+      const text = 'The river flows';
+      const gen = await collect(model.generate(text, { maxNewTokens: 8, temperature: 0 }));
+      const done = JSON.parse(await post('/v1/completions', { prompt: text, max_tokens: 8, temperature: 0 }));
+      expect(done.choices[0].text, name).toBe(gen.pieces.join(''));
+      expect(done.choices[0].tokens).toEqual(gen.tokens);
+    } finally {
+      await svc.close();
+    }
+  });
+});
