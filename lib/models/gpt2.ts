@@ -5,6 +5,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { tensor, Tensor } from '../tensor';
+import { serveInputs, serveOutputs, type ServeLayout } from './servegraph';
 import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearTensors, linearFromNK, modelDtypes, readChecked, readHost, transposeCols, WeightOptions } from './weights';
 
 export interface Gpt2Config {
@@ -137,36 +138,58 @@ export function disposeGpt2(w: Gpt2Weights): void {
 }
 
 export function buildGpt2(g: GraphBuilder, c: Gpt2Config, w: Gpt2Weights, mode: 'full' | 'step', maxSeq: number, int8Activations = false): void {
-  const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
+  gpt2Graph(g, c, w, mode, maxSeq, int8Activations);
+}
+
+/** The serving step of continuous batching for GPT-2 (servegraph.ts; learned positions, looked up per row). */
+export function buildGpt2Serve(g: GraphBuilder, c: Gpt2Config, w: Gpt2Weights, layout: ServeLayout, int8Activations = false): void {
+  gpt2Graph(g, c, w, 'serve', 0, int8Activations, layout);
+}
+
+// mode 'full' and 'step': ids [batch, seq] (step: appending to the KV caches at `position`);
+// 'serve': the serving inputs, rows of any sequences over paged caches.
+function gpt2Graph(g: GraphBuilder, c: Gpt2Config, w: Gpt2Weights, mode: 'full' | 'step' | 'serve', maxSeq: number, int8Activations: boolean, layout?: ServeLayout): void {
+  const serve = mode === 'serve' ? serveInputs(g, layout!) : undefined;
+  const ids = serve ? serve.ids : g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
   const position: GraphScalar | undefined = mode === 'step' ? g.scalar('position') : undefined;
   const dtype = w.lnf[0].dtype as 'f32' | 'f16' | 'bf16'; // the activations'
   const hd = c.embd / c.heads;
+  const rowDims = serve ? ['tokens'] : ['batch', 'seq'];
   const wte = g.weight('wte', w.wte);
   const linear = (x: GraphNode, name: string, l: Linear, bias?: Tensor, activation?: 'gelu') => {
     const { b, ...how } = graphLinear(g, name, l, int8Activations);
     return g.matmul(x, b, { ...how, bias: bias && g.weight(`${name}.bias`, bias), activation });
   };
-  // x = wte[ids] + wpe[position + s]
+  // x = wte[ids] + wpe[position + s] (serve: wpe[positions])
   let e = g.embedding(ids, wte);
   if (w.wte.dtype !== dtype) e = g.cast(e, dtype);
-  let x = g.add(e, g.rows(g.weight('wpe', w.wpe), { start: position ?? 0, count: 'seq' }));
+  const wpe = g.weight('wpe', w.wpe);
+  let x = g.add(e, serve ? g.embedding(serve.positions, wpe) : g.rows(wpe, { start: position ?? 0, count: 'seq' }));
   w.blocks.forEach((b, i) => {
-    const cache = mode === 'step' ? g.kvCache(`layer${i}`, { batch: 'batch', maxSeq, heads: c.heads, headDim: hd, dtype }) : undefined;
     const h = g.layernorm(x, g.weight(`h${i}.ln1.w`, b.ln1[0]), g.weight(`h${i}.ln1.b`, b.ln1[1]), { eps: c.eps });
-    const heads = (y: GraphNode) => g.reshape(y, ['batch', 'seq', c.heads, hd]);
+    const heads = (y: GraphNode) => g.reshape(y, [...rowDims, c.heads, hd]);
     const q = heads(linear(h, `h${i}.q`, b.q, b.qb));
     const k = heads(linear(h, `h${i}.k`, b.k, b.kb));
     const v = heads(linear(h, `h${i}.v`, b.v, b.vb));
     // scores = q k^T / sqrt(hd) / (i + 1), as scale_attn_weights and scale_attn_by_inverse_layer_idx say
     const scale = c.scaleWeights && !c.scaleByLayer ? undefined : (c.scaleWeights ? 1 / Math.sqrt(hd) : 1) / (c.scaleByLayer ? i + 1 : 1);
-    const a = g.reshape(g.attention(q, k, v, { causal: true, cache, position, scale }), ['batch', 'seq', c.embd]);
-    x = g.add(x, linear(a, `h${i}.proj`, b.proj, b.projB));
+    let att: GraphNode;
+    if (serve) {
+      const cache = g.pagedKvCache(`layer${i}`, { blocks: layout!.blocks, blockSize: layout!.blockSize, heads: c.heads, headDim: hd, dtype });
+      att = g.pagedAttention(q, k, v, { cache, slots: serve.slots, blockTables: serve.blockTables, rows: serve.rows, scale });
+    } else {
+      const cache = mode === 'step' ? g.kvCache(`layer${i}`, { batch: 'batch', maxSeq, heads: c.heads, headDim: hd, dtype }) : undefined;
+      att = g.attention(q, k, v, { causal: true, cache, position, scale });
+    }
+    x = g.add(x, linear(g.reshape(att, [...rowDims, c.embd]), `h${i}.proj`, b.proj, b.projB));
     const h2 = g.layernorm(x, g.weight(`h${i}.ln2.w`, b.ln2[0]), g.weight(`h${i}.ln2.b`, b.ln2[1]), { eps: c.eps });
     x = g.add(x, linear(linear(h2, `h${i}.fc`, b.fc, b.fcB, 'gelu'), `h${i}.out`, b.out, b.outB));
   });
-  let y = g.layernorm(x, g.weight('lnf.w', w.lnf[0]), g.weight('lnf.b', w.lnf[1]), { eps: c.eps });
+  // serve: only the rows whose next token is wanted go on
+  let y = g.layernorm(serve ? g.embedding(serve.logitRows, x) : x, g.weight('lnf.w', w.lnf[0]), g.weight('lnf.b', w.lnf[1]), { eps: c.eps });
   if (mode === 'step') y = g.last(y);
   const logits = w.head.kind === 'tensor' && w.head.t === w.wte ? g.matmul(y, wte, { transposeB: true }) : linear(y, 'head', w.head);
+  if (serve) return serveOutputs(g, logits);
   g.output('logits', logits);
   if (mode === 'step') g.output('next', g.argmax(logits)); // [batch, 1]: the greedy token, fed to the next step
 }

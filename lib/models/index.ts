@@ -13,11 +13,11 @@ import type { DType } from '../dtype';
 import { tensor, Tensor } from '../tensor';
 import type { Device } from '../device';
 import * as v from '../validate';
-import { buildGpt2, disposeGpt2, Gpt2Config, gpt2Config, gpt2Tensors, Gpt2Weights, loadGpt2 } from './gpt2';
+import { buildGpt2, buildGpt2Serve, disposeGpt2, Gpt2Config, gpt2Config, gpt2Tensors, Gpt2Weights, loadGpt2 } from './gpt2';
 import { buildLlama, buildLlamaServe, disposeLlama, LlamaConfig, llamaConfig, llamaTensors, LlamaWeights, loadLlama } from './llama';
 import { Server, serveOptions, ServeOptions } from './serve';
 import { SeqRunner, speculativeSteps } from './speculative';
-import type { ServeLayout } from './llama';
+import type { ServeLayout } from './servegraph';
 import { tensorBytes } from './weights';
 import { native } from '../binding';
 import { sample as sampleOn } from '../ops';
@@ -81,7 +81,7 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** speculative decoding: a smaller model of the same vocabulary proposes draftTokens tokens a
    * round, which this model checks in one forward; greedy tokens are this model's own, sampled
-   * ones keep its distribution (the rejection rule). CPU, Llama-family models, for now. */
+   * ones keep its distribution (the rejection rule). CPU, the models createServer() takes, for now. */
   draft?: LanguageModel;
   /** tokens the draft proposes a round (default 4, at most 15) */
   draftTokens?: number;
@@ -256,7 +256,7 @@ export class LanguageModel {
   /**
    * A server that runs every request on this model as one batch a step (continuous batching,
    * paged KV cache, shared prompt blocks): server.generate() takes what generate() takes. CPU,
-   * Llama-family models without sliding windows or soft-capping, for now.
+   * GPT-2 and Llama-family models without sliding windows or soft-capping, for now.
    */
   async createServer(opts?: ServeOptions): Promise<Server> {
     const op = 'model.createServer';
@@ -284,23 +284,19 @@ export class LanguageModel {
   async _serveGraph(op: string, layout: ServeLayout, maxTokens: number, maxBatch: number): Promise<Model> {
     const a = this.live('createServer');
     if (this.device !== 'cpu') throw new IgnisError('E_DEVICE', `${op}: the paged KV cache runs on the CPU only, for now (this model is on ${this.device})`);
-    if (a.config.modelType === 'gpt2') throw new IgnisError('E_ARGUMENT', `${op}: gpt2 is not served with continuous batching yet (Llama-family models are)`);
     const g = graph();
-    buildLlamaServe(g, a.config as LlamaConfig, a.weights as LlamaWeights, this.maxSeq, layout, this.int8Activations);
+    if (a.config.modelType === 'gpt2') buildGpt2Serve(g, a.config as Gpt2Config, a.weights as Gpt2Weights, layout, this.int8Activations);
+    else buildLlamaServe(g, a.config as LlamaConfig, a.weights as LlamaWeights, this.maxSeq, layout, this.int8Activations);
     return g.compile({ device: this.device, max: { tokens: maxTokens, seqs: maxBatch, r: maxBatch } });
   }
 
   private seqGraph: Promise<{ graph: Model; layout: ServeLayout }> | null = null;
   /** @internal The serving graph for one sequence (speculative decoding's target and draft), compiled once. */
   _seqGraph(op: string): Promise<{ graph: Model; layout: ServeLayout }> {
-    const a = this.live(op);
-    if (this.device !== 'cpu') return Promise.reject(new IgnisError('E_DEVICE', `model.${op}: speculative decoding runs on the CPU only, for now (a model is on ${this.device})`));
-    if (a.config.modelType === 'gpt2') return Promise.reject(new IgnisError('E_ARGUMENT', `model.${op}: speculative decoding takes Llama-family models (not gpt2), for now`));
+    this.live(op);
     if (!this.seqGraph) {
       const layout = { blocks: Math.ceil(this.maxSeq / 16), blockSize: 16, maxBlocks: Math.ceil(this.maxSeq / 16) };
-      const g = graph();
-      buildLlamaServe(g, a.config as LlamaConfig, a.weights as LlamaWeights, this.maxSeq, layout, this.int8Activations);
-      this.seqGraph = g.compile({ device: this.device, max: { tokens: this.maxSeq, seqs: 1, r: 16 } }).then((graph) => ({ graph, layout }));
+      this.seqGraph = this._serveGraph(`model.${op}`, layout, this.maxSeq, 16).then((graph) => ({ graph, layout }));
       this.seqGraph.catch(() => (this.seqGraph = null));
     }
     return this.seqGraph;

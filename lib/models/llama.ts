@@ -8,6 +8,7 @@ import { IgnisError } from '../errors';
 import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { Rope, ropeOf } from './rope';
+import { serveInputs, serveOutputs, type ServeLayout } from './servegraph';
 import { tensor, Tensor } from '../tensor';
 import { configBool, configInt as needInt, configNumber as need, disposeLinear, graphLinear, Linear, linearTensors, linearFromNK, modelDtypes, readChecked, readHost, WeightOptions } from './weights';
 
@@ -392,34 +393,18 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
   if (mode === 'step') g.output('next', g.argmax(logits)); // [batch, 1]: the greedy token, fed to the next step
 }
 
-/** The paged KV cache of a serving graph (buildLlamaServe). */
-export interface ServeLayout {
-  blocks: number;
-  blockSize: number;
-  /** block-table entries a sequence has: ceil(maxSeq / blockSize) */
-  maxBlocks: number;
-}
-
 /**
- * The serving step of continuous batching: any mix of sequences, each at its own position, as
- * one batch of token rows. Inputs: ids, positions and slots [tokens] (each row's token, its
- * position in its sequence, and the pool slot its k and v go to), rows [tokens, 2] (the row's
- * sequence in blockTables, and its position), blockTables [seqs, maxBlocks], and logitRows [r]
- * (the rows whose next token is wanted: a decoding sequence's row, a prompt's last). Outputs:
- * logits [r, vocab] and next [r] (their argmax). The linear layers run over all rows at once
- * (each weight read once a step, whatever the number of sequences); attention runs each row
- * against its own sequence's rows in the paged cache.
+ * The serving step of continuous batching (servegraph.ts: its inputs and outputs): any mix of
+ * sequences, each at its own position, as one batch of token rows. The linear layers run over all
+ * rows at once (each weight read once a step, whatever the number of sequences); attention runs
+ * each row against its own sequence's rows in the paged cache.
  */
 export function buildLlamaServe(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, maxSeq: number, layout: ServeLayout, int8Activations = false): void {
   if (c.gemma) throw new IgnisError('E_ARGUMENT', `serve: ${c.modelType} (score soft-capping, per-layer rotations) is not served with continuous batching yet`);
   if (c.windows && c.windows.layers.some(Boolean) && maxSeq > c.windows.size)
     throw new IgnisError('E_ARGUMENT', `serve: a sliding window (${c.windows.size} of maxSeq ${maxSeq}) is not served with continuous batching yet; load with maxSeq <= ${c.windows.size}`);
-  const ids = g.input('ids', { shape: ['tokens'], dtype: 'i32' });
-  const positions = g.reshape(g.input('positions', { shape: ['tokens'], dtype: 'i32' }), [1, 'tokens']);
-  const slots = g.input('slots', { shape: ['tokens'], dtype: 'i32' });
-  const rows = g.input('rows', { shape: ['tokens', 2], dtype: 'i32' });
-  const blockTables = g.input('blockTables', { shape: ['seqs', layout.maxBlocks], dtype: 'i32' });
-  const logitRows = g.input('logitRows', { shape: ['r'], dtype: 'i32' });
+  const { ids, slots, rows, blockTables, logitRows, ...inp } = serveInputs(g, layout);
+  const positions = g.reshape(inp.positions, [1, 'tokens']);
   const dtype = w.norm.dtype as 'f32' | 'f16' | 'bf16';
   const linear = (x: GraphNode, name: string, l: Linear, activation?: 'silu', bias?: Tensor) => {
     const { b, ...how } = graphLinear(g, name, l, int8Activations);
@@ -445,9 +430,7 @@ export function buildLlamaServe(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights
   });
   // only the rows whose next token is wanted go through the final norm and the LM head
   const y = g.rmsnorm(g.embedding(logitRows, x), g.weight('norm', w.norm), { eps: c.eps }); // [r, hidden]
-  const logits = linear(y, 'head', w.head);
-  g.output('logits', logits);
-  g.output('next', g.argmax(logits)); // [r]
+  serveOutputs(g, linear(y, 'head', w.head));
 }
 
 /**

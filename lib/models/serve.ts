@@ -12,7 +12,7 @@ import { tensor, Tensor } from '../tensor';
 import * as v from '../validate';
 import type { FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, LanguageModel } from './index';
 import { argmax, samplerFor, samplingParams, SamplingOptions } from './sampling';
-import type { ServeLayout } from './llama';
+import type { ServeLayout } from './servegraph';
 
 export interface ServeOptions {
   /** sequences a step runs at most (default 16) */

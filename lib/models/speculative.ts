@@ -11,7 +11,7 @@ import { IgnisError } from '../errors';
 import type { Model, ModelState } from '../graph';
 import { tensor, Tensor } from '../tensor';
 import type { Device } from '../device';
-import type { ServeLayout } from './llama';
+import type { ServeLayout } from './servegraph';
 import { argmax, distribution, drawFrom, sampleUniform, SamplingOptions } from './sampling';
 import type { FinishReason } from './index';
 
