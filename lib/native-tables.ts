@@ -23,7 +23,7 @@ export const OP_PARAMS = {
   attention: { causal: 'bool', scale: 'number', kvLen: 'int', qPos0: 'int', window: 'int', softcap: 'number' },
   kv_append: { position: 'int' },
   kv_write: {},
-  paged_attention: { scale: 'number' },
+  paged_attention: { scale: 'number', window: 'int', softcap: 'number' },
   rmsnorm: { eps: 'number' },
   layernorm: { eps: 'number' },
   activation: { activation: 'activation' },

@@ -71,6 +71,10 @@ export function kvWrite(cache: PagedKVCache, k: Tensor, val: Tensor, slots: Tens
 export interface PagedAttentionOptions {
   /** softmax(scale q k^T); default 1/sqrt(headDim) */
   scale?: number;
+  /** a row at position p sees its sequence's keys (p - window, p] only; 0 (default): all of them */
+  window?: number;
+  /** each score s becomes softcap tanh(s / softcap) (Gemma 2); 0 (default): none */
+  softcap?: number;
 }
 
 /**
@@ -85,7 +89,9 @@ export function pagedAttention(q: Tensor, cache: PagedKVCache, blockTables: Tens
   const op = 'pagedAttention';
   const hq = handle(op, 'q', q);
   const [ck, cv] = pools(op, cache);
-  const o = v.options<PagedAttentionOptions>(op, opts, ['scale']);
+  const o = v.options<PagedAttentionOptions>(op, opts, ['scale', 'window', 'softcap']);
   const scale = v.number(op, 'scale', o.scale, 0, (s) => s > 0 && Number.isFinite(s), 'a positive finite number');
-  return callOne('paged_attention', [hq, ck, cv, handle(op, 'blockTables', blockTables), handle(op, 'rows', rows)], { scale });
+  const window = v.int(op, 'window', o.window, 0, 0);
+  const softcap = v.number(op, 'softcap', o.softcap, 0, (s) => s >= 0 && Number.isFinite(s), 'a finite number >= 0');
+  return callOne('paged_attention', [hq, ck, cv, handle(op, 'blockTables', blockTables), handle(op, 'rows', rows)], { scale, window, softcap });
 }

@@ -149,6 +149,10 @@ export interface GraphPagedAttentionOptions {
   /** i32 [rows, 2]: each row's sequence (-1: padding) and position */
   rows: GraphNode;
   scale?: number;
+  /** the last `window` keys only (ignis.pagedAttention's window); 0: all */
+  window?: number;
+  /** score soft-capping; 0: none */
+  softcap?: number;
 }
 
 export interface GraphInputOptions {
@@ -323,17 +327,19 @@ export class GraphBuilder {
   pagedAttention(q: GraphNode, k: GraphNode, val: GraphNode, opts: GraphPagedAttentionOptions): GraphNode {
     const op = 'pagedAttention';
     const [rq, rk, rv] = [this.node(op, 'q', q), this.node(op, 'k', k), this.node(op, 'v', val)];
-    const o = v.options<GraphPagedAttentionOptions>(op, opts, ['cache', 'slots', 'blockTables', 'rows', 'scale']);
+    const o = v.options<GraphPagedAttentionOptions>(op, opts, ['cache', 'slots', 'blockTables', 'rows', 'scale', 'window', 'softcap']);
     const c = o.cache;
     if (!(c instanceof GraphPagedCache) || c.graph !== this) throw typeError(`graph.${op}: cache must be a pagedKvCache of this graph, got ${describe(c)}`);
     const [rs, rt, rr] = [this.node(op, 'slots', o.slots), this.node(op, 'blockTables', o.blockTables), this.node(op, 'rows', o.rows)];
     const scale = v.number(op, 'scale', o.scale, 0, (x) => x > 0, 'a positive number');
+    const window = v.int(op, 'window', o.window, 0, 0);
+    const softcap = v.number(op, 'softcap', o.softcap, 0, (x) => x >= 0, 'a number >= 0');
     const dims = [c.blocks, c.blockSize, c.heads, c.headDim];
     const ck = { shape: dims, dtype: c.dtype as DType, label: `cache '${c.name}'.k` };
     const cv = { shape: dims, dtype: c.dtype as DType, label: `cache '${c.name}'.v` };
     this.infer(op, 'kv_write', [ck, cv, rk, rv, rs], {});
-    const [out] = this.infer(op, 'paged_attention', [rq, ck, cv, rt, rr], { scale });
-    return this.push({ kind: 'op', op: 'paged_attention', params: { scale }, in: [rq.id, rk.id, rv.id, rs.id, rt.id, rr.id], shape: out.dims, dtype: out.dtype as DType, cache: c.index }, `${op} #${this.nodes.length}`);
+    const [out] = this.infer(op, 'paged_attention', [rq, ck, cv, rt, rr], { scale, window, softcap });
+    return this.push({ kind: 'op', op: 'paged_attention', params: { scale, window, softcap }, in: [rq.id, rk.id, rv.id, rs.id, rt.id, rr.id], shape: out.dims, dtype: out.dtype as DType, cache: c.index }, `${op} #${this.nodes.length}`);
   }
 
   /** a [..., M, K] @ b [K, N] (b [N, K] with transposeB; a QuantizedTensor weight is [N, K]). */

@@ -256,7 +256,7 @@ export class LanguageModel {
   /**
    * A server that runs every request on this model as one batch a step (continuous batching,
    * paged KV cache, shared prompt blocks): server.generate() takes what generate() takes. CPU,
-   * GPT-2 and Llama-family models without sliding windows or soft-capping, for now.
+   * every architecture loadModel takes, for now.
    */
   async createServer(opts?: ServeOptions): Promise<Server> {
     const op = 'model.createServer';

@@ -5,7 +5,7 @@
 // (1 + w), norms before and after attention and MLP, embeddings scaled by sqrt(hidden), GELU
 // (tanh) MLP, q/k norms, sliding and global layers with their own RoPE, a tied head).
 import { IgnisError } from '../errors';
-import { GraphBuilder, GraphCache, GraphNode, GraphScalar } from '../graph';
+import { GraphBuilder, GraphNode, GraphScalar } from '../graph';
 import { TensorSource } from '../safetensors';
 import { Rope, ropeOf } from './rope';
 import { serveInputs, serveOutputs, type ServeLayout } from './servegraph';
@@ -348,49 +348,7 @@ export function disposeLlama(w: LlamaWeights): void {
  * the last position's ('step': appends to the KV caches at `position`).
  */
 export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mode: 'full' | 'step', maxSeq: number, int8Activations = false): void {
-  const ids = g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
-  const position: GraphScalar | undefined = mode === 'step' ? g.scalar('position') : undefined;
-  const dtype = w.norm.dtype as 'f32' | 'f16' | 'bf16'; // the activations' (an int8 model's table may be 16-bit)
-  const linear = (x: GraphNode, name: string, l: Linear, activation?: 'silu' | 'gelu', bias?: Tensor) => {
-    const { b, ...how } = graphLinear(g, name, l, int8Activations);
-    return g.matmul(x, b, { ...how, activation, bias: bias && g.weight(`${name}.bias`, bias) }); // act(x W^T + b)
-  };
-  let x = g.embedding(ids, g.weight('embed', w.embed)); // [batch, seq, hidden]
-  if (w.embed.dtype !== dtype) x = g.cast(x, dtype);
-  const gm = c.gemma, gw = w.gemma;
-  if (gw) x = g.mul(x, g.weight('embed_scale', gw.embedScale)); // gemma: x sqrt(hidden)
-  w.layers.forEach((l, i) => {
-    const cache: GraphCache | undefined =
-      mode === 'step' ? g.kvCache(`layer${i}`, { batch: 'batch', maxSeq, heads: c.kvHeads, headDim: c.headDim, dtype }) : undefined;
-    const h = g.rmsnorm(x, g.weight(`l${i}.ln1`, l.ln1), { eps: c.eps });
-    const heads = (y: GraphNode, n: number) => g.reshape(y, ['batch', 'seq', n, c.headDim]);
-    // qwen3: q and k RMS-normalized per head (over headDim) before the rotation
-    const qkNorm = (y: GraphNode, w: Tensor | undefined, name: string) => (w ? g.rmsnorm(y, g.weight(name, w), { eps: c.eps }) : y);
-    // gemma's sliding layers rotate with their own base
-    const sliding = !!c.windows?.layers[i];
-    const r = gm && sliding ? gm.localRope : c.rope;
-    const rot = { position, theta: r.theta, freqs: r.freqs, scale: r.scale };
-    const q = g.rope(qkNorm(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), l.qNorm, `l${i}.qnorm`), rot);
-    const k = g.rope(qkNorm(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), l.kNorm, `l${i}.knorm`), rot);
-    const v = heads(linear(h, `l${i}.v`, l.v, undefined, l.bias.v), c.kvHeads);
-    // a sliding window matters only past its size: below it, it is the full attention
-    const win = sliding && maxSeq > c.windows!.size ? c.windows!.size : 0;
-    const a = g.attention(q, k, v, { causal: true, cache, position, window: win, scale: gm?.attnScale, softcap: gm?.attnSoftcap }); // [batch, seq, heads, headDim]
-    // gemma normalizes the attention's and the MLP's outputs before adding them
-    const post = (y: GraphNode, t: Tensor | undefined, name: string) => (t ? g.rmsnorm(y, g.weight(name, t), { eps: c.eps }) : y);
-    x = g.add(x, post(linear(g.reshape(a, ['batch', 'seq', c.heads * c.headDim]), `l${i}.o`, l.o, undefined, l.bias.o), l.postAttn, `l${i}.postattn`));
-    const h2 = g.rmsnorm(x, g.weight(`l${i}.ln2`, l.ln2), { eps: c.eps });
-    const act = gm ? 'gelu' : 'silu';
-    const mlp = g.mul(linear(h2, `l${i}.gate`, l.gate, act, l.bias.gate), linear(h2, `l${i}.up`, l.up, undefined, l.bias.up)); // act(gate) * up
-    x = g.add(x, post(linear(mlp, `l${i}.down`, l.down, undefined, l.bias.down), l.postFfn, `l${i}.postffn`));
-  });
-  let y = g.rmsnorm(x, g.weight('norm', w.norm), { eps: c.eps });
-  if (mode === 'step') y = g.last(y);
-  let logits = linear(y, 'head', w.head);
-  // gemma's final soft-capping: cap tanh(logits / cap)
-  if (gw?.softcap) logits = g.mul(g.activation(g.mul(logits, g.weight('softcap_inv', gw.softcap[0])), 'tanh'), g.weight('softcap', gw.softcap[1]));
-  g.output('logits', logits);
-  if (mode === 'step') g.output('next', g.argmax(logits)); // [batch, 1]: the greedy token, fed to the next step
+  llamaGraph(g, c, w, mode, maxSeq, int8Activations);
 }
 
 /**
@@ -400,37 +358,62 @@ export function buildLlama(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mod
  * each row against its own sequence's rows in the paged cache.
  */
 export function buildLlamaServe(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, maxSeq: number, layout: ServeLayout, int8Activations = false): void {
-  if (c.gemma) throw new IgnisError('E_ARGUMENT', `serve: ${c.modelType} (score soft-capping, per-layer rotations) is not served with continuous batching yet`);
-  if (c.windows && c.windows.layers.some(Boolean) && maxSeq > c.windows.size)
-    throw new IgnisError('E_ARGUMENT', `serve: a sliding window (${c.windows.size} of maxSeq ${maxSeq}) is not served with continuous batching yet; load with maxSeq <= ${c.windows.size}`);
-  const { ids, slots, rows, blockTables, logitRows, ...inp } = serveInputs(g, layout);
-  const positions = g.reshape(inp.positions, [1, 'tokens']);
-  const dtype = w.norm.dtype as 'f32' | 'f16' | 'bf16';
-  const linear = (x: GraphNode, name: string, l: Linear, activation?: 'silu', bias?: Tensor) => {
+  llamaGraph(g, c, w, 'serve', maxSeq, int8Activations, layout);
+}
+
+function llamaGraph(g: GraphBuilder, c: LlamaConfig, w: LlamaWeights, mode: 'full' | 'step' | 'serve', maxSeq: number, int8Activations: boolean, layout?: ServeLayout): void {
+  const serve = mode === 'serve' ? serveInputs(g, layout!) : undefined;
+  const ids = serve ? serve.ids : g.input('ids', { shape: ['batch', 'seq'], dtype: 'i32' });
+  const position: GraphScalar | undefined = mode === 'step' ? g.scalar('position') : undefined;
+  const positions = serve ? g.reshape(serve.positions, [1, 'tokens']) : undefined; // rope's [batch, seq]
+  const rowDims = serve ? ['tokens'] : ['batch', 'seq'];
+  const dtype = w.norm.dtype as 'f32' | 'f16' | 'bf16'; // the activations' (an int8 model's table may be 16-bit)
+  const linear = (x: GraphNode, name: string, l: Linear, activation?: 'silu' | 'gelu', bias?: Tensor) => {
     const { b, ...how } = graphLinear(g, name, l, int8Activations);
-    return g.matmul(x, b, { ...how, activation, bias: bias && g.weight(`${name}.bias`, bias) });
+    return g.matmul(x, b, { ...how, activation, bias: bias && g.weight(`${name}.bias`, bias) }); // act(x W^T + b)
   };
-  let x = g.embedding(ids, g.weight('embed', w.embed)); // [tokens, hidden]
+  let x = g.embedding(ids, g.weight('embed', w.embed)); // [batch, seq, hidden] (serve: [tokens, hidden])
   if (w.embed.dtype !== dtype) x = g.cast(x, dtype);
+  const gm = c.gemma, gw = w.gemma;
+  if (gw) x = g.mul(x, g.weight('embed_scale', gw.embedScale)); // gemma: x sqrt(hidden)
   w.layers.forEach((l, i) => {
-    const cache = g.pagedKvCache(`layer${i}`, { blocks: layout.blocks, blockSize: layout.blockSize, heads: c.kvHeads, headDim: c.headDim, dtype });
     const h = g.rmsnorm(x, g.weight(`l${i}.ln1`, l.ln1), { eps: c.eps });
-    const qkNorm = (y: GraphNode, t: Tensor | undefined, name: string) => (t ? g.rmsnorm(y, g.weight(name, t), { eps: c.eps }) : y);
-    const rot = (y: GraphNode, n: number) =>
-      g.reshape(g.rope(g.reshape(y, [1, 'tokens', n, c.headDim]), { positions, theta: c.rope.theta, freqs: c.rope.freqs, scale: c.rope.scale }), ['tokens', n, c.headDim]);
-    const heads = (y: GraphNode, n: number) => g.reshape(y, ['tokens', n, c.headDim]);
-    const q = rot(qkNorm(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), l.qNorm, `l${i}.qnorm`), c.heads);
-    const k = rot(qkNorm(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), l.kNorm, `l${i}.knorm`), c.kvHeads);
+    const heads = (y: GraphNode, n: number) => g.reshape(y, [...rowDims, n, c.headDim]);
+    // qwen3: q and k RMS-normalized per head (over headDim) before the rotation
+    const qkNorm = (y: GraphNode, w: Tensor | undefined, name: string) => (w ? g.rmsnorm(y, g.weight(name, w), { eps: c.eps }) : y);
+    // gemma's sliding layers rotate with their own base
+    const sliding = !!c.windows?.layers[i];
+    const r = gm && sliding ? gm.localRope : c.rope;
+    const rope = (y: GraphNode, n: number) =>
+      positions
+        ? g.reshape(g.rope(g.reshape(y, [1, 'tokens', n, c.headDim]), { positions, theta: r.theta, freqs: r.freqs, scale: r.scale }), ['tokens', n, c.headDim])
+        : g.rope(y, { position, theta: r.theta, freqs: r.freqs, scale: r.scale });
+    const q = rope(qkNorm(heads(linear(h, `l${i}.q`, l.q, undefined, l.bias.q), c.heads), l.qNorm, `l${i}.qnorm`), c.heads);
+    const k = rope(qkNorm(heads(linear(h, `l${i}.k`, l.k, undefined, l.bias.k), c.kvHeads), l.kNorm, `l${i}.knorm`), c.kvHeads);
     const v = heads(linear(h, `l${i}.v`, l.v, undefined, l.bias.v), c.kvHeads);
-    const a = g.pagedAttention(q, k, v, { cache, slots, blockTables, rows }); // [tokens, heads, headDim]
-    x = g.add(x, linear(g.reshape(a, ['tokens', c.heads * c.headDim]), `l${i}.o`, l.o, undefined, l.bias.o));
+    // a sliding window matters only past its size: below it, it is the full attention
+    const window = sliding && maxSeq > c.windows!.size ? c.windows!.size : 0;
+    const how = { window, scale: gm?.attnScale, softcap: gm?.attnSoftcap };
+    const a = serve
+      ? g.pagedAttention(q, k, v, { cache: g.pagedKvCache(`layer${i}`, { blocks: layout!.blocks, blockSize: layout!.blockSize, heads: c.kvHeads, headDim: c.headDim, dtype }), slots: serve.slots, blockTables: serve.blockTables, rows: serve.rows, ...how })
+      : g.attention(q, k, v, { causal: true, cache: mode === 'step' ? g.kvCache(`layer${i}`, { batch: 'batch', maxSeq, heads: c.kvHeads, headDim: c.headDim, dtype }) : undefined, position, ...how });
+    // gemma normalizes the attention's and the MLP's outputs before adding them
+    const post = (y: GraphNode, t: Tensor | undefined, name: string) => (t ? g.rmsnorm(y, g.weight(name, t), { eps: c.eps }) : y);
+    x = g.add(x, post(linear(g.reshape(a, [...rowDims, c.heads * c.headDim]), `l${i}.o`, l.o, undefined, l.bias.o), l.postAttn, `l${i}.postattn`));
     const h2 = g.rmsnorm(x, g.weight(`l${i}.ln2`, l.ln2), { eps: c.eps });
-    const mlp = g.mul(linear(h2, `l${i}.gate`, l.gate, 'silu', l.bias.gate), linear(h2, `l${i}.up`, l.up, undefined, l.bias.up));
-    x = g.add(x, linear(mlp, `l${i}.down`, l.down, undefined, l.bias.down));
+    const act = gm ? 'gelu' : 'silu';
+    const mlp = g.mul(linear(h2, `l${i}.gate`, l.gate, act, l.bias.gate), linear(h2, `l${i}.up`, l.up, undefined, l.bias.up)); // act(gate) * up
+    x = g.add(x, post(linear(mlp, `l${i}.down`, l.down, undefined, l.bias.down), l.postFfn, `l${i}.postffn`));
   });
-  // only the rows whose next token is wanted go through the final norm and the LM head
-  const y = g.rmsnorm(g.embedding(logitRows, x), g.weight('norm', w.norm), { eps: c.eps }); // [r, hidden]
-  serveOutputs(g, linear(y, 'head', w.head));
+  // serve: only the rows whose next token is wanted go through the final norm and the LM head
+  let y = g.rmsnorm(serve ? g.embedding(serve.logitRows, x) : x, g.weight('norm', w.norm), { eps: c.eps });
+  if (mode === 'step') y = g.last(y);
+  let logits = linear(y, 'head', w.head);
+  // gemma's final soft-capping: cap tanh(logits / cap)
+  if (gw?.softcap) logits = g.mul(g.activation(g.mul(logits, g.weight('softcap_inv', gw.softcap[0])), 'tanh'), g.weight('softcap', gw.softcap[1]));
+  if (serve) return serveOutputs(g, logits);
+  g.output('logits', logits);
+  if (mode === 'step') g.output('next', g.argmax(logits)); // [batch, 1]: the greedy token, fed to the next step
 }
 
 /**

@@ -127,7 +127,9 @@ struct KvWriteParams {
 };
 struct PagedAttentionParams {
   float scale = 0.f;  // softmax(scale * q k^T); 0: 1/sqrt(headDim)
-  template <class V> void fields(V&& v) { v("scale", scale); }
+  int64_t window = 0;  // > 0: the row at position p sees keys (p - window, p] only (a sliding window)
+  float softcap = 0.f;  // > 0: each score s becomes softcap tanh(s / softcap) (Gemma 2)
+  template <class V> void fields(V&& v) { v("scale", scale); v("window", window); v("softcap", softcap); }
 };
 struct RmsnormParams {
   float eps = 1e-5f;

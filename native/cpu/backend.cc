@@ -64,7 +64,7 @@ void CpuBackend::run(const Exec& e, const KernelCall& c) {
       return kv_write(pool, c.input(0), c.input(1), c.input(2), c.input(3), c.input(4));
     case OpId::paged_attention:
       return paged_attention(pool, c.output(), c.input(0), c.input(1), c.input(2), c.input(3), c.input(4),
-                             c.p<PagedAttentionParams>().scale);
+                             c.p<PagedAttentionParams>());
     case OpId::kv_append:  // the caches are operands 0 and 1, written in place
       return kv_append(pool, c.input(0), c.input(1), c.input(2), c.input(3), c.p<KvAppendParams>().position);
     case OpId::rmsnorm: return rmsnorm(pool, c.output(), c.input(0), c.input(1), c.p<RmsnormParams>().eps);

@@ -55,13 +55,14 @@ void kv_append(ThreadPool& pool, const Tensor& cache_k, const Tensor& cache_v, c
 
 // The paged KV cache (ops/paged.cc): rows k, v [T, Hk, D] into the pools [NB, BS, Hk, D] at
 // slots i32 [T] (< 0: skipped); and out [T, H, D] = each query row of q [T, H, D] attending
-// to its sequence's rows [0, position] through its block table (tables i32 [S, MB], rows i32
+// to its sequence's rows [0, position] (the last `window` of them with a window; scores capped by
+// softcap) through its block table (tables i32 [S, MB], rows i32
 // [T, 2] = sequence, position; sequence -1: zeros). Both throw E_INDEX naming a bad index
 // before writing anything.
 void kv_write(ThreadPool& pool, const Tensor& pool_k, const Tensor& pool_v, const Tensor& k, const Tensor& v,
               const Tensor& slots);
 void paged_attention(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tensor& pool_k, const Tensor& pool_v,
-                     const Tensor& tables, const Tensor& rows, float scale);
+                     const Tensor& tables, const Tensor& rows, const PagedAttentionParams& p);
 
 // out = x / sqrt(mean(x^2 over the last dim) + eps) * weight [D]
 void rmsnorm(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor& weight, float eps);

@@ -39,22 +39,28 @@ namespace {
 
 // One query row's g heads (those sharing kv head kh) against its sequence's keys [0, len):
 // scores in f32 per head, their softmax (max subtracted), then the weighted sum of the values.
+// Keys [j0, j0 + len) of the sequence (a sliding window starts past 0); softcap > 0 caps each
+// score as softcap tanh(s / softcap).
 template <class T>
-void attend_row(const T* q, const T* pk, const T* pv, const int32_t* blocks, int64_t len, int64_t BS, int64_t Hk,
-                int64_t kh, int64_t g, int64_t D, float scale, std::vector<float>& scores, std::vector<float>& acc,
-                T* out) {
+void attend_row(const T* q, const T* pk, const T* pv, const int32_t* blocks, int64_t j0, int64_t len, int64_t BS,
+                int64_t Hk, int64_t kh, int64_t g, int64_t D, float scale, float softcap, std::vector<float>& scores,
+                std::vector<float>& acc, T* out) {
   scores.assign(size_t(g * len), 0.f);
   acc.assign(size_t(g * D), 0.f);
   std::vector<float> qf(size_t(g * D));
   for (int64_t i = 0; i < g * D; i++) qf[size_t(i)] = to_f32(q[i]);
-  auto key_row = [&](const T* base, int64_t j) { return base + ((int64_t(blocks[j / BS]) * BS + j % BS) * Hk + kh) * D; };
+  auto key_row = [&](const T* base, int64_t j) {
+    j += j0;
+    return base + ((int64_t(blocks[j / BS]) * BS + j % BS) * Hk + kh) * D;
+  };
   for (int64_t j = 0; j < len; j++) {
     const T* kr = key_row(pk, j);
     for (int64_t h = 0; h < g; h++) {
       const float* qh = qf.data() + h * D;
       float s = 0.f;
       for (int64_t d = 0; d < D; d++) s += qh[d] * to_f32(kr[d]);
-      scores[size_t(h * len + j)] = s * scale;
+      s *= scale;
+      scores[size_t(h * len + j)] = softcap > 0.f ? softcap * std::tanh(s / softcap) : s;
     }
   }
   for (int64_t h = 0; h < g; h++) {
@@ -80,7 +86,8 @@ void attend_row(const T* q, const T* pk, const T* pv, const int32_t* blocks, int
 }  // namespace
 
 void paged_attention(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tensor& pool_k, const Tensor& pool_v,
-                     const Tensor& tables, const Tensor& rows, float scale) {
+                     const Tensor& tables, const Tensor& rows, const PagedAttentionParams& p) {
+  float scale = p.scale;
   const int64_t T = q.dim(0), H = q.dim(1), D = q.dim(2);
   const int64_t NB = pool_k.dim(0), BS = pool_k.dim(1), Hk = pool_k.dim(2);
   const int64_t S = tables.dim(0), MB = tables.dim(1);
@@ -124,7 +131,8 @@ void paged_attention(ThreadPool& pool, const Tensor& out, const Tensor& q, const
           for (int64_t e = 0; e < g * D; e++) o[off + e] = from_f32<T_>(0.f);
           continue;
         }
-        attend_row(qp + off, pk, pv, tab + s * MB, int64_t(rw[2 * t + 1]) + 1, BS, Hk, kh, g, D, scale, scores, acc, o + off);
+        const int64_t pos = rw[2 * t + 1], j0 = p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0;
+        attend_row(qp + off, pk, pv, tab + s * MB, j0, pos + 1 - j0, BS, Hk, kh, g, D, scale, p.softcap, scores, acc, o + off);
       }
     });
   });

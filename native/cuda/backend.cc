@@ -117,7 +117,7 @@ void CudaBackend::run(const Exec& e, const KernelCall& c) {
       return kv_write(L, c.input(0), c.input(1), c.input(2), c.input(3), c.input(4));
     case OpId::paged_attention:
       return paged_attention(L, c.output(), c.input(0), c.input(1), c.input(2), c.input(3), c.input(4),
-                             c.p<PagedAttentionParams>().scale);
+                             c.p<PagedAttentionParams>());
     case OpId::embedding: return embedding(L, c.output(), c.input(0), c.input(1));
     case OpId::binary: return binary(L, c.output(), c.input(0), c.input(1), c.p<BinaryParams>().op);
     case OpId::cast: return cast(L, c.output(), c.input(0));

@@ -85,7 +85,7 @@ void kv_append(const Launch& L, const Tensor& cache_k, const Tensor& cache_v, co
 void kv_write(const Launch& L, const Tensor& pool_k, const Tensor& pool_v, const Tensor& k, const Tensor& v,
               const Tensor& slots);
 void paged_attention(const Launch& L, const Tensor& out, const Tensor& q, const Tensor& pool_k, const Tensor& pool_v,
-                     const Tensor& tables, const Tensor& rows, float scale);
+                     const Tensor& tables, const Tensor& rows, const PagedAttentionParams& p);
 
 // --- row-wise and elementwise ops (norm.cu, activation.cu, softmax.cu, rope.cu, embedding.cu,
 // binary.cu, fill.cu) -----------------------------------------------------------------------------

@@ -46,7 +46,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(T* out, const
                                                                    const int32_t* tables, const int32_t* rows,
                                                                    int64_t H, int64_t Hk, int64_t D, int64_t BS,
                                                                    int64_t MB, int64_t S, int64_t NB, float scale,
-                                                                   Fault* fault) {
+                                                                   int64_t window, float softcap, Fault* fault) {
   const int64_t t = blockIdx.x, h = blockIdx.y;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   T* o = out + (t * H + h) * D;
@@ -83,12 +83,13 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(T* out, const
 #pragma unroll
   for (int i = 0; i < kMaxPerLane; i++) {
     const int64_t d = lane + 32 * i;
-    qv[i] = d < D ? to_f32(qr[d]) * scale : 0.f;
+    qv[i] = d < D ? to_f32(qr[d]) * scale : 0.f;  // scale before the cap: s = scale q.k
     acc[i] = 0.f;
   }
   float m = -INFINITY, l = 0.f;
   const int32_t* table = tables + s * MB;
-  for (int64_t j = warp; j <= pos; j += kWarps) {
+  const int64_t j0 = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+  for (int64_t j = j0 + warp; j <= pos; j += kWarps) {
     const int64_t row = (int64_t(table[j / BS]) * BS + j % BS) * Hk + kh;
     const T* kr = pk + row * D;
     float dot = 0.f;
@@ -98,6 +99,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(T* out, const
       if (d < D) dot += qv[i] * to_f32(kr[d]);
     }
     dot = warp_sum(dot);
+    if (softcap > 0.f) dot = softcap * tanhf(dot / softcap);
     const float mn = fmaxf(m, dot), corr = __expf(m - mn), p = __expf(dot - mn);
     l = l * corr + p;
     const T* vr = pv + row * D;
@@ -147,7 +149,8 @@ void kv_write(const Launch& L, const Tensor& pool_k, const Tensor& pool_v, const
 }
 
 void paged_attention(const Launch& L, const Tensor& out, const Tensor& q, const Tensor& pool_k, const Tensor& pool_v,
-                     const Tensor& tables, const Tensor& rows, float scale) {
+                     const Tensor& tables, const Tensor& rows, const PagedAttentionParams& p) {
+  float scale = p.scale;
   const int64_t T = q.dim(0), H = q.dim(1), D = q.dim(2);
   if (T == 0 || H == 0) return;
   if (D > 32 * kMaxPerLane) fail(ErrorCode::Shape, "paged_attention: headDim " + std::to_string(D) + " is past the CUDA kernel's 256");
@@ -158,7 +161,8 @@ void paged_attention(const Launch& L, const Tensor& out, const Tensor& q, const 
     const dim3 grid{unsigned(T), unsigned(H)};
     paged_attention_kernel<T_><<<grid, kThreads, 0, stream_of(L)>>>(
         out.data<T_>(), q.data<T_>(), pool_k.data<T_>(), pool_v.data<T_>(), tables.data<int32_t>(), rows.data<int32_t>(),
-        H, pool_k.dim(2), D, pool_k.dim(1), tables.dim(1), tables.dim(0), pool_k.dim(0), scale, L.fault_record());
+        H, pool_k.dim(2), D, pool_k.dim(1), tables.dim(1), tables.dim(0), pool_k.dim(0), scale, p.window, p.softcap,
+        L.fault_record());
     check_launch("paged_attention_kernel");
   });
 }

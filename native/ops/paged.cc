@@ -52,6 +52,8 @@ std::vector<Meta> infer_paged_attention(Infer& c, PagedAttentionParams& p) {
   c.require_rank(4, 2, 2);
   if (c.dim(4, 0) != c.dim(0, 0) || c.dim(4, 1) != 2) c.fail_shapes(4, 0, "must be [q's rows, 2]: each row's sequence and position");
   if (!(p.scale >= 0.f) || !std::isfinite(p.scale)) c.fail(ErrorCode::Argument, "scale must be a finite number >= 0 (0: 1/sqrt(headDim))");
+  if (p.window < 0) c.fail(ErrorCode::Argument, "window must be >= 0 (0: none), got " + std::to_string(p.window));
+  if (!(p.softcap >= 0.f) || !std::isfinite(p.softcap)) c.fail(ErrorCode::Argument, "softcap must be a finite number >= 0 (0: none)");
   return {{c.shape(0), c.dtype(0)}};
 }
 

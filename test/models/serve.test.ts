@@ -7,7 +7,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import * as ignis from '../../lib/index';
 import { forDevices } from '../helpers';
-import { randomGpt2, randomLlama, tinyGpt2Config, tinyLlamaConfig } from '../reference/checkpoints';
+import { randomGemma3, randomGpt2, randomLlama, tinyGemma2Config, tinyGemma3Config, tinyGpt2Config, tinyLlamaConfig } from '../reference/checkpoints';
 import type { ModelConfig } from '../reference/models';
 import { rngFor, testSeed } from '../reference/rng';
 import { removeDir, writeCheckpoint } from './helpers';
@@ -20,7 +20,8 @@ afterAll(() => dirs.forEach(removeDir));
 
 async function checkpoint(cfg: ModelConfig): Promise<string> {
   const s = rngFor(`serve ${cfg.model_type}`, seed).int(0, 1 << 30);
-  const dir = await writeCheckpoint(cfg, cfg.model_type === 'gpt2' ? randomGpt2(cfg, s) : randomLlama(cfg, s), 'f32');
+  const w = cfg.model_type === 'gpt2' ? randomGpt2(cfg, s) : cfg.model_type === 'gemma3_text' || cfg.model_type === 'gemma2' ? randomGemma3(cfg, s) : randomLlama(cfg, s);
+  const dir = await writeCheckpoint(cfg, w, 'f32');
   dirs.push(dir);
   return dir;
 }
@@ -66,6 +67,11 @@ forDevices((device) => {
       ['qwen3', tinyLlamaConfig({ model_type: 'qwen3', head_dim: 24, rope_theta: 1000000 }), {}],
       ['llama int8', tinyLlamaConfig(), { quantize: 'int8', groupSize: 32 }],
       ['gpt2', tinyGpt2Config(), {}],
+      // Gemma 3 (sliding layers of window 8 and global ones, their own rotations, final
+      // soft-capping), Gemma 2 (scores soft-capped), Mistral past its window
+      ['gemma3', tinyGemma3Config({ sliding_window: 8 }), {}],
+      ['gemma2', tinyGemma2Config(), {}],
+      ['mistral', tinyLlamaConfig({ model_type: 'mistral', sliding_window: 8 }), {}],
     ] as [string, ModelConfig, object][]) {
       it(`${arch}: each request's greedy tokens are what it gives alone, with requests joining and leaving at every step`, async () => {
         const name = ctx(`serve greedy ${arch}`);

@@ -16,23 +16,24 @@ const FILE = 'test/ops/paged.test.ts';
 const refusedOn = (dev: string) => dev !== 'cpu' && process.env.IGNIS_CUDA_UNVERIFIED_ATTENTION !== '1';
 
 /** softmax(scale q k^T) v for one query row of heads H against keys [0, len) of k, v [L, Hk, D]. */
-function attendRef(q: ArrayLike<number>, qOff: number, k: Float64Array, v: Float64Array, len: number, H: number, Hk: number, D: number, scale: number, out: Float64Array, oOff: number) {
+function attendRef(q: ArrayLike<number>, qOff: number, k: Float64Array, v: Float64Array, len: number, H: number, Hk: number, D: number, scale: number, out: Float64Array, oOff: number, window = 0, softcap = 0) {
   const g = H / Hk;
+  const j0 = window > 0 ? Math.max(0, len - window) : 0;
   for (let h = 0; h < H; h++) {
     const kh = Math.floor(h / g);
-    const s = new Float64Array(len);
+    const s = new Float64Array(len).fill(-Infinity);
     let m = -Infinity;
-    for (let j = 0; j < len; j++) {
+    for (let j = j0; j < len; j++) {
       let dot = 0;
       for (let d = 0; d < D; d++) dot += q[qOff + h * D + d] * k[(j * Hk + kh) * D + d];
-      s[j] = dot * scale;
+      s[j] = softcap > 0 ? softcap * Math.tanh((dot * scale) / softcap) : dot * scale;
       m = Math.max(m, s[j]);
     }
     let sum = 0;
-    for (let j = 0; j < len; j++) sum += (s[j] = Math.exp(s[j] - m));
+    for (let j = j0; j < len; j++) sum += (s[j] = Math.exp(s[j] - m));
     for (let d = 0; d < D; d++) {
       let acc = 0;
-      for (let j = 0; j < len; j++) acc += (s[j] / sum) * v[(j * Hk + kh) * D + d];
+      for (let j = j0; j < len; j++) acc += (s[j] / sum) * v[(j * Hk + kh) * D + d];
       out[oOff + h * D + d] = acc;
     }
   }
@@ -99,6 +100,13 @@ forDevices((dev) => {
             attendRef(q.x, t * H * D, Float64Array.from(kin[s].x), Float64Array.from(vin[s].x), pos + 1, H, Hk, D, scale, ref, t * H * D);
           });
           await check(out, { data: ref, shape: [T, H, D] }, tolFor(dtype), c.ctx, { dtype, device: dev });
+          // a sliding window of 6 keys and scores capped at 1.5 (Gemma 2's soft-capping)
+          const capped = ignis.pagedAttention(q.t, cache, ignis.tensor(tables, { shape: [lens.length, maxBlocks], device: dev }), ignis.tensor(Int32Array.from(rowList.flat()), { shape: [T, 2], device: dev }), { window: 6, softcap: 1.5 });
+          const ref2 = new Float64Array(T * H * D);
+          rowList.forEach(([s, pos], t) => {
+            if (s >= 0) attendRef(q.x, t * H * D, Float64Array.from(kin[s].x), Float64Array.from(vin[s].x), pos + 1, H, Hk, D, scale, ref2, t * H * D, 6, 1.5);
+          });
+          await check(capped, { data: ref2, shape: [T, H, D] }, tolFor(dtype), `${c.ctx}: window 6, softcap 1.5`, { dtype, device: dev });
           // the pools hold the rows at their slots (and the poison elsewhere)
           const pk = await cache.k.data();
           lens.forEach((l, s) => {
