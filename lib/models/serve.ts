@@ -139,8 +139,13 @@ function prefixKey(tokens: number[], end: number): string {
 export class Server {
   private readonly free: number[] = []; // blocks no sequence holds and no prefix names
   private readonly refs: Int32Array; // sequences holding each block
-  private readonly shared = new Map<string, number>(); // full prompt blocks by prefix: block id
-  private readonly keyOf = new Map<number, string>();
+  // Full prompt blocks by prefix: the map's key (a hash of the prefix) finds a candidate, and a
+  // block is reused only when its parent (the block before it, -1 for the first) is the block
+  // matched before it and its own tokens are the prompt's: the whole prefix is compared, never
+  // trusted to the hash. A block named here has its parent named too; forgetting one forgets
+  // its children.
+  private readonly shared = new Map<string, number>();
+  private readonly meta = new Map<number, { key: string; parent: number; tokens: number[]; children: Set<number> }>();
   // blocks no sequence holds that still name a prefix, oldest first: reused by a request with
   // that prefix, or taken (the prefix forgotten) when no free block is left
   private readonly cached = new Set<number>();
@@ -197,7 +202,7 @@ export class Server {
     this.fellBack = reason;
     // the pools start empty: every block free, no prefix kept, each sequence's rows fed again
     this.shared.clear();
-    this.keyOf.clear();
+    this.meta.clear();
     this.cached.clear();
     this.free.length = 0;
     for (let b = this.kvBlocks - 1; b >= 0; b--) this.free.push(b);
@@ -335,8 +340,19 @@ export class Server {
 
   private release(b: number): void {
     if (--this.refs[b] > 0) return;
-    if (this.keyOf.has(b)) this.cached.add(b);
+    if (this.meta.has(b)) this.cached.add(b);
     else this.free.push(b);
+  }
+
+  /** Block b (and its children, whose prefixes run through it) names no prefix any more. */
+  private forget(b: number): void {
+    const m = this.meta.get(b);
+    if (!m) return;
+    this.meta.delete(b);
+    this.shared.delete(m.key);
+    this.meta.get(m.parent)?.children.delete(b);
+    for (const c of m.children) this.forget(c);
+    if (this.cached.delete(b)) this.free.push(b);
   }
 
   /** A block for new rows: a free one, else the oldest cached one (its prefix forgotten). */
@@ -344,9 +360,8 @@ export class Server {
     let b = this.free.pop();
     if (b === undefined) {
       b = this.cached.values().next().value as number;
-      this.cached.delete(b);
-      this.shared.delete(this.keyOf.get(b)!);
-      this.keyOf.delete(b);
+      this.forget(b); // back to free, with its children that no sequence holds
+      b = this.free.pop()!;
     }
     this.refs[b] = 1;
     return b;
@@ -360,8 +375,9 @@ export class Server {
     const reuse: number[] = [];
     for (let end = bs; end <= seq.prompt.length - 1; end += bs) {
       const b = this.shared.get(prefixKey(seq.prompt, end));
-      if (b === undefined) break;
-      reuse.push(b);
+      const m = b === undefined ? undefined : this.meta.get(b);
+      if (!m || m.parent !== (reuse.length ? reuse[reuse.length - 1] : -1) || m.tokens.some((t, i) => t !== seq.prompt[end - bs + i])) break;
+      reuse.push(b!);
     }
     const revived = reuse.filter((b) => this.cached.has(b)).length; // cached blocks it takes back
     if (seq.needBlocks - reuse.length > this.free.length + this.cached.size - revived) return false;
@@ -497,12 +513,13 @@ export class Server {
     for (const s of seqs) {
       const full = Math.floor(Math.min(s.computed, s.prompt.length) / bs);
       for (let k = s.cached / bs; k < full; k++) {
-        const b = s.blocks[k];
-        if (this.keyOf.has(b)) continue;
+        const b = s.blocks[k], parent = k ? s.blocks[k - 1] : -1;
+        if (this.meta.has(b) || (parent >= 0 && !this.meta.has(parent))) continue;
         const key = prefixKey(s.prompt, (k + 1) * bs);
         if (this.shared.has(key)) continue;
         this.shared.set(key, b);
-        this.keyOf.set(b, key);
+        this.meta.set(b, { key, parent, tokens: s.prompt.slice(k * bs, (k + 1) * bs), children: new Set() });
+        this.meta.get(parent)?.children.add(b);
       }
     }
   }

@@ -129,6 +129,28 @@ forDevices((device) => {
       }
     });
 
+    it('shared blocks under a small pool: prefixes reused, evicted and named again, every request its own tokens', async () => {
+      const name = ctx('serve prefix eviction');
+      const model = await ignis.loadModel(await checkpoint(tinyLlamaConfig()), { tokenizer: false, maxSeq: 64 });
+      // 12 blocks of 4 rows: a request of up to 24 prompt tokens and 8 new ones holds 8 of them
+      const server = await model.createServer({ maxBatch: 2, maxTokens: 64, blockSize: 4, kvBlocks: 12 });
+      try {
+        const [a, b, c, x, y] = prompts('serve eviction', [9, 13, 5, 6, 3], 97);
+        const order = [[...a, ...x], [...a, ...y], [...b, ...x], [...a, ...x], [...c, ...b], [...b, ...y], [...a, ...b], [...a, ...x]];
+        let cached = 0;
+        for (const [i, p] of order.entries()) {
+          const want = await collect(model.generate(p, { maxNewTokens: 8, eos: false }));
+          const got = await collect(server.generate(p, { maxNewTokens: 8, eos: false, onMetrics: (m) => (cached += m.cachedPromptTokens) }));
+          expect(got, `${name}: request ${i} (prompt ${p.length})`).toEqual(want);
+        }
+        expect(cached, `${name}: some prompt blocks were shared`).toBeGreaterThan(0);
+        expect(server.metrics().kvBlocks.used).toBe(0);
+      } finally {
+        await server.close();
+        model.dispose();
+      }
+    });
+
     it("a lost device: the running requests go on on the fallback copy, token for token; without one they fail with E_DEVICE_LOST", async () => {
       const name = ctx('serve fallback');
       const cfg = tinyLlamaConfig();
