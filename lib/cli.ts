@@ -6,7 +6,7 @@ import { loadModel } from './models/index';
 import { serveHttp } from './http';
 
 const USAGE = `usage: ignis-node serve <model dir> [--port 8000] [--host 127.0.0.1] [--device cpu]
-  [--dtype f32|f16|bf16] [--quantize int8] [--max-seq N] [--max-batch 16] [--max-tokens 256]
+  [--dtype f32|f16|bf16] [--quantize int8] [--max-seq N] [--max-batch 16] [--max-tokens 64]
   [--max-queue 1024] [--kv-blocks N] [--block-size 16] [--timeout-ms N] [--model-id NAME]`;
 
 const FLAGS = ['port', 'host', 'device', 'dtype', 'quantize', 'max-seq', 'max-batch', 'max-tokens', 'max-queue', 'kv-blocks', 'block-size', 'timeout-ms', 'model-id'];

@@ -18,7 +18,7 @@ export interface ServeOptions {
   /** sequences a step runs at most (default 16) */
   maxBatch?: number;
   /** token rows a step runs at most: the decoding sequences' rows first, then chunks of the
-   * prompts being read (default 256) */
+   * prompts being read (default 64: it bounds the inter-token gap against the time to first token) */
   maxTokens?: number;
   /** rows of a KV block (default 16) */
   blockSize?: number;
@@ -557,7 +557,7 @@ export class Server {
 export function serveOptions(op: string, opts: ServeOptions | undefined, maxSeq: number): { maxBatch: number; maxTokens: number; blockSize: number; kvBlocks: number; maxQueue: number } {
   const o = v.options<ServeOptions>(op, opts, ['maxBatch', 'maxTokens', 'blockSize', 'kvBlocks', 'maxQueue', 'fallback']);
   const maxBatch = v.int(op, 'maxBatch', o.maxBatch, 1, 16);
-  const maxTokens = v.int(op, 'maxTokens', o.maxTokens, 1, 256);
+  const maxTokens = v.int(op, 'maxTokens', o.maxTokens, 1, 64);
   const blockSize = v.int(op, 'blockSize', o.blockSize, 1, 16);
   if (blockSize > 1024) throw rangeError(`${op}: blockSize must be at most 1024, got ${blockSize}`);
   const kvBlocks = v.int(op, 'kvBlocks', o.kvBlocks, 1, maxBatch * Math.ceil(maxSeq / blockSize));
