@@ -198,13 +198,35 @@ export class LanguageModel {
     const flat = new Int32Array(rows.length * seq);
     rows.forEach((r, b) => {
       if (!Array.isArray(r) || r.length !== seq) throw new IgnisError('E_SHAPE', `model.${op}: every sequence of a batch must have the same length (${seq})`);
-      r.forEach((t, s) => {
-        if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= this.vocabSize)
-          throw new IgnisError('E_INDEX', `model.${op}: token ${describe(t)} at [${b}, ${s}] is not an id in [0, ${this.vocabSize})`);
-        flat[b * seq + s] = t;
-      });
+      this._putIds(`model.${op}`, r, b, flat, b * seq);
     });
     return tensor(flat, { shape: [rows.length, seq], dtype: 'i32', device: this.device });
+  }
+
+  /** @internal Sequence b's token ids r into out from `at`, each checked against the vocabulary (E_INDEX naming it). */
+  _putIds(prefix: string, r: readonly unknown[], b: number, out: Int32Array, at = 0): void {
+    r.forEach((t, s) => {
+      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= this.vocabSize)
+        throw new IgnisError('E_INDEX', `${prefix}: token ${describe(t)} at [${b}, ${s}] is not an id in [0, ${this.vocabSize})`);
+      out[at + s] = t;
+    });
+  }
+
+  /**
+   * @internal A generation's options as they settle (generate() and server.generate()): its
+   * signal (checked), maxNewTokens, end-of-sequence ids, and sampling (the call's, else the
+   * checkpoint's defaults). op names the option errors, prefix the others.
+   */
+  _generation(op: string, prefix: string, o: GenerateOptions): { signal?: AbortSignal; maxNew: number; eos: Set<number>; params: Required<SamplingOptions> } {
+    const signal = abortSignal(prefix, o.signal);
+    signal?.throwIfAborted();
+    const d = this.generationDefaults;
+    const maxNew = v.int(op, 'maxNewTokens', o.maxNewTokens, 0, d.maxNewTokens ?? 32);
+    if (o.eos !== undefined && typeof o.eos !== 'boolean') throw typeError(`${prefix}: eos must be true or false, got ${describe(o.eos)}`);
+    const eos = new Set(o.eos === false ? [] : this.eosTokenIds);
+    const own = o.temperature !== undefined || o.topK !== undefined || o.topP !== undefined;
+    const sampling: SamplingOptions = own || !d.doSample ? o : { temperature: d.temperature, topK: d.topK || undefined, topP: d.topP, seed: o.seed };
+    return { signal, maxNew, eos, params: samplingParams(prefix, sampling) };
   }
 
   /** logits [batch, seq, vocab] for every position of ids (number[] is one sequence). */
@@ -381,17 +403,8 @@ export class LanguageModel {
    * the one before it. Elsewhere a sampled token is drawn in JS from the logits.
    */
   private async *steps(op: string, prompt: number[], o: GenerateOptions, stopIds: number[]): AsyncGenerator<{ token: number; end?: FinishReason }, FinishReason, undefined> {
-    const signal = abortSignal(`model.${op}`, o.signal);
-    signal?.throwIfAborted();
-    const d = this.generationDefaults;
-    const maxNew = v.int(op, 'maxNewTokens', o.maxNewTokens, 0, d.maxNewTokens ?? 32);
-    if (o.eos !== undefined && typeof o.eos !== 'boolean') throw typeError(`model.${op}: eos must be true or false, got ${describe(o.eos)}`);
-    const eos = new Set(o.eos === false ? [] : this.eosTokenIds);
+    const { signal, maxNew, eos, params } = this._generation(op, `model.${op}`, o);
     const stop = new Set(stopIds);
-    // the call's sampling, else the checkpoint's defaults
-    const own = o.temperature !== undefined || o.topK !== undefined || o.topP !== undefined;
-    const sampling: SamplingOptions = own || !d.doSample ? o : { temperature: d.temperature, topK: d.topK || undefined, topP: d.topP, seed: o.seed };
-    const params = samplingParams(`model.${op}`, sampling);
     if (o.draft !== undefined || o.draftTokens !== undefined) {
       const draft = o.draft;
       if (!(draft instanceof LanguageModel)) throw typeError(`model.${op}: draft must be a LanguageModel (loadModel), got ${describe(draft)}`);
@@ -400,7 +413,7 @@ export class LanguageModel {
       if (draft.vocabSize !== this.vocabSize) throw new IgnisError('E_ARGUMENT', `model.${op}: the draft's vocabulary (${draft.vocabSize}) is not this model's (${this.vocabSize})`);
       if (prompt.length > this.maxSeq || prompt.length > draft.maxSeq)
         throw new IgnisError('E_ARGUMENT', `model.${op}: the prompt (${prompt.length} tokens) does not fit maxSeq ${Math.min(this.maxSeq, draft.maxSeq)}`);
-      this.ids(op, prompt).dispose(); // checks every id
+      this._putIds(`model.${op}`, prompt, 0, new Int32Array(prompt.length)); // checks every id
       if (maxNew === 0) return 'length';
       const [tg, dg] = await Promise.all([this._seqGraph(op), draft._seqGraph(op)]);
       const target = new SeqRunner(tg.graph, tg.layout, this.vocabSize, this.device);

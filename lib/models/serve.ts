@@ -8,11 +8,10 @@
 // prompt starts with another's reuses those blocks instead of computing them again.
 import { IgnisError, describe, rangeError, typeError } from '../errors';
 import type { Model, ModelState } from '../graph';
-import { tensor, Tensor } from '../tensor';
 import * as v from '../validate';
 import type { FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, LanguageModel } from './index';
-import { argmax, samplerFor, samplingParams, SamplingOptions } from './sampling';
-import type { ServeLayout } from './servegraph';
+import { argmax, samplerFor } from './sampling';
+import { runServeStep, type ServeLayout } from './servegraph';
 
 export interface ServeOptions {
   /** sequences a step runs at most (default 16) */
@@ -236,22 +235,12 @@ export class Server {
   private submit(op: string, prompt: number[], o: ServeGenerateOptions, stopIds: number[]): Seq {
     if (this.closing || !this.state) throw new IgnisError('E_ARGUMENT', `${op}: the server is closed`);
     const m = this.model;
-    const signal = o.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw typeError(`${op}: signal must be an AbortSignal, got ${describe(signal)}`);
-    signal?.throwIfAborted();
-    const d = m.generationDefaults;
-    const maxNew = v.int(op, 'maxNewTokens', o.maxNewTokens, 0, d.maxNewTokens ?? 32);
-    if (o.eos !== undefined && typeof o.eos !== 'boolean') throw typeError(`${op}: eos must be true or false, got ${describe(o.eos)}`);
-    const own = o.temperature !== undefined || o.topK !== undefined || o.topP !== undefined;
-    const sampling: SamplingOptions = own || !d.doSample ? o : { temperature: d.temperature, topK: d.topK || undefined, topP: d.topP, seed: o.seed };
-    const sampler = samplerFor(samplingParams(op, sampling));
+    const { maxNew, eos, params } = m._generation(op, op, o);
+    const sampler = samplerFor(params);
     const timeoutMs = o.timeoutMs === undefined ? Infinity : v.number(op, 'timeoutMs', o.timeoutMs, 0, (t) => t > 0, 'a number > 0');
     const priority = v.oneOf(op, 'priority', o.priority, ['interactive', 'batch'] as const, 'interactive') === 'interactive' ? 0 : 1;
     if (prompt.length > m.maxSeq) throw new IgnisError('E_ARGUMENT', `${op}: the prompt (${prompt.length} tokens) does not fit maxSeq ${m.maxSeq}`);
-    for (let i = 0; i < prompt.length; i++) {
-      const t = prompt[i];
-      if (!Number.isInteger(t) || t < 0 || t >= m.vocabSize) throw new IgnisError('E_INDEX', `${op}: token ${typeof t === 'number' ? t : describe(t)} at ${i} of the prompt is not an id in [0, ${m.vocabSize})`);
-    }
+    m._putIds(op, prompt, 0, new Int32Array(prompt.length)); // checks every id
     // the blocks it holds at most: its prompt and every token it may generate, up to maxSeq
     const need = Math.ceil(Math.min(prompt.length + maxNew, m.maxSeq) / this.blockSize);
     if (need > this.kvBlocks) throw new IgnisError('E_ARGUMENT', `${op}: the request needs ${need} KV blocks of ${this.blockSize} rows, the server has ${this.kvBlocks} (kvBlocks)`);
@@ -259,7 +248,6 @@ export class Server {
       this.m.rejected++;
       throw new IgnisError('E_QUEUE_FULL', `${op}: ${this.waiting.length} requests are waiting, the most this server queues (maxQueue ${this.maxQueue})`);
     }
-    const eos = new Set(o.eos === false ? [] : m.eosTokenIds);
     if (o.onMetrics !== undefined && typeof o.onMetrics !== 'function') throw typeError(`${op}: onMetrics must be a function, got ${describe(o.onMetrics)}`);
     const seq = new Seq(this.nextId++, prompt, maxNew, eos, new Set(stopIds), sampler === argmax ? null : sampler, priority, performance.now() + timeoutMs, need, o.onMetrics);
     if (maxNew === 0) {
@@ -296,11 +284,7 @@ export class Server {
   private cancel(seq: Seq, reason: unknown): void {
     if (seq.done || seq.cancelled) return;
     seq.cancelled = reason ?? 'stopped';
-    const w = this.waiting.indexOf(seq);
-    if (w >= 0) {
-      this.waiting.splice(w, 1);
-      this.finish(seq, { error: reason });
-    }
+    if (this.waiting.includes(seq)) this.finish(seq, { error: reason });
     this.kick();
   }
 
@@ -309,8 +293,10 @@ export class Server {
     seq.done = true;
     for (const b of seq.blocks) this.release(b);
     seq.blocks = [];
-    const r = this.running.indexOf(seq);
-    if (r >= 0) this.running.splice(r, 1);
+    for (const list of [this.running, this.waiting]) {
+      const at = list.indexOf(seq);
+      if (at >= 0) list.splice(at, 1);
+    }
     if (failed) this.m.failed++;
     else if (last && !('error' in last)) {
       this.m.finished++;
@@ -402,12 +388,8 @@ export class Server {
       const now = performance.now();
       for (const s of [...this.running, ...this.waiting]) {
         if (s.cancelled) {
-          const w = this.waiting.indexOf(s);
-          if (w >= 0) this.waiting.splice(w, 1);
           this.finish(s, { error: s.cancelled });
         } else if (now > s.deadline) {
-          const w = this.waiting.indexOf(s);
-          if (w >= 0) this.waiting.splice(w, 1);
           this.finish(s, { error: new IgnisError('E_TIMEOUT', `server.generate: the request passed its timeoutMs (${Math.round(s.deadline - s.submitted)} ms) after ${s.produced} tokens`) }, true);
         }
       }
@@ -449,22 +431,14 @@ export class Server {
     if (!logitRows.length) logitRows.push(0); // every row a prompt's middle: one row's logits, unused
     const tables = new Int32Array(inStep.length * mb);
     inStep.forEach((s, i) => tables.set(s.blocks.slice(0, mb), i * mb));
-    const dev = this.model.device;
     const T = ids.length;
-    const inputs = {
-      ids: tensor(Int32Array.from(ids), { dtype: 'i32', device: dev }),
-      positions: tensor(Int32Array.from(pos), { dtype: 'i32', device: dev }),
-      slots: tensor(Int32Array.from(slots), { dtype: 'i32', device: dev }),
-      rows: tensor(Int32Array.from(rows), { shape: [T, 2], dtype: 'i32', device: dev }),
-      blockTables: tensor(tables, { shape: [inStep.length, mb], dtype: 'i32', device: dev }),
-      logitRows: tensor(Int32Array.from(logitRows), { dtype: 'i32', device: dev }),
-    };
-    let out: Record<string, Tensor> | undefined;
     const t0 = performance.now();
+    const sampled = wants.some((s) => s.sample);
     try {
-      out = await this.graph.run(inputs, { state: this.state! });
-      const next = (await out.next.data()) as Int32Array;
-      const logits = wants.some((s) => s.sample) ? ((await out.logits.data()) as Float32Array) : null;
+      const { next, logits } = await runServeStep(this.graph, this.state!, this.model.device, this.layout, { ids, positions: pos, slots, rows, blockTables: tables, logitRows }, async (out) => ({
+        next: (await out.next.data()) as Int32Array,
+        logits: sampled ? ((await out.logits.data()) as Float32Array) : null,
+      }));
       this.m.steps++;
       this.m.rows += T;
       this.m.seqs += inStep.length;
@@ -501,9 +475,6 @@ export class Server {
       // a failed step fails the requests in it; the pools are reset for the others
       for (const s of inStep) this.finish(s, { error: e }, true);
       this.state?.reset();
-    } finally {
-      for (const t of Object.values(inputs)) t.dispose();
-      if (out) for (const t of Object.values(out)) t.dispose();
     }
   }
 

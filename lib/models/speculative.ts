@@ -9,9 +9,8 @@
 // are left in the caches and written over by the next rows.
 import { IgnisError } from '../errors';
 import type { Model, ModelState } from '../graph';
-import { tensor, Tensor } from '../tensor';
 import type { Device } from '../device';
-import type { ServeLayout } from './servegraph';
+import { runServeStep, type ServeLayout } from './servegraph';
 import { argmax, distribution, drawFrom, sampleUniform, SamplingOptions } from './sampling';
 import type { FinishReason } from './index';
 
@@ -28,29 +27,19 @@ export class SeqRunner {
   async feed(tokens: readonly number[], end: number, want: number): Promise<Float32Array> {
     const from = this.computed, T = end - from;
     if (T < want || want < 1) throw new IgnisError('E_INTERNAL', `speculative: ${T} rows to feed, ${want} wanted`);
-    const mb = this.layout.maxBlocks;
     const pos = Int32Array.from({ length: T }, (_, i) => from + i);
     const rows = new Int32Array(2 * T);
     for (let i = 0; i < T; i++) rows[2 * i + 1] = from + i;
-    const dev = this.device;
-    const inputs: Record<string, Tensor> = {
-      ids: tensor(Int32Array.from(tokens.slice(from, end)), { dtype: 'i32', device: dev }),
-      positions: tensor(pos, { dtype: 'i32', device: dev }),
-      slots: tensor(pos, { dtype: 'i32', device: dev }), // block b holds rows [b bs, (b + 1) bs): the identity table
-      rows: tensor(rows, { shape: [T, 2], dtype: 'i32', device: dev }),
-      blockTables: tensor(Int32Array.from({ length: mb }, (_, b) => b), { shape: [1, mb], dtype: 'i32', device: dev }),
-      logitRows: tensor(Int32Array.from({ length: want }, (_, i) => T - want + i), { dtype: 'i32', device: dev }),
-    };
-    let out: Record<string, Tensor> | undefined;
-    try {
-      out = await this.graph.run(inputs, { state: this.state });
-      const logits = (await out.logits.data()) as Float32Array;
-      this.computed = end;
-      return logits;
-    } finally {
-      for (const t of Object.values(inputs)) t.dispose();
-      if (out) for (const t of Object.values(out)) t.dispose();
-    }
+    const logits = await runServeStep(this.graph, this.state, this.device, this.layout, {
+      ids: tokens.slice(from, end),
+      positions: pos,
+      slots: pos, // block b holds rows [b bs, (b + 1) bs): the identity table
+      rows,
+      blockTables: Int32Array.from({ length: this.layout.maxBlocks }, (_, b) => b),
+      logitRows: Int32Array.from({ length: want }, (_, i) => T - want + i),
+    }, async (out) => (await out.logits.data()) as Float32Array);
+    this.computed = end;
+    return logits;
   }
 
   dispose(): void {

@@ -482,7 +482,7 @@ IGNIS_AVX512_VNNI void pack_q_chunk(const int8_t* q, const float* scales, int64_
   gemm::pack_word_chunk(reinterpret_cast<const uint32_t*>(q + j0 * K), K / 4, K / 4, nr, reinterpret_cast<uint32_t*>(c.b));
   const __m512i offset = _mm512_set1_epi8(char(0x80));
   for (int64_t g = 0; g < G; g++) {
-    for (int64_t p = 0; p < kQCols && c.ncorr; p += 16) {
+    for (int64_t p = 0; c.ncorr && p < kQCols; p += 16) {  // the offsets, where wanted (VNNI, not AMX)
       __m512i sum = _mm512_setzero_si512();
       for (int64_t kq = g * group / 4; kq < (g + 1) * group / 4; kq++)
         sum = _mm512_dpbusd_epi32(sum, offset, _mm512_loadu_si512(c.b + (kq * kQCols + p) * 4));
