@@ -66,12 +66,12 @@ function runPeer(spec: Omit<PeerJob, 'out'>): PeerResult {
 }
 
 /** Bytes a decode step streams at least: every linear weight once (the LM head included; one embedding row, no norms). */
-function stepBytes(shape: Shape, engine: 'ignis' | 'llama.cpp', p: Precision): number {
+function stepBytes(shape: Shape, p: Precision): number {
   const { hidden: H, layers: L, heads, kvHeads, intermediate: I, vocab: V } = shape;
   const D = H / heads;
   const params = L * (2 * H * heads * D + 2 * H * kvHeads * D + 3 * H * I) + V * H;
-  // ignis int8: int8 values + one f32 scale per 32; Q8_0: + one f16 scale per 32
-  const perParam = p === 'f32' ? 4 : p === 'int8' ? (engine === 'ignis' ? 1 + 4 / 32 : 1 + 2 / 32) : 2;
+  // int8: int8 values + one f16 scale per 32 (ignis's default on the CPU, as Q8_0's)
+  const perParam = p === 'f32' ? 4 : p === 'int8' ? 1 + 2 / 32 : 2;
   return params * perParam;
 }
 
@@ -173,8 +173,8 @@ export async function benchLlama(quick: boolean, log: (s: string) => void): Prom
         row.push(((n / ta) * 1000).toFixed(0), ((n / tb) * 1000).toFixed(0), `${(tb / ta).toFixed(2)}x`);
       }
       const da = stat(a, (r) => r.decodeMs), db = stat(b, (r) => r.decodeMs);
-      const pct = (e: Cell['engine'], ms: number) => (gbs ? `${((stepBytes(shape, e, p) / ms / 1e6 / gbs) * 100).toFixed(0)}%` : '-');
-      row.push((1000 / da).toFixed(1), (1000 / db).toFixed(1), `${(db / da).toFixed(2)}x`, pct('ignis', da), pct('llama.cpp', db));
+      const pct = (ms: number) => (gbs ? `${((stepBytes(shape, p) / ms / 1e6 / gbs) * 100).toFixed(0)}%` : '-');
+      row.push((1000 / da).toFixed(1), (1000 / db).toFixed(1), `${(db / da).toFixed(2)}x`, pct(da), pct(db));
       row.push(`${(median(a.results.map((r) => r.loadMs)) / 1000).toFixed(2)} / ${(median(b.results.map((r) => r.loadMs)) / 1000).toFixed(2)}`);
       row.push(`${(median(a.results.map((r) => r.rssBytes)) / 2 ** 30).toFixed(2)} / ${(median(b.results.map((r) => r.rssBytes)) / 2 ** 30).toFixed(2)}`);
       body.push(row);
@@ -187,8 +187,8 @@ export async function benchLlama(quick: boolean, log: (s: string) => void): Prom
   );
   const bwText = threadCounts.map((t) => `${t} thread(s) ${bw[t] ? median(bw[t]).toFixed(1) : '?'} GB/s`).join(', ');
   console.log(`ratio: llama.cpp time / ignis time (>1: ignis faster). decode: ${base.decode} tokens after a ${prompts[0]}-token prompt, the median gap`);
-  console.log(`between generated tokens. % read BW: the weights a step streams (linear layers and LM head once; ignis int8 f32 scales,`);
-  console.log(`Q8_0 f16 ones) over the time, against the read bandwidth measured before each round (${bwText}).`);
+  console.log(`between generated tokens. % read BW: the weights a step streams (linear layers and LM head once; int8: f16 scales,`);
+  console.log(`ignis's and Q8_0's) over the time, against the read bandwidth measured before each round (${bwText}).`);
   console.log('load s and RSS: ignis / llama.cpp. ignis reads safetensors stored in f32, f16, bf16 (int8: quantized at load from f32);');
   console.log('llama.cpp maps its GGUF (RSS counts the mapped pages it touched).');
 }

@@ -18,7 +18,7 @@ export const OP_PARAMS = {
   matmul_q: { groupSize: 'int', activation: 'activation', int8Activations: 'bool' },
   matmul_packed: { N: 'int', activation: 'activation' },
   pack_weight: { transposeB: 'bool' },
-  quantize: { groupSize: 'int' },
+  quantize: { groupSize: 'int', scales: 'dtype' },
   dequantize: { groupSize: 'int', dtype: 'dtype' },
   attention: { causal: 'bool', scale: 'number', kvLen: 'int', qPos0: 'int', window: 'int', softcap: 'number' },
   kv_append: { position: 'int' },

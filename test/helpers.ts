@@ -255,11 +255,11 @@ function isShape(i: readonly number[] | OpInput): i is readonly number[] {
 }
 
 /** Quantizes a fresh random w [N, K] on dev; returns the tensor, its values and the kernel's q and scales. */
-export async function quantized(c: Case, N: number, K: number, groupSize: number, wDtype: FloatDType, dev: Device, zeroGroup = false) {
+export async function quantized(c: Case, N: number, K: number, groupSize: number, wDtype: FloatDType, dev: Device, zeroGroup = false, scaleDtype: 'f32' | 'f16' = 'f32') {
   const values = c.rng.normals(N * K, 0.5);
   if (zeroGroup) for (let k = 0; k < groupSize; k++) values[Math.min(1, N - 1) * K + k] = 0; // one all-zero group
   const w = await input(c, [N, K], wDtype, dev, { values });
-  const qt = ignis.quantize(w.t, { groupSize });
+  const qt = ignis.quantize(w.t, { groupSize, scales: scaleDtype });
   const q = await qt.q.data();
   const scales = await qt.scales.data();
   return { w, qt, q, scales };

@@ -13,6 +13,8 @@ export interface WeightOptions {
   dtype: FloatDType;
   quantize?: 'int8';
   groupSize?: number;
+  /** int8: the scales' dtype (default f32) */
+  scales?: 'f32' | 'f16';
   device: Device;
   /** 'f32': f32 activations (norms, biases, embeddings' rows) under 16-bit weights */
   activations?: 'f32' | 'weights';
@@ -55,7 +57,7 @@ function groupFor(K: number, asked?: number): number {
 /** Makes the linear weight from W [N, K] given as an f32 tensor (consumed). */
 export function linearFromNK(w: Tensor, o: WeightOptions): Linear {
   if (o.quantize === 'int8') {
-    const q = quantize(w, { groupSize: groupFor(w.shape[1], o.groupSize) });
+    const q = quantize(w, { groupSize: groupFor(w.shape[1], o.groupSize), scales: o.scales });
     w.dispose();
     return { kind: 'q', t: q };
   }

@@ -83,7 +83,8 @@ struct PackWeightParams {
 };
 struct QuantizeParams {
   int64_t group = 0;
-  template <class V> void fields(V&& v) { v("groupSize", group); }
+  DType scales = DType::f32;  // of the scales: f32, or f16 (each rounded up onto f16's grid)
+  template <class V> void fields(V&& v) { v("groupSize", group); v("scales", scales); }
 };
 struct DequantizeParams {
   int64_t group = 0;

@@ -27,13 +27,15 @@ void matmul_packed(ThreadPool& pool, const Tensor& out, const Tensor& x, const T
                    const Tensor* bias, Activation act);
 
 // Symmetric int8 quantization of w [N, K] (float) in groups of `group` along K:
-// scales [N, K / group] (f32) = max|w| / 127 per group (1 where the group is all zero),
-// q [N, K] (i8) = round(w / scale) clamped to [-127, 127].
+// scales [N, K / group] (f32) = max|w| / 127 per group (1 where the group is all zero), or as f16
+// that value rounded up onto f16's grid (E_RANGE past 65504), q [N, K] (i8) = round(w / scale)
+// clamped to [-127, 127].
 void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Tensor& w, int64_t group);
 // v [n] = act(v) in place, by the activation op's kernels (the vector ones where present).
 void activate_f32(Activation act, float* v, int64_t n);
-// One f32 row v [K] of it: q [K] and scales [K / group] (core/quant.h's formula, AVX2 where present).
-void quantize_row(const float* v, int64_t K, int64_t group, int8_t* q, float* scales);
+// One f32 row v [K] of it: q [K] and scales [K / group] (core/quant.h's formula, AVX2 where present;
+// f16: each scale rounded up onto f16's grid, q against it, infinity past f16's range).
+void quantize_row(const float* v, int64_t K, int64_t group, int8_t* q, float* scales, bool f16 = false);
 // out [N, K] (float dtype) = q * scales, group by group.
 void dequantize(ThreadPool& pool, const Tensor& out, const Tensor& q, const Tensor& scales, int64_t group);
 // out [..., M, N] = act(x [..., M, K] @ dequant(q [N, K], scales [N, K / group])^T + bias [N]).

@@ -1,6 +1,7 @@
-// matmul_q: x @ an int8 weight q [N, K] with per-group scales (core/quant.h) transposed, without
-// ever making an f32 copy of the weight: M <= 8 (decode) streams each int8 row once and
-// converts it in registers; larger M dequantizes L2-sized tiles for the GEMM engine (gemm.cc).
+// matmul_q: x @ an int8 weight q [N, K] with per-group scales (core/quant.h; f32 or f16)
+// transposed, without ever making an f32 copy of the weight: M <= 8 (decode) streams each int8
+// row once and converts it in registers; larger M dequantizes L2-sized tiles for the GEMM engine
+// (gemm.cc).
 // With int8 activations (quantize_x) every product is an integer one, at any M: on AMX from 2
 // rows (up to 16 with the weight read as stored, above with packed chunks), with AVX-512 VNNI
 // alone from 9 rows, and the decode kernels over all rows elsewhere.
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "cpu.h"
@@ -20,20 +22,36 @@ namespace {
 using gemm::advance;
 using gemm::kNR;
 
+// The weight's scales [N, G], f32 or f16. The kernels read f32: rows() gives rows [n0, n0 + nr)
+// as f32, in place, or converted into buf (f16: a block's rows at a time, from L1 after).
+struct Scales {
+  const void* p;
+  DType dt;
+  int64_t G;
+  const float* rows(int64_t n0, int64_t nr, std::vector<float>& buf) const {
+    if (dt == DType::f32) return static_cast<const float*>(p) + n0 * G;
+    buf.resize(size_t(nr * G));
+    convert_to_f32(static_cast<const uint16_t*>(p) + n0 * G, DType::f16, buf.data(), size_t(nr * G));
+    return buf.data();
+  }
+};
+
 // The weight as the GEMM engine's packer sees it: B [K, N] = dequant(q [N, K])^T.
 struct QuantB {
   const int8_t* q;
-  const float* scales;  // [N, K / group]
+  Scales scales;
   int64_t K, group;
 };
 
-void pack_b_q_panel(const QuantB& d, int64_t k0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
-  const int64_t G = d.K / d.group;
+// Panel rows [0, nr) of q (row stride K) with their scales sc [nr, G], K range [k0, k0 + kc).
+void pack_b_q_panel(const int8_t* q, const float* sc, int64_t K, int64_t group, int64_t k0, int64_t kc, int64_t nr,
+                    float* dst) {
+  const int64_t G = K / group;
   for (int64_t c = 0; c < nr; c++) {
-    const int8_t* row = d.q + (j0 + c) * d.K;
-    const float* sr = d.scales + (j0 + c) * G;
+    const int8_t* row = q + c * K;
+    const float* sr = sc + c * G;
     for (int64_t k = k0; k < k0 + kc;) {
-      const int64_t g = k / d.group, kend = std::min(k0 + kc, (g + 1) * d.group);
+      const int64_t g = k / group, kend = std::min(k0 + kc, (g + 1) * group);
       const float s = sr[g];
       for (; k < kend; k++) dst[(k - k0) * kNR + c] = float(row[k]) * s;
     }
@@ -50,39 +68,42 @@ IGNIS_AVX2 inline __m256 load8_i8(const int8_t* p) {
 // pack_b_q_panel for a full panel (16 rows of q): 8 k at a time, each of the 16 rows' 8 weights
 // converted and scaled in a register, then two 8 x 8 transposes into the panel's rows. A run of
 // 8 that crosses a group boundary (a group not a multiple of 8) goes element by element.
-IGNIS_AVX2 void pack_b_q_panel_avx2(const QuantB& d, int64_t k0, int64_t kc, int64_t j0, float* dst) {
-  const int64_t G = d.K / d.group;
-  const int8_t* q = d.q + j0 * d.K;
-  const float* sc = d.scales + j0 * G;
+IGNIS_AVX2 void pack_b_q_panel_avx2(const int8_t* q, const float* sc, int64_t K, int64_t group, int64_t k0,
+                                    int64_t kc, float* dst) {
+  const int64_t G = K / group;
   int64_t k = k0;
   while (k < k0 + kc) {
-    const int64_t g = k / d.group, gend = std::min(k0 + kc, (g + 1) * d.group);
+    const int64_t g = k / group, gend = std::min(k0 + kc, (g + 1) * group);
     for (; k + 8 <= gend; k += 8)
       for (int h = 0; h < 2; h++) {  // rows 8h .. 8h + 7 of the panel
         __m256 r[8];
         for (int i = 0; i < 8; i++) {
           const int64_t c = 8 * h + i;
-          r[i] = _mm256_mul_ps(load8_i8(q + c * d.K + k), _mm256_broadcast_ss(sc + c * G + g));
+          r[i] = _mm256_mul_ps(load8_i8(q + c * K + k), _mm256_broadcast_ss(sc + c * G + g));
         }
         transpose8_store(r, dst + (k - k0) * kNR + 8 * h, kNR);
       }
     for (; k < gend; k++)
-      for (int64_t c = 0; c < kNR; c++) dst[(k - k0) * kNR + c] = float(q[c * d.K + k]) * sc[c * G + g];
+      for (int64_t c = 0; c < kNR; c++) dst[(k - k0) * kNR + c] = float(q[c * K + k]) * sc[c * G + g];
   }
 }
 #endif
 
 void pack_b_q(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* dst) {
   const auto& d = *static_cast<const QuantB*>(ctx);
+  const int64_t G = d.K / d.group;
+  thread_local std::vector<float> buf;
+  const float* sc = d.scales.rows(j0, n, buf);  // rows [j0, j0 + n)
   for (int64_t j = 0; j < n; j += kNR) {
     float* panel = dst + (j / kNR) * kc * kNR;
+    const int8_t* q = d.q + (j0 + j) * d.K;
 #if IGNIS_X86
     if (n - j >= kNR && has_avx2()) {
-      pack_b_q_panel_avx2(d, k0, kc, j0 + j, panel);
+      pack_b_q_panel_avx2(q, sc + j * G, d.K, d.group, k0, kc, panel);
       continue;
     }
 #endif
-    pack_b_q_panel(d, k0, kc, j0 + j, std::min(kNR, n - j), panel);
+    pack_b_q_panel(q, sc + j * G, d.K, d.group, k0, kc, std::min(kNR, n - j), panel);
   }
 }
 
@@ -338,31 +359,47 @@ struct XRow {
   const float* sxe;     // [K / 64][16] x's scale of lane l's group
 };
 
-template <int R>
-IGNIS_AVX512_VNNI void qrow_tile(int64_t K, int64_t group, const XRow& x, const int8_t* q, const float* s,
+// How far ahead of its loads each of a tile's weight streams is prefetched, in bytes: measured
+// here, 1-4 KB alike; none is 9% slower.
+constexpr int64_t kRowPrefetch = 2048;
+
+// out[r * rs], r < R = the row against weight rows r * rs (q: row stride K; s: the rows' scales,
+// f32 or f16 (S = uint16_t), row stride G). A tile's rows lie rs rows apart, so that tile after
+// tile each of its R streams reads on through contiguous memory (see qgemv_i8_row512).
+template <int R, class S>
+IGNIS_AVX512_VNNI void qrow_tile(int64_t K, int64_t group, const XRow& x, const int8_t* q, const S* s, int64_t rs,
                                  float* out) {
   const int64_t G = K / group, C = K / 64;
   const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   __m512 tot[R];
   for (int r = 0; r < R; r++) tot[r] = _mm512_setzero_ps();
   for (int64_t c = 0; c < C; c++) {
-    // The same bytes of the next R rows (the next tile, contiguous after this one's): measured
-    // here, +17% over no prefetch and +7% over 1 KB ahead in each row. Prefetch never faults, so
-    // the last tile's look past the weight's end is harmless.
+    // prefetch never faults, so a look past the weight's end is harmless
     for (int r = 0; r < R; r++)
-      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(q) + uintptr_t((R + r) * K + c * 64)),
+      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(q) + uintptr_t(r * rs * K + c * 64 + kRowPrefetch)),
                    _MM_HINT_T0);
     const __m512i a = _mm512_loadu_si512(x.ax + c * 64);
     const __mmask64 neg = _cvtu64_mask64(x.neg[c]);
     const __m512 sx = _mm512_loadu_ps(x.sxe + c * 16);
     for (int r = 0; r < R; r++) {
-      __m512i wv = _mm512_loadu_si512(q + r * K + c * 64);
+      __m512i wv = _mm512_loadu_si512(q + r * rs * K + c * 64);
       wv = _mm512_mask_sub_epi8(wv, neg, _mm512_setzero_si512(), wv);
       const __m512i is = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, wv);
-      const __m512 sw = group == 32
-          ? _mm512_maskz_permutexvar_ps(0xffff, halves, _mm512_zextps128_ps512(_mm_castsi128_ps(
-                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + r * G + 2 * c)))))
-          : _mm512_set1_ps(s[r * G + c * 64 / group]);
+      const S* sr = s + r * rs * G;
+      __m512 sw;
+      if (group == 32) {  // the step's two groups' scales, lanes 0-7 and 8-15
+        __m128 two;
+        if constexpr (std::is_same_v<S, float>) two = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sr + 2 * c)));
+        else {
+          uint32_t bits;
+          std::memcpy(&bits, sr + 2 * c, 4);
+          two = _mm_cvtph_ps(_mm_cvtsi32_si128(int(bits)));
+        }
+        sw = _mm512_maskz_permutexvar_ps(0xffff, halves, _mm512_zextps128_ps512(two));
+      } else {
+        if constexpr (std::is_same_v<S, float>) sw = _mm512_set1_ps(sr[c * 64 / group]);
+        else sw = _mm512_set1_ps(_cvtsh_ss(sr[c * 64 / group]));
+      }
       tot[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, is), _mm512_mul_ps(sw, sx), tot[r]);
     }
   }
@@ -371,17 +408,21 @@ IGNIS_AVX512_VNNI void qrow_tile(int64_t K, int64_t group, const XRow& x, const 
   for (int r = 0; r < R; r++) {
     alignas(64) float t[16];
     _mm512_store_ps(t, tot[r]);
-    out[r] = hsum8(_mm256_add_ps(_mm256_load_ps(t), _mm256_load_ps(t + 8)));
+    out[r * rs] = hsum8(_mm256_add_ps(_mm256_load_ps(t), _mm256_load_ps(t + 8)));
   }
 }
 
-// acc [w] = the row against q rows [0, w), four at a time.
-IGNIS_AVX512_VNNI void qgemv_i8_row512(int64_t K, int64_t group, const XRow& x, const int8_t* q, const float* scales,
+// acc [w] = the row against q rows [0, w), four streams at once: tile i takes rows i, i + w/4,
+// i + w/2 and i + 3w/4, so each stream runs through a quarter of the rows in order (one row's end
+// is the next one's start). Tiles of four adjacent rows, as before, read 4 short runs 2 KB apart
+// (K = 2048) that start over at every tile: the hardware prefetchers keep fewer lines in flight,
+// and a model's decode step took ~17% longer (one thread and two).
+template <class S>
+IGNIS_AVX512_VNNI void qgemv_i8_row512(int64_t K, int64_t group, const XRow& x, const int8_t* q, const S* scales,
                                        int64_t w, float* acc) {
-  const int64_t G = K / group;
-  int64_t n = 0;
-  for (; n + 4 <= w; n += 4) qrow_tile<4>(K, group, x, q + n * K, scales + n * G, acc + n);
-  for (; n < w; n++) qrow_tile<1>(K, group, x, q + n * K, scales + n * G, acc + n);
+  const int64_t G = K / group, Q = w / 4;
+  for (int64_t i = 0; i < Q; i++) qrow_tile<4>(K, group, x, q + i * K, scales + i * G, Q, acc + i);
+  for (int64_t n = 4 * Q; n < w; n++) qrow_tile<1>(K, group, x, q + n * K, scales + n * G, 1, acc + n);
 }
 
 IGNIS_QGEMV_I8(avx2, IGNIS_AVX2, dot32_avx2)
@@ -476,7 +517,8 @@ struct QChunk {
 
 #if IGNIS_X86
 // Columns [j0, j0 + nr) (nr <= kQCols; the rest zero) of q [N, K] into the chunk layout.
-IGNIS_AVX512_VNNI void pack_q_chunk(const int8_t* q, const float* scales, int64_t K, int64_t group, int64_t j0,
+// sc: the scales of those columns (weight rows), [nr, G].
+IGNIS_AVX512_VNNI void pack_q_chunk(const int8_t* q, const float* sc, int64_t K, int64_t group, int64_t j0,
                                     int64_t nr, const QChunk& c) {
   const int64_t G = K / group;
   gemm::pack_word_chunk(reinterpret_cast<const uint32_t*>(q + j0 * K), K / 4, K / 4, nr, reinterpret_cast<uint32_t*>(c.b));
@@ -488,7 +530,7 @@ IGNIS_AVX512_VNNI void pack_q_chunk(const int8_t* q, const float* scales, int64_
         sum = _mm512_dpbusd_epi32(sum, offset, _mm512_loadu_si512(c.b + (kq * kQCols + p) * 4));
       _mm512_storeu_si512(c.ncorr + g * kQCols + p, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
     }
-    for (int64_t r = 0; r < kQCols; r++) c.sw[g * kQCols + r] = r < nr ? scales[(j0 + r) * G + g] : 0.f;
+    for (int64_t r = 0; r < kQCols; r++) c.sw[g * kQCols + r] = r < nr ? sc[r * G + g] : 0.f;
   }
 }
 
@@ -695,7 +737,7 @@ IGNIS_AMX void qgemm_wa_block(int64_t K, int64_t group, const int8_t* q, const f
 // out [M, N] = act(quantized x [M, K] @ dequant(q)^T + bias) for 1 <= M <= 16 on AMX, blocks of 32
 // weight rows claimed by the threads.
 void qgemm_amx_wa(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group, const float* xf, const int8_t* q,
-                  const float* scales, const void* bias, Activation act, void* out, DType dt) {
+                  const Scales& scales, const void* bias, Activation act, void* out, DType dt) {
   const int64_t G = K / group;
   std::vector<int8_t> xq(size_t(M * K));
   std::vector<float> xs(size_t(M * G));
@@ -712,11 +754,11 @@ void qgemm_amx_wa(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t gro
     alignas(64) float tot[kWaRows * kWaMaxM];
     float row[kWaRows];
     std::vector<int8_t> qpad;
-    std::vector<float> spad;
+    std::vector<float> spad, sbuf;
     for (int64_t b = b0; b < b1; b++) {
       const int64_t n0 = b * kWaRows, nr = std::min(kWaRows, N - n0);
       const int8_t* qb = q + n0 * K;
-      const float* sb = scales + n0 * G;
+      const float* sb = scales.rows(n0, nr, sbuf);
       if (nr < kWaRows) {  // the last rows, zero-padded: no tile reads past the weight
         qpad.assign(size_t(kWaRows * K), 0);
         spad.assign(size_t(kWaRows * G), 0.f);
@@ -740,7 +782,7 @@ void qgemm_amx_wa(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t gro
 // blocks where the CPU has AMX-INT8 (x signed, its rows padded to a multiple of 32 and packed as
 // A tiles), else VNNI's 6-row tiles (x offset into u8).
 void qgemm_vnni(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group, const float* xf, const int8_t* q,
-                const float* scales, const void* bias, Activation act, void* out, DType dt) {
+                const Scales& scales, const void* bias, Activation act, void* out, DType dt) {
   const int64_t G = K / group;
   const bool amx = has_amx_int8();
   const int64_t Mp = amx ? (M + kAmxRows - 1) / kAmxRows * kAmxRows : M;
@@ -767,7 +809,7 @@ void qgemm_vnni(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group
   pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<int8_t> b(size_t(K * kQCols));
     std::vector<int32_t> ncorr(amx ? 0 : size_t(G * kQCols));
-    std::vector<float> sw(size_t(G * kQCols));
+    std::vector<float> sw(size_t(G * kQCols)), sbuf;
     alignas(64) float tile[kAmxRows * kQCols];
     const QChunk c{b.data(), amx ? nullptr : ncorr.data(), sw.data()};
     using Tile = void (*)(int64_t, int64_t, const uint8_t*, const float*, const QChunk&, float*);
@@ -776,7 +818,7 @@ void qgemm_vnni(ThreadPool& pool, int64_t M, int64_t N, int64_t K, int64_t group
     const int64_t step = amx ? kAmxRows : gemm::kMR;  // rows a block (AMX) or tile (VNNI) takes
     for (int64_t ch = c0; ch < c1; ch++) {
       const int64_t j0 = ch * kQCols, nr = std::min(kQCols, N - j0);
-      pack_q_chunk(q, scales, K, group, j0, nr, c);
+      pack_q_chunk(q, scales.rows(j0, nr, sbuf), K, group, j0, nr, c);
       for (int64_t m = 0; m < M; m += step) {
         const int64_t rows = std::min(step, M - m);
         if (amx) qgemm_amx_block(K, group, xp.data() + m * K, xs.data() + m * G, c, tile);
@@ -808,10 +850,11 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
     return;
   }
   const int8_t* qp = q.data<int8_t>();
-  const float* sp = scales.data<float>();
+  const int64_t G = K / group;
+  const Scales sc{scales.raw(), scales.dtype, G};
 
   if (M > 8 && !quantize_x) {
-    QuantB ctx{qp, sp, K, group};
+    QuantB ctx{qp, sc, K, group};
     gemm::Problem p;
     p.M = M, p.N = N, p.K = K;
     p.a = x.raw(), p.a_type = x.dtype;
@@ -839,14 +882,13 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
   // the packed chunks. With VNNI alone, the integer GEMM from 9 rows.
   const int64_t min_gemm_rows = has_amx_int8() ? 2 : 9;
   if (M >= min_gemm_rows && quantize_x && group % 32 == 0 && has_avx512() && has_vnni()) {
-    if (has_amx_int8() && M <= kWaMaxM) qgemm_amx_wa(pool, M, N, K, group, xf, qp, sp, biasp, act, out.raw(), dt);
-    else qgemm_vnni(pool, M, N, K, group, xf, qp, sp, biasp, act, out.raw(), dt);
+    if (has_amx_int8() && M <= kWaMaxM) qgemm_amx_wa(pool, M, N, K, group, xf, qp, sc, biasp, act, out.raw(), dt);
+    else qgemm_vnni(pool, M, N, K, group, xf, qp, sc, biasp, act, out.raw(), dt);
     return;
   }
 #endif
   // M <= 8, or int8 activations without the integer GEMM (no AVX-512 VNNI, or groups not a
   // multiple of 32): each thread streams its share of q's rows once.
-  const int64_t G = K / group;
   // the GEMVs of this CPU: int8 activations (integer dot products) and f32 ones
   using GemvI8 = void (*)(int64_t, int64_t, int64_t, const int8_t*, const float*, const int8_t*, const float*, int64_t,
                           float*);
@@ -891,18 +933,29 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
   }
   const XRow xrow{ax.data(), neg.data(), sxe.data()};
 #endif
-  auto cols = [&](int64_t n0, int64_t n1) {
-    const int64_t w = n1 - n0;
-    std::vector<float> acc(size_t(M * w));  // [M][w]
+  // f16 scales: 64 rows at a time, their scales converted first (16-45 KB at K = 2048-5632, in
+  // L1), except for the batch-1 VNNI kernel, which reads them as stored
+  bool direct = sc.dt == DType::f32;
 #if IGNIS_X86
-    if (row512) qgemv_i8_row512(K, group, xrow, qp + n0 * K, sp + n0 * G, w, acc.data());
-    else
+  direct = direct || row512;
 #endif
-    if (quantize_x) gemv_i8(M, K, group, xq.data(), xs.data(), qp + n0 * K, sp + n0 * G, w, acc.data());
-    else gemv_f32(M, K, group, xf, qp + n0 * K, sp + n0 * G, w, acc.data());
-    for (int64_t m = 0; m < M; m++)
-      gemm::epilogue_row(acc.data() + m * w, w, biasp ? advance(biasp, dt, n0) : nullptr, dt, act,
-                         advance(out.raw(), dt, m * N + n0));
+  const int64_t block = direct ? N : 64;
+  auto cols = [&](int64_t c0, int64_t c1) {
+    std::vector<float> acc, sbuf;
+    for (int64_t n0 = c0; n0 < c1; n0 += block) {
+      const int64_t w = std::min(block, c1 - n0);
+      acc.resize(size_t(M * w));  // [M][w]
+#if IGNIS_X86
+      if (row512 && sc.dt == DType::f16) qgemv_i8_row512(K, group, xrow, qp + n0 * K, static_cast<const uint16_t*>(sc.p) + n0 * G, w, acc.data());
+      else if (row512) qgemv_i8_row512(K, group, xrow, qp + n0 * K, static_cast<const float*>(sc.p) + n0 * G, w, acc.data());
+      else
+#endif
+      if (quantize_x) gemv_i8(M, K, group, xq.data(), xs.data(), qp + n0 * K, sc.rows(n0, w, sbuf), w, acc.data());
+      else gemv_f32(M, K, group, xf, qp + n0 * K, sc.rows(n0, w, sbuf), w, acc.data());
+      for (int64_t m = 0; m < M; m++)
+        gemm::epilogue_row(acc.data() + m * w, w, biasp ? advance(biasp, dt, n0) : nullptr, dt, act,
+                           advance(out.raw(), dt, m * N + n0));
+    }
   };
   const int64_t grain = std::max<int64_t>(16, (int64_t(1) << 16) / (M * K));
   if (N > grain) pool.parallel_for(N, grain, cols);

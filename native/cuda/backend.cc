@@ -76,6 +76,11 @@ class CudaBackend final : public Backend {
       return e && std::string(e) == "1";
     }();
     if (const auto* m = std::get_if<MatmulQParams>(&p); m && m->quantize_x) return "int8 activations (matmul's int8Activations) are computed on the CPU only";
+    // the int8 kernels read f32 scales
+    const bool f16_scales = (std::holds_alternative<MatmulQParams>(p) && n >= 3 && in[2] == DType::f16) ||
+                            (std::holds_alternative<DequantizeParams>(p) && n >= 2 && in[1] == DType::f16) ||
+                            (std::holds_alternative<QuantizeParams>(p) && std::get<QuantizeParams>(p).scales == DType::f16);
+    if (f16_scales) return "f16 scales (quantize's scales: 'f16') are computed on the CPU only, for now";
     if (lifted) return nullptr;
     // written, not yet run on a GPU (lifted for the device check, as the attention paths below)
     if (std::holds_alternative<RopeParams>(p) && n >= 2) return "per-token positions (rope's positions) are computed on the CPU only, for now";

@@ -11,10 +11,11 @@ void check_group(const Infer& c, int64_t K, int64_t group) {
     c.fail(ErrorCode::Argument, "groupSize " + std::to_string(group) + " must be positive and divide K = " + c.dim_str(K));
 }
 
-// q i8 [N, K] and scales f32 [N, K / group], operands iq and iq + 1.
+// q i8 [N, K] and scales f32 or f16 [N, K / group], operands iq and iq + 1.
 void check_quantized(const Infer& c, int iq, int64_t group) {
   c.require_dtype(iq, DType::i8);
-  c.require_dtype(iq + 1, DType::f32);
+  if (c.dtype(iq + 1) != DType::f32 && c.dtype(iq + 1) != DType::f16)
+    c.fail(ErrorCode::DType, std::string(c.name(iq + 1)) + " must be f32 or f16, got " + dtype_name(c.dtype(iq + 1)));
   c.require_rank(iq, 2, 2);
   check_group(c, c.dim(iq, 1), group);
   const Shape& s = c.shape(iq + 1);
@@ -24,16 +25,18 @@ void check_quantized(const Infer& c, int iq, int64_t group) {
 
 }  // namespace
 
-// w [N, K] -> q i8 [N, K], scales f32 [N, K / group]
+// w [N, K] -> q i8 [N, K], scales [N, K / group] of p.scales (f32 or f16)
 std::vector<Meta> infer_quantize(Infer& c, QuantizeParams& p) {
   c.require_float(0);
   c.require_rank(0, 2, 2);
   const int64_t N = c.dim(0, 0), K = c.fixed(0, 1, "K");
   check_group(c, K, p.group);
-  return {{{N, K}, DType::i8}, {{N, K / p.group}, DType::f32}};
+  if (p.scales != DType::f32 && p.scales != DType::f16)
+    c.fail(ErrorCode::DType, std::string("scales must be f32 or f16, got ") + dtype_name(p.scales));
+  return {{{N, K}, DType::i8}, {{N, K / p.group}, p.scales}};
 }
 
-// q i8 [N, K], scales f32 [N, K / group] -> [N, K] of p.dtype
+// q i8 [N, K], scales f32 or f16 [N, K / group] -> [N, K] of p.dtype
 std::vector<Meta> infer_dequantize(Infer& c, DequantizeParams& p) {
   check_quantized(c, 0, p.group);
   if (!is_float(p.dtype)) c.fail(ErrorCode::DType, "dtype must be f32, f16 or bf16");

@@ -225,9 +225,12 @@ forDevices((device) => {
 
   it(`int8: the logits are the float64 reference's over the weights quantized and dequantized, llama and gemma3 ${device}`, async () => {
     for (const cfg of [tinyLlamaConfig(), tinyGemma3Config({ tie_word_embeddings: false })] as ModelConfig[]) {
-      const name = ctx(`int8 exact ${cfg.model_type} ${device}`);
+      // llama with f32 scales asked for, gemma3 with the default (f16 on the CPU, f32 elsewhere)
+      const asked = cfg.model_type === 'llama' ? 'f32' : undefined;
+      const scales = asked ?? (device === 'cpu' ? 'f16' : 'f32');
+      const name = ctx(`int8 exact ${cfg.model_type} ${scales} scales ${device}`);
       const { dir, w } = await checkpoint(cfg, 'f32');
-      const m = await ignis.loadModel(dir, { device, quantize: 'int8', maxBatch: 2 });
+      const m = await ignis.loadModel(dir, { device, quantize: 'int8', maxBatch: 2, scales: asked });
       try {
         // every linear weight as the loader quantizes it, and the f32 embedding table rounded to
         // bf16 as the loader keeps it
@@ -244,7 +247,7 @@ forDevices((device) => {
           if (t.shape.length !== 2) continue;
           const K = t.shape[1];
           const x = ignis.tensor(Float32Array.from(t.data), { shape: t.shape });
-          const q = ignis.quantize(x, { groupSize: [128, 64, 32].find((g) => K % g === 0) ?? K });
+          const q = ignis.quantize(x, { groupSize: [128, 64, 32].find((g) => K % g === 0) ?? K, scales });
           wq.set(n, { shape: t.shape, data: Float64Array.from(await ignis.dequantize(q).data()) });
           x.dispose();
           q.dispose();
@@ -260,7 +263,7 @@ forDevices((device) => {
         const V = cfg.vocab_size;
         const modes = device === 'cpu' ? [false, true] : [false];
         for (const int8Activations of modes) {
-          const ms = int8Activations ? m : await ignis.loadModel(dir, { device, quantize: 'int8', int8Activations: false });
+          const ms = int8Activations ? m : await ignis.loadModel(dir, { device, quantize: 'int8', int8Activations: false, scales: asked });
           try {
             const st = ms.step.createState();
             let last: Float32Array | undefined;
@@ -469,6 +472,8 @@ describe('loadModel errors', () => {
     await expect(ignis.loadModel(dir, { int8Activations: true })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining("int8Activations applies with quantize: 'int8' only") });
     await expect(ignis.loadModel(dir, { quantize: 'int8', int8Activations: 'yes' as unknown as boolean })).rejects.toThrow(TypeError);
     await expect(ignis.loadModel(dir, { maxBatch: 0 })).rejects.toMatchObject({ code: 'E_RANGE' });
+    await expect(ignis.loadModel(dir, { scales: 'f16' })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining("scales applies with quantize: 'int8' only") });
+    await expect(ignis.loadModel(dir, { quantize: 'int8', scales: 'bf16' as 'f16' })).rejects.toMatchObject({ code: 'E_RANGE', message: expect.stringContaining("unknown scales 'bf16'") });
     await expect(ignis.loadModel(dir, { activations: 'f16' as 'f32' })).rejects.toMatchObject({ code: 'E_RANGE', message: expect.stringContaining("unknown activations 'f16'") });
     await expect(ignis.loadModel(dir, { quantize: 'int8', activations: 'weights' })).rejects.toMatchObject({ code: 'E_ARGUMENT', message: expect.stringContaining("activations 'weights' does not apply") });
     if (ignis.info().cuda.available)

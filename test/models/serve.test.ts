@@ -87,7 +87,29 @@ forDevices((device) => {
           await new Promise((r) => setTimeout(r, 5));
           const later = ps.slice(4).map((p, i) => collect(server.generate(p, { maxNewTokens: news[4 + i], eos: false })));
           const got = await Promise.all([...first, ...later]);
-          got.forEach((g, i) => expect(g, `${name}: request ${i} (prompt ${ps[i].length} tokens)`).toEqual(alone[i]));
+          for (let i = 0; i < got.length; i++) {
+            const j = got[i].findIndex((t, k) => t !== alone[i][k]);
+            if (j >= 0 && arch === 'llama int8') {
+              // int8 activations: the batch's attention sums run in another order, and an
+              // activation that sits on a rounding boundary of its int8 step can round the other
+              // way, which moves the logits by up to the int8 activations' own error (~2%). A
+              // token may then differ only where the alone logits of the two tokens are that close.
+              const seq = [...ps[i], ...alone[i].slice(0, j)];
+              const st = model.step.createState();
+              const t = ignis.tensor(Int32Array.from(seq), { shape: [1, seq.length], dtype: 'i32' });
+              const o = await model.step.run({ ids: t, position: 0 }, { state: st });
+              const d = (await o.logits.data()) as Float32Array;
+              const V = cfg.vocab_size as number;
+              const row = d.subarray(d.length - V);
+              const top = Math.max(...row.map(Math.abs));
+              expect(row[alone[i][j]] - row[got[i][j]], `${name}: request ${i} token ${j}: ${got[i][j]} served, ${alone[i][j]} alone`).toBeLessThan(0.02 * top);
+              expect(got[i].length, name).toBe(alone[i].length);
+              for (const x of Object.values(o)) x.dispose();
+              t.dispose();
+              continue;
+            }
+            expect(got[i], `${name}: request ${i} (prompt ${ps[i].length} tokens)`).toEqual(alone[i]);
+          }
           const m = server.metrics();
           expect(m.requests.finished, name).toBe(6);
           expect(m.kvBlocks.used, `${name}: every block freed`).toBe(0);

@@ -14,6 +14,24 @@ import { shapeStr } from '../reference/shape';
 
 const FILE = 'test/ops/matmul_q.test.ts';
 
+/** x's rows quantized as the weights are, then sum_g fround(s_w s_x) * sum_k q_w q_x, float64. */
+function w8a8(x: ArrayLike<number>, M: number, q: ArrayLike<number>, scales: ArrayLike<number>, N: number, K: number, g: number): Float64Array {
+  const xq = quantize(x, M, K, g);
+  const G = K / g;
+  const out = new Float64Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let tot = 0;
+      for (let gi = 0; gi < G; gi++) {
+        let is = 0;
+        for (let k = gi * g; k < (gi + 1) * g; k++) is += q[n * K + k] * xq.q[m * K + k];
+        tot += is * Math.fround(scales[n * G + gi] * xq.scales[m * G + gi]);
+      }
+      out[m * N + n] = tot;
+    }
+  return out;
+}
+
 forDevices((dev) => {
   describe('matmul with an int8 weight', () => {
     const K = 256;
@@ -80,23 +98,6 @@ forDevices((dev) => {
   });
 
   describe('int8 activations (integer dot products)', () => {
-    /** x's rows quantized as the weights are, then sum_g fround(s_w s_x) * sum_k q_w q_x, float64. */
-    function w8a8(x: ArrayLike<number>, M: number, q: ArrayLike<number>, scales: ArrayLike<number>, N: number, K: number, g: number): Float64Array {
-      const xq = quantize(x, M, K, g);
-      const G = K / g;
-      const out = new Float64Array(M * N);
-      for (let m = 0; m < M; m++)
-        for (let n = 0; n < N; n++) {
-          let tot = 0;
-          for (let gi = 0; gi < G; gi++) {
-            let is = 0;
-            for (let k = gi * g; k < (gi + 1) * g; k++) is += q[n * K + k] * xq.q[m * K + k];
-            tot += is * Math.fround(scales[n * G + gi] * xq.scales[m * G + gi]);
-          }
-          out[m * N + n] = tot;
-        }
-      return out;
-    }
     const cases: [number, number, number, number][] = [
       // [M, K, N, groupSize]: every decode row count, every group size, groups whose width is not
       // a multiple of 32 (per channel: a tail summed one by one), more rows than a tile takes
@@ -142,5 +143,29 @@ forDevices((dev) => {
       const x1 = await input(c, [1, K], 'f32', dev);
       expect(() => ignis.matmul(x1.t, x1.t, { int8Activations: true })).toThrow(TypeError);
     });
+  });
+  describe('f16 scales', () => {
+    // every path that reads the scales: the GEMVs (1-8 rows; batch 1 on 512-bit VNNI reads them
+    // as stored, with its four row streams and the tail rows), the f32-activation GEMM (9+ rows),
+    // the integer GEMMs (2-16 rows with the weight as AMX's A operand, 17+ packed chunks); the
+    // reference takes the kernel's own f16 scales
+    const cases: [number, number, number, number][] = [
+      [1, 256, 37, 32], [1, 256, 130, 64], [1, 320, 9, 320], [1, 128, 200, 128], [3, 256, 37, 32], [8, 192, 33, 64],
+      [9, 256, 37, 32], [16, 320, 45, 32], [17, 256, 70, 64], [40, 128, 33, 32], [33, 100, 17, 100],
+    ];
+    for (const int8Activations of [false, true]) {
+      for (const [M, K, N, g] of cases) {
+        const name = `qmatmul f16 scales${int8Activations ? ' int8Activations' : ''} x [${M}, ${K}] w [${N}, ${K}] groupSize ${g} ${dev}`;
+        it(name, async () => {
+          if (dev !== 'cpu') return; // f16 scales are CPU-only (quantize refuses them elsewhere: quantize.test.ts)
+          const c = testCase(FILE, name);
+          const { qt, q, scales } = await quantized(c, N, K, g, 'f32', dev, false, 'f16');
+          const x = await input(c, [M, K], 'f32', dev);
+          const out = ignis.matmul(x.t, qt, { int8Activations });
+          const ref = int8Activations ? { data: w8a8(x.x, M, q, scales, N, K, g), shape: [M, N] } : qmatmul(x.x, [M, K], q, scales, N, K, g);
+          await check(out, ref, tolFor('f32'), c.ctx, { dtype: 'f32', device: dev });
+        });
+      }
+    }
   });
 });

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import * as ignis from '../../lib/index';
 import { check, FLOAT_DTYPES, forDevices, quantized, testCase } from '../helpers';
-import { dequantize, quantize } from '../reference/quant';
+import { dequantize, f16Up, quantize } from '../reference/quant';
 import { roundTo } from '../reference/round';
 
 const FILE = 'test/ops/quantize.test.ts';
@@ -111,4 +111,90 @@ forDevices((dev) => {
     });
   });
 
+  describe('f16 scales', () => {
+    const shapes: [number, number, number][] = [
+      [33, 256, 32],
+      [7, 256, 128],
+      [129, 192, 192],
+      [5, 100, 100],
+    ];
+    for (const wDtype of ['f32', 'bf16'] as const) {
+      for (const [N, K, g] of shapes) {
+        const name = `quantize scales f16 [${N}, ${K}] groupSize ${g} ${wDtype} ${dev}`;
+        it(name, async () => {
+          const c = testCase(FILE, name);
+          if (dev !== 'cpu') {
+            const w = ignis.randn([N, K], { device: dev });
+            expect(() => ignis.quantize(w, { groupSize: g, scales: 'f16' })).toThrow(expect.objectContaining({ code: 'E_DEVICE', message: expect.stringContaining('f16 scales') }));
+            w.dispose();
+            return;
+          }
+          const { w, qt, q, scales } = await quantized(c, N, K, g, wDtype, dev, true, 'f16');
+          expect(qt.scales.dtype, c.ctx).toBe('f16');
+          expect(String(qt), c.ctx).toContain('f16 scales');
+          const ref = quantize(w.x, N, K, g, 'f16');
+          const ref32 = quantize(w.x, N, K, g);
+          for (let i = 0; i < ref.scales.length; i++) {
+            // the f32 scale rounded up onto f16's grid, exactly; at most 2^-10 relative above it
+            if (scales[i] !== ref.scales[i]) expect.fail(`${c.ctx}: scales[${i}] = ${scales[i]}, ref ${ref.scales[i]} (f32 ${ref32.scales[i]})`);
+            if (!(scales[i] >= ref32.scales[i] && scales[i] <= ref32.scales[i] * (1 + 2 ** -10))) expect.fail(`${c.ctx}: scales[${i}] = ${scales[i]} against f32's ${ref32.scales[i]}`);
+          }
+          let offByOne = 0;
+          for (let i = 0; i < ref.q.length; i++) {
+            const d = Math.abs(q[i] - ref.q[i]);
+            if (d === 1 && ref.nearTie[i]) offByOne++;
+            else if (d !== 0) expect.fail(`${c.ctx}: q[${i}] = ${q[i]}, ref ${ref.q[i]}`);
+          }
+          expect(offByOne, c.ctx).toBeLessThanOrEqual(Math.max(2, ref.q.length / 1000));
+          // every weight within half a step of its group's stored scale (+ f32 rounding)
+          const back = await ignis.dequantize(qt).data();
+          const G = K / g;
+          for (let i = 0; i < back.length; i++) {
+            const s = scales[Math.floor(i / K) * G + Math.floor((i % K) / g)];
+            if (!(Math.abs(back[i] - w.x[i]) <= s / 2 + 1e-6 * Math.abs(w.x[i]))) expect.fail(`${c.ctx}: element ${i}: ${back[i]} for ${w.x[i]} (scale ${s})`);
+          }
+          expect(scales[Math.min(1, N - 1) * G], `${c.ctx}: all-zero group's scale`).toBe(1);
+          qt.dispose();
+        });
+      }
+    }
+
+    it(`f16 scales below f16's normal range, and past its largest value ${dev}`, async () => {
+      if (dev !== 'cpu') return;
+      const c = testCase(FILE, `f16 scales range ${dev}`);
+      // groups of 32 with largest magnitudes from 1e-9 to 1e6: scales from far below f16's normal
+      // range (6.1e-5) to near its top
+      const amax = [1e-9, 1e-7, 3e-6, 1e-4, 7e-3, 0.3, 40, 1e6];
+      const K = 32 * amax.length;
+      const values = c.rng.normals(K, 1);
+      for (let k = 0; k < K; k++) values[k] = Math.fround(Math.max(-1, Math.min(1, values[k] / 3)) * amax[Math.floor(k / 32)]);
+      const w = ignis.tensor(Float32Array.from(values), { shape: [1, K] });
+      const qt = ignis.quantize(w, { groupSize: 32, scales: 'f16' });
+      const scales = await qt.scales.data(), q = await qt.q.data(), back = await ignis.dequantize(qt).data();
+      for (let gi = 0; gi < amax.length; gi++) {
+        let m = 0;
+        for (let k = gi * 32; k < gi * 32 + 32; k++) m = Math.max(m, Math.abs(values[k]));
+        expect(scales[gi], `group ${gi}`).toBe(f16Up(Math.fround(m / 127)));
+        for (let k = gi * 32; k < gi * 32 + 32; k++) {
+          expect(Math.abs(q[k]), `q[${k}]`).toBeLessThanOrEqual(127);
+          // half a step of the stored scale: with f32 scales m / 254, here at most 2^-25 more
+          expect(Math.abs(back[k] - values[k]), `element ${k}`).toBeLessThanOrEqual(scales[gi] / 2 + 1e-6 * Math.abs(values[k]));
+          expect(Math.abs(back[k] - values[k]), `element ${k}`).toBeLessThanOrEqual((m / 254) * (1 + 2 ** -10) + 2 ** -25 + 1e-6 * Math.abs(values[k]));
+        }
+      }
+      w.dispose();
+      qt.dispose();
+      // past 127 * 65504 (and an infinite weight): E_RANGE naming the row and group
+      for (const big of [9e6, Infinity]) {
+        const b = ignis.tensor(Float32Array.from({ length: 64 }, (_, i) => (i === 40 ? big : 1)), { shape: [2, 32] });
+        const bq = ignis.quantize(b, { groupSize: 32, scales: 'f16' });
+        await expect(bq.scales.data()).rejects.toThrow(expect.objectContaining({ code: 'E_RANGE', message: expect.stringContaining('row 1, group 0') }));
+        b.dispose();
+        bq.dispose();
+      }
+      const x = ignis.randn([4, 4]);
+      expect(() => ignis.quantize(x, { scales: 'bf16' as 'f16' })).toThrow(expect.objectContaining({ code: 'E_RANGE', message: expect.stringContaining("unknown scales 'bf16'") }));
+      x.dispose();
+    });
+  });
 });

@@ -5,7 +5,7 @@
 
 import type { ActivationName } from './activation';
 import { linear } from './matmul';
-import { roundHalfEven } from './round';
+import { f16Bits, f16BitsToNumber, roundHalfEven } from './round';
 import type { Ref, Shape } from './shape';
 
 export interface QuantRef {
@@ -15,8 +15,16 @@ export interface QuantRef {
   nearTie: Uint8Array;
 }
 
-/** w must already be rounded to the weight's dtype. */
-export function quantize(w: ArrayLike<number>, N: number, K: number, groupSize: number): QuantRef {
+/** The least f16 value >= x (x > 0): Infinity past f16's largest. */
+export function f16Up(x: number): number {
+  let h = f16Bits(x);
+  if (f16BitsToNumber(h) < x) h++;
+  return f16BitsToNumber(h);
+}
+
+/** w must already be rounded to the weight's dtype. scales 'f16': each group's f32 scale rounded
+ * up onto f16's grid, q taken against that. */
+export function quantize(w: ArrayLike<number>, N: number, K: number, groupSize: number, scaleDtype: 'f32' | 'f16' = 'f32'): QuantRef {
   if (K % groupSize !== 0) throw new Error('quantize reference: groupSize must divide K');
   const G = K / groupSize;
   const q = new Int32Array(N * K);
@@ -27,7 +35,8 @@ export function quantize(w: ArrayLike<number>, N: number, K: number, groupSize: 
       const base = n * K + g * groupSize;
       let maxAbs = 0;
       for (let k = 0; k < groupSize; k++) maxAbs = Math.max(maxAbs, Math.abs(w[base + k]));
-      const scale = maxAbs === 0 ? 1 : Math.fround(maxAbs / 127);
+      const s32 = maxAbs === 0 ? 1 : Math.fround(maxAbs / 127);
+      const scale = scaleDtype === 'f16' ? f16Up(s32) : s32;
       scales[n * G + g] = scale;
       for (let k = 0; k < groupSize; k++) {
         const exact = w[base + k] / scale; // float64
