@@ -32,6 +32,10 @@ const cases: MatmulCase[] = [
   { a: [1, 7], b: [33, 7], transposeB: true },
   { a: [33, 129], b: [7, 129], transposeB: true },
   { a: [129, 64], b: [129, 64], transposeB: true },
+  // batch 1, transposed: 8 row streams an eighth of the rows apart and the rows left, on each
+  // thread's share of the columns (K not a multiple of 8, nor of a line)
+  { a: [1, 300], b: [1030, 300], transposeB: true },
+  { a: [1, 2, 300], b: [1, 1023, 300], transposeB: true },
   // transposed with M > 8 and an even K: bf16 through vdpbf16ps where the CPU has AVX512_BF16
   // (6-row tiles and a remainder, 32-column chunks and a part, K of one pair)
   { a: [13, 2], b: [33, 2], transposeB: true },
