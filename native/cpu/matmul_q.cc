@@ -366,6 +366,15 @@ constexpr int64_t kRowPrefetch = 2048;
 // out[r * rs], r < R = the row against weight rows r * rs (q: row stride K; s: the rows' scales,
 // f32 or f16 (S = uint16_t), row stride G). A tile's rows lie rs rows apart, so that tile after
 // tile each of its R streams reads on through contiguous memory (see qgemv_i8_row512).
+// XRow's |x| and sign bits of xq [K] (K a multiple of 64), 64 at a time.
+IGNIS_AVX512 void xrow_signs(const int8_t* xq, int64_t K, uint8_t* ax, uint64_t* neg) {
+  for (int64_t c = 0; c < K / 64; c++) {
+    const __m512i v = _mm512_loadu_si512(xq + c * 64);
+    _mm512_storeu_si512(ax + c * 64, _mm512_abs_epi8(v));  // |x| <= 127
+    neg[c] = _cvtmask64_u64(_mm512_movepi8_mask(v));
+  }
+}
+
 template <int R, class S>
 IGNIS_AVX512_VNNI void qrow_tile(int64_t K, int64_t group, const XRow& x, const int8_t* q, const S* s, int64_t rs,
                                  float* out) {
@@ -922,14 +931,10 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
   std::vector<float> sxe;
   if (row512) {
     ax.resize(size_t(K));
-    neg.assign(size_t(K / 64), 0);
+    neg.resize(size_t(K / 64));
     sxe.resize(size_t(K / 64 * 16));
-    for (int64_t k = 0; k < K; k++) {
-      const int8_t v = xq[size_t(k)];
-      ax[size_t(k)] = uint8_t(v < 0 ? -v : v);
-      if (v < 0) neg[size_t(k / 64)] |= uint64_t(1) << (k % 64);
-    }
-    for (int64_t l = 0; l < K / 4; l++) sxe[size_t(l)] = xs[size_t(l * 4 / group)];
+    xrow_signs(xq.data(), K, ax.data(), neg.data());
+    for (int64_t g = 0; g < G; g++) std::fill_n(sxe.begin() + g * group / 4, group / 4, xs[size_t(g)]);
   }
   const XRow xrow{ax.data(), neg.data(), sxe.data()};
 #endif
