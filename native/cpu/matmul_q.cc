@@ -434,6 +434,53 @@ IGNIS_AVX512_VNNI void qgemv_i8_row512(int64_t K, int64_t group, const XRow& x, 
   for (int64_t n = 4 * Q; n < w; n++) qrow_tile<1>(K, group, x, q + n * K, scales + n * G, 1, acc + n);
 }
 
+// f32 activations (the exact mode) at batch 1 on AVX-512: out[r * rs], r < R = x [K] against
+// weight rows r * rs (scales f32 or f16, S = uint16_t), 16 weights a step widened to f32 against
+// x, a group's sums then times its scale. For K and the group multiples of 16.
+template <int R, class S>
+IGNIS_AVX512 void qrow_f32_tile(int64_t K, int64_t group, const float* x, const int8_t* q, const S* s, int64_t rs,
+                                float* out) {
+  const int64_t G = K / group;
+  __m512 tot[R];
+  for (int r = 0; r < R; r++) tot[r] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; g++) {
+    __m512 acc[R];
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t k = g * group; k < (g + 1) * group; k += 16) {
+      if (k % 64 == 0)  // a line a stream (prefetch never faults: a look past the end is harmless)
+        for (int r = 0; r < R; r++)
+          _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(q) + uintptr_t(r * rs * K + k + kRowPrefetch)),
+                       _MM_HINT_T0);
+      const __m512 xv = _mm512_loadu_ps(x + k);
+      for (int r = 0; r < R; r++) {
+        const __m128i w8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + r * rs * K + k));
+        // (masked: GCC 12's -Wmaybe-uninitialized flags the unmasked widenings)
+        acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, _mm512_maskz_cvtepi8_epi32(0xffff, w8)), xv, acc[r]);
+      }
+    }
+    for (int r = 0; r < R; r++) {
+      float sg;
+      if constexpr (std::is_same_v<S, float>) sg = s[r * rs * G + g];
+      else sg = _cvtsh_ss(s[r * rs * G + g]);
+      tot[r] = _mm512_fmadd_ps(acc[r], _mm512_set1_ps(sg), tot[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) {  // (through memory: see qrow_tile)
+    alignas(64) float t[16];
+    _mm512_store_ps(t, tot[r]);
+    out[r * rs] = hsum8(_mm256_add_ps(_mm256_load_ps(t), _mm256_load_ps(t + 8)));
+  }
+}
+
+// acc [w] = x [K] against q rows [0, w): four long streams, as qgemv_i8_row512.
+template <class S>
+IGNIS_AVX512 void qgemv_f32_row512(int64_t K, int64_t group, const float* x, const int8_t* q, const S* scales,
+                                   int64_t w, float* acc) {
+  const int64_t G = K / group, Q = w / 4;
+  for (int64_t i = 0; i < Q; i++) qrow_f32_tile<4>(K, group, x, q + i * K, scales + i * G, Q, acc + i);
+  for (int64_t n = 4 * Q; n < w; n++) qrow_f32_tile<1>(K, group, x, q + n * K, scales + n * G, 1, acc + n);
+}
+
 IGNIS_QGEMV_I8(avx2, IGNIS_AVX2, dot32_avx2)
 IGNIS_QGEMV_I8(vnni, IGNIS_VNNI, dot32_vnni)
 #undef IGNIS_QGEMV_I8
@@ -942,7 +989,9 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
   // L1), except for the batch-1 VNNI kernel, which reads them as stored
   bool direct = sc.dt == DType::f32;
 #if IGNIS_X86
-  direct = direct || row512;
+  // batch 1, f32 activations, on AVX-512
+  const bool rowf = !quantize_x && M == 1 && has_avx512() && K % 16 == 0 && group % 16 == 0;
+  direct = direct || row512 || rowf;
 #endif
   const int64_t block = direct ? N : 64;
   auto cols = [&](int64_t c0, int64_t c1) {
@@ -953,6 +1002,8 @@ void matmul_q(ThreadPool& pool, const Tensor& out, const Tensor& x, const Tensor
 #if IGNIS_X86
       if (row512 && sc.dt == DType::f16) qgemv_i8_row512(K, group, xrow, qp + n0 * K, static_cast<const uint16_t*>(sc.p) + n0 * G, w, acc.data());
       else if (row512) qgemv_i8_row512(K, group, xrow, qp + n0 * K, static_cast<const float*>(sc.p) + n0 * G, w, acc.data());
+      else if (rowf && sc.dt == DType::f16) qgemv_f32_row512(K, group, xf, qp + n0 * K, static_cast<const uint16_t*>(sc.p) + n0 * G, w, acc.data());
+      else if (rowf) qgemv_f32_row512(K, group, xf, qp + n0 * K, static_cast<const float*>(sc.p) + n0 * G, w, acc.data());
       else
 #endif
       if (quantize_x) gemv_i8(M, K, group, xq.data(), xs.data(), qp + n0 * K, sc.rows(n0, w, sbuf), w, acc.data());

@@ -68,6 +68,10 @@ forDevices((dev) => {
       { x: [12, 600], N: 48, g: 600, w: 'f32' }, // GEMM, per channel: the K blocks from 256 and 512 start inside the group
       { x: [80, 300], N: 520, g: 300, w: 'f32' }, // GEMM, two row blocks, three N blocks of 256 (A packed once), K tail of 44
       { x: [1, 1024], N: 257, g: 1024, w: 'f32' },
+      // batch 1 on AVX-512 (K and the group multiples of 16): groups of 3 steps, four streams and
+      // the rows left; else (K = 100) the AVX2 GEMV
+      { x: [1, 48], N: 70, g: 48, w: 'f32', bias: true },
+      { x: [1, 100], N: 20, g: 100, w: 'f32' },
     ];
     for (const dtype of FLOAT_DTYPES) {
       for (const e of extra) {
