@@ -24,14 +24,19 @@ using gemm::kNR;
 
 // The weight's scales [N, G], f32 or f16. The kernels read f32: rows() gives rows [n0, n0 + nr)
 // as f32, in place, or converted into buf (f16: a block's rows at a time, from L1 after).
+// groups(): the same with only groups [g0, g1) of each row filled (the rest of buf unset).
 struct Scales {
   const void* p;
   DType dt;
   int64_t G;
-  const float* rows(int64_t n0, int64_t nr, std::vector<float>& buf) const {
+  const float* rows(int64_t n0, int64_t nr, std::vector<float>& buf) const { return groups(n0, nr, 0, G, buf); }
+  const float* groups(int64_t n0, int64_t nr, int64_t g0, int64_t g1, std::vector<float>& buf) const {
     if (dt == DType::f32) return static_cast<const float*>(p) + n0 * G;
     buf.resize(size_t(nr * G));
-    convert_to_f32(static_cast<const uint16_t*>(p) + n0 * G, DType::f16, buf.data(), size_t(nr * G));
+    const uint16_t* h = static_cast<const uint16_t*>(p) + n0 * G;
+    if (g0 == 0 && g1 == G) convert_to_f32(h, DType::f16, buf.data(), size_t(nr * G));
+    else
+      for (int64_t r = 0; r < nr; r++) convert_to_f32(h + r * G + g0, DType::f16, buf.data() + r * G + g0, size_t(g1 - g0));
     return buf.data();
   }
 };
@@ -93,7 +98,8 @@ void pack_b_q(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t n, fl
   const auto& d = *static_cast<const QuantB*>(ctx);
   const int64_t G = d.K / d.group;
   thread_local std::vector<float> buf;
-  const float* sc = d.scales.rows(j0, n, buf);  // rows [j0, j0 + n)
+  // rows [j0, j0 + n), the groups of K range [k0, k0 + kc)
+  const float* sc = d.scales.groups(j0, n, k0 / d.group, (k0 + kc - 1) / d.group + 1, buf);
   for (int64_t j = 0; j < n; j += kNR) {
     float* panel = dst + (j / kNR) * kc * kNR;
     const int8_t* q = d.q + (j0 + j) * d.K;

@@ -156,6 +156,9 @@ forDevices((dev) => {
     const cases: [number, number, number, number][] = [
       [1, 256, 37, 32], [1, 256, 130, 64], [1, 320, 9, 320], [1, 128, 200, 128], [3, 256, 37, 32], [8, 192, 33, 64],
       [9, 256, 37, 32], [16, 320, 45, 32], [17, 256, 70, 64], [40, 128, 33, 32], [33, 100, 17, 100],
+      // the f32-activation GEMM's K blocks, whose scales are converted a block's groups at a time
+      // (several blocks; per channel, the group inside every block)
+      [20, 1152, 40, 128], [12, 600, 48, 600],
     ];
     for (const int8Activations of [false, true]) {
       for (const [M, K, N, g] of cases) {
