@@ -139,6 +139,8 @@ IGNIS_AVX2 void kernel_avx2(int64_t kc, const float* a, const float* b, float* c
       acc[r][1] = _mm256_add_ps(acc[r][1], odd[r][1]);
     }
   }
+  // unrolled: 2048^3 on two threads ~2% faster at this level (three alternated runs of each build)
+#pragma GCC unroll 4
   for (; k < kc; k++) {
     _mm_prefetch(reinterpret_cast<const char*>(b + pf), _MM_HINT_T0);
     const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
