@@ -9,16 +9,19 @@ import type { Device } from './device';
 import * as v from './validate';
 
 export const GROUP_SIZES = [32, 64, 128] as const;
+/** The dtypes a QuantizedTensor's scales may have (quantize's scales). */
+export const SCALE_DTYPES = ['f32', 'f16'] as const;
+export type ScaleDtype = (typeof SCALE_DTYPES)[number];
 
 export class QuantizedTensor {
   readonly q: Tensor<'i8'>;
-  readonly scales: Tensor<'f32' | 'f16'>;
+  readonly scales: Tensor<ScaleDtype>;
   readonly groupSize: number;
 
   /** @internal Made by ignis.quantize (or a model loader from stored q and scales). */
   constructor(q: Tensor, scales: Tensor, groupSize: number) {
     this.q = q as Tensor<'i8'>;
-    this.scales = scales as Tensor<'f32' | 'f16'>;
+    this.scales = scales as Tensor<ScaleDtype>;
     this.groupSize = groupSize;
   }
 
@@ -61,7 +64,7 @@ export interface QuantizeOptions {
    * group instead of 4 (Q8_0's layout: 34 bytes a group of 32 instead of 36). A group whose
    * largest magnitude passes 127 * 65504 is an E_RANGE error. On the CPU only, for now.
    */
-  scales?: 'f32' | 'f16';
+  scales?: ScaleDtype;
 }
 
 /** Symmetric int8 quantization of w [N, K] in groups of groupSize along K (default: per channel). */
@@ -71,7 +74,7 @@ export function quantize(w: Tensor, opts?: QuantizeOptions): QuantizedTensor {
   const o = v.options<QuantizeOptions>(op, opts, ['groupSize', 'scales']);
   if (w.rank !== 2) throw new IgnisError('E_SHAPE', `${op}: w must be [N, K], got ${v.shapeStr(w.shape)}`);
   const g = checkGroupSize(op, o.groupSize, w.shape[1]);
-  const scalesDtype = v.oneOf(op, 'scales', o.scales, ['f32', 'f16'] as const, 'f32');
+  const scalesDtype = v.oneOf(op, 'scales', o.scales, SCALE_DTYPES, 'f32');
   const [q, scales] = callOp('quantize', [h], { groupSize: g, scales: scalesDtype });
   return new QuantizedTensor(q, scales, g);
 }

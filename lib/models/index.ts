@@ -13,6 +13,7 @@ import type { DType } from '../dtype';
 import { tensor, Tensor } from '../tensor';
 import type { Device } from '../device';
 import * as v from '../validate';
+import { SCALE_DTYPES, type ScaleDtype } from '../quant';
 import { buildGpt2, buildGpt2Serve, disposeGpt2, Gpt2Config, gpt2Config, gpt2Tensors, Gpt2Weights, loadGpt2 } from './gpt2';
 import { buildLlama, buildLlamaServe, disposeLlama, LlamaConfig, llamaConfig, llamaTensors, LlamaWeights, loadLlama } from './llama';
 import { Server, serveOptions, ServeOptions } from './serve';
@@ -51,7 +52,7 @@ export interface LoadModelOptions {
    * each group's scale rounded up onto f16's grid (the weights' error bound kept; llama.cpp Q8_0's
    * bytes, ~5% less to read a decode step than 'f32'). 'f32', the default elsewhere (CUDA's int8
    * kernels read f32 scales). */
-  scales?: 'f32' | 'f16';
+  scales?: ScaleDtype;
   /** the longest sequence (prompt + generated) a state holds; default min(context, 2048) */
   maxSeq?: number;
   /** the most sequences one forward or state handles at once; default 1 */
@@ -526,7 +527,7 @@ export async function loadModel(dir: string, opts?: LoadModelOptions): Promise<L
   if (o.int8Activations === true && device !== 'cpu') throw new IgnisError('E_DEVICE', `${op}: int8Activations are computed on the CPU only (device ${device})`);
   const int8Activations = o.quantize === 'int8' && device === 'cpu' && v.bool(op, 'int8Activations', o.int8Activations, true);
   if (o.scales !== undefined && o.quantize !== 'int8') throw new IgnisError('E_ARGUMENT', `${op}: scales applies with quantize: 'int8' only`);
-  const scales = v.oneOf(op, 'scales', o.scales, ['f32', 'f16'] as const, device === 'cpu' ? 'f16' : 'f32');
+  const scales = v.oneOf(op, 'scales', o.scales, SCALE_DTYPES, device === 'cpu' ? 'f16' : 'f32');
   const maxBatch = v.int(op, 'maxBatch', o.maxBatch, 1, 1);
   let raw: Record<string, unknown>;
   const cfgPath = path.join(dir, 'config.json');

@@ -4,7 +4,7 @@ import { IgnisError } from '../errors';
 import { DTYPE_BYTES, FloatDType } from '../dtype';
 import { GraphBuilder, GraphNode, GraphWeight } from '../graph';
 import { PackedWeight, packWeight } from '../packed';
-import { QuantizedTensor, quantize } from '../quant';
+import { QuantizedTensor, quantize, type ScaleDtype } from '../quant';
 import { TensorSource } from '../safetensors';
 import { Tensor } from '../tensor';
 import type { Device } from '../device';
@@ -14,7 +14,7 @@ export interface WeightOptions {
   quantize?: 'int8';
   groupSize?: number;
   /** int8: the scales' dtype (default f32) */
-  scales?: 'f32' | 'f16';
+  scales?: ScaleDtype;
   device: Device;
   /** 'f32': f32 activations (norms, biases, embeddings' rows) under 16-bit weights */
   activations?: 'f32' | 'weights';

@@ -365,13 +365,6 @@ struct XRow {
   const float* sxe;     // [K / 64][16] x's scale of lane l's group
 };
 
-// How far ahead of its loads each of a tile's weight streams is prefetched, in bytes: measured
-// here, 1-4 KB alike; none is 9% slower.
-constexpr int64_t kRowPrefetch = 2048;
-
-// out[r * rs], r < R = the row against weight rows r * rs (q: row stride K; s: the rows' scales,
-// f32 or f16 (S = uint16_t), row stride G). A tile's rows lie rs rows apart, so that tile after
-// tile each of its R streams reads on through contiguous memory (see qgemv_i8_row512).
 // XRow's |x| and sign bits of xq [K] (K a multiple of 64), 64 at a time.
 IGNIS_AVX512 void xrow_signs(const int8_t* xq, int64_t K, uint8_t* ax, uint64_t* neg) {
   for (int64_t c = 0; c < K / 64; c++) {
@@ -381,6 +374,25 @@ IGNIS_AVX512 void xrow_signs(const int8_t* xq, int64_t K, uint8_t* ax, uint64_t*
   }
 }
 
+// How far ahead of its loads each of a tile's weight streams is prefetched, in bytes: measured
+// here, 1-4 KB alike; none is 9% slower.
+constexpr int64_t kRowPrefetch = 2048;
+
+// A stored scale as f32 (an f16 one widened).
+IGNIS_AVX512 inline float scale_f32(float s) { return s; }
+IGNIS_AVX512 inline float scale_f32(uint16_t h) { return _cvtsh_ss(h); }
+
+// The sum of v's 16 lanes, through memory (GCC 12's -Wmaybe-uninitialized flags the 512-bit
+// reductions).
+IGNIS_AVX512 inline float hsum16(__m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  return hsum8(_mm256_add_ps(_mm256_load_ps(t), _mm256_load_ps(t + 8)));
+}
+
+// out[r * rs], r < R = the row against weight rows r * rs (q: row stride K; s: the rows' scales,
+// f32 or f16 (S = uint16_t), row stride G). A tile's rows lie rs rows apart, so that tile after
+// tile each of its R streams reads on through contiguous memory (see qgemv_i8_row512).
 template <int R, class S>
 IGNIS_AVX512_VNNI void qrow_tile(int64_t K, int64_t group, const XRow& x, const int8_t* q, const S* s, int64_t rs,
                                  float* out) {
@@ -412,19 +424,13 @@ IGNIS_AVX512_VNNI void qrow_tile(int64_t K, int64_t group, const XRow& x, const 
         }
         sw = _mm512_maskz_permutexvar_ps(0xffff, halves, _mm512_zextps128_ps512(two));
       } else {
-        if constexpr (std::is_same_v<S, float>) sw = _mm512_set1_ps(sr[c * 64 / group]);
-        else sw = _mm512_set1_ps(_cvtsh_ss(sr[c * 64 / group]));
+        sw = _mm512_set1_ps(scale_f32(sr[c * 64 / group]));
       }
       tot[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, is), _mm512_mul_ps(sw, sx), tot[r]);
     }
   }
-  // (the masked permute above, the sum through memory here: GCC 12's -Wmaybe-uninitialized flags
-  // the unmasked permute and the 512-bit reductions)
-  for (int r = 0; r < R; r++) {
-    alignas(64) float t[16];
-    _mm512_store_ps(t, tot[r]);
-    out[r * rs] = hsum8(_mm256_add_ps(_mm256_load_ps(t), _mm256_load_ps(t + 8)));
-  }
+  // (the masked permute above: GCC 12's -Wmaybe-uninitialized flags the unmasked one)
+  for (int r = 0; r < R; r++) out[r * rs] = hsum16(tot[r]);
 }
 
 // acc [w] = the row against q rows [0, w), four streams at once: tile i takes rows i, i + w/4,
@@ -464,18 +470,9 @@ IGNIS_AVX512 void qrow_f32_tile(int64_t K, int64_t group, const float* x, const 
         acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, _mm512_maskz_cvtepi8_epi32(0xffff, w8)), xv, acc[r]);
       }
     }
-    for (int r = 0; r < R; r++) {
-      float sg;
-      if constexpr (std::is_same_v<S, float>) sg = s[r * rs * G + g];
-      else sg = _cvtsh_ss(s[r * rs * G + g]);
-      tot[r] = _mm512_fmadd_ps(acc[r], _mm512_set1_ps(sg), tot[r]);
-    }
+    for (int r = 0; r < R; r++) tot[r] = _mm512_fmadd_ps(acc[r], _mm512_set1_ps(scale_f32(s[r * rs * G + g])), tot[r]);
   }
-  for (int r = 0; r < R; r++) {  // (through memory: see qrow_tile)
-    alignas(64) float t[16];
-    _mm512_store_ps(t, tot[r]);
-    out[r * rs] = hsum8(_mm256_add_ps(_mm256_load_ps(t), _mm256_load_ps(t + 8)));
-  }
+  for (int r = 0; r < R; r++) out[r * rs] = hsum16(tot[r]);
 }
 
 // acc [w] = x [K] against q rows [0, w): four long streams, as qgemv_i8_row512.

@@ -96,17 +96,16 @@ void quantize(ThreadPool& pool, const Tensor& q, const Tensor& scales, const Ten
         continue;
       }
       quantize_row(src, K, group, qp + n * K, rs.data(), true);
-      uint16_t* sh = static_cast<uint16_t*>(scales.raw()) + n * G;
       for (int64_t g = 0; g < G; g++) {
-        if (std::isinf(rs[size_t(g)])) {
-          float amax = 0.f;
-          for (int64_t k = g * group; k < (g + 1) * group; k++) amax = std::max(amax, std::fabs(src[k]));
-          fail(ErrorCode::Range, "quantize: row " + std::to_string(n) + ", group " + std::to_string(g) +
-                                     ": its largest magnitude " + std::to_string(amax) +
-                                     " needs a scale past f16's largest (65504): quantize with scales 'f32'");
-        }
-        sh[g] = f32_to_f16_bits(rs[size_t(g)]);  // exact: the scale is on f16's grid
+        if (!std::isinf(rs[size_t(g)])) continue;
+        float amax = 0.f;
+        for (int64_t k = g * group; k < (g + 1) * group; k++) amax = std::max(amax, std::fabs(src[k]));
+        fail(ErrorCode::Range, "quantize: row " + std::to_string(n) + ", group " + std::to_string(g) +
+                                   ": its largest magnitude " + std::to_string(amax) +
+                                   " needs a scale past f16's largest (65504): quantize with scales 'f32'");
       }
+      // exact: each scale is on f16's grid
+      convert_from_f32(rs.data(), advance(scales.raw(), DType::f16, n * G), DType::f16, size_t(G));
     }
   });
 }
